@@ -1,0 +1,37 @@
+/**
+ * The error catalog. A code means one failure forever: never reuse or rename a code, retire it.
+ * Every code here is documented in docs/errors.md (test/errors.test.ts keeps the two in step).
+ */
+export const ERROR_CODES = {
+  VET_E_CONFIG: 'An environment variable is missing or invalid.',
+  VET_E_TENANT_INVALID: 'A clinic file in TENANTS_DIR is not valid JSON or does not match the tenant schema.',
+  VET_E_TENANT_DUPLICATE: 'Two clinic files claim the same id or the same phone number.',
+  VET_E_TENANTS_EMPTY: 'TENANTS_DIR holds no clinic file.',
+  VET_E_SIGNATURE: 'A webhook or WebSocket upgrade failed Twilio signature validation.',
+  VET_E_RATE_LIMITED: 'Too many requests failed validation from one address.',
+  VET_E_BAD_REQUEST: 'A webhook body is malformed (missing or repeated fields, wrong content type).',
+  VET_E_ACCOUNT_MISMATCH: 'A webhook came from a Twilio account other than the configured one.',
+  VET_E_UNKNOWN_NUMBER: 'A call arrived for a number no clinic claims.',
+  VET_E_UNKNOWN_CALL: 'A callback names a CallSid this process does not know.',
+  VET_E_STREAM_TOKEN: 'A Media Stream presented a missing, unknown, reused or mismatched stream token.',
+  VET_E_STREAM_TIMEOUT: 'A Media Stream socket sent no valid start message in time.',
+  VET_E_BAD_FRAME: 'A Media Stream frame was malformed and was dropped.',
+  VET_E_CALL_CRASHED: 'An exception inside one call actor ended that call.',
+  VET_E_PROVIDER: 'A speech or agent provider failed.',
+  VET_E_TWILIO_REST: 'A Twilio REST request (transfer, hang-up, recording) failed.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class VetError extends Error {
+  override readonly name = 'VetError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export const isVetError = (e: unknown): e is VetError => e instanceof VetError;
