@@ -1,0 +1,398 @@
+/**
+ * The call statechart: one actor per phone call. States and transitions are the behaviour; every
+ * implementation is named in call.setup.ts. Rules kept here:
+ * - hang-up (stream stop, socket close, terminal status) ends the call from every state;
+ * - an emergency (keyword in a partial or final transcript, or the emergency key) preempts every
+ *   state but `ended`, once; the emergency script cannot be interrupted;
+ * - recording starts only after consent when the clinic requires it;
+ * - every waiting state has a timeout.
+ */
+import { and } from 'xstate';
+import { callSetup, initialContext } from './call.setup.js';
+import type { TtsInput } from './call.actors.js';
+import type { CallContext, ClipId } from './call.types.js';
+
+const EMERGENCY_SPEECH = { guard: 'isEmergencySpeech', target: '#call.emergency' } as const;
+const EMERGENCY_DIGIT = { guard: 'isEmergencyDigit', target: '#call.emergency' } as const;
+
+/** Synthesizer output of the current generation (stale generations are ignored by the actions). */
+const TTS_EVENTS = {
+  'tts.chunk': { actions: 'queueAudio' },
+  'tts.segment': { actions: 'noteSegment' },
+  'tts.done': { actions: 'finishSynthesis' },
+  'tts.error': { guard: 'isCurrentGeneration', actions: 'skipPlayback' },
+} as const;
+
+/** A state that plays one pre-rendered clip; leaving it early clears Twilio's queue. */
+const playsClip = (clip: ClipId | ((context: CallContext) => ClipId)) =>
+  ({
+    exit: 'stopPlayback',
+    invoke: {
+      id: 'tts',
+      src: 'tts',
+      input: ({ context }: { context: CallContext }): TtsInput => ({
+        generation: context.generation,
+        speech: [{ kind: 'clip', clip: typeof clip === 'function' ? clip(context) : clip }],
+        streaming: false,
+      }),
+      onError: { actions: 'skipPlayback' },
+    },
+  }) as const;
+
+const outcome = (o: CallContext['outcome'] & string) => ({ type: 'setOutcome', params: { outcome: o } }) as const;
+
+export const callMachine = callSetup.createMachine({
+  id: 'call',
+  context: ({ input }) => initialContext(input),
+  invoke: [
+    { id: 'vad', src: 'vad', input: ({ context }) => ({ callSid: context.callSid }), onError: { actions: 'markSttDown' } },
+    { id: 'stt', src: 'stt', input: ({ context }) => ({ callSid: context.callSid }), onError: { actions: 'markSttDown' } },
+  ],
+  initial: 'connecting',
+  on: {
+    'twilio.stop': { target: '.ended', actions: outcome('callerHungUp') },
+    'twilio.closed': { target: '.ended', actions: outcome('callerHungUp') },
+    'call.status': { target: '.ended', actions: outcome('callerHungUp') },
+    'call.hangup': { target: '.hangingUp' },
+    'call.recording': { actions: 'storeRecording' },
+    'twilio.mark': { guard: 'isHeardMark', actions: 'noteHeard' },
+    'stt.partial': EMERGENCY_SPEECH,
+    'stt.final': [EMERGENCY_SPEECH, { actions: 'appendTranscript' }],
+    'stt.error': { actions: 'markSttDown' },
+    'twilio.dtmf': [EMERGENCY_DIGIT, { actions: 'collectDigit' }],
+    'dtmf.timeout': { actions: 'flushDigits' },
+    'dtmf.entered': [
+      { guard: 'menuEmergency', target: '.emergency' },
+      { guard: 'menuTransfer', target: '.transferring', actions: 'setTransferFromMenu' },
+      { guard: 'menuHangup', target: '.hangingUp' },
+      { guard: 'menuAgent', target: '.reply', actions: 'takeDigitTurn' },
+      // "repeat", or a key the menu does not know: say the menu (not before consent is settled).
+      { guard: 'consentSettled', target: '.listening.menu' },
+    ],
+  },
+  states: {
+    /** /twilio/voice answered; waiting for the Media Stream's start message. */
+    connecting: {
+      on: {
+        'twilio.start': { target: 'greeting', actions: 'assignStream' },
+        'call.status': { target: 'ended', actions: outcome('notConnected') },
+      },
+      after: { streamStartTimeout: { target: 'ended', actions: outcome('noStream') } },
+    },
+
+    /** The clinic greeting; not interruptible (caller words are kept for the first turn). */
+    greeting: {
+      entry: 'beginPlayback',
+      ...playsClip('greeting'),
+      on: TTS_EVENTS,
+      always: [
+        { guard: and(['playbackComplete', 'consentRequired']), target: 'consent' },
+        { guard: 'playbackComplete', target: 'listening', actions: 'startRecordingIfAllowed' },
+      ],
+      after: {
+        promptTimeout: [
+          { guard: 'consentRequired', target: 'consent' },
+          { target: 'listening', actions: 'startRecordingIfAllowed' },
+        ],
+      },
+    },
+
+    /** Recording / AI notice and a yes or no (speech, or keys 1 and 2). Not interruptible. */
+    consent: {
+      initial: 'asking',
+      on: {
+        'stt.final': [EMERGENCY_SPEECH, { actions: 'noteConsentAnswer' }],
+        'twilio.dtmf': [EMERGENCY_DIGIT, { actions: 'noteConsentAnswer' }],
+      },
+      states: {
+        asking: {
+          entry: ['beginPlayback', 'countConsentAsk'],
+          ...playsClip('consent'),
+          on: TTS_EVENTS,
+          always: [
+            { guard: and(['playbackComplete', 'answeredYesEarly']), target: 'granted' },
+            { guard: and(['playbackComplete', 'answeredNoEarly']), target: 'refused' },
+            { guard: 'playbackComplete', target: 'waiting' },
+          ],
+          after: { promptTimeout: 'waiting' },
+        },
+        waiting: {
+          on: {
+            'stt.final': [EMERGENCY_SPEECH, { guard: 'saidYes', target: 'granted' }, { guard: 'saidNo', target: 'refused' }],
+            'twilio.dtmf': [EMERGENCY_DIGIT, { guard: 'pressedYes', target: 'granted' }, { guard: 'pressedNo', target: 'refused' }],
+          },
+          after: { consentAnswerTimeout: [{ guard: 'mayAskConsentAgain', target: 'asking' }, { target: 'refused' }] },
+        },
+        granted: { entry: ['giveConsent', 'startRecordingIfAllowed'], always: '#call.listening' },
+        refused: {
+          entry: 'refuseConsent',
+          always: [
+            { guard: 'refusalMeansTransfer', target: '#call.transferring', actions: 'setTransferFrontDesk' },
+            { target: '#call.listening' },
+          ],
+        },
+      },
+    },
+
+    /** The caller's turn: VAD and STT decide when it ends; a silence ladder covers quiet callers. */
+    listening: {
+      entry: 'vadListening',
+      initial: 'waiting',
+      states: {
+        waiting: {
+          always: { guard: 'hasTurnText', target: 'pausing' },
+          on: { 'vad.speechStart': { target: 'hearing', actions: 'resetSilence' } },
+          after: {
+            silencePrompt: [
+              { guard: 'silencePromptsExhausted', target: '#call.hangingUp', actions: outcome('silence') },
+              { target: 'nudging' },
+            ],
+          },
+        },
+        /** "Are you still there?" (then a hint to press 0). The caller may talk over it. */
+        nudging: {
+          entry: ['beginPlayback', 'countSilencePrompt'],
+          ...playsClip((c) => (c.silencePrompts > 1 ? 'nudge' : 'stillThere')),
+          on: { ...TTS_EVENTS, 'vad.speechStart': { target: 'hearing', actions: 'resetSilence' } },
+          always: { guard: 'playbackComplete', target: 'waiting' },
+          after: { promptTimeout: 'waiting' },
+        },
+        hearing: {
+          on: { 'vad.speechEnd': { target: 'transcribing', actions: 'noteSpeechEnd' } },
+          after: { maxUtterance: 'transcribing' },
+        },
+        /** The caller paused; the recognizer owes us the final transcript of that segment. */
+        transcribing: {
+          on: {
+            'stt.final': [EMERGENCY_SPEECH, { target: 'pausing', actions: 'appendTranscript' }],
+            'vad.speechStart': 'hearing',
+          },
+          after: { sttFinalTimeout: [{ guard: 'hasTurnText', target: 'pausing' }, { target: 'reprompting' }] },
+        },
+        /** End-of-turn window: speech resuming keeps the turn open. */
+        pausing: {
+          on: { 'vad.speechStart': 'hearing' },
+          after: { endOfTurn: [{ guard: 'hasTurnText', target: '#call.reply' }, { target: 'waiting' }] },
+        },
+        /** "Sorry, could you say that again?" */
+        reprompting: {
+          entry: ['beginPlayback', 'countFailedTurn'],
+          ...playsClip('sayAgain'),
+          on: { ...TTS_EVENTS, 'vad.speechStart': 'hearing' },
+          always: [{ guard: and(['playbackComplete', 'tooManyFailedTurns']), target: 'menu' }, { guard: 'playbackComplete', target: 'waiting' }],
+          after: { promptTimeout: 'waiting' },
+        },
+        /** Something went wrong with a reply: apologise, keep the caller. */
+        apologizing: {
+          entry: ['beginPlayback', 'countFailedTurn'],
+          ...playsClip('apology'),
+          on: { ...TTS_EVENTS, 'vad.speechStart': 'hearing' },
+          always: [{ guard: and(['playbackComplete', 'tooManyFailedTurns']), target: 'menu' }, { guard: 'playbackComplete', target: 'waiting' }],
+          after: { promptTimeout: 'waiting' },
+        },
+        /** The clinic's key menu: offered after repeated failures, on request, or for an unknown key. */
+        menu: {
+          entry: ['beginPlayback', 'clearTurn'],
+          ...playsClip('menu'),
+          on: { ...TTS_EVENTS, 'vad.speechStart': 'hearing' },
+          always: { guard: 'playbackComplete', target: 'waiting' },
+          after: { promptTimeout: 'waiting' },
+        },
+      },
+    },
+
+    /**
+     * One reply: the agent streams text, each finished sentence is synthesized and played. Agent and
+     * synthesizer live as long as this state, so leaving it (hang-up, emergency, a confirmed
+     * interruption) cancels both.
+     */
+    reply: {
+      entry: 'startReply',
+      exit: 'stopPlayback',
+      invoke: [
+        {
+          id: 'agent',
+          src: 'agent',
+          input: ({ context }) => ({
+            generation: context.generation,
+            transcript: context.history.at(-1)?.text ?? '',
+            history: context.history.slice(0, -1),
+          }),
+          onError: { target: '#call.listening.apologizing' },
+        },
+        {
+          id: 'tts',
+          src: 'tts',
+          input: ({ context }) => ({ generation: context.generation, speech: [], streaming: true }),
+          onError: { target: '#call.listening.apologizing' },
+        },
+      ],
+      on: {
+        'agent.delta': { guard: 'isCurrentReply', actions: 'appendReplyText' },
+        'agent.expect': { guard: 'isCurrentReply', actions: 'assignExpect' },
+        'agent.appointment': { guard: 'isCurrentReply', actions: 'storeAppointment' },
+        'agent.done': { guard: 'isCurrentReply', actions: 'finishReply' },
+        'agent.error': { guard: 'isCurrentReply', target: '#call.listening.apologizing' },
+        ...TTS_EVENTS,
+        'tts.error': { guard: 'isCurrentGeneration', target: '#call.listening.apologizing' },
+      },
+      after: { replyTimeout: { guard: 'agentStillWorking', target: '#call.listening.apologizing' } },
+      initial: 'thinking',
+      states: {
+        /** Waiting for the first audio; a filler covers slow turns; new caller speech takes the turn back. */
+        thinking: {
+          on: {
+            'tts.chunk': { target: 'speaking', actions: 'queueAudio' },
+            'vad.speechStart': { target: '#call.listening.hearing', actions: 'reopenTurn' },
+          },
+          always: { guard: 'replySaidNothing', target: 'done' },
+          after: { filler: { actions: 'playFiller' }, thinkingTimeout: '#call.listening.apologizing' },
+        },
+        /** Reply audio is playing; marks tell what the caller heard. Caller speech (past the echo guard) is a barge-in. */
+        speaking: {
+          entry: 'vadSpeaking',
+          exit: 'vadListening',
+          on: { 'vad.speechStart': 'interrupted' },
+          always: { guard: 'replyComplete', target: 'done' },
+          after: { speakingTimeout: 'done' },
+        },
+        /** The caller spoke over us: Twilio's queue is cleared; real words end the reply, a backchannel resumes it. */
+        interrupted: {
+          entry: 'pausePlayback',
+          initial: 'callerTalking',
+          on: {
+            'stt.partial': [EMERGENCY_SPEECH, { guard: 'isRealInterruption', target: '#call.listening.hearing', actions: 'commitInterruptedReply' }],
+          },
+          states: {
+            callerTalking: {
+              on: {
+                'vad.speechEnd': { target: 'judging', actions: 'noteSpeechEnd' },
+                'stt.final': [
+                  EMERGENCY_SPEECH,
+                  { guard: 'isRealInterruption', target: '#call.listening.hearing', actions: ['appendTranscript', 'commitInterruptedReply'] },
+                ],
+              },
+              after: { bargeInConfirm: { target: '#call.listening.hearing', actions: 'commitInterruptedReply' } },
+            },
+            judging: {
+              on: {
+                'stt.final': [
+                  EMERGENCY_SPEECH,
+                  { guard: 'isRealInterruption', target: '#call.listening.pausing', actions: ['appendTranscript', 'commitInterruptedReply'] },
+                  { target: '#call.reply.speaking', actions: 'resumePlayback' },
+                ],
+                'vad.speechStart': 'callerTalking',
+              },
+              after: { interruptJudge: { target: '#call.reply.speaking', actions: 'resumePlayback' } },
+            },
+          },
+        },
+        /** Reply fully heard: commit it and do what the agent asked. */
+        done: {
+          always: [
+            { guard: 'replyWantsEmergency', target: '#call.emergency', actions: 'commitReply' },
+            { guard: 'replyWantsTransfer', target: '#call.transferring', actions: ['setTransferFromReply', 'commitReply'] },
+            { guard: 'replyWantsEnd', target: '#call.hangingUp', actions: ['commitReply', outcome('completed')] },
+            { target: '#call.listening', actions: 'commitReply' },
+          ],
+        },
+      },
+    },
+
+    /** Emergency instructions (never interrupted), then the emergency line or the end of the call. */
+    emergency: {
+      entry: ['recordEmergency', 'beginPlayback'],
+      ...playsClip('emergency'),
+      on: {
+        ...TTS_EVENTS,
+        'stt.partial': {},
+        'stt.final': {},
+        // Keys are ignored here, so no menu entry can be raised while the script plays.
+        'twilio.dtmf': {},
+        'call.hangup': {},
+      },
+      always: [
+        { guard: and(['playbackComplete', 'emergencyHasLine']), target: 'transferring.dialing' },
+        { guard: 'playbackComplete', target: 'hangingUp' },
+      ],
+      after: { promptTimeout: [{ guard: 'emergencyHasLine', target: 'transferring.dialing' }, { target: 'hangingUp' }] },
+    },
+
+    /** Hand the call to a person with a REST update; explicit failure handling so it never ends in silence. */
+    transferring: {
+      initial: 'announcing',
+      on: { 'dtmf.entered': {} },
+      states: {
+        announcing: {
+          entry: 'beginPlayback',
+          ...playsClip('transfer'),
+          on: TTS_EVENTS,
+          always: { guard: 'playbackComplete', target: 'dialing' },
+          after: { promptTimeout: 'dialing' },
+        },
+        dialing: {
+          invoke: {
+            src: 'transfer',
+            input: ({ context }) => context.transfer ?? { target: 'frontDesk' as const, reason: 'unspecified' },
+            onDone: 'handedOff',
+            onError: 'failed',
+          },
+          on: {
+            // Twilio stops the stream as soon as it runs the new TwiML, sometimes before REST answers.
+            'twilio.stop': { target: '#call.ended', actions: outcome('transferred') },
+            'twilio.closed': { target: '#call.ended', actions: outcome('transferred') },
+          },
+          after: { restTimeout: 'failed' },
+        },
+        /** Twilio accepted the <Dial>: it will stop the stream. Never hang up from here. */
+        handedOff: {
+          on: {
+            'twilio.stop': { target: '#call.ended', actions: outcome('transferred') },
+            'twilio.closed': { target: '#call.ended', actions: outcome('transferred') },
+          },
+          after: { handoffTimeout: { target: '#call.ended', actions: outcome('transferred') } },
+        },
+        failed: {
+          entry: 'beginPlayback',
+          ...playsClip((c) => (c.transfer?.target === 'emergency' ? 'emergencyFallback' : 'transferFailed')),
+          on: TTS_EVENTS,
+          always: [
+            { guard: and(['playbackComplete', 'transferIsEmergency']), target: '#call.hangingUp' },
+            { guard: and(['playbackComplete', 'consentPending']), target: '#call.consent' },
+            { guard: 'playbackComplete', target: '#call.listening' },
+          ],
+          after: {
+            promptTimeout: [
+              { guard: 'transferIsEmergency', target: '#call.hangingUp' },
+              { guard: 'consentPending', target: '#call.consent' },
+              { target: '#call.listening' },
+            ],
+          },
+        },
+      },
+    },
+
+    /** Goodbye, then end the call through Twilio REST. */
+    hangingUp: {
+      initial: 'farewell',
+      on: { 'dtmf.entered': {}, 'call.hangup': {} },
+      states: {
+        farewell: {
+          entry: 'beginPlayback',
+          ...playsClip('goodbye'),
+          on: TTS_EVENTS,
+          always: { guard: 'playbackComplete', target: 'requesting' },
+          after: { promptTimeout: 'requesting' },
+        },
+        requesting: {
+          invoke: { src: 'hangup', input: ({ context }) => ({ reason: context.outcome ?? 'completed' }), onDone: '#call.ended', onError: '#call.ended' },
+          after: { restTimeout: '#call.ended' },
+        },
+      },
+    },
+
+    ended: { type: 'final', entry: [outcome('completed'), 'emitEnded'] },
+  },
+});
+
+export type CallMachine = typeof callMachine;

@@ -1,0 +1,341 @@
+/**
+ * setup(): every guard, action, delay and child actor of the call machine, by name. The machine
+ * file refers to names only, so it reads like its diagram and tests can swap any piece.
+ */
+import { assign, emit, enqueueActions, sendTo, setup } from 'xstate';
+import { agentActor, hangupActor, sttActor, transferActor, ttsActor, vadActor } from './call.actors.js';
+import { initialContext } from './call.context.js';
+import type { CallCommand, CallContext, CallEvent, CallInput, Outcome, Playback, Speech } from './call.types.js';
+import { findEmergency, heardText, isRealInterruption, takeSentences, yesNo } from './language.js';
+
+const freshPlayback = (generation: number, epoch: number): Playback => ({
+  generation,
+  epoch,
+  cleared: false,
+  queuedMs: 0,
+  heardMs: 0,
+  synthDone: false,
+  segments: [],
+});
+
+/** 8 bytes of μ-law = 1 ms at 8 kHz. */
+const bytesToMs = (bytes: number) => bytes / 8;
+
+const currentGeneration = (context: CallContext, event: CallEvent) =>
+  'generation' in event && event.generation === context.playback.generation;
+
+const emergencyKeyword = (context: CallContext, event: CallEvent): string | null => {
+  if (event.type !== 'stt.partial' && event.type !== 'stt.final') return null;
+  return findEmergency(event.text, context.tenant.emergency.keywords);
+};
+
+const menuEntry = (context: CallContext, event: CallEvent) =>
+  event.type === 'dtmf.entered' ? (context.tenant.menu[event.digits] ?? null) : null;
+
+const joinText = (a: string, b: string) => (a && b ? `${a} ${b}` : a || b).trim();
+
+/** Everything the agent said this reply that the caller actually heard. */
+const heardReply = (context: CallContext) => heardText(context.playback.segments, context.playback.heardMs);
+
+export const callSetup = setup({
+  types: {
+    context: {} as CallContext,
+    events: {} as CallEvent,
+    input: {} as CallInput,
+    emitted: {} as CallCommand,
+  },
+  actors: {
+    vad: vadActor,
+    stt: sttActor,
+    agent: agentActor,
+    tts: ttsActor,
+    transfer: transferActor,
+    hangup: hangupActor,
+  },
+  delays: {
+    /** Twilio normally starts the stream within a second; past this the call is dead. */
+    streamStartTimeout: 60_000,
+    /** Safety net for a prompt whose marks never come back (socket trouble): we move on instead of waiting forever. */
+    promptTimeout: 45_000,
+    /** Long replies are bounded by the agent; past this something is stuck and the caller hears nothing. */
+    speakingTimeout: 90_000,
+    /** Caller silence before a nudge. Too short nags; too long is dead air. */
+    silencePrompt: ({ context }) => context.tenant.timing.silencePromptMs,
+    /** Silence that ends the caller's turn. Short cuts callers off; long leaves dead air. */
+    endOfTurn: ({ context }) => {
+      const t = context.tenant.timing;
+      const window = context.expect === 'long' ? t.endOfTurnLongMs : context.expect === 'short' ? t.endOfTurnShortMs : t.endOfTurnMs;
+      // The window runs from the end of speech; the transcript may have taken part of it already.
+      const spent = Math.max(0, context.lastFinalAtMs - context.lastSpeechEndAtMs);
+      return Math.max(0, window - spent);
+    },
+    /** A final transcript owed after the caller stopped; past this we ask them to repeat. */
+    sttFinalTimeout: 2_000,
+    /** VAD stuck open (TV, wind): treat the segment as finished. */
+    maxUtterance: 30_000,
+    /** Slow turn: play "One moment." so the caller knows we are there. */
+    filler: ({ context }) => context.tenant.timing.fillerAfterMs,
+    /** No reply at all: apologise rather than leave the caller in silence. */
+    thinkingTimeout: 8_000,
+    /** The agent started but never finished: stop waiting. */
+    replyTimeout: 20_000,
+    /** Caller talking over us this long is a real interruption even before words are recognised. */
+    bargeInConfirm: 1_500,
+    /** After the caller stopped talking over us: wait this long for words before resuming. */
+    interruptJudge: 600,
+    /** Waiting for a yes/no to the recording notice. */
+    consentAnswerTimeout: 8_000,
+    /** Twilio REST (transfer, hang-up) must answer within this. */
+    restTimeout: 6_000,
+    /** After a successful transfer request Twilio stops the stream; if it doesn't, end the actor anyway. */
+    handoffTimeout: 15_000,
+    interDigit: ({ context }) => context.tenant.timing.interDigitMs,
+  },
+  guards: {
+    isEmergencySpeech: ({ context, event }) => context.emergency === null && emergencyKeyword(context, event) !== null,
+    isEmergencyDigit: ({ context, event }) =>
+      context.emergency === null && event.type === 'twilio.dtmf' && event.digit === context.tenant.emergency.digit,
+    consentRequired: ({ context }) => context.tenant.consent.required,
+    consentSettled: ({ context }) => context.consent !== 'pending',
+    consentPending: ({ context }) => context.consent === 'pending',
+    saidYes: ({ event }) => event.type === 'stt.final' && yesNo(event.text) === 'yes',
+    saidNo: ({ event }) => event.type === 'stt.final' && yesNo(event.text) === 'no',
+    pressedYes: ({ event }) => event.type === 'twilio.dtmf' && event.digit === '1',
+    pressedNo: ({ event }) => event.type === 'twilio.dtmf' && event.digit === '2',
+    answeredYesEarly: ({ context }) => context.consentAnswer === 'yes',
+    answeredNoEarly: ({ context }) => context.consentAnswer === 'no',
+    mayAskConsentAgain: ({ context }) => context.consentAsks < 2,
+    refusalMeansTransfer: ({ context }) => context.tenant.consent.onRefusal === 'transfer',
+    playbackComplete: ({ context }) => context.playback.synthDone && context.playback.heardMs >= context.playback.queuedMs,
+    replyComplete: ({ context }) =>
+      context.reply !== null &&
+      context.reply.agentDone &&
+      context.playback.synthDone &&
+      context.playback.heardMs >= context.playback.queuedMs,
+    replyWantsTransfer: ({ context }) => context.reply?.action?.type === 'transfer',
+    replyWantsEnd: ({ context }) => context.reply?.action?.type === 'end',
+    replyWantsEmergency: ({ context }) => context.emergency === null && context.reply?.action?.type === 'emergency',
+    replySaidNothing: ({ context }) => context.reply !== null && context.reply.agentDone && context.reply.text.trim() === '',
+    agentStillWorking: ({ context }) => context.reply !== null && !context.reply.agentDone,
+    hasTurnText: ({ context }) => context.turnText.trim().length > 0,
+    finalHasWords: ({ event }) => event.type === 'stt.final' && event.text.trim().length > 0,
+    silencePromptsExhausted: ({ context }) => context.silencePrompts >= context.tenant.timing.silencePromptsBeforeGoodbye,
+    tooManyFailedTurns: ({ context }) => context.failedTurns >= 3,
+    isRealInterruption: ({ context, event }) =>
+      (event.type === 'stt.partial' || event.type === 'stt.final') &&
+      isRealInterruption(joinText(context.turnText, event.text), context.tenant.backchannels),
+    isCurrentGeneration: ({ context, event }) => currentGeneration(context, event),
+    isCurrentReply: ({ context, event }) => 'generation' in event && context.reply?.generation === event.generation,
+    isHeardMark: ({ context, event }) =>
+      event.type === 'twilio.mark' && event.generation === context.playback.generation && event.epoch === context.playback.epoch,
+    menuTransfer: ({ context, event }) => menuEntry(context, event)?.action === 'transfer',
+    menuEmergency: ({ context, event }) => context.emergency === null && menuEntry(context, event)?.action === 'emergency',
+    menuHangup: ({ context, event }) => menuEntry(context, event)?.action === 'hangup',
+    menuAgent: ({ context, event }) => context.consent !== 'pending' && menuEntry(context, event)?.action === 'agent',
+    emergencyHasLine: ({ context }) => context.tenant.emergency.hasLine,
+    transferIsEmergency: ({ context }) => context.transfer?.target === 'emergency',
+    isSttDown: ({ context }) => context.sttDown,
+  },
+  actions: {
+    assignStream: assign({ streamSid: ({ event }) => (event.type === 'twilio.start' ? event.streamSid : null) }),
+    /** Every spoken item (prompt or reply) gets a new generation; stale chunks and marks are dropped by it. */
+    beginPlayback: assign(({ context }) => ({
+      generation: context.generation + 1,
+      playback: freshPlayback(context.generation + 1, 0),
+    })),
+    queueAudio: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'tts.chunk' || event.generation !== context.playback.generation) return;
+      enqueue.assign({ playback: { ...context.playback, queuedMs: context.playback.queuedMs + bytesToMs(event.audio.length) } });
+      enqueue.emit({ type: 'out.audio', generation: event.generation, audio: event.audio });
+    }),
+    noteSegment: assign({
+      playback: ({ context, event }) =>
+        event.type === 'tts.segment' && event.generation === context.playback.generation
+          ? { ...context.playback, segments: [...context.playback.segments, { text: event.text, endMs: context.playback.queuedMs }] }
+          : context.playback,
+    }),
+    finishSynthesis: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'tts.done' || event.generation !== context.playback.generation) return;
+      enqueue.assign({ playback: { ...context.playback, synthDone: true } });
+      enqueue.emit({ type: 'out.finish', generation: event.generation });
+    }),
+    /** A prompt that cannot be synthesized is skipped rather than leaving the caller in silence. */
+    skipPlayback: assign({ playback: ({ context }) => ({ ...context.playback, synthDone: true, heardMs: context.playback.queuedMs }) }),
+    noteHeard: assign({
+      playback: ({ context, event }) =>
+        event.type === 'twilio.mark' ? { ...context.playback, heardMs: Math.max(context.playback.heardMs, event.endMs) } : context.playback,
+    }),
+    /** Leaving a state mid-playback: drop what Twilio still has queued. */
+    stopPlayback: enqueueActions(({ context, enqueue }) => {
+      const p = context.playback;
+      if (p.cleared || (p.synthDone && p.heardMs >= p.queuedMs)) return;
+      enqueue.assign({ playback: { ...p, epoch: p.epoch + 1, cleared: true } });
+      enqueue.emit({ type: 'out.clear', generation: p.generation });
+    }),
+    /** Barge-in: clear at once, freeze the heard position; LLM and TTS are held, not cancelled. */
+    pausePlayback: enqueueActions(({ context, enqueue }) => {
+      const p = context.playback;
+      enqueue.assign({ playback: { ...p, epoch: p.epoch + 1, cleared: true }, interruptions: context.interruptions + 1 });
+      enqueue.emit({ type: 'out.clear', generation: p.generation });
+    }),
+    resumePlayback: enqueueActions(({ context, enqueue }) => {
+      const p = context.playback;
+      enqueue.assign({ playback: { ...p, cleared: false }, falseInterruptions: context.falseInterruptions + 1, turnText: '' });
+      enqueue.emit({ type: 'out.interrupted', generation: p.generation, heardMs: p.heardMs, confirmed: false });
+      enqueue.emit({ type: 'out.resume', generation: p.generation, fromMs: p.heardMs });
+    }),
+    /** A confirmed interruption: the reply is cut to what was heard and its generation abandoned. */
+    commitInterruptedReply: enqueueActions(({ context, enqueue }) => {
+      const heard = heardReply(context);
+      enqueue.emit({ type: 'out.interrupted', generation: context.playback.generation, heardMs: context.playback.heardMs, confirmed: true });
+      enqueue.assign({
+        history: heard ? [...context.history, { role: 'agent' as const, text: heard }] : context.history,
+        reply: null,
+      });
+    }),
+    vadListening: sendTo('vad', { type: 'vad.mode', mode: 'listening' }),
+    vadSpeaking: sendTo('vad', { type: 'vad.mode', mode: 'speaking' }),
+    appendTranscript: assign(({ context, event }) =>
+      event.type === 'stt.final' ? { turnText: joinText(context.turnText, event.text.trim()), lastFinalAtMs: event.atMs } : {},
+    ),
+    noteSpeechEnd: assign({ lastSpeechEndAtMs: ({ context, event }) => (event.type === 'vad.speechEnd' ? event.atMs : context.lastSpeechEndAtMs) }),
+    resetSilence: assign({ silencePrompts: 0 }),
+    countSilencePrompt: assign({ silencePrompts: ({ context }) => context.silencePrompts + 1 }),
+    countFailedTurn: assign({ failedTurns: ({ context }) => context.failedTurns + 1 }),
+    clearTurn: assign({ turnText: '' }),
+    /** Commit the caller's turn and start a reply generation. */
+    startReply: enqueueActions(({ context, enqueue }) => {
+      const generation = context.generation + 1;
+      const transcript = context.turnText.trim();
+      enqueue.assign({
+        generation,
+        playback: freshPlayback(generation, 0),
+        reply: { generation, text: '', pending: '', agentDone: false, action: null },
+        history: [...context.history, { role: 'caller' as const, text: transcript }],
+        turnText: '',
+        expect: 'normal',
+        silencePrompts: 0,
+      });
+      enqueue.emit({ type: 'out.turn', generation, transcript });
+    }),
+    /** New caller speech while we were still thinking: take the turn back and keep listening. */
+    reopenTurn: assign(({ context }) => {
+      const last = context.history.at(-1);
+      return last?.role === 'caller'
+        ? { history: context.history.slice(0, -1), turnText: joinText(last.text, context.turnText), reply: null }
+        : { reply: null };
+    }),
+    takeDigitTurn: assign({
+      turnText: ({ context, event }) => {
+        const entry = menuEntry(context, event);
+        return event.type === 'dtmf.entered' && entry?.action === 'agent' ? `caller pressed ${event.digits}: ${entry.intent}` : context.turnText;
+      },
+    }),
+    appendReplyText: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'agent.delta' || context.reply?.generation !== event.generation) return;
+      const { sentences, rest } = takeSentences(context.reply.pending + event.text);
+      enqueue.assign({ reply: { ...context.reply, text: context.reply.text + event.text, pending: rest } });
+      for (const text of sentences) enqueue.sendTo('tts', { type: 'tts.say', speech: { kind: 'text', text } satisfies Speech });
+    }),
+    finishReply: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'agent.done' || context.reply?.generation !== event.generation) return;
+      const last = context.reply.pending.trim();
+      if (last) enqueue.sendTo('tts', { type: 'tts.say', speech: { kind: 'text', text: last } satisfies Speech });
+      enqueue.sendTo('tts', { type: 'tts.end' });
+      enqueue.assign({ reply: { ...context.reply, pending: '', agentDone: true, action: event.action } });
+    }),
+    assignExpect: assign({ expect: ({ context, event }) => (event.type === 'agent.expect' ? event.answer : context.expect) }),
+    storeAppointment: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'agent.appointment') return;
+      enqueue.assign({ appointments: [...context.appointments, event.request] });
+      enqueue.emit({ type: 'out.appointment', request: event.request });
+    }),
+    commitReply: assign(({ context }) => {
+      const text = heardReply(context);
+      return {
+        history: text ? [...context.history, { role: 'agent' as const, text }] : context.history,
+        reply: null,
+        failedTurns: 0,
+      };
+    }),
+    playFiller: sendTo('tts', { type: 'tts.say', speech: { kind: 'clip', clip: 'filler' } satisfies Speech }),
+    noteConsentAnswer: assign({
+      consentAnswer: ({ context, event }) => {
+        if (event.type === 'stt.final') return yesNo(event.text) ?? context.consentAnswer;
+        if (event.type === 'twilio.dtmf') return event.digit === '1' ? 'yes' : event.digit === '2' ? 'no' : context.consentAnswer;
+        return context.consentAnswer;
+      },
+    }),
+    countConsentAsk: assign({ consentAsks: ({ context }) => context.consentAsks + 1 }),
+    giveConsent: assign({ consent: 'given' }),
+    refuseConsent: assign({ consent: 'refused' }),
+    /** Recording only ever starts after consent (or when the clinic needs none). */
+    startRecordingIfAllowed: enqueueActions(({ context, enqueue }) => {
+      const allowed = context.consent === 'given' || context.consent === 'notRequired';
+      if (!context.tenant.recordingEnabled || !allowed || context.recording !== 'off') return;
+      enqueue.assign({ recording: 'requested' });
+      enqueue.emit({ type: 'out.startRecording' });
+    }),
+    recordEmergency: enqueueActions(({ context, event, enqueue }) => {
+      const keyword = emergencyKeyword(context, event);
+      const source =
+        keyword !== null
+          ? ({ via: 'speech', keyword } as const)
+          : event.type === 'twilio.dtmf' || event.type === 'dtmf.entered'
+            ? ({ via: 'dtmf', digit: event.type === 'twilio.dtmf' ? event.digit : event.digits } as const)
+            : ({ via: 'agent', reason: context.reply?.action?.reason ?? 'agent' } as const);
+      enqueue.cancel('interDigit');
+      enqueue.assign({
+        emergency: source,
+        transfer: { target: 'emergency', reason: 'emergency' },
+        outcome: context.outcome ?? 'emergency',
+        digits: '',
+      });
+      enqueue.emit({ type: 'out.emergency', source });
+    }),
+    setTransferFromMenu: assign({
+      transfer: ({ context, event }) => {
+        const entry = menuEntry(context, event);
+        return entry?.action === 'transfer' ? { target: entry.target, reason: 'menu' } : context.transfer;
+      },
+    }),
+    setTransferFromReply: assign({
+      transfer: ({ context }) =>
+        context.reply?.action?.type === 'transfer' ? { target: context.reply.action.target, reason: context.reply.action.reason } : context.transfer,
+    }),
+    setTransferFrontDesk: assign({ transfer: { target: 'frontDesk', reason: 'consentRefused' } }),
+    collectDigit: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'twilio.dtmf') return;
+      enqueue.cancel('interDigit');
+      if (event.digit === '#') {
+        enqueue.assign({ digits: '' });
+        if (context.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.digits });
+        return;
+      }
+      const digits = context.digits + event.digit;
+      const keys = Object.keys(context.tenant.menu);
+      const exact = keys.includes(digits);
+      const longer = keys.some((k) => k.length > digits.length && k.startsWith(digits));
+      if ((exact && !longer) || digits.length >= 4) {
+        enqueue.assign({ digits: '' });
+        enqueue.raise({ type: 'dtmf.entered', digits });
+      } else {
+        enqueue.assign({ digits });
+        enqueue.raise({ type: 'dtmf.timeout' }, { id: 'interDigit', delay: 'interDigit' });
+      }
+    }),
+    flushDigits: enqueueActions(({ context, enqueue }) => {
+      enqueue.assign({ digits: '' });
+      if (context.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.digits });
+    }),
+    markSttDown: assign({ sttDown: true }),
+    storeRecording: assign({
+      recordings: ({ context, event }) =>
+        event.type === 'call.recording' ? [...context.recordings, { recordingSid: event.recordingSid, status: event.status }] : context.recordings,
+    }),
+    setOutcome: assign({ outcome: ({ context }, params: { outcome: Outcome }) => context.outcome ?? params.outcome }),
+    emitEnded: emit(({ context }) => ({ type: 'out.ended', outcome: context.outcome ?? 'callerHungUp' }) as const),
+  },
+});
+
+export { initialContext };

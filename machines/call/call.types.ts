@@ -1,0 +1,201 @@
+/**
+ * Types of the call machine: its input, context, the events it accepts and the commands it emits.
+ * Pure data: no I/O. The Twilio edge and the providers translate to and from these.
+ */
+
+/** What a DTMF key does (mirror of the tenant schema's menu, kept here so machines/ stays pure). */
+export type MenuEntry =
+  | { action: 'transfer'; target: TransferTarget; label: string }
+  | { action: 'emergency'; label: string }
+  | { action: 'repeat'; label: string }
+  | { action: 'hangup'; label: string }
+  | { action: 'agent'; intent: string; label: string };
+
+export type TransferTarget = 'frontDesk' | 'emergency';
+
+/** Pre-rendered clips every clinic has (rendered at start-up so they play instantly). */
+export type ClipId =
+  | 'greeting'
+  | 'consent'
+  | 'emergency'
+  | 'emergencyFallback'
+  | 'filler'
+  | 'stillThere'
+  | 'nudge'
+  | 'sayAgain'
+  | 'goodbye'
+  | 'transfer'
+  | 'transferFailed'
+  | 'menu'
+  | 'apology';
+
+/** The slice of a clinic's configuration the machine needs; copied into each call at its start. */
+export interface CallTenant {
+  id: string;
+  consent: { required: boolean; onRefusal: 'continue' | 'transfer' };
+  recordingEnabled: boolean;
+  emergency: { keywords: readonly string[]; digit: string; hasLine: boolean };
+  menu: Readonly<Record<string, MenuEntry>>;
+  backchannels: readonly string[];
+  timing: CallTiming;
+}
+
+export interface CallTiming {
+  silencePromptMs: number;
+  silencePromptsBeforeGoodbye: number;
+  endOfTurnMs: number;
+  endOfTurnShortMs: number;
+  endOfTurnLongMs: number;
+  fillerAfterMs: number;
+  bargeInMinSpeechMs: number;
+  interDigitMs: number;
+}
+
+export interface CallInput {
+  callSid: string;
+  tenant: CallTenant;
+}
+
+export type Speech = { kind: 'clip'; clip: ClipId } | { kind: 'text'; text: string };
+
+export type AgentAction =
+  | { type: 'transfer'; target: TransferTarget; reason: string }
+  | { type: 'end'; reason: string }
+  | { type: 'emergency'; reason: string };
+
+export interface AppointmentRequest {
+  petName: string | null;
+  ownerName: string | null;
+  reason: string | null;
+  preferredTime: string | null;
+}
+
+export type Outcome =
+  /** The caller hung up (stream stop, socket close or a terminal status) during the conversation. */
+  | 'callerHungUp'
+  /** We said goodbye and hung up. */
+  | 'completed'
+  | 'transferred'
+  /** Emergency script played and, when the clinic has one, the call was sent to the emergency line. */
+  | 'emergency'
+  /** The caller stayed silent through every prompt. */
+  | 'silence'
+  /** The Media Stream never started. */
+  | 'noStream'
+  /** Twilio ended the call before the stream started (busy, failed, no-answer, canceled). */
+  | 'notConnected'
+  /** The engine failed; the caller was handed to the fallback menu. */
+  | 'error';
+
+export type EmergencySource = { via: 'speech'; keyword: string } | { via: 'dtmf'; digit: string } | { via: 'agent'; reason: string };
+
+export type CallEvent =
+  // ── Twilio edge ─────────────────────────────────────────────────────────────
+  | { type: 'twilio.start'; streamSid: string }
+  /** A mark echo, decoded from our own mark name `${generation}:${epoch}:${endMs}`. */
+  | { type: 'twilio.mark'; generation: number; epoch: number; endMs: number }
+  | { type: 'twilio.dtmf'; digit: string }
+  | { type: 'twilio.stop' }
+  /** The socket closed without a stop message. */
+  | { type: 'twilio.closed' }
+  | { type: 'call.status'; status: 'completed' | 'busy' | 'failed' | 'no-answer' | 'canceled' }
+  | { type: 'call.recording'; recordingSid: string; status: string }
+  /** The engine wants this call over (shutdown, operator). */
+  | { type: 'call.hangup'; reason: string }
+  // ── child actors ────────────────────────────────────────────────────────────
+  | { type: 'vad.speechStart'; atMs: number }
+  | { type: 'vad.speechEnd'; atMs: number; speechMs: number }
+  | { type: 'stt.partial'; text: string }
+  | { type: 'stt.final'; text: string; atMs: number }
+  | { type: 'stt.error'; message: string }
+  | { type: 'agent.delta'; generation: number; text: string }
+  | { type: 'agent.expect'; generation: number; answer: 'short' | 'normal' | 'long' }
+  | { type: 'agent.appointment'; generation: number; request: AppointmentRequest }
+  | { type: 'agent.done'; generation: number; action: AgentAction | null }
+  | { type: 'agent.error'; generation: number; message: string }
+  | { type: 'tts.chunk'; generation: number; audio: Uint8Array }
+  /** One speech item finished synthesizing; `text` is '' for clips (kept out of the history). */
+  | { type: 'tts.segment'; generation: number; text: string; ms: number }
+  | { type: 'tts.done'; generation: number }
+  | { type: 'tts.error'; generation: number; message: string }
+  // ── raised by the machine itself ────────────────────────────────────────────
+  | { type: 'dtmf.timeout' }
+  | { type: 'dtmf.entered'; digits: string };
+
+/** Commands the machine emits; the edge turns them into Twilio messages and REST calls. */
+export type CallCommand =
+  | { type: 'out.audio'; generation: number; audio: Uint8Array }
+  /** No more audio for this generation: flush the last partial frame. */
+  | { type: 'out.finish'; generation: number }
+  /** Drop queued audio at Twilio (barge-in or preemption). */
+  | { type: 'out.clear'; generation: number }
+  /** Replay this generation's audio from `fromMs` (false interruption). */
+  | { type: 'out.resume'; generation: number; fromMs: number }
+  | { type: 'out.startRecording' }
+  | { type: 'out.emergency'; source: EmergencySource }
+  | { type: 'out.appointment'; request: AppointmentRequest }
+  | { type: 'out.turn'; generation: number; transcript: string }
+  | { type: 'out.interrupted'; generation: number; heardMs: number; confirmed: boolean }
+  | { type: 'out.ended'; outcome: Outcome };
+
+export interface Playback {
+  generation: number;
+  /** Bumped on every clear, so echoes of cleared marks are ignored. */
+  epoch: number;
+  /** Twilio's queue was cleared for this generation (barge-in or preemption) and not resumed. */
+  cleared: boolean;
+  /** Audio handed to the player for this generation. */
+  queuedMs: number;
+  /** Highest acknowledged, non-cleared mark of this generation: what the caller actually heard. */
+  heardMs: number;
+  /** The synthesizer finished this generation (no more chunks). */
+  synthDone: boolean;
+  /** Spoken items and where each ends in the generation's audio timeline (for heard-truncation). */
+  segments: { text: string; endMs: number }[];
+}
+
+export type ChatTurn = { role: 'caller' | 'agent'; text: string };
+
+export interface Reply {
+  generation: number;
+  /** Full text the agent produced. */
+  text: string;
+  /** Text not yet handed to the synthesizer (an unfinished sentence). */
+  pending: string;
+  agentDone: boolean;
+  action: AgentAction | null;
+}
+
+export interface CallContext {
+  callSid: string;
+  tenant: CallTenant;
+  streamSid: string | null;
+  /** Last generation number handed out; every spoken item gets a new one. */
+  generation: number;
+  playback: Playback;
+  reply: Reply | null;
+  history: ChatTurn[];
+  /** The caller's words of the turn in progress (joined finals). */
+  turnText: string;
+  /** Stream time of the last end of caller speech, and of the last final transcript. */
+  lastSpeechEndAtMs: number;
+  lastFinalAtMs: number;
+  /** Endpointing window the agent asked for. */
+  expect: 'short' | 'normal' | 'long';
+  silencePrompts: number;
+  failedTurns: number;
+  digits: string;
+  consent: 'notRequired' | 'pending' | 'given' | 'refused';
+  /** An answer heard while the disclosure was still playing. */
+  consentAnswer: 'yes' | 'no' | null;
+  consentAsks: number;
+  recording: 'off' | 'requested';
+  recordings: { recordingSid: string; status: string }[];
+  emergency: EmergencySource | null;
+  transfer: { target: TransferTarget; reason: string } | null;
+  appointments: AppointmentRequest[];
+  interruptions: number;
+  falseInterruptions: number;
+  sttDown: boolean;
+  outcome: Outcome | null;
+}

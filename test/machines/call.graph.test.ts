@@ -1,0 +1,272 @@
+/**
+ * Model-based tests: @xstate/graph walks the call machine over an abstraction of its context, then
+ * every edge of that graph is replayed on a live actor (simulated clock, inert children) while
+ * inspection records which transitions fired. Prints state and transition coverage; asserts 100 %
+ * and the call's safety invariants over every generated state.
+ */
+import { getAdjacencyMap } from '@xstate/graph';
+import {
+  __unsafe_getAllOwnEventDescriptors,
+  createActor,
+  fromCallback,
+  fromPromise,
+  SimulatedClock,
+  type AnyStateMachine,
+  type AnyStateNode,
+  type AnyTransitionDefinition,
+  type SnapshotFrom,
+} from 'xstate';
+import { describe, expect, it } from 'vitest';
+import { callMachine } from '../../machines/call/call.machine.js';
+import type { CallEvent, CallTenant } from '../../machines/call/call.types.js';
+import { testTenant } from '../support/call-harness.js';
+
+type Snap = SnapshotFrom<typeof callMachine>;
+
+/**
+ * Only what changes behaviour, and only where it does (the reply matters in `reply`, the playback
+ * in states that play, …); counters are capped so the graph stays finite.
+ */
+function abstractState(s: Snap): string {
+  const c = s.context;
+  const p = c.playback;
+  const live = s.status === 'active';
+  const inReply = s.matches('reply');
+  const inListening = s.matches('listening');
+  const keepsWords = inListening || s.matches({ reply: 'interrupted' }) || s.matches('greeting') || s.matches('consent');
+  return JSON.stringify({
+    v: s.value,
+    st: s.status,
+    consent: c.consent,
+    rec: c.recording,
+    em: c.emergency !== null,
+    consentState: s.matches('consent') ? [c.consentAnswer, c.consentAsks] : null,
+    tr: s.matches('transferring') ? c.transfer?.target : null,
+    pb: live && playsAudio(s) ? [p.synthDone, p.heardMs >= p.queuedMs, p.cleared, p.queuedMs > 0] : null,
+    reply: inReply && c.reply ? [c.reply.agentDone, c.reply.action?.type ?? null, c.reply.text.length > 0] : null,
+    turn: keepsWords && c.turnText.length > 0,
+    silence: inListening ? c.silencePrompts : null,
+    failed: inListening || inReply ? Math.min(c.failedTurns, 3) : null,
+    digits: inListening && c.digits.length > 0,
+    expect: inListening ? c.expect : null,
+  });
+}
+
+/** States that play audio (where marks and synthesizer events matter). */
+const PLAYING = new Set([
+  'call.greeting', 'call.emergency', 'call.reply', 'call.consent.asking', 'call.listening.nudging', 'call.listening.reprompting',
+  'call.listening.apologizing', 'call.listening.menu', 'call.transferring.announcing', 'call.transferring.failed', 'call.hangingUp.farewell',
+]);
+const playsAudio = (s: Snap) => s._nodes.some((n) => PLAYING.has(n.id));
+
+/** Events worth trying in a snapshot: everything the edge can send, narrowed to where it matters. */
+function eventsFor(s: Snap): CallEvent[] {
+  const c = s.context;
+  const g = c.playback.generation;
+  const rg = c.reply?.generation ?? g;
+  const inReply = s.matches('reply');
+  const inConsent = s.matches('consent');
+  const inListening = s.matches('listening');
+  const events: CallEvent[] = [
+    { type: 'twilio.start', streamSid: 'MZ1' },
+    { type: 'twilio.stop' },
+    { type: 'twilio.closed' },
+    { type: 'call.status', status: 'completed' },
+    { type: 'call.hangup', reason: 'drain' },
+    { type: 'call.recording', recordingSid: 'RE1', status: 'completed' },
+    { type: 'twilio.dtmf', digit: '9' },
+    { type: 'twilio.dtmf', digit: '0' },
+    { type: 'twilio.dtmf', digit: '1' },
+    { type: 'vad.speechStart', atMs: 0 },
+    { type: 'vad.speechEnd', atMs: 0, speechMs: 500 },
+    { type: 'stt.partial', text: 'my dog is bleeding' },
+    { type: 'stt.final', text: 'what are your hours', atMs: 0 },
+    { type: 'stt.final', text: '', atMs: 0 },
+    { type: 'stt.final', text: 'my cat ate poison', atMs: 0 },
+    { type: 'stt.error', message: 'down' },
+  ];
+  if (playsAudio(s)) {
+    events.push(
+      { type: 'twilio.mark', generation: g, epoch: c.playback.epoch, endMs: c.playback.queuedMs },
+      { type: 'tts.chunk', generation: g, audio: new Uint8Array(800) },
+      { type: 'tts.segment', generation: g, text: inReply ? 'Sure thing.' : '', ms: 100 },
+      { type: 'tts.done', generation: g },
+      { type: 'tts.error', generation: g, message: 'boom' },
+    );
+  }
+  if (inConsent) events.push({ type: 'twilio.dtmf', digit: '2' }, { type: 'stt.final', text: 'yes', atMs: 0 }, { type: 'stt.final', text: 'no', atMs: 0 });
+  if (inListening) {
+    for (const digit of ['*', '3', '4', '7', '#']) events.push({ type: 'twilio.dtmf', digit });
+    events.push({ type: 'dtmf.timeout' });
+  }
+  if (inReply) {
+    events.push(
+      { type: 'stt.partial', text: 'wait stop' },
+      { type: 'stt.final', text: 'mm-hmm', atMs: 0 },
+      { type: 'agent.delta', generation: rg, text: 'Sure thing. ' },
+      { type: 'agent.expect', generation: rg, answer: 'long' },
+      { type: 'agent.appointment', generation: rg, request: { petName: 'Rex', ownerName: 'Sam', reason: 'checkup', preferredTime: 'monday' } },
+      { type: 'agent.done', generation: rg, action: null },
+      { type: 'agent.done', generation: rg, action: { type: 'transfer', target: 'frontDesk', reason: 'asked' } },
+      { type: 'agent.done', generation: rg, action: { type: 'end', reason: 'bye' } },
+      { type: 'agent.done', generation: rg, action: { type: 'emergency', reason: 'bleeding' } },
+      { type: 'agent.error', generation: rg, message: 'boom' },
+    );
+  }
+  // Timers and child completions: the delayed and done/error events the snapshot listens for.
+  for (const type of __unsafe_getAllOwnEventDescriptors(s) as string[]) {
+    if (type.startsWith('xstate.')) events.push({ type } as unknown as CallEvent);
+  }
+  return events;
+}
+
+const inert = callMachine.provide({
+  actors: {
+    vad: fromCallback(() => undefined),
+    stt: fromCallback(() => undefined),
+    agent: fromCallback(() => undefined),
+    tts: fromCallback(() => undefined),
+    transfer: fromPromise(() => new Promise<void>(() => undefined)),
+    hangup: fromPromise(() => new Promise<void>(() => undefined)),
+  },
+});
+
+const base = testTenant();
+const tenants: Record<string, CallTenant> = {
+  consentTransferNoLine: testTenant({
+    consent: { required: true, onRefusal: 'transfer' },
+    emergency: { ...base.emergency, hasLine: false },
+  }),
+  consentContinue: testTenant({ consent: { required: true, onRefusal: 'continue' } }),
+  noConsentWithLine: testTenant({
+    menu: {
+      ...base.menu,
+      '3': { action: 'emergency', label: 'an emergency' },
+      '4': { action: 'hangup', label: 'to end the call' },
+    },
+  }),
+};
+
+type Vertex = { state: Snap; transitions: Record<string, { event: CallEvent; state: Snap }> };
+
+function explore(tenant: CallTenant) {
+  const input = { callSid: 'CA1', tenant };
+  // The limit counts edges examined; the abstraction keeps the graph to a few thousand states.
+  const adjacency = getAdjacencyMap(inert as unknown as AnyStateMachine, { input, events: eventsFor, serializeState: abstractState, limit: 2_000_000 });
+  return { input, adjacency: adjacency as unknown as Record<string, Vertex> };
+}
+
+const allStateNodes = (node: AnyStateNode): AnyStateNode[] => [node, ...Object.values(node.states).flatMap(allStateNodes)];
+const allTransitions = (node: AnyStateNode): AnyTransitionDefinition[] => [
+  ...[...node.transitions.values()].flat(),
+  ...(node.always ?? []),
+];
+const key = (t: AnyTransitionDefinition) => {
+  const type = String(t.eventType);
+  const list: readonly AnyTransitionDefinition[] = type ? (t.source.transitions.get(type) ?? []) : (t.source.always ?? []);
+  return `${String(t.source.id)} ${type || 'always'}#${list.indexOf(t)}`;
+};
+
+describe('call machine graph', () => {
+  const explored = Object.entries(tenants).map(([name, tenant]) => ({ name, ...explore(tenant) }));
+
+  it('replaying the graph edges covers every state and every transition', () => {
+    const statesSeen = new Set<string>();
+    const transitionsSeen = new Set<string>();
+    const replayed = new Set<string>();
+    let edges = 0;
+    for (const { adjacency } of explored) {
+      for (const { state, transitions } of Object.values(adjacency)) {
+        for (const node of state._nodes) statesSeen.add(node.id);
+        if (state.status !== 'active') continue;
+        const from = JSON.stringify(state.value);
+        for (const { event, state: next } of Object.values(transitions)) {
+          // One replay per (source state, event, resulting abstract state): edges that differ only
+          // in context the event does not read take the same transitions.
+          const signature = `${from} ${JSON.stringify(event, (k, v: unknown) => (k === 'generation' || k === 'epoch' || k === 'endMs' ? undefined : v))} ${abstractState(next)}`;
+          if (replayed.has(signature)) continue;
+          replayed.add(signature);
+          // Restore the vertex in a live actor and send the edge's event; inspection reports
+          // every transition taken, eventless ones included.
+          const actor = createActor(inert, {
+            input: { callSid: 'CA1', tenant: state.context.tenant },
+            snapshot: inert.getPersistedSnapshot(state),
+            clock: new SimulatedClock(),
+            inspect: (e) => {
+              if (e.type !== '@xstate.microstep' || e.actorRef !== actor) return;
+              for (const t of e._transitions) transitionsSeen.add(key(t));
+              for (const node of (e.snapshot as typeof state)._nodes) statesSeen.add(node.id);
+            },
+          });
+          actor.subscribe({ error: () => undefined });
+          actor.start();
+          actor.send(event);
+          actor.stop();
+          edges++;
+        }
+      }
+    }
+    const nodes = allStateNodes(callMachine.root);
+    const transitions = nodes.flatMap(allTransitions).map(key);
+    const missingStates = nodes.map((n) => n.id).filter((id) => !statesSeen.has(id));
+    const missingTransitions = transitions.filter((t) => !transitionsSeen.has(t));
+    console.log(
+      `call machine coverage: states ${nodes.length - missingStates.length}/${nodes.length}, ` +
+        `transitions ${transitions.length - missingTransitions.length}/${transitions.length} ` +
+        `(${explored.map((e) => `${e.name}: ${Object.keys(e.adjacency).length} states`).join(', ')}; ${edges} edges replayed)`,
+    );
+    expect(missingStates).toEqual([]);
+    expect(missingTransitions).toEqual([]);
+  }, 120_000);
+
+  it('ended is reachable from every state', () => {
+    for (const { adjacency } of explored) {
+      const ends = new Set(Object.keys(adjacency).filter((k) => adjacency[k]!.state.status === 'done'));
+      for (const from of Object.keys(adjacency)) {
+        const seen = new Set([from]);
+        const queue = [from];
+        let found = ends.has(from);
+        while (!found && queue.length > 0) {
+          for (const { state } of Object.values(adjacency[queue.shift()!]!.transitions)) {
+            const k = abstractState(state);
+            if (ends.has(k)) found = true;
+            if (!seen.has(k)) {
+              seen.add(k);
+              queue.push(k);
+            }
+          }
+        }
+        expect(found, from).toBe(true);
+      }
+    }
+  });
+
+  it('an emergency is one event away from every live state until one has been handled', () => {
+    for (const { adjacency } of explored) {
+      for (const [from, { state, transitions }] of Object.entries(adjacency)) {
+        if (state.status !== 'active' || state.context.emergency !== null) continue;
+        const reaches = Object.values(transitions).some((t) => t.state.matches('emergency'));
+        expect(reaches, from).toBe(true);
+      }
+    }
+  });
+
+  it('with consent required, no reply before the answer and no recording without a yes', () => {
+    for (const [from, { state }] of explored.filter((e) => e.name.startsWith('consent')).flatMap((e) => Object.entries(e.adjacency))) {
+      if (state.context.consent === 'pending') expect(state.matches('reply'), from).toBe(false);
+      if (state.context.consent !== 'given') expect(state.context.recording, from).toBe('off');
+    }
+  });
+
+  it('every waiting state has a timeout or leaves at once', () => {
+    const atomic = allStateNodes(callMachine.root).filter((n) => n.type === 'atomic');
+    for (const node of atomic) {
+      const transient = (node.always ?? []).some((t) => !t.guard);
+      let timed = false;
+      for (let n: AnyStateNode | undefined = node; n && !timed; n = n.parent) {
+        timed = n.after.some((t) => t.target !== undefined && !t.guard) || (n !== node && n.after.some((t) => t.target !== undefined));
+      }
+      expect(transient || timed, node.id).toBe(true);
+    }
+  });
+});

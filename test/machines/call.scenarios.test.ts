@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { createCallHarness, testTenant } from '../support/call-harness.js';
+
+const connect = (h: ReturnType<typeof createCallHarness>) => {
+  h.start();
+  h.send({ type: 'twilio.start', streamSid: 'MZ1' });
+};
+
+describe('call machine on a simulated clock', () => {
+  it('greets, answers a question, and says goodbye when asked', async () => {
+    const h = createCallHarness({
+      agent: [{ text: 'We are open nine to five. Anything else?' }, { text: 'Goodbye!', action: { type: 'end', reason: 'caller' } }],
+    });
+    connect(h);
+    expect(h.matches('greeting')).toBe(true);
+    h.advance(2_000);
+    expect(h.matches({ listening: 'waiting' })).toBe(true);
+    expect(h.commands.some((c) => c.type === 'out.startRecording')).toBe(true);
+    h.say('what are your hours');
+    expect(h.matches({ listening: 'pausing' })).toBe(true);
+    h.advance(600);
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+    h.advance(10_000);
+    expect(h.matches({ listening: 'waiting' })).toBe(true);
+    expect(h.state().context.history).toEqual([
+      { role: 'caller', text: 'what are your hours' },
+      { role: 'agent', text: 'We are open nine to five. Anything else?' },
+    ]);
+    h.say('no thanks bye');
+    h.advance(600);
+    h.advance(5_000);
+    await h.settle();
+    expect(h.restCalls).toEqual(['hangup:completed']);
+    expect(h.state().status).toBe('done');
+    expect(h.commands.at(-1)).toEqual({ type: 'out.ended', outcome: 'completed' });
+  });
+
+  it('barge-in clears at once and cuts the reply to what was heard', () => {
+    const h = createCallHarness({ agent: [{ text: 'Our clinic offers vaccinations, dental care, surgery and boarding for cats and dogs.' }, { text: 'Sure.' }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('what services do you have');
+    h.advance(600);
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+    h.advance(1_200);
+    const before = h.commands.length;
+    h.send({ type: 'vad.speechStart', atMs: 0 });
+    expect(h.commands.slice(before)).toEqual([{ type: 'out.clear', generation: expect.any(Number) as number }]);
+    expect(h.matches({ reply: { interrupted: 'callerTalking' } })).toBe(true);
+    h.send({ type: 'stt.partial', text: 'how much is dental' });
+    expect(h.matches({ listening: 'hearing' })).toBe(true);
+    const agentLine = h.state().context.history.at(-1);
+    expect(agentLine?.role).toBe('agent');
+    expect(agentLine?.text.length).toBeGreaterThan(0);
+    expect(agentLine?.text.length).toBeLessThan(40);
+  });
+
+  it('a backchannel while we speak resumes the reply from the heard position', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('when are you open');
+    h.advance(600 + 1_000);
+    h.send({ type: 'vad.speechStart', atMs: 0 });
+    h.advance(300);
+    h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+    h.send({ type: 'stt.final', text: 'mm-hmm', atMs: 0 });
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+    const resume = h.commands.find((c) => c.type === 'out.resume');
+    expect(resume).toMatchObject({ type: 'out.resume', fromMs: expect.any(Number) as number });
+    expect(h.state().context.falseInterruptions).toBe(1);
+    h.advance(10_000);
+    expect(h.matches({ listening: 'waiting' })).toBe(true);
+  });
+
+  it('emergency words preempt even the greeting, then transfer to the emergency line', () => {
+    const h = createCallHarness();
+    connect(h);
+    h.send({ type: 'stt.partial', text: 'my dog is bleeding' });
+    expect(h.matches('emergency')).toBe(true);
+    expect(h.commands).toContainEqual({ type: 'out.emergency', source: { via: 'speech', keyword: 'bleeding' } });
+    h.send({ type: 'vad.speechStart', atMs: 0 });
+    expect(h.matches('emergency')).toBe(true);
+    h.advance(5_000);
+    expect(h.restCalls).toEqual(['transfer:emergency']);
+  });
+
+  it('"not an emergency" does not trigger the emergency path', () => {
+    const h = createCallHarness();
+    connect(h);
+    h.send({ type: 'stt.partial', text: "it's not an emergency" });
+    expect(h.matches('greeting')).toBe(true);
+  });
+
+  it('consent: nothing is recorded before a yes', () => {
+    const h = createCallHarness({ tenant: testTenant({ consent: { required: true, onRefusal: 'continue' } }) });
+    connect(h);
+    h.advance(2_000);
+    expect(h.matches({ consent: 'asking' })).toBe(true);
+    expect(h.commands.some((c) => c.type === 'out.startRecording')).toBe(false);
+    h.advance(3_000);
+    expect(h.matches({ consent: 'waiting' })).toBe(true);
+    h.say('yes that is fine');
+    expect(h.matches('listening')).toBe(true);
+    expect(h.commands.filter((c) => c.type === 'out.startRecording')).toHaveLength(1);
+  });
+
+  it('silence ladder: two nudges, then goodbye and hang-up', async () => {
+    const h = createCallHarness();
+    connect(h);
+    h.advance(2_000);
+    h.advance(15_000);
+    expect(h.matches({ listening: 'nudging' })).toBe(true);
+    h.advance(2_000 + 15_000);
+    h.advance(2_000 + 15_000);
+    h.advance(3_000);
+    await h.settle();
+    expect(h.state().status).toBe('done');
+    expect(h.state().context.outcome).toBe('silence');
+  });
+
+  it('DTMF 0 mid-reply clears playback and transfers; a failed transfer apologises and keeps listening', async () => {
+    const h = createCallHarness({ transferFails: true, agent: [{ text: 'Let me tell you a long story about our clinic and its history.' }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('tell me about you');
+    h.advance(600 + 500);
+    h.send({ type: 'twilio.dtmf', digit: '0' });
+    expect(h.commands.some((c) => c.type === 'out.clear')).toBe(true);
+    expect(h.matches({ transferring: 'announcing' })).toBe(true);
+    h.advance(3_000);
+    expect(h.restCalls).toEqual(['transfer:frontDesk']);
+    await h.settle();
+    expect(h.matches({ transferring: 'failed' })).toBe(true);
+    h.advance(3_000);
+    expect(h.matches('listening')).toBe(true);
+  });
+
+  it('caller hang-up mid-reply ends the call cleanly', () => {
+    const h = createCallHarness({ agent: [{ text: 'A long answer that will be cut off.' }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('hello');
+    h.advance(700);
+    h.send({ type: 'twilio.stop' });
+    expect(h.state().status).toBe('done');
+    expect(h.state().context.outcome).toBe('callerHungUp');
+    expect(h.restCalls).toEqual([]);
+  });
+
+  it('a slow agent gets a filler after the configured delay', () => {
+    const h = createCallHarness({ agent: [{ text: 'Here you go.', delayMs: 3_000 }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('question');
+    h.advance(600);
+    expect(h.matches({ reply: 'thinking' })).toBe(true);
+    h.advance(1_500);
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+    h.advance(8_000);
+    expect(h.matches({ listening: 'waiting' })).toBe(true);
+    expect(h.state().context.history.at(-1)).toEqual({ role: 'agent', text: 'Here you go.' });
+  });
+});
