@@ -1,0 +1,272 @@
+/**
+ * Environment → AppConfig, parsed once at start-up (src/main.ts) and passed down frozen.
+ * A bad value stops start-up with VET_E_CONFIG: one line per bad variable, naming it and the fix.
+ * Secret values never appear in those lines (they are also scrubbed from every other line).
+ */
+import { isIP } from 'node:net';
+import { inspect } from 'node:util';
+import type { LevelWithSilent } from 'pino';
+import { z } from 'zod';
+import { VetError } from '../errors.js';
+
+export type NodeEnv = 'development' | 'production' | 'test';
+export type SttProviderName = 'openai' | 'local' | 'fake';
+export type TtsProviderName = 'elevenlabs' | 'local' | 'fake';
+export type AgentProviderName = 'openai' | 'local' | 'fake';
+export type VadProviderName = 'energy' | 'local' | 'fake';
+
+/**
+ * Deeply frozen. Absent optional values are `null`. `JSON.stringify(config)` and `util.inspect`
+ * show secrets as "[set]" (a non-enumerable `toJSON`), so logging the config is safe.
+ */
+export interface AppConfig {
+  readonly nodeEnv: NodeEnv;
+  readonly port: number;
+  readonly host: string;
+  /** Origin Twilio calls (no trailing slash). Signed URL = publicBaseUrl + raw path, never the Host header. */
+  readonly publicBaseUrl: string;
+  readonly logLevel: LevelWithSilent;
+  readonly twilio: { readonly accountSid: string | null; readonly authToken: string | null };
+  /** 'on' whenever a token is set; 'off-development' only outside production without one (log it loudly). */
+  readonly webhookValidation: 'on' | 'off-development';
+  readonly openai: { readonly apiKey: string | null; readonly baseUrl: string | null };
+  readonly elevenlabs: { readonly apiKey: string | null; readonly baseUrl: string | null };
+  readonly tenantsDir: string;
+  readonly journalDir: string;
+  /** `auto` already resolved: cloud when its key is set, else local. */
+  readonly providers: {
+    readonly stt: SttProviderName;
+    readonly tts: TtsProviderName;
+    readonly agent: AgentProviderName;
+    readonly vad: VadProviderName;
+  };
+  /** Per-IP limit on requests that fail validation (signature, shape); over it the IP is banned. */
+  readonly rateLimit: { readonly maxFailuresPerMinute: number; readonly banMinutes: number };
+  readonly maxCalls: number;
+  /** Fastify `trustProxy` as an address/CIDR list; null = trust no proxy headers. */
+  readonly trustProxy: readonly string[] | null;
+  readonly inspector: { readonly token: string | null };
+}
+
+const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN'] as const;
+
+/** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
+const shown = (text: string) => {
+  const masked = text.replace(/\/\/[^/@\s]*@/, '//***@').replace(/\?.*$/s, '?***');
+  return JSON.stringify(masked.length > 60 ? `${masked.slice(0, 57)}...` : masked);
+};
+
+type Fix = string | ((text: string) => string);
+
+/**
+ * One variable: `read` returns the value, or undefined when `text` is invalid. Its error line is
+ * `<problem> (got "<text>"); <fix>`; secrets omit the "got" part. The variable name is added later.
+ */
+const variable = <T>(read: (text: string) => T | undefined, problem: string, fix: Fix, o: { secret?: boolean; missing?: string } = {}) =>
+  z.string(o.missing === undefined ? undefined : { error: o.missing }).transform((text, ctx): T => {
+    const value = read(text);
+    if (value !== undefined) return value;
+    const got = o.secret ? '' : ` (got ${shown(text)})`;
+    ctx.addIssue({ code: 'custom', message: `${problem}${got}; ${typeof fix === 'string' ? fix : fix(text)}` });
+    return z.NEVER;
+  });
+
+const integer = (name: string, min: number, max: number, fallback: number) =>
+  variable(
+    (t) => (/^\d{1,9}$/.test(t) && Number(t) >= min && Number(t) <= max ? Number(t) : undefined),
+    `must be an integer ${min}-${max}`,
+    `set ${name}=${fallback} or unset it`,
+  ).default(fallback);
+
+const oneOf = <const V extends readonly string[]>(name: string, values: V, fallback: V[number]) =>
+  variable(
+    (t) => values.find((v): v is V[number] => v === t),
+    `must be one of ${values.join('|')}`,
+    `set ${name}=${fallback} or unset it`,
+  )
+    .optional() // not .default(): zod cannot type a default of a generic literal union
+    .transform((v) => v ?? fallback);
+
+/** Secrets: any value without whitespace (a pasted newline breaks every signature, silently). */
+const secret = (fix: string, missing?: string) =>
+  variable((t) => (/^\S+$/.test(t) ? t : undefined), 'must not contain spaces or line breaks (value not shown)', fix, {
+    secret: true,
+    ...(missing === undefined ? {} : { missing }),
+  });
+
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+const parseUrl = (t: string) => {
+  try {
+    return new URL(t);
+  } catch {
+    return null;
+  }
+};
+
+/** Vendor base URL override (fake servers in tests): http(s), no credentials, query or fragment. */
+const baseUrl = (name: string, example: string) =>
+  variable(
+    (t) => {
+      const u = parseUrl(t);
+      const ok = u && /^https?:$/.test(u.protocol) && !u.username && !u.password && !u.search && !u.hash;
+      return ok ? t : undefined;
+    },
+    'must be an http(s) URL without credentials, query or fragment',
+    `set ${name}=${example} or unset it`,
+  ).optional();
+
+/** trustProxy entries: an IP, an IP/prefix, or proxy-addr's named ranges. Never `true` or a hop count. */
+const proxyEntry = (e: string) => {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(e)) return true;
+  const [ip = '', prefix, extra] = e.split('/');
+  const family = isIP(ip);
+  if (family === 0 || extra !== undefined) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+};
+
+const provider = <const V extends readonly string[]>(name: string, values: V, cloud: V[number], keyVar: string, hasKey: boolean) =>
+  oneOf(name, values, 'auto').superRefine((value, ctx) => {
+    if (value === cloud && !hasKey) ctx.addIssue({ code: 'custom', message: `${cloud} needs ${keyVar}; set ${keyVar} or set ${name}=auto` });
+  });
+
+/** The schema depends on three facts read first, so cross-variable rules report with the rest. */
+const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey: boolean) => {
+  const required = (what: string) => `required when NODE_ENV=production (${what})`;
+  const origin = variable(
+    (t) => {
+      const u = parseUrl(t);
+      const schemes = production ? ['https:'] : ['https:', 'http:'];
+      // Equal to its own origin: no path, query, fragment, credentials, default port or upper case.
+      return u && schemes.includes(u.protocol) && u.origin === t ? t : undefined;
+    },
+    `must be an ${production ? 'https' : 'https (or, outside production, http)'} origin with a lower-case host and no path, query or trailing slash`,
+    (t) => `set PUBLIC_BASE_URL=https://${parseUrl(t)?.host || 'vetline.example.com'}`,
+    production ? { missing: `${required('Twilio signatures are checked against it')}; set PUBLIC_BASE_URL=https://<public host>` } : {},
+  );
+  return z.object({
+    NODE_ENV: oneOf('NODE_ENV', ['development', 'production', 'test'], 'development'),
+    PORT: integer('PORT', 1, 65535, 3000),
+    HOST: variable(
+      (t) => (isIP(t) !== 0 || HOSTNAME.test(t) ? t : undefined),
+      'must be an IP address or a lower-case host name',
+      'set HOST=127.0.0.1 (0.0.0.0 in a container) or unset it',
+    ).default('127.0.0.1'),
+    PUBLIC_BASE_URL: production ? origin : origin.optional(),
+    TWILIO_ACCOUNT_SID: variable(
+      (t) => (/^AC[0-9a-fA-F]{32}$/.test(t) ? t : undefined),
+      'must be "AC" followed by 32 hex digits (value not shown)',
+      'copy the Account SID from the Twilio console or unset it',
+      { secret: true }, // not a secret, but easily swapped with the auth token: never echo it
+    ).optional(),
+    TWILIO_AUTH_TOKEN: production
+      ? secret('copy the primary auth token from the Twilio console', `${required('webhook signatures are checked with it')}; set TWILIO_AUTH_TOKEN to the account's primary auth token`)
+      : secret('copy the primary auth token from the Twilio console, or unset it').optional(),
+    OPENAI_API_KEY: secret('paste the key without surrounding whitespace, or unset it').optional(),
+    ELEVENLABS_API_KEY: secret('paste the key without surrounding whitespace, or unset it').optional(),
+    OPENAI_BASE_URL: baseUrl('OPENAI_BASE_URL', 'https://api.openai.com/v1'),
+    ELEVENLABS_BASE_URL: baseUrl('ELEVENLABS_BASE_URL', 'https://api.elevenlabs.io'),
+    LOG_LEVEL: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    TENANTS_DIR: z.string().default('config/tenants'),
+    JOURNAL_DIR: z.string().default('data/journals'),
+    STT_PROVIDER: provider('STT_PROVIDER', ['auto', 'local', 'openai', 'fake'], 'openai', 'OPENAI_API_KEY', hasOpenAiKey),
+    TTS_PROVIDER: provider('TTS_PROVIDER', ['auto', 'local', 'elevenlabs', 'fake'], 'elevenlabs', 'ELEVENLABS_API_KEY', hasElevenLabsKey),
+    AGENT_PROVIDER: provider('AGENT_PROVIDER', ['auto', 'local', 'openai', 'fake'], 'openai', 'OPENAI_API_KEY', hasOpenAiKey),
+    VAD_PROVIDER: oneOf('VAD_PROVIDER', ['auto', 'local', 'energy', 'fake'], 'auto'),
+    RATE_LIMIT_MAX_FAILURES: integer('RATE_LIMIT_MAX_FAILURES', 1, 10_000, 10),
+    RATE_LIMIT_BAN_MINUTES: integer('RATE_LIMIT_BAN_MINUTES', 1, 1440, 10),
+    MAX_CALLS: integer('MAX_CALLS', 1, 100_000, 500),
+    TRUST_PROXY: variable(
+      (t) => {
+        const list = t.split(',').map((e) => e.trim()).filter((e) => e !== '');
+        return list.length > 0 && list.every(proxyEntry) ? list : undefined;
+      },
+      'must be a comma-separated list of proxy addresses or CIDRs such as 10.0.0.0/8, never true or a hop count (a forged X-Forwarded-For would then be believed)',
+      "set TRUST_PROXY to the load balancer's address range, or unset it",
+    ).optional(),
+    INSPECTOR_TOKEN: variable(
+      (t) => (/^\S{16,}$/.test(t) ? t : undefined),
+      'must be at least 16 characters without spaces (value not shown)',
+      'generate one with `openssl rand -base64 24`, or unset it',
+      { secret: true },
+    ).optional(),
+  });
+};
+
+/** Every variable loadEnv reads (docs/configuration.md documents each; a test checks). */
+export const ENV_VARS = Object.freeze(Object.keys(envSchema(false, false, false).shape));
+
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/** What the config looks like in logs: secrets reduced to whether they are set. */
+function withoutSecrets(c: AppConfig) {
+  const set = (v: string | null) => (v === null ? null : '[set]');
+  return {
+    ...c,
+    twilio: { ...c.twilio, authToken: set(c.twilio.authToken) },
+    openai: { ...c.openai, apiKey: set(c.openai.apiKey) },
+    elevenlabs: { ...c.elevenlabs, apiKey: set(c.elevenlabs.apiKey) },
+    inspector: { token: set(c.inspector.token) },
+  };
+}
+
+export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
+  // Empty (or blank) counts as unset, so `FOO=` in a .env file means "use the default".
+  const raw: Record<string, string | undefined> = {};
+  for (const name of ENV_VARS) {
+    const v = env[name];
+    raw[name] = v === undefined || v.trim() === '' ? undefined : v;
+  }
+  const parsed = envSchema(raw.NODE_ENV === 'production', raw.OPENAI_API_KEY !== undefined, raw.ELEVENLABS_API_KEY !== undefined).safeParse(raw);
+
+  if (!parsed.success) {
+    const lines = new Map<string, string>(); // first problem per variable: one line each
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0]);
+      if (!lines.has(name)) lines.set(name, `${name}: ${issue.message}`);
+    }
+    let message = [...lines.values()].join('\n');
+    // Belt and braces: a secret pasted into the wrong variable must not be echoed either.
+    for (const name of SECRET_VARS) {
+      const s = raw[name];
+      if (s !== undefined && s.length >= 4) message = message.split(s).join('[secret]');
+    }
+    throw new VetError('VET_E_CONFIG', message);
+  }
+
+  const e = parsed.data;
+  const hostInUrl = isIP(e.HOST) === 6 ? `[${e.HOST}]` : e.HOST;
+  const config: AppConfig = {
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    publicBaseUrl: e.PUBLIC_BASE_URL ?? `http://${hostInUrl}:${e.PORT}`,
+    logLevel: e.LOG_LEVEL,
+    twilio: { accountSid: e.TWILIO_ACCOUNT_SID ?? null, authToken: e.TWILIO_AUTH_TOKEN ?? null },
+    webhookValidation: e.TWILIO_AUTH_TOKEN === undefined ? 'off-development' : 'on',
+    openai: { apiKey: e.OPENAI_API_KEY ?? null, baseUrl: e.OPENAI_BASE_URL ?? null },
+    elevenlabs: { apiKey: e.ELEVENLABS_API_KEY ?? null, baseUrl: e.ELEVENLABS_BASE_URL ?? null },
+    tenantsDir: e.TENANTS_DIR,
+    journalDir: e.JOURNAL_DIR,
+    providers: {
+      stt: e.STT_PROVIDER === 'auto' ? (e.OPENAI_API_KEY ? 'openai' : 'local') : e.STT_PROVIDER,
+      tts: e.TTS_PROVIDER === 'auto' ? (e.ELEVENLABS_API_KEY ? 'elevenlabs' : 'local') : e.TTS_PROVIDER,
+      agent: e.AGENT_PROVIDER === 'auto' ? (e.OPENAI_API_KEY ? 'openai' : 'local') : e.AGENT_PROVIDER,
+      vad: e.VAD_PROVIDER === 'auto' ? 'local' : e.VAD_PROVIDER, // no cloud VAD
+    },
+    rateLimit: { maxFailuresPerMinute: e.RATE_LIMIT_MAX_FAILURES, banMinutes: e.RATE_LIMIT_BAN_MINUTES },
+    maxCalls: e.MAX_CALLS,
+    trustProxy: e.TRUST_PROXY ?? null,
+    inspector: { token: e.INSPECTOR_TOKEN ?? null },
+  };
+  const safe = () => withoutSecrets(config);
+  Object.defineProperty(config, 'toJSON', { value: safe });
+  Object.defineProperty(config, inspect.custom, { value: safe });
+  return deepFreeze(config);
+}

@@ -1,0 +1,195 @@
+/**
+ * Clinic files → TenantDirectory, loaded once at start-up. Every problem in every file is reported
+ * in one VET_E_TENANT_INVALID error, one line each, naming the file and the field or JSON position.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { VetError } from '../errors.js';
+import { deepFreeze } from './env.js';
+import { TenantSchema } from './tenant.schema.js';
+import type { Tenant } from './tenant.schema.js';
+
+export interface TenantDirectory {
+  /** The clinic that owns this Twilio number (the signed `To`), or null. */
+  byNumber(e164: string): Tenant | null;
+  byId(id: string): Tenant | null;
+  /** Every clinic, in file-name order. */
+  all(): readonly Tenant[];
+}
+
+export async function loadTenants(dir: string): Promise<TenantDirectory> {
+  let names: string[];
+  try {
+    const entries = await readdir(dir, { withFileTypes: true });
+    names = entries.filter((e) => e.isFile() && e.name.endsWith('.json')).map((e) => e.name).sort();
+  } catch (err) {
+    throw new VetError('VET_E_TENANTS_EMPTY', `${dir}: cannot read the clinic directory; set TENANTS_DIR to a folder of clinic .json files`, { cause: err });
+  }
+  if (names.length === 0) {
+    throw new VetError('VET_E_TENANTS_EMPTY', `${dir}: no clinic .json file; add one (see config/tenants/riverside-vet.json) or set TENANTS_DIR`);
+  }
+
+  const problems: string[] = [];
+  const loaded: { file: string; tenant: Tenant }[] = [];
+  for (const name of names) {
+    const file = join(dir, name);
+    let text: string;
+    try {
+      text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, ''); // editors on Windows add a BOM
+    } catch (err) {
+      problems.push(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'}); check its permissions`);
+      continue;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      const { offset, problem } = jsonErrorAt(text);
+      const before = text.slice(0, offset).split('\n');
+      problems.push(`${file}: invalid JSON at line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1}: ${problem}`);
+      continue;
+    }
+    const result = TenantSchema.safeParse(json, { reportInput: true });
+    if (result.success) loaded.push({ file, tenant: result.data });
+    else problems.push(...result.error.issues.flatMap((issue) => issueLines(file, issue)));
+  }
+  if (problems.length > 0) throw new VetError('VET_E_TENANT_INVALID', problems.join('\n'));
+
+  const byId = new Map<string, { file: string; tenant: Tenant }>();
+  const byNumber = new Map<string, { file: string; tenant: Tenant }>();
+  for (const entry of loaded) {
+    const { file, tenant } = entry;
+    const sameId = byId.get(tenant.id);
+    if (sameId) problems.push(`${file}: id "${tenant.id}" is already used by ${sameId.file}; give each clinic its own id`);
+    byId.set(tenant.id, sameId ?? entry);
+    for (const number of tenant.phoneNumbers) {
+      const owner = byNumber.get(number);
+      if (owner && owner !== entry) problems.push(`${file}: phone number ${number} is already claimed by ${owner.file}; a number routes to one clinic only`);
+      if (!owner) byNumber.set(number, entry);
+    }
+  }
+  if (problems.length > 0) throw new VetError('VET_E_TENANT_DUPLICATE', problems.join('\n'));
+
+  // Frozen: calls copy tenant settings into machine input, and nothing may edit a shared clinic.
+  const all = deepFreeze(loaded.map((e) => e.tenant));
+  return Object.freeze({
+    byNumber: (e164: string) => byNumber.get(e164)?.tenant ?? null,
+    byId: (id: string) => byId.get(id)?.tenant ?? null,
+    all: () => all,
+  });
+}
+
+/** One line per problem: `<file>: <field.path>: <message>`; unknown keys get one line each. */
+function issueLines(file: string, issue: z.core.$ZodIssue): string[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => `${file}: ${fieldPath([...issue.path, key])}: unknown field (check the spelling against config/tenant.schema.json)`);
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_key') message = issue.issues[0]?.message ?? message; // bad menu key
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'required';
+  const input = issue.input;
+  const got =
+    message !== 'required' && (typeof input === 'string' || typeof input === 'number' || typeof input === 'boolean')
+      ? ` (got ${JSON.stringify(typeof input === 'string' && input.length > 60 ? `${input.slice(0, 57)}...` : input)})`
+      : '';
+  return [`${file}: ${fieldPath(issue.path)}: ${message}${got}`];
+}
+
+/** `transfer.frontDesk`, `phoneNumbers[1]`, `menu["*"]`; `(file)` for the top level. */
+function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === '' ? key : `.${key}`;
+    else out += `[${JSON.stringify(String(key))}]`;
+  }
+  return out === '' ? '(file)' : out;
+}
+
+class JsonSyntax extends Error {
+  constructor(readonly offset: number) {
+    super('JSON syntax error');
+  }
+}
+
+/**
+ * Where the first JSON syntax error is. Runs only after JSON.parse failed: Node 20's messages give
+ * no position for most errors ("Unexpected token ..."), and an operator needs the line.
+ */
+function jsonErrorAt(text: string): { offset: number; problem: string } {
+  let i = 0;
+  let problem = '';
+  const fail = (expected: string): never => {
+    problem = i >= text.length ? `unexpected end of file, expected ${expected}` : `expected ${expected}`;
+    throw new JsonSyntax(i);
+  };
+  const space = () => {
+    while (i < text.length && ' \t\n\r'.includes(text.charAt(i))) i++;
+  };
+  const expect = (c: string, what: string) => {
+    space();
+    if (text[i] !== c) fail(what);
+    i++;
+  };
+  const string = (what = 'a string in double quotes') => {
+    expect('"', what);
+    for (;;) {
+      const c = text[i];
+      if (c === undefined) fail('a closing double quote');
+      else if (c === '"') return void i++;
+      else if (c < ' ') fail('\\n instead of a raw line break or control character inside a string');
+      else if (c === '\\') {
+        const esc = /^(["\\/bfnrt]|u[0-9a-fA-F]{4})/.exec(text.slice(i + 1, i + 6));
+        if (!esc) fail('a valid escape such as \\n, \\" or \\u00e9');
+        i += 1 + (esc?.[0].length ?? 0);
+      } else i++;
+    }
+  };
+  const value = (): void => {
+    space();
+    const c = text[i];
+    if (c === '"') return string();
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      space();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (c === '{') {
+          string('a property name in double quotes');
+          expect(':', "':' after the property name");
+        }
+        value();
+        space();
+        if (text[i] === close) return void i++;
+        expect(',', `',' or '${close}' (no trailing commas or comments)`);
+        space();
+        if (text[i] === close) fail('another item (JSON allows no trailing comma)');
+      }
+    }
+    const literal = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?|true|false|null/y;
+    literal.lastIndex = i;
+    if (literal.exec(text)) i = literal.lastIndex;
+    else fail('a value (string, number, true, false, null, object or array)');
+  };
+  try {
+    value();
+    space();
+    if (i < text.length) fail('the end of the file after the top-level value');
+    return { offset: text.length, problem: 'invalid JSON' }; // unreachable when JSON.parse failed
+  } catch (err) {
+    if (err instanceof JsonSyntax) return { offset: err.offset, problem };
+    throw err;
+  }
+}
+
+/** JSON Schema of a clinic file (input side: defaults shown, defaulted fields optional). */
+export const tenantJsonSchema = () => z.toJSONSchema(TenantSchema, { io: 'input' });
+
+/** The text of config/tenant.schema.json, as `npm run schema` writes it and a test checks it. */
+export function tenantJsonSchemaText(): string {
+  const schema = tenantJsonSchema();
+  const banner = 'Generated from src/config/tenant.schema.ts by `npm run schema`. Do not edit.';
+  return `${JSON.stringify({ $schema: schema.$schema, $comment: banner, ...schema }, null, 2)}\n`;
+}

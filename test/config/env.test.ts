@@ -1,0 +1,263 @@
+import { readFile } from 'node:fs/promises';
+import { inspect } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { ENV_VARS, loadEnv } from '../../src/config/env.js';
+import { VetError } from '../../src/errors.js';
+
+const SID = `AC${'0123456789abcdef'.repeat(2)}`;
+const TOKEN = 'canary-auth-token-8f3a9c';
+const PROD = { NODE_ENV: 'production', TWILIO_AUTH_TOKEN: TOKEN, PUBLIC_BASE_URL: 'https://vetline.example.com' };
+
+/** The VET_E_CONFIG message of a failing env, split into its lines. */
+function failure(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadEnv(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(VetError);
+    expect((err as VetError).code).toBe('VET_E_CONFIG');
+    return (err as VetError).message.split('\n');
+  }
+  throw new Error('loadEnv accepted a bad environment');
+}
+
+describe('loadEnv defaults', () => {
+  it('gives a complete development config from an empty environment', () => {
+    const c = loadEnv({});
+    expect(c).toMatchObject({
+      nodeEnv: 'development',
+      port: 3000,
+      host: '127.0.0.1',
+      publicBaseUrl: 'http://127.0.0.1:3000',
+      logLevel: 'info',
+      twilio: { accountSid: null, authToken: null },
+      webhookValidation: 'off-development',
+      openai: { apiKey: null, baseUrl: null },
+      elevenlabs: { apiKey: null, baseUrl: null },
+      tenantsDir: 'config/tenants',
+      journalDir: 'data/journals',
+      providers: { stt: 'local', tts: 'local', agent: 'local', vad: 'local' },
+      rateLimit: { maxFailuresPerMinute: 10, banMinutes: 10 },
+      maxCalls: 500,
+      trustProxy: null,
+      inspector: { token: null },
+    });
+  });
+
+  it('treats empty and blank strings as unset', () => {
+    const c = loadEnv({ PORT: '', HOST: '  ', TWILIO_AUTH_TOKEN: '', PUBLIC_BASE_URL: '', STT_PROVIDER: '' });
+    expect(c.port).toBe(3000);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.twilio.authToken).toBeNull();
+    expect(c.providers.stt).toBe('local');
+  });
+
+  it('builds the development PUBLIC_BASE_URL from HOST and PORT (IPv6 in brackets)', () => {
+    expect(loadEnv({ HOST: '0.0.0.0', PORT: '8080' }).publicBaseUrl).toBe('http://0.0.0.0:8080');
+    expect(loadEnv({ HOST: '::1' }).publicBaseUrl).toBe('http://[::1]:3000');
+  });
+
+  it('reads every variable', () => {
+    const c = loadEnv({
+      ...PROD,
+      PORT: '8443',
+      HOST: '0.0.0.0',
+      TWILIO_ACCOUNT_SID: SID,
+      OPENAI_API_KEY: 'sk-test',
+      OPENAI_BASE_URL: 'http://127.0.0.1:4010/v1',
+      ELEVENLABS_BASE_URL: 'http://127.0.0.1:4011',
+      LOG_LEVEL: 'debug',
+      TENANTS_DIR: '/etc/vetline/tenants',
+      JOURNAL_DIR: '/var/lib/vetline',
+      TTS_PROVIDER: 'fake',
+      VAD_PROVIDER: 'energy',
+      RATE_LIMIT_MAX_FAILURES: '0005',
+      RATE_LIMIT_BAN_MINUTES: '30',
+      MAX_CALLS: '20',
+      TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,fd00::/8,loopback',
+      INSPECTOR_TOKEN: 'inspector-token-0123456789',
+    });
+    expect(c).toMatchObject({
+      nodeEnv: 'production',
+      port: 8443,
+      host: '0.0.0.0',
+      publicBaseUrl: 'https://vetline.example.com',
+      twilio: { accountSid: SID, authToken: TOKEN },
+      webhookValidation: 'on',
+      openai: { apiKey: 'sk-test', baseUrl: 'http://127.0.0.1:4010/v1' },
+      elevenlabs: { apiKey: null, baseUrl: 'http://127.0.0.1:4011' },
+      logLevel: 'debug',
+      tenantsDir: '/etc/vetline/tenants',
+      journalDir: '/var/lib/vetline',
+      providers: { stt: 'openai', tts: 'fake', agent: 'openai', vad: 'energy' },
+      rateLimit: { maxFailuresPerMinute: 5, banMinutes: 30 },
+      maxCalls: 20,
+      trustProxy: ['10.0.0.0/8', '192.168.1.7', 'fd00::/8', 'loopback'],
+      inspector: { token: 'inspector-token-0123456789' },
+    });
+  });
+
+  it('returns a deeply frozen config', () => {
+    const c = loadEnv({ TRUST_PROXY: '10.0.0.1' });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.providers)).toBe(true);
+    expect(Object.isFrozen(c.twilio)).toBe(true);
+    expect(Object.isFrozen(c.trustProxy)).toBe(true);
+    expect(() => {
+      (c as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+});
+
+describe('providers', () => {
+  it('resolves auto to the cloud provider when its key is set, else local', () => {
+    expect(loadEnv({ OPENAI_API_KEY: 'sk-1' }).providers).toEqual({ stt: 'openai', tts: 'local', agent: 'openai', vad: 'local' });
+    expect(loadEnv({ ELEVENLABS_API_KEY: 'el-1' }).providers).toEqual({ stt: 'local', tts: 'elevenlabs', agent: 'local', vad: 'local' });
+  });
+
+  it('keeps an explicit choice even when a key is set', () => {
+    const c = loadEnv({ OPENAI_API_KEY: 'sk-1', STT_PROVIDER: 'local', AGENT_PROVIDER: 'fake' });
+    expect(c.providers).toMatchObject({ stt: 'local', agent: 'fake' });
+  });
+
+  it('refuses a cloud provider without its key, naming both variables', () => {
+    expect(failure({ STT_PROVIDER: 'openai', TTS_PROVIDER: 'elevenlabs' })).toEqual([
+      'STT_PROVIDER: openai needs OPENAI_API_KEY; set OPENAI_API_KEY or set STT_PROVIDER=auto',
+      'TTS_PROVIDER: elevenlabs needs ELEVENLABS_API_KEY; set ELEVENLABS_API_KEY or set TTS_PROVIDER=auto',
+    ]);
+  });
+
+  it('refuses a provider another kind offers', () => {
+    expect(failure({ VAD_PROVIDER: 'openai' })).toEqual([
+      'VAD_PROVIDER: must be one of auto|local|energy|fake (got "openai"); set VAD_PROVIDER=auto or unset it',
+    ]);
+  });
+});
+
+describe('webhook validation and production', () => {
+  it('is on whenever a token is set, in any environment', () => {
+    for (const NODE_ENV of ['development', 'test', 'production']) {
+      expect(loadEnv({ ...PROD, NODE_ENV }).webhookValidation).toBe('on');
+    }
+  });
+
+  it('is off only outside production without a token', () => {
+    expect(loadEnv({ NODE_ENV: 'test' }).webhookValidation).toBe('off-development');
+  });
+
+  it('requires TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL in production, one line each', () => {
+    const lines = failure({ NODE_ENV: 'production' });
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^PUBLIC_BASE_URL: required when NODE_ENV=production .*; set PUBLIC_BASE_URL=https:/);
+    expect(lines[1]).toMatch(/^TWILIO_AUTH_TOKEN: required when NODE_ENV=production .*; set TWILIO_AUTH_TOKEN/);
+  });
+
+  it('requires https in production, accepts http elsewhere', () => {
+    expect(failure({ ...PROD, PUBLIC_BASE_URL: 'http://vetline.example.com' })[0]).toMatch(/^PUBLIC_BASE_URL: must be an https origin/);
+    expect(loadEnv({ PUBLIC_BASE_URL: 'http://localhost:3000' }).publicBaseUrl).toBe('http://localhost:3000');
+  });
+});
+
+describe('one line per bad variable', () => {
+  it('matches the documented PORT message exactly', () => {
+    expect(failure({ PORT: 'abc' })).toEqual(['PORT: must be an integer 1-65535 (got "abc"); set PORT=3000 or unset it']);
+  });
+
+  it.each([
+    ['PORT', '0'],
+    ['PORT', '65536'],
+    ['PORT', '3000.5'],
+    ['PORT', ' 3000'],
+    ['HOST', 'Example.COM'],
+    ['HOST', 'bad host'],
+    ['NODE_ENV', 'prod'],
+    ['LOG_LEVEL', 'verbose'],
+    ['TWILIO_ACCOUNT_SID', 'AC123'],
+    ['OPENAI_BASE_URL', 'ftp://example.com'],
+    ['ELEVENLABS_BASE_URL', 'not a url'],
+    ['STT_PROVIDER', 'whisper'],
+    ['RATE_LIMIT_MAX_FAILURES', '-1'],
+    ['RATE_LIMIT_BAN_MINUTES', '0'],
+    ['MAX_CALLS', '1e3'],
+    ['TRUST_PROXY', 'true'],
+    ['TRUST_PROXY', '1'],
+    ['TRUST_PROXY', '10.0.0.0/33'],
+    ['TRUST_PROXY', 'proxy.internal'],
+    ['INSPECTOR_TOKEN', 'short'],
+  ])('%s=%j is rejected with a line naming it and a fix', (name, value) => {
+    const lines = failure({ [name]: value });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^${name}: .+; (set|copy|generate|paste) `));
+  });
+
+  it.each([
+    'https://Vetline.example.com',
+    'https://vetline.example.com/',
+    'https://vetline.example.com/twilio',
+    'https://vetline.example.com?x=1',
+    'https://vetline.example.com:443',
+    'https://user:pw@vetline.example.com',
+    'vetline.example.com',
+  ])('PUBLIC_BASE_URL=%s is not an origin', (value) => {
+    const [line, ...rest] = failure({ PUBLIC_BASE_URL: value });
+    expect(rest).toEqual([]);
+    expect(line).toMatch(/^PUBLIC_BASE_URL: must be an https .*origin/);
+    expect(line).not.toContain('pw@');
+  });
+
+  it('suggests the corrected origin', () => {
+    expect(failure({ PUBLIC_BASE_URL: 'https://Vetline.Example.com/' })[0]).toMatch(/; set PUBLIC_BASE_URL=https:\/\/vetline\.example\.com$/);
+  });
+
+  it('reports every bad variable at once, in a stable order', () => {
+    const lines = failure({ PORT: 'x', LOG_LEVEL: 'loud', MAX_CALLS: '0', TRUST_PROXY: 'true', NODE_ENV: 'production' });
+    expect(lines.map((l) => l.split(':')[0])).toEqual(['PORT', 'PUBLIC_BASE_URL', 'TWILIO_AUTH_TOKEN', 'LOG_LEVEL', 'MAX_CALLS', 'TRUST_PROXY']);
+  });
+});
+
+describe('secrets', () => {
+  const canaries = {
+    TWILIO_AUTH_TOKEN: 'canary-twilio 1111',
+    OPENAI_API_KEY: 'sk-canary-openai\n',
+    ELEVENLABS_API_KEY: ' canary-eleven-2222',
+    INSPECTOR_TOKEN: 'canary-insp',
+  };
+
+  it('never appear in error messages, even when pasted into the wrong variable', () => {
+    const lines = failure({ ...canaries, PORT: 'canary-twilio 1111', TWILIO_ACCOUNT_SID: 'canary-insp' });
+    expect(lines.map((l) => l.split(':')[0])).toEqual([
+      'PORT',
+      'TWILIO_ACCOUNT_SID',
+      'TWILIO_AUTH_TOKEN',
+      'OPENAI_API_KEY',
+      'ELEVENLABS_API_KEY',
+      'INSPECTOR_TOKEN',
+    ]);
+    const text = lines.join('\n');
+    expect(text).not.toMatch(/canary/);
+  });
+
+  it('are shown as "[set]" when the config is logged or inspected', () => {
+    const c = loadEnv({ ...PROD, OPENAI_API_KEY: 'sk-canary-1', INSPECTOR_TOKEN: 'canary-inspector-token' });
+    for (const text of [JSON.stringify(c), JSON.stringify({ config: c }), inspect(c, { depth: 5 })]) {
+      expect(text).not.toMatch(/canary/);
+      expect(text).toContain('[set]');
+    }
+    expect(c.twilio.authToken).toBe(TOKEN); // still readable by code
+  });
+});
+
+describe('docs/configuration.md', () => {
+  it('documents every variable', async () => {
+    const md = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    const documented = [...md.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
+    expect([...documented].sort()).toEqual([...ENV_VARS].sort());
+  });
+});
+
+describe('echoed values', () => {
+  it('mask URL credentials and query strings', () => {
+    const [line] = failure({ OPENAI_BASE_URL: 'ftp://me:canary@proxy.example/v1?key=canary' });
+    expect(line).toContain('(got "ftp://***@proxy.example/v1?***")');
+    expect(line).not.toContain('canary');
+  });
+});
