@@ -190,6 +190,8 @@ export class Player {
 
   private startGeneration(generation: number): void {
     this.gen = generation;
+    // Epochs count clears within one generation (mark names carry both), as the call machine does.
+    this.epochN = 0;
     this.isPaused = false;
     this.finished = false;
     this.base = this.end = this.cursor = 0;

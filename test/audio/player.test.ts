@@ -191,7 +191,7 @@ describe('Player barge-in', () => {
     expect(player.stats.staleBytes).toBe(800);
     vi.advanceTimersByTime(2000);
     expect(Buffer.concat(media().slice(n))).toEqual(Buffer.from(tone(300, 100)));
-    expect(marks().slice(n)).toEqual(['2:1:100', '2:1:200', '2:1:300']);
+    expect(marks().slice(n)).toEqual(['2:0:100', '2:0:200', '2:0:300']);
     expect(player.resume(1, 0)).toBe(false);
   });
 

@@ -1,0 +1,19 @@
+/** The slice of a clinic's configuration a call actor runs with, copied at the call's start. */
+import type { CallTenant } from '../../machines/call/call.types.js';
+import type { Tenant } from '../config/tenant.schema.js';
+
+export function toCallTenant(tenant: Tenant): CallTenant {
+  return {
+    id: tenant.id,
+    consent: { required: tenant.consent.required, onRefusal: tenant.consent.onRefusal },
+    recordingEnabled: tenant.recording.enabled,
+    emergency: {
+      keywords: tenant.emergency.keywords,
+      digit: tenant.emergency.digit,
+      hasLine: tenant.transfer.emergency !== undefined,
+    },
+    menu: tenant.menu,
+    backchannels: tenant.backchannels,
+    timing: { ...tenant.timing },
+  };
+}

@@ -1,0 +1,178 @@
+/**
+ * The real implementations of the call machine's child actors, bound to one call. Each turns a
+ * provider (src/providers) into events for the machine and releases everything when it stops.
+ */
+import { fromCallback, fromPromise, type EventObject } from 'xstate';
+import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
+import type { CallEvent, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
+import type { Tenant } from '../config/tenant.schema.js';
+import type { AgentAction, AgentSession } from '../providers/agent/types.js';
+import type { SttProvider } from '../providers/stt/types.js';
+import type { TtsProvider } from '../providers/tts/types.js';
+import type { VadProvider } from '../providers/vad/types.js';
+import type { AudioHub } from './audio-hub.js';
+
+export interface Prompts {
+  get(tenantId: string, clip: ClipId): Uint8Array;
+}
+
+export interface CallActorDeps {
+  tenant: Tenant;
+  hub: AudioHub;
+  vad: VadProvider;
+  stt: SttProvider;
+  tts: TtsProvider;
+  agent: AgentSession;
+  prompts: Prompts;
+  /** Vocabulary to bias recognition toward (clinic name, staff, menu words, emergency keywords). */
+  vocabulary: readonly string[];
+  transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
+  hangup(signal: AbortSignal): Promise<void>;
+  /** Observes every event a child sends to the machine (latency accounting, journal). */
+  observe?(event: CallEvent): void;
+}
+
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** Largest chunk handed to the machine at once; the player slices it into 100 ms messages anyway. */
+const MAX_CHUNK_BYTES = 8 * 400;
+
+export function createCallActors(deps: CallActorDeps) {
+  const { tenant, hub } = deps;
+  const observed = (sendBack: (e: CallEvent) => void) => (event: CallEvent) => {
+    deps.observe?.(event);
+    sendBack(event);
+  };
+
+  const vad = fromCallback<VadCommand, { callSid: string }>(({ sendBack, receive }) => {
+    const send = observed(sendBack);
+    const v = tenant.vad;
+    const detector = deps.vad.create({
+      listening: { thresholdDb: v.listeningThresholdDb, minSpeechMs: v.minSpeechMs, minSilenceMs: v.minSilenceMs },
+      // While we speak, echo leaks back: louder and longer speech is needed to count as a barge-in.
+      speaking: {
+        thresholdDb: v.speakingThresholdDb,
+        minSpeechMs: Math.max(v.minSpeechMs, tenant.timing.bargeInMinSpeechMs),
+        minSilenceMs: v.minSilenceMs,
+      },
+    });
+    receive((cmd) => detector.setMode(cmd.mode));
+    return hub.onFrame((pcm, atMs) => {
+      const decision = detector.process(pcm, atMs);
+      if (!decision) return;
+      hub.boundary(decision.type === 'speechStart' ? 'start' : 'end');
+      send(decision.type === 'speechStart' ? { type: 'vad.speechStart', atMs: decision.atMs } : { type: 'vad.speechEnd', atMs: decision.atMs, speechMs: decision.speechMs });
+    });
+  });
+
+  const stt = fromCallback<EventObject, { callSid: string }>(({ sendBack }) => {
+    const send = observed(sendBack);
+    const ac = new AbortController();
+    let failed = false;
+    const stream = deps.stt.open({
+      language: tenant.voice.language,
+      vocabulary: deps.vocabulary,
+      signal: ac.signal,
+      onPartial: (text) => send({ type: 'stt.partial', text }),
+      onFinal: (text) => send({ type: 'stt.final', text, atMs: hub.nowMs }),
+      onError: (err) => {
+        failed = true;
+        send({ type: 'stt.error', message: message(err) });
+      },
+    });
+    const offFrame = hub.onFrame((pcm) => {
+      if (!failed) stream.write(pcm);
+    });
+    const offBoundary = hub.onBoundary((b) => {
+      if (failed) return;
+      if (b === 'start') stream.speechStarted();
+      else stream.speechEnded();
+    });
+    return () => {
+      offFrame();
+      offBoundary();
+      ac.abort();
+      stream.close();
+    };
+  });
+
+  const agent = fromCallback<EventObject, AgentInput>(({ input, sendBack }) => {
+    const send = observed(sendBack);
+    const ac = new AbortController();
+    const { generation } = input;
+    void (async () => {
+      let action: AgentAction | null = null;
+      try {
+        for await (const out of deps.agent.respond({ transcript: input.transcript, history: input.history, signal: ac.signal })) {
+          if (ac.signal.aborted) return;
+          if (out.type === 'delta') send({ type: 'agent.delta', generation, text: out.text });
+          else if (out.type === 'expect') send({ type: 'agent.expect', generation, answer: out.answer });
+          else if (out.type === 'appointment') send({ type: 'agent.appointment', generation, request: out.request });
+          else action = out.action;
+        }
+        if (!ac.signal.aborted) send({ type: 'agent.done', generation, action });
+      } catch (err) {
+        if (!ac.signal.aborted) send({ type: 'agent.error', generation, message: message(err) });
+      }
+    })();
+    return () => ac.abort();
+  });
+
+  const tts = fromCallback<TtsCommand, TtsInput>(({ input, sendBack, receive }) => {
+    const send = observed(sendBack);
+    const ac = new AbortController();
+    const { generation } = input;
+    const queue: Speech[] = [...input.speech];
+    let ended = !input.streaming;
+    let running = false;
+
+    const speakOne = async (speech: Speech) => {
+      let bytes = 0;
+      const emit = (audio: Uint8Array) => {
+        for (let off = 0; off < audio.length; off += MAX_CHUNK_BYTES) {
+          const chunk = audio.subarray(off, Math.min(audio.length, off + MAX_CHUNK_BYTES));
+          bytes += chunk.length;
+          send({ type: 'tts.chunk', generation, audio: chunk });
+        }
+      };
+      if (speech.kind === 'clip') {
+        emit(deps.prompts.get(tenant.id, speech.clip));
+      } else {
+        const voice = tenant.voice.local;
+        for await (const chunk of deps.tts.synthesize(speech.text, { voice, language: tenant.voice.language, signal: ac.signal })) {
+          if (ac.signal.aborted) return;
+          emit(chunk);
+        }
+      }
+      if (!ac.signal.aborted) send({ type: 'tts.segment', generation, text: speech.kind === 'text' ? speech.text : '', ms: bytes / 8 });
+    };
+
+    const pump = async () => {
+      if (running) return;
+      running = true;
+      try {
+        while (queue.length > 0 && !ac.signal.aborted) await speakOne(queue.shift()!);
+        if (ended && !ac.signal.aborted) send({ type: 'tts.done', generation });
+      } catch (err) {
+        if (!ac.signal.aborted) send({ type: 'tts.error', generation, message: message(err) });
+      } finally {
+        running = false;
+      }
+      // Something may have arrived while the last item was finishing.
+      if (queue.length > 0 && !ac.signal.aborted) void pump();
+    };
+
+    receive((cmd) => {
+      if (cmd.type === 'tts.say') queue.push(cmd.speech);
+      else ended = true;
+      void pump();
+    });
+    void pump();
+    return () => ac.abort();
+  });
+
+  const transfer = fromPromise<void, { target: TransferTarget; reason: string }>(({ input, signal }) => deps.transfer(input.target, signal));
+  const hangup = fromPromise<void, { reason: string }>(({ signal }) => deps.hangup(signal));
+
+  return { vad, stt, agent, tts, transfer, hangup };
+}

@@ -1,0 +1,172 @@
+/**
+ * The call registry: one session per CallSid, one-time stream tokens, and the translation of
+ * validated webhooks and Media Stream starts into session calls. Only this module creates calls.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Tenant } from '../config/tenant.schema.js';
+import type { StartMessage } from '../twilio/media-codec.js';
+import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
+import { CallSession, type CallRecord, type SessionDeps } from './session.js';
+import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from './types.js';
+
+export interface RegistryOptions extends SessionDeps {
+  /** Twilio account the streams must belong to; null skips the check (development). */
+  accountSid: string | null;
+  maxCalls: number;
+  /** A minted stream token is valid this long (Twilio connects within a second or two). */
+  tokenTtlMs?: number;
+  /** Finished calls kept for the inspector and tests. */
+  keepRecent?: number;
+}
+
+type Token = { callSid: string; expiresAt: number };
+
+const TERMINAL = new Set(['completed', 'busy', 'failed', 'no-answer', 'canceled'] as const);
+type Terminal = typeof TERMINAL extends Set<infer T> ? T : never;
+const isTerminal = (s: string): s is Terminal => TERMINAL.has(s as Terminal);
+
+export class Registry implements CallRegistry {
+  private readonly calls = new Map<string, CallSession>();
+  private readonly tokens = new Map<string, Token>();
+  private readonly tokenByCall = new Map<string, string>();
+  private readonly seenCallbacks = new Set<string>();
+  private readonly recent: CallRecord[] = [];
+  private readonly log: Logger;
+  private draining = false;
+  private readonly endedListeners = new Set<(record: CallRecord) => void>();
+
+  constructor(private readonly opts: RegistryOptions) {
+    this.log = opts.logger;
+  }
+
+  get activeCount(): number {
+    return this.calls.size;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Stop accepting new calls (SIGTERM); live calls carry on. */
+  startDraining(): void {
+    this.draining = true;
+  }
+
+  onCallEnded(listener: (record: CallRecord) => void): () => void {
+    this.endedListeners.add(listener);
+    return () => this.endedListeners.delete(listener);
+  }
+
+  open({ callSid, tenant }: { callSid: string; tenant: Tenant }): OpenCallResult {
+    const existing = this.calls.get(callSid);
+    if (existing) {
+      const token = this.tokenByCall.get(callSid);
+      return !existing.streamConnected && token ? { kind: 'awaitingStream', streamToken: token } : { kind: 'alreadyConnected' };
+    }
+    if (this.recent.some((r) => r.callSid === callSid)) return { kind: 'alreadyConnected' };
+    if (this.draining) return { kind: 'refused', reason: 'draining' };
+    if (this.calls.size >= this.opts.maxCalls) return { kind: 'refused', reason: 'capacity' };
+
+    const session = new CallSession(callSid, tenant, this.opts, (s) => this.ended(s));
+    this.calls.set(callSid, session);
+    const token = randomBytes(24).toString('base64url');
+    this.tokens.set(token, { callSid, expiresAt: performance.now() + (this.opts.tokenTtlMs ?? 60_000) });
+    this.tokenByCall.set(callSid, token);
+    session.start();
+    session.log.info('call created');
+    return { kind: 'created', streamToken: token };
+  }
+
+  /**
+   * A Media Stream sent `start`: accept it only with an unused, unexpired token minted for this
+   * CallSid by /twilio/voice, from our account. The token is burned either way it matches.
+   */
+  acceptStream(start: StartMessage, handle: MediaStreamHandle): StartDecision {
+    const token = start.customParameters.callToken;
+    const entry = token ? this.tokens.get(token) : undefined;
+    if (!token || !entry) return { reject: 'unknown stream token' };
+    this.tokens.delete(token);
+    this.tokenByCall.delete(entry.callSid);
+    if (entry.expiresAt < performance.now()) return { reject: 'expired stream token' };
+    if (entry.callSid !== start.callSid) return { reject: 'stream token belongs to another call' };
+    if (this.opts.accountSid && start.accountSid !== this.opts.accountSid) return { reject: 'stream from another account' };
+    const session = this.calls.get(entry.callSid);
+    if (!session || session.streamConnected) return { reject: 'call is not waiting for a stream' };
+    session.attachStream(handle, start);
+    return 'accept';
+  }
+
+  session(callSid: string): CallSession | undefined {
+    return this.calls.get(callSid);
+  }
+
+  status({ callSid, status, sequenceNumber }: { callSid: string; status: string; sequenceNumber: number | null }): boolean {
+    const key = `status:${callSid}:${status}:${sequenceNumber ?? '-'}`;
+    if (this.seen(key)) return this.calls.has(callSid) || this.recent.some((r) => r.callSid === callSid);
+    const session = this.calls.get(callSid);
+    if (!session) return false;
+    if (isTerminal(status)) session.status(status);
+    else if (status === 'stream-error' && !session.streamConnected) session.status('failed');
+    return true;
+  }
+
+  recording({ callSid, recording }: { callSid: string; recording: RecordingInfo }): boolean {
+    if (this.seen(`recording:${recording.recordingSid}:${recording.status}`)) return true;
+    const info = { recordingSid: recording.recordingSid, status: recording.status, url: recording.url, durationSeconds: recording.durationSeconds };
+    const session = this.calls.get(callSid);
+    if (session) {
+      session.recording(info);
+      return true;
+    }
+    // Completed recordings usually arrive after the call ended: attach to the finished record.
+    const record = this.recent.find((r) => r.callSid === callSid);
+    if (record) record.recordings.push(info);
+    return record !== undefined;
+  }
+
+  dialResult({ callSid, dialStatus }: { callSid: string; dialStatus: string }): boolean {
+    const session = this.calls.get(callSid);
+    if (session) session.dialResult(dialStatus);
+    const record = session?.record ?? this.recent.find((r) => r.callSid === callSid);
+    if (record) record.dialStatus = dialStatus;
+    return record !== undefined;
+  }
+
+  list(): CallListing[] {
+    return [...this.calls.values()].map((s) => ({
+      callSid: s.callSid,
+      tenantId: s.tenant.id,
+      state: s.statePath,
+      startedAt: s.record.startedAt,
+      durationMs: Math.round(s.durationMs),
+      stateDurationMs: Math.round(s.stateDurationMs),
+    }));
+  }
+
+  recentCalls(): readonly CallRecord[] {
+    return this.recent;
+  }
+
+  /** End every live call politely (drain deadline). */
+  hangUpAll(reason: string): void {
+    for (const session of this.calls.values()) session.hangUp(reason);
+  }
+
+  private seen(key: string): boolean {
+    if (this.seenCallbacks.has(key)) return true;
+    this.seenCallbacks.add(key);
+    if (this.seenCallbacks.size > 10_000) this.seenCallbacks.delete(this.seenCallbacks.values().next().value as string);
+    return false;
+  }
+
+  private ended(session: CallSession): void {
+    this.calls.delete(session.callSid);
+    const token = this.tokenByCall.get(session.callSid);
+    if (token) this.tokens.delete(token);
+    this.tokenByCall.delete(session.callSid);
+    this.recent.push(session.record);
+    if (this.recent.length > (this.opts.keepRecent ?? 200)) this.recent.shift();
+    for (const listener of this.endedListeners) listener(session.record);
+  }
+}

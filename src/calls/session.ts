@@ -1,0 +1,314 @@
+/**
+ * One live call: its actor, its Media Stream socket, its player and its child actors' providers.
+ * The only place where the machine's commands become Twilio messages and REST calls.
+ */
+import type { Logger } from 'pino';
+import { createActor, type Actor } from 'xstate';
+import { callMachine } from '../../machines/call/call.machine.js';
+import type { AppointmentRequest, CallCommand, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
+import { Player } from '../audio/player.js';
+import { decodeUlaw } from '../audio/ulaw.js';
+import type { Tenant } from '../config/tenant.schema.js';
+import { VetError } from '../errors.js';
+import { callLogger } from '../observability/logger.js';
+import type { AgentProvider } from '../providers/agent/types.js';
+import type { SttProvider } from '../providers/stt/types.js';
+import type { TtsProvider } from '../providers/tts/types.js';
+import type { VadProvider } from '../providers/vad/types.js';
+import type { DtmfMessage, MarkMessage, MediaMessage, StartMessage } from '../twilio/media-codec.js';
+import type { TwilioRest } from '../twilio/rest-types.js';
+import type { MediaStreamHandle } from '../twilio/stream-socket.js';
+import { dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
+import { AudioHub } from './audio-hub.js';
+import { toCallTenant } from './call-input.js';
+import { createCallActors, type Prompts } from './child-actors.js';
+import { TurnClock, type TurnTiming } from './turn-clock.js';
+
+export interface Providers {
+  vad: VadProvider;
+  stt: SttProvider;
+  tts: TtsProvider;
+  agent: AgentProvider;
+}
+
+export interface SessionDeps {
+  providers: Providers;
+  prompts: Prompts;
+  /** Null when no Twilio credentials are configured (development): transfers and hang-ups then fail over in the machine. */
+  rest: TwilioRest | null;
+  publicBaseUrl: string;
+  logger: Logger;
+  /** Monotonic ms. */
+  now?: () => number;
+}
+
+export interface CallRecord {
+  callSid: string;
+  tenantId: string;
+  startedAt: string;
+  endedAt: string | null;
+  outcome: Outcome | null;
+  appointments: AppointmentRequest[];
+  recordings: { recordingSid: string; status: string; url: string | null; durationSeconds: number | null }[];
+  dialStatus: string | null;
+  turns: TurnTiming[];
+  bargeIns: { clearLatencyMs: number }[];
+  emergency: { via: string; detail: string } | null;
+}
+
+const REST_TIMEOUT_MS = 5_000;
+
+export class CallSession {
+  readonly log: Logger;
+  readonly record: CallRecord;
+  private readonly actor: Actor<typeof callMachine>;
+  private readonly hub = new AudioHub();
+  private readonly turnClock: TurnClock;
+  private readonly now: () => number;
+  private readonly startedAtMs: number;
+  private stateSinceMs: number;
+  private stream: MediaStreamHandle | null = null;
+  private player: Player | null = null;
+  private pcm = new Int16Array(160);
+  private ended = false;
+
+  constructor(
+    readonly callSid: string,
+    readonly tenant: Tenant,
+    private readonly deps: SessionDeps,
+    private readonly onEnded: (session: CallSession) => void,
+  ) {
+    this.now = deps.now ?? (() => performance.now());
+    this.startedAtMs = this.stateSinceMs = this.now();
+    this.log = callLogger(deps.logger, { callSid, streamSid: null, tenantId: tenant.id });
+    this.record = {
+      callSid,
+      tenantId: tenant.id,
+      startedAt: new Date().toISOString(),
+      endedAt: null,
+      outcome: null,
+      appointments: [],
+      recordings: [],
+      dialStatus: null,
+      turns: [],
+      bargeIns: [],
+      emergency: null,
+    };
+    this.turnClock = new TurnClock(this.now, this.hub, (t) => {
+      this.record.turns.push(t);
+      this.log.info({ turn: t }, 'turn latency');
+    });
+
+    const actors = createCallActors({
+      tenant,
+      hub: this.hub,
+      vad: deps.providers.vad,
+      stt: deps.providers.stt,
+      tts: deps.providers.tts,
+      agent: deps.providers.agent.startSession(tenant),
+      prompts: deps.prompts,
+      vocabulary: vocabularyOf(tenant),
+      transfer: (target, signal) => this.transfer(target, signal),
+      hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
+      observe: (event) => this.turnClock.onChildEvent(event),
+    });
+    this.actor = createActor(callMachine.provide({ actors }), { input: { callSid, tenant: toCallTenant(tenant) } });
+    this.actor.on('*', (command) => this.execute(command));
+    let lastState = '';
+    this.actor.subscribe({
+      next: (snapshot) => {
+        const state = JSON.stringify(snapshot.value);
+        if (state === lastState) return;
+        this.log.debug({ from: lastState, to: state }, 'state changed');
+        lastState = state;
+        this.stateSinceMs = this.now();
+      },
+      // One call failing must never take the process (or other calls) down: end this call only.
+      error: (err) => this.crash(err),
+    });
+  }
+
+  start(): void {
+    this.actor.start();
+  }
+
+  /** Dotted state path for listings, e.g. "reply.speaking". */
+  get statePath(): string {
+    return pathOf(this.actor.getSnapshot().value);
+  }
+
+  get stateDurationMs(): number {
+    return this.now() - this.stateSinceMs;
+  }
+
+  get durationMs(): number {
+    return this.now() - this.startedAtMs;
+  }
+
+  get streamConnected(): boolean {
+    return this.stream !== null;
+  }
+
+  /** The Media Stream started with a valid token for this call. */
+  attachStream(handle: MediaStreamHandle, start: StartMessage): void {
+    this.stream = handle;
+    this.log.setBindings({ streamSid: start.streamSid });
+    this.player = new Player({
+      streamSid: start.streamSid,
+      send: (json) => {
+        handle.send(json);
+      },
+      onError: (err) => this.log.warn({ err }, 'player send failed'),
+    });
+    this.send({ type: 'twilio.start', streamSid: start.streamSid });
+  }
+
+  onMedia(media: MediaMessage): void {
+    if (this.pcm.length !== media.audio.length) this.pcm = new Int16Array(media.audio.length);
+    this.hub.pushFrame(decodeUlaw(media.audio, this.pcm), media.timestampMs);
+  }
+
+  onDtmf(dtmf: DtmfMessage): void {
+    this.send({ type: 'twilio.dtmf', digit: dtmf.digit });
+  }
+
+  onMark(mark: MarkMessage): void {
+    const info = Player.parseMark(mark.name);
+    if (info) this.send({ type: 'twilio.mark', generation: info.generation, epoch: info.epoch, endMs: info.endMs });
+  }
+
+  onStop(): void {
+    this.send({ type: 'twilio.stop' });
+  }
+
+  onClose(): void {
+    this.stream = null;
+    this.send({ type: 'twilio.closed' });
+  }
+
+  status(status: 'completed' | 'busy' | 'failed' | 'no-answer' | 'canceled'): void {
+    this.send({ type: 'call.status', status });
+  }
+
+  recording(info: CallRecord['recordings'][number]): void {
+    this.record.recordings.push(info);
+    this.send({ type: 'call.recording', recordingSid: info.recordingSid, status: info.status });
+  }
+
+  dialResult(status: string): void {
+    this.record.dialStatus = status;
+  }
+
+  /** End the call politely (goodbye, then hang up), e.g. at the end of a drain. */
+  hangUp(reason: string): void {
+    this.send({ type: 'call.hangup', reason });
+  }
+
+  send(event: CallEvent): void {
+    if (this.ended) return;
+    this.actor.send(event);
+  }
+
+  private execute(command: CallCommand): void {
+    const player = this.player;
+    switch (command.type) {
+      case 'out.audio':
+        this.turnClock.onAudio(command.generation);
+        player?.enqueue(command.generation, command.audio);
+        return;
+      case 'out.finish':
+        player?.finish(command.generation);
+        return;
+      case 'out.clear':
+        player?.clear();
+        this.turnClock.onClear((ms) => this.record.bargeIns.push({ clearLatencyMs: ms }));
+        return;
+      case 'out.resume':
+        player?.resume(command.generation, command.fromMs);
+        return;
+      case 'out.turn':
+        this.turnClock.onTurn(command.generation);
+        return;
+      case 'out.interrupted':
+        this.log.info({ heardMs: command.heardMs, confirmed: command.confirmed }, 'caller interrupted');
+        return;
+      case 'out.startRecording':
+        void this.startRecording();
+        return;
+      case 'out.emergency': {
+        const detail = command.source.via === 'speech' ? command.source.keyword : command.source.via === 'dtmf' ? command.source.digit : command.source.reason;
+        this.record.emergency = { via: command.source.via, detail };
+        this.log.warn({ emergency: this.record.emergency }, 'emergency detected');
+        return;
+      }
+      case 'out.appointment':
+        this.record.appointments.push(command.request);
+        this.log.info('appointment request stored');
+        return;
+      case 'out.ended':
+        this.finish(command.outcome);
+        return;
+    }
+  }
+
+  private async transfer(target: TransferTarget, signal: AbortSignal): Promise<void> {
+    const number = target === 'emergency' ? this.tenant.transfer.emergency : this.tenant.transfer.frontDesk;
+    if (!number) throw new VetError('VET_E_TWILIO_REST', `clinic has no ${target} number`);
+    const twiml = dialTwiml({
+      number,
+      callerId: this.tenant.phoneNumbers[0] ?? number,
+      ringSeconds: this.tenant.transfer.ringSeconds,
+      actionUrl: `${this.deps.publicBaseUrl}${TWILIO_PATHS.dial}`,
+    });
+    await this.rest('transfer', (rest, s) => rest.updateCallTwiml(this.callSid, twiml, s), signal);
+    this.log.info({ target }, 'call transferred');
+  }
+
+  private async startRecording(): Promise<void> {
+    try {
+      const url = `${this.deps.publicBaseUrl}${TWILIO_PATHS.recording}`;
+      const { recordingSid } = await this.rest('recording', (rest, s) => rest.startRecording(this.callSid, url, s), new AbortController().signal);
+      this.log.info({ recordingSid }, 'recording started');
+    } catch (err) {
+      this.log.warn({ err }, 'recording could not be started');
+    }
+  }
+
+  private async rest<T>(operation: string, run: (rest: TwilioRest, signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+    const rest = this.deps.rest;
+    if (!rest) throw new VetError('VET_E_TWILIO_REST', `${operation} needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN`);
+    return run(rest, AbortSignal.any([signal, AbortSignal.timeout(REST_TIMEOUT_MS)]));
+  }
+
+  private crash(err: unknown): void {
+    if (this.ended) return;
+    this.log.error({ err, code: 'VET_E_CALL_CRASHED' }, 'call crashed; handing the caller to the fallback menu');
+    // Closing the stream makes Twilio run the verbs after </Connect>: the clinic's key menu.
+    this.stream?.close(1011, 'call failed');
+    this.finish('error');
+  }
+
+  private finish(outcome: Outcome): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.record.outcome = outcome;
+    this.record.endedAt = new Date().toISOString();
+    this.player?.stop();
+    this.hub.clear();
+    if (this.actor.getSnapshot().status === 'active') this.actor.stop();
+    // The machine decided the call is over; if Twilio has not closed the stream yet, we do.
+    if (this.stream && this.stream.state === 'started') this.stream.close(1000, 'call ended');
+    this.log.info({ outcome, durationMs: Math.round(this.durationMs), turns: this.record.turns.length }, 'call ended');
+    this.onEnded(this);
+  }
+}
+
+function pathOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? ['', ''];
+  return `${key}.${pathOf(child)}`;
+}
+
+function vocabularyOf(tenant: Tenant): string[] {
+  return [tenant.name, ...tenant.info.staff, ...tenant.info.services, ...tenant.emergency.keywords];
+}
