@@ -1,0 +1,238 @@
+/**
+ * The real TwilioRest (rest-types.ts): the official twilio client, one operation = one bounded
+ * attempt. Per operation: `timeoutMs` covers everything, the SDK's 429 retries included; the
+ * caller's AbortSignal rejects at once and also cancels the socket. Per client: a breaker opens
+ * for 30 s after 5 consecutive outages (5xx, 429 after retries, network error, timeout). A 4xx
+ * other than 429 is Twilio answering, not an outage: it fails the operation and counts as a success.
+ *
+ * Errors are VetError VET_E_TWILIO_REST, message `<operation> failed: <detail>`, built from our
+ * own words and numbers only (no token, SID of the account, phone number or Twilio free text).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import type { Logger } from 'pino';
+import twilio from 'twilio';
+import type RequestClient from 'twilio/lib/base/RequestClient.js';
+import { VetError } from '../errors.js';
+import type { TwilioRest } from './rest-types.js';
+
+export interface TwilioRestOptions {
+  accountSid: string;
+  authToken: string;
+  /** Replaces `https://api.twilio.com` in every request (tests: `http://127.0.0.1:PORT`). */
+  baseUrl?: string;
+  /** Bound on one operation, the SDK's 429 retries included. Default 5000 (reliability F9). */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+export const TWILIO_REST_TIMEOUT_MS = 5_000;
+/** reliability F11: 5 consecutive failures → open 30 s, one half-open probe. */
+export const TWILIO_REST_BREAKER = { consecutiveFailures: 5, openMs: 30_000 } as const;
+/** 429 retries inside the SDK (full-jitter backoff of 200, 400, 800 ms at most; Retry-After is ignored). */
+const MAX_429_RETRIES = 3;
+
+type Operation = 'updateCallTwiml' | 'hangup' | 'startRecording';
+
+/** Twilio Call SIDs: CA + 32 hex. Checked before use: the SDK puts the SID in the path unescaped. */
+const CALL_SID = /^CA[0-9a-f]{32}$/i;
+
+/**
+ * The signal of the operation in progress, read by the axios interceptor below. The SDK has no
+ * per-request signal; AsyncLocalStorage carries it from `run()` into the SDK's request chain.
+ */
+const requestSignal = new AsyncLocalStorage<AbortSignal>();
+
+/**
+ * The SDK's own RequestClient, with two additions: the operation's AbortSignal reaches axios (so an
+ * abort or timeout closes the socket and stops 429 retries), and with a base URL every request URI
+ * (already `https://api.twilio.com/2010-04-01/...`, after edge/region) is re-rooted on it.
+ */
+class TwilioHttpClient extends twilio.RequestClient {
+  readonly #baseUrl: string | null;
+
+  constructor(opts: RequestClient.RequestClientOptions, baseUrl: string | null) {
+    super(opts);
+    this.#baseUrl = baseUrl;
+    this.axios.interceptors.request.use((config) => {
+      const signal = requestSignal.getStore();
+      if (signal) config.signal = signal;
+      return config;
+    });
+  }
+
+  override request<TData>(opts: RequestClient.RequestOptions<TData>) {
+    if (this.#baseUrl === null) return super.request(opts);
+    const { pathname, search } = new URL(opts.uri);
+    return super.request({ ...opts, uri: `${this.#baseUrl}${pathname}${search}` });
+  }
+}
+
+/** A classified failure inside the breaker; `outage` decides whether the breaker counts it. */
+class Failure extends Error {
+  constructor(
+    readonly detail: string,
+    readonly outage: boolean,
+    options: ErrorOptions,
+  ) {
+    super(detail, options);
+  }
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; failure: Failure };
+
+export function createTwilioRest(opts: TwilioRestOptions): TwilioRest {
+  const timeoutMs = opts.timeoutMs ?? TWILIO_REST_TIMEOUT_MS;
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new VetError('VET_E_CONFIG', 'Twilio REST timeoutMs must be a positive integer');
+  }
+  if (!/^AC[0-9a-f]{32}$/i.test(opts.accountSid)) {
+    throw new VetError('VET_E_CONFIG', 'Twilio account SID must be AC followed by 32 hex digits');
+  }
+  if (opts.authToken === '') throw new VetError('VET_E_CONFIG', 'Twilio auth token is empty');
+  const baseUrl = opts.baseUrl === undefined ? null : parseBaseUrl(opts.baseUrl);
+  const log = opts.logger;
+
+  // With `httpClient` given, the client's own timeout/autoRetry/maxRetries options are ignored
+  // (BaseTwilio builds a RequestClient only when none is passed): they belong here.
+  const httpClient = new TwilioHttpClient(
+    { timeout: timeoutMs, autoRetry: true, maxRetries: MAX_429_RETRIES },
+    baseUrl,
+  );
+  const client = twilio(opts.accountSid, opts.authToken, { httpClient });
+
+  const breaker = circuitBreaker(
+    handleWhen((e) => e instanceof Failure && e.outage),
+    {
+      halfOpenAfter: TWILIO_REST_BREAKER.openMs,
+      breaker: new ConsecutiveBreaker(TWILIO_REST_BREAKER.consecutiveFailures),
+    },
+  );
+  breaker.onBreak(() => log?.error({ provider: 'twilio-rest' }, 'twilio rest breaker open'));
+  breaker.onHalfOpen(() => log?.info({ provider: 'twilio-rest' }, 'twilio rest breaker half-open'));
+  breaker.onReset(() => log?.info({ provider: 'twilio-rest' }, 'twilio rest breaker closed'));
+
+  async function run<T>(op: Operation, callSid: string, signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+    if (!CALL_SID.test(callSid)) throw new VetError('VET_E_TWILIO_REST', `${op} failed: invalid CallSid`);
+    if (signal.aborted) throw cancelled(op, signal);
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const attemptSignal = AbortSignal.any([signal, deadline]);
+
+    const guarded = breaker.execute(async (): Promise<Outcome<T>> => {
+      try {
+        const value = await raceAbort(requestSignal.run(attemptSignal, call), attemptSignal);
+        return { ok: true, value };
+      } catch (err) {
+        if (signal.aborted) throw err; // not a Failure: the breaker neither counts nor resets
+        const failure = deadline.aborted
+          ? new Failure(`timeout after ${timeoutMs} ms`, true, { cause: deadline.reason })
+          : classify(err);
+        if (failure.outage) throw failure;
+        return { ok: false, failure };
+      }
+    });
+
+    let outcome: Outcome<T>;
+    try {
+      // Also bounds the wait behind a half-open probe, which cockatiel runs without our signal.
+      outcome = await raceAbort(guarded, attemptSignal);
+    } catch (err) {
+      if (signal.aborted) throw cancelled(op, signal);
+      const failure =
+        err instanceof Failure ? err
+        : err instanceof BrokenCircuitError ? new Failure('circuit open', false, { cause: err })
+        : deadline.aborted ? new Failure(`timeout after ${timeoutMs} ms`, true, { cause: deadline.reason })
+        : classify(err);
+      throw fail(op, callSid, failure);
+    }
+    if (!outcome.ok) throw fail(op, callSid, outcome.failure);
+    return outcome.value;
+  }
+
+  function fail(op: Operation, callSid: string, failure: Failure): VetError {
+    log?.warn({ provider: 'twilio-rest', op, callSid, detail: failure.detail }, 'twilio rest request failed');
+    return new VetError('VET_E_TWILIO_REST', `${op} failed: ${failure.detail}`, { cause: failure.cause });
+  }
+
+  return {
+    async updateCallTwiml(callSid, twiml, signal) {
+      await run('updateCallTwiml', callSid, signal, () => client.calls(callSid).update({ twiml }));
+    },
+    async hangup(callSid, signal) {
+      await run('hangup', callSid, signal, () => client.calls(callSid).update({ status: 'completed' }));
+    },
+    async startRecording(callSid, statusCallbackUrl, signal) {
+      const recording = await run('startRecording', callSid, signal, () =>
+        client.calls(callSid).recordings.create({
+          recordingChannels: 'dual',
+          recordingStatusCallback: statusCallbackUrl,
+          recordingStatusCallbackEvent: ['completed'],
+        }),
+      );
+      const sid: unknown = recording.sid;
+      if (typeof sid !== 'string' || !/^RE[0-9a-f]{32}$/i.test(sid)) {
+        throw new VetError('VET_E_TWILIO_REST', 'startRecording failed: response without a Recording SID');
+      }
+      return { recordingSid: sid };
+    },
+  };
+}
+
+function parseBaseUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new VetError('VET_E_CONFIG', 'Twilio REST baseUrl is not a URL');
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '') {
+    throw new VetError('VET_E_CONFIG', 'Twilio REST baseUrl must be an http(s) origin, optionally with a path');
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+function cancelled(op: Operation, signal: AbortSignal): VetError {
+  return new VetError('VET_E_TWILIO_REST', `${op} cancelled`, { cause: signal.reason });
+}
+
+/**
+ * An SDK rejection → Failure. RestException and TwilioServiceException carry the HTTP status and
+ * Twilio's code; everything else is transport. Axios errors hold the request config, Authorization
+ * header included (the token, base64): they never become a cause, only their code is kept.
+ */
+function classify(err: unknown): Failure {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as {
+    status?: unknown;
+    code?: unknown;
+    isAxiosError?: unknown;
+    name?: unknown;
+  };
+  if (e.isAxiosError !== true && typeof e.status === 'number') {
+    const code = typeof e.code === 'number' && e.code > 0 ? ` ${e.code}` : '';
+    const outage = e.status === 429 || e.status >= 500;
+    return new Failure(`HTTP ${e.status}${code}`, outage, { cause: err });
+  }
+  if (e.isAxiosError === true) {
+    const code = typeof e.code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(e.code) ? e.code : 'ERROR';
+    const cause = Object.assign(new Error(`network ${code}`), { code });
+    return new Failure(`network ${code}`, true, { cause });
+  }
+  const name = typeof e.name === 'string' && /^\w+$/.test(e.name) ? e.name : 'error';
+  return new Failure(`unexpected ${name}`, true, { cause: err });
+}
+
+/**
+ * `work`, or a rejection as soon as the signal aborts; `work` is never left unobserved. Callers
+ * tell abort from deadline by which signal fired, not by this rejection.
+ */
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      const reason: unknown = signal.reason;
+      reject(reason instanceof Error ? reason : new Error('aborted', { cause: reason }));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort)).catch(() => {});
+  });
+}

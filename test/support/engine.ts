@@ -1,0 +1,64 @@
+/**
+ * Starts a real engine on 127.0.0.1 (port 0) for end-to-end tests: real config parsing, the
+ * shipped example clinics, real HTTP/WebSocket stack; providers and Twilio REST are injected.
+ */
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { Prompts } from '../../src/calls/child-actors.js';
+import type { Providers } from '../../src/calls/session.js';
+import { loadEnv } from '../../src/config/env.js';
+import { loadTenants } from '../../src/config/tenants.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { buildServer, type Engine } from '../../src/server.js';
+import type { TwilioRest } from '../../src/twilio/rest-types.js';
+import type { MediaStreamOptions } from '../../src/twilio/stream-socket.js';
+
+export const TEST_BASE_URL = 'https://voice.test';
+export const TEST_TOKEN = 'test-auth-token-0123456789abcdef';
+export const TEST_ACCOUNT = `AC${'a'.repeat(32)}`;
+export const TENANTS_DIR = fileURLToPath(new URL('../../config/tenants', import.meta.url));
+
+export interface TestEngine extends Engine {
+  url: string;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export async function startEngine(opts: {
+  providers: Providers;
+  prompts: Prompts;
+  rest?: TwilioRest | null;
+  env?: Record<string, string>;
+  streamOptions?: MediaStreamOptions;
+}): Promise<TestEngine> {
+  const config = loadEnv({
+    NODE_ENV: 'test',
+    PUBLIC_BASE_URL: TEST_BASE_URL,
+    TWILIO_AUTH_TOKEN: TEST_TOKEN,
+    TWILIO_ACCOUNT_SID: TEST_ACCOUNT,
+    TENANTS_DIR,
+    LOG_LEVEL: 'debug',
+    ...opts.env,
+  });
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logs.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const logger = createLogger({ level: config.logLevel, destination });
+  const tenants = await loadTenants(config.tenantsDir);
+  const engine = await buildServer({
+    config,
+    tenants,
+    providers: opts.providers,
+    prompts: opts.prompts,
+    rest: opts.rest ?? null,
+    logger,
+    version: 'test',
+    ...(opts.streamOptions ? { streamOptions: opts.streamOptions } : {}),
+  });
+  const address = await engine.app.listen({ port: 0, host: '127.0.0.1' });
+  return { ...engine, url: address, logs, close: () => engine.app.close() };
+}
