@@ -21,6 +21,9 @@ const freshPlayback = (generation: number, epoch: number): Playback => ({
 /** 8 bytes of μ-law = 1 ms at 8 kHz. */
 const bytesToMs = (bytes: number) => bytes / 8;
 
+/** Marks carry whole milliseconds, so the last fraction of a millisecond never gets acknowledged. */
+const allHeard = (p: Playback) => p.queuedMs - p.heardMs < 1;
+
 const currentGeneration = (context: CallContext, event: CallEvent) =>
   'generation' in event && event.generation === context.playback.generation;
 
@@ -106,12 +109,12 @@ export const callSetup = setup({
     answeredNoEarly: ({ context }) => context.consentAnswer === 'no',
     mayAskConsentAgain: ({ context }) => context.consentAsks < 2,
     refusalMeansTransfer: ({ context }) => context.tenant.consent.onRefusal === 'transfer',
-    playbackComplete: ({ context }) => context.playback.synthDone && context.playback.heardMs >= context.playback.queuedMs,
+    playbackComplete: ({ context }) => context.playback.synthDone && allHeard(context.playback),
     replyComplete: ({ context }) =>
       context.reply !== null &&
       context.reply.agentDone &&
       context.playback.synthDone &&
-      context.playback.heardMs >= context.playback.queuedMs,
+      allHeard(context.playback),
     replyWantsTransfer: ({ context }) => context.reply?.action?.type === 'transfer',
     replyWantsEnd: ({ context }) => context.reply?.action?.type === 'end',
     replyWantsEmergency: ({ context }) => context.emergency === null && context.reply?.action?.type === 'emergency',
@@ -168,7 +171,7 @@ export const callSetup = setup({
     /** Leaving a state mid-playback: drop what Twilio still has queued. */
     stopPlayback: enqueueActions(({ context, enqueue }) => {
       const p = context.playback;
-      if (p.cleared || (p.synthDone && p.heardMs >= p.queuedMs)) return;
+      if (p.cleared || (p.synthDone && allHeard(p))) return;
       enqueue.assign({ playback: { ...p, epoch: p.epoch + 1, cleared: true } });
       enqueue.emit({ type: 'out.clear', generation: p.generation });
     }),

@@ -21,7 +21,7 @@ export type ClipId =
   | 'emergencyFallback'
   | 'filler'
   | 'stillThere'
-  | 'nudge'
+  | 'stillThereHint'
   | 'sayAgain'
   | 'goodbye'
   | 'transfer'

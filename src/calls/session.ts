@@ -40,6 +40,8 @@ export interface SessionDeps {
   logger: Logger;
   /** Monotonic ms. */
   now?: () => number;
+  /** The call machine to run; tests pass a variant (e.g. with an action that throws). */
+  machine?: typeof callMachine;
 }
 
 export interface CallRecord {
@@ -112,7 +114,8 @@ export class CallSession {
       hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
       observe: (event) => this.turnClock.onChildEvent(event),
     });
-    this.actor = createActor(callMachine.provide({ actors }), { input: { callSid, tenant: toCallTenant(tenant) } });
+    const machine = (deps.machine ?? callMachine).provide({ actors });
+    this.actor = createActor(machine, { input: { callSid, tenant: toCallTenant(tenant) } });
     this.actor.on('*', (command) => this.execute(command));
     let lastState = '';
     this.actor.subscribe({
@@ -143,6 +146,11 @@ export class CallSession {
 
   get durationMs(): number {
     return this.now() - this.startedAtMs;
+  }
+
+  /** The conversation so far, agent lines cut to what the caller heard. */
+  get history(): readonly { role: 'caller' | 'agent'; text: string }[] {
+    return this.actor.getSnapshot().context.history;
   }
 
   get streamConnected(): boolean {

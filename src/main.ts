@@ -1,0 +1,85 @@
+/**
+ * Entry point: parse the environment and the clinic files once, build the providers and the
+ * pre-rendered prompts, start the server, and drain calls on SIGTERM/SIGINT.
+ */
+import { readFileSync } from 'node:fs';
+import { loadEnv, type AppConfig } from './config/env.js';
+import { loadTenants } from './config/tenants.js';
+import { isVetError } from './errors.js';
+import { createLogger } from './observability/logger.js';
+import { createProviders } from './providers/index.js';
+import { buildServer } from './server.js';
+import { createTwilioRest } from './twilio/rest.js';
+
+const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** How long live calls may continue after SIGTERM before they are ended politely. */
+const DRAIN_TIMEOUT_MS = Number(process.env.DRAIN_TIMEOUT_MS ?? 30_000);
+
+function fail(err: unknown): never {
+  // Start-up errors are for a human at a terminal: one clear message, no stack for known codes.
+  if (isVetError(err)) process.stderr.write(`vetline: ${err.code}\n${err.message}\n`);
+  else process.stderr.write(`vetline: start-up failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config: AppConfig;
+  try {
+    config = loadEnv(process.env);
+  } catch (err) {
+    fail(err);
+  }
+  const logger = createLogger({ level: config.logLevel });
+  const tenants = await loadTenants(config.tenantsDir).catch(fail);
+  const startedAt = performance.now();
+  const { providers, prompts } = await createProviders(config, tenants.all(), logger).catch(fail);
+  const rest =
+    config.twilio.accountSid && config.twilio.authToken
+      ? createTwilioRest({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken, logger })
+      : null;
+  const { app, registry } = await buildServer({ config, tenants, providers, prompts, rest, logger, version });
+  await app.listen({ port: config.port, host: config.host });
+  logger.info(
+    {
+      version,
+      clinics: tenants.all().map((t) => t.id),
+      providers: config.providers,
+      webhookValidation: config.webhookValidation,
+      twilioRest: rest ? 'on' : 'off (no TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN: transfers and hang-ups fall back)',
+      publicBaseUrl: config.publicBaseUrl,
+      readyInMs: Math.round(performance.now() - startedAt),
+    },
+    'vetline ready',
+  );
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: ending live calls now');
+      registry.hangUpAll('shutdown');
+      return;
+    }
+    stopping = true;
+    registry.startDraining();
+    logger.info({ signal, activeCalls: registry.activeCount, drainTimeoutMs: DRAIN_TIMEOUT_MS }, 'draining: no new calls');
+    const hardExit = setTimeout(() => process.exit(1), DRAIN_TIMEOUT_MS + 15_000);
+    hardExit.unref();
+    void (async () => {
+      const deadline = performance.now() + DRAIN_TIMEOUT_MS;
+      while (registry.activeCount > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      if (registry.activeCount > 0) {
+        registry.hangUpAll('shutdown');
+        const grace = performance.now() + 5_000;
+        while (registry.activeCount > 0 && performance.now() < grace) await new Promise((r) => setTimeout(r, 100));
+      }
+      await app.close();
+      logger.info('stopped');
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+void main().catch(fail);

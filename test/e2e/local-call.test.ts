@@ -1,0 +1,116 @@
+/**
+ * Acceptance, with no keys and no network: a caller simulated over the real Twilio protocol talks
+ * to the engine running on its embedded providers (energy VAD, offline recognizer, rule-based
+ * receptionist, offline synthesizer). The caller's lines are synthesized with the same local voice.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localAgent } from '../../src/providers/agent/local.js';
+import { createLocalStt } from '../../src/providers/stt/local.js';
+import { createLocalTts, synthesizeUlaw } from '../../src/providers/tts/local.js';
+import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
+import { energyVad } from '../../src/providers/vad/energy.js';
+import { loadTenants } from '../../src/config/tenants.js';
+import { FakeTwilio } from '../support/fake-twilio.js';
+import { restRecorder } from '../support/rest-recorder.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+
+const TENANTS = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
+let engine: TestEngine;
+const twilioRest = restRecorder();
+const calls: FakeTwilio[] = [];
+
+const dial = async (to = '+15550109000') => {
+  const call = await FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to, from: '+15557654321' });
+  calls.push(call);
+  return call;
+};
+
+/** Wait until the engine has been quiet (no new audio) for `ms`: the reply is over. */
+const untilQuiet = async (call: FakeTwilio, ms = 700, timeoutMs = 15_000) => {
+  let last = call.heardMs();
+  let since = call.now();
+  await call.waitFor(
+    (c) => {
+      const heard = c.heardMs();
+      if (heard !== last) {
+        last = heard;
+        since = c.now();
+      }
+      return c.now() - since >= ms;
+    },
+    timeoutMs,
+    'the engine to stop talking',
+  );
+};
+
+const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
+
+beforeAll(async () => {
+  const tts = createLocalTts();
+  const prompts = new PromptCache(tts);
+  await prompts.warm((await loadTenants(TENANTS)).all());
+  engine = await startEngine({
+    providers: { vad: energyVad, stt: await createLocalStt(), tts, agent: localAgent },
+    prompts,
+    rest: twilioRest.rest,
+    env: { TENANTS_DIR: TENANTS },
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(calls.map((c) => c.dispose()));
+  await engine?.close();
+});
+
+describe('a call on embedded providers, over the real Media Streams protocol', () => {
+  it('greets, hears a question about hours and answers it as speech', async () => {
+    const call = await dial();
+    await untilQuiet(call);
+    const greetingMs = call.heardMs();
+    expect(greetingMs).toBeGreaterThan(800);
+    expect(stateOf(call.callSid)).toBe('listening.waiting');
+
+    await call.say(await synthesizeUlaw('what are your hours'));
+    await call.waitFor(() => stateOf(call.callSid).startsWith('reply'), 5_000, 'a reply to start');
+    await untilQuiet(call);
+    expect(call.heardMs() - greetingMs).toBeGreaterThan(1_500);
+    const session = engine.registry.session(call.callSid);
+    expect(session?.record.turns.length).toBe(1);
+    expect(session?.history[0]).toEqual({ role: 'caller', text: 'what are your hours' });
+    expect(session?.history[1]?.text).toContain('Monday to Friday, 8 am to 6 pm');
+    expect(call.protocolErrors).toEqual([]);
+    const history = engine.logs.join('').includes('"turn latency"');
+    expect(history).toBe(true);
+
+    await call.hangUp();
+    await call.waitFor(() => stateOf(call.callSid) === 'ended', 3_000, 'the call to end');
+    expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('callerHungUp');
+  }, 40_000);
+
+  it('"my dog is bleeding" triggers the emergency script, then a transfer to the emergency line', async () => {
+    const call = await dial();
+    await untilQuiet(call);
+    await call.say(await synthesizeUlaw('my dog is bleeding'));
+    await call.waitFor(() => stateOf(call.callSid) === 'emergency', 5_000, 'the emergency state');
+    expect(engine.registry.session(call.callSid)?.record.emergency).toEqual({ via: 'speech', detail: 'bleeding' });
+    await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 15_000, 'the transfer');
+    const update = twilioRest.calls.find((c) => c.callSid === call.callSid && c.op === 'update');
+    expect(update?.twiml).toContain('<Number>+15550109099</Number>');
+    // Twilio stops the stream once it runs the <Dial>; the engine must not hang up on it.
+    await call.stop();
+    await call.waitFor(() => stateOf(call.callSid) === 'ended', 3_000, 'the call to end');
+    expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('emergency');
+    expect(twilioRest.calls.filter((c) => c.callSid === call.callSid && c.op === 'hangup')).toEqual([]);
+  }, 40_000);
+
+  it('pressing 0 asks for a transfer to the front desk', async () => {
+    const call = await dial();
+    await untilQuiet(call);
+    call.dtmf('0');
+    await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 8_000, 'the transfer');
+    const update = twilioRest.calls.find((c) => c.callSid === call.callSid && c.op === 'update');
+    expect(update?.twiml).toContain('<Number>+15550109001</Number>');
+    expect(update?.twiml).toContain('action="https://voice.test/twilio/dial"');
+  }, 30_000);
+});
