@@ -11,6 +11,7 @@
  */
 import type { Tenant } from '../../config/tenant.schema.js';
 import { VetError } from '../../errors.js';
+import type { ClipId as MachineClipId } from '../../../machines/call/call.types.js';
 import type { TtsProvider } from './types.js';
 
 export const CLIP_IDS = [
@@ -26,8 +27,13 @@ export const CLIP_IDS = [
   'transfer',
   'transferFailed',
   'menu',
-] as const;
+  'apology',
+] as const satisfies readonly MachineClipId[];
 export type ClipId = (typeof CLIP_IDS)[number];
+// Every clip the call machine can ask for is rendered (and nothing it cannot).
+type MissingClips = Exclude<MachineClipId, ClipId>;
+const _allClipsRendered: MissingClips extends never ? true : MissingClips = true;
+void _allClipsRendered;
 
 /** "+15551230000" → "5 5 5, 1 2 3, 0 0 0 0": read digit by digit, grouped, with pauses. */
 export function speakablePhone(e164: string): string {
@@ -70,6 +76,7 @@ export function clipTexts(tenant: Tenant): Record<ClipId, string> {
       (em ? `If this is an emergency, please call ${speakablePhone(em)}. ` : '') +
       'I can take a message for the team, or keep helping you myself.',
     menu: menuLines.join(' '),
+    apology: "Sorry, I didn't manage that. Could you say it again, or press 0 for the front desk?",
   };
 }
 
