@@ -113,4 +113,19 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     expect(update?.twiml).toContain('<Number>+15550109001</Number>');
     expect(update?.twiml).toContain('action="https://voice.test/twilio/dial"');
   }, 30_000);
+
+  it('never logs the auth token, stream tokens, signatures or any phone number', () => {
+    const logs = engine.logs.join('');
+    expect(logs.length).toBeGreaterThan(1_000);
+    expect(logs).toContain('"callSid"');
+    expect(logs).not.toContain(TEST_TOKEN);
+    for (const call of calls) {
+      const streamToken = call.twiml.stream?.parameters.callToken;
+      expect(streamToken).toBeTruthy();
+      expect(logs).not.toContain(streamToken);
+    }
+    // Caller, clinic and staff numbers alike: E.164 or bare digits.
+    expect(logs.match(/\+?1?555\d{7}/g)).toBeNull();
+    expect(logs).not.toMatch(/x-twilio-signature"\s*:\s*"[A-Za-z0-9+/=]{20,}/i);
+  });
 });
