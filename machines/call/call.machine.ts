@@ -39,6 +39,19 @@ const playsClip = (clip: ClipId | ((context: CallContext) => ClipId)) =>
     },
   }) as const;
 
+/** A turn failed (nothing understood, or the reply broke): say so; after three in a row offer the key menu. */
+const failedTurnPrompt = (clip: ClipId) =>
+  ({
+    entry: ['beginPlayback', 'countFailedTurn'],
+    ...playsClip(clip),
+    on: { ...TTS_EVENTS, 'vad.speechStart': 'hearing' },
+    always: [
+      { guard: and(['playbackComplete', 'tooManyFailedTurns']), target: 'menu' },
+      { guard: 'playbackComplete', target: 'waiting' },
+    ],
+    after: { promptTimeout: 'waiting' },
+  }) as const;
+
 const outcome = (o: CallContext['outcome'] & string) => ({ type: 'setOutcome', params: { outcome: o } }) as const;
 
 export const callMachine = callSetup.createMachine({
@@ -175,21 +188,9 @@ export const callMachine = callSetup.createMachine({
           after: { endOfTurn: [{ guard: 'hasTurnText', target: '#call.reply' }, { target: 'waiting' }] },
         },
         /** "Sorry, could you say that again?" */
-        reprompting: {
-          entry: ['beginPlayback', 'countFailedTurn'],
-          ...playsClip('sayAgain'),
-          on: { ...TTS_EVENTS, 'vad.speechStart': 'hearing' },
-          always: [{ guard: and(['playbackComplete', 'tooManyFailedTurns']), target: 'menu' }, { guard: 'playbackComplete', target: 'waiting' }],
-          after: { promptTimeout: 'waiting' },
-        },
+        reprompting: failedTurnPrompt('sayAgain'),
         /** Something went wrong with a reply: apologise, keep the caller. */
-        apologizing: {
-          entry: ['beginPlayback', 'countFailedTurn'],
-          ...playsClip('apology'),
-          on: { ...TTS_EVENTS, 'vad.speechStart': 'hearing' },
-          always: [{ guard: and(['playbackComplete', 'tooManyFailedTurns']), target: 'menu' }, { guard: 'playbackComplete', target: 'waiting' }],
-          after: { promptTimeout: 'waiting' },
-        },
+        apologizing: failedTurnPrompt('apology'),
         /** The clinic's key menu: offered after repeated failures, on request, or for an unknown key. */
         menu: {
           entry: ['beginPlayback', 'clearTurn'],
