@@ -54,6 +54,7 @@ const norm = (t: string) => t.toLowerCase().replace(/[’‘]/g, "'").replace(/[
 const cap = (w: string) => w.replace(/(^|\s)([a-z])/g, (_m: string, s: string, c: string) => s + c.toUpperCase());
 const clean = (t: string) => t.replace(/[.?!]+$/, '').replace(FILLER_RE, '').trim();
 const list = (xs: readonly string[]) => (xs.length < 2 ? xs.join('') : `${xs.slice(0, -1).join(', ')} and ${xs[xs.length - 1]!}`);
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const sentence = (t: string) => t.trim().replace(/[.!?]*$/, '.');
 
 function findTime(t: string): string | null {
@@ -78,7 +79,7 @@ class LocalAgentSession implements AgentSession {
   constructor(private readonly tenant: Tenant) {
     const names = tenant.info.staff.flatMap((s) => norm(s.replace(/\(.*?\)/g, '')).split(' '))
       .filter((w) => w.length > 2 && !/^(dr|doctor|dvm|vmd|mrs?|ms|the|and)$/.test(w));
-    this.staffRe = names.length ? new RegExp(`\\b(${names.join('|')})\\b`) : null;
+    this.staffRe = names.length ? new RegExp(`\\b(${names.map(escape).join('|')})\\b`) : null;
     this.emergencyWords = tenant.emergency.keywords.map(norm);
   }
 
@@ -126,6 +127,9 @@ class LocalAgentSession implements AgentSession {
     if (emergency) return this.emergency(`caller said "${emergency}"`);
     if (/\b(front desk|operator|receptionist|staff|person|human|someone|somebody|representative)\b/.test(t) ||
       (this.staffRe?.test(t) && /\b(talk|speak|connect|transfer)\b/.test(t))) return this.transfer('caller asked for a person');
+    const yes = /^(yes|yeah|yep|yup|sure|correct|right|that's right|that is right|that's correct|absolutely|ok|okay|sounds good)\b/.test(t);
+    const no = /^(no|nope|nah|not really|that's wrong|wrong|incorrect)\b/.test(t);
+    if (yes && mode.kind === 'confirming') return this.confirmed(mode.flow); // "yes, that's all" confirms, not goodbye
     if (/\b(bye|goodbye|that's all|that is all|that's it|nothing else)\b/.test(t) ||
       (mode.kind === 'idle' && /^(no )?(thanks|thank you)\b/.test(t))) return this.goodbye('caller said goodbye');
     if (/\b(never ?mind|cancel that|forget it)\b/.test(t) && mode.kind !== 'idle') {
@@ -133,12 +137,9 @@ class LocalAgentSession implements AgentSession {
       return { say: ['Okay, no problem. What else can I help with?'], expect: 'normal' };
     }
     const info = this.info(t);
-    const yes = /^(yes|yeah|yep|yup|sure|correct|right|that's right|that is right|that's correct|absolutely|ok|okay|sounds good)\b/.test(t);
-    const no = /^(no|nope|nah|not really|that's wrong|wrong|incorrect)\b/.test(t);
 
     if (mode.kind === 'confirming' || mode.kind === 'fixing') {
       const changed = this.extract(t);
-      if (yes && mode.kind === 'confirming') return this.confirmed(mode.flow);
       if (changed) return this.next(mode.flow, []);
       if (no || mode.kind === 'fixing') {
         const slot = /\b(pet|dog|cat|his name|her name)\b/.test(t) ? 'petName' : /\b(my name|owner|your name)\b/.test(t) ? 'ownerName'
@@ -264,7 +265,7 @@ class LocalAgentSession implements AgentSession {
 
   /** A keyword counts unless negated just before it ("not an emergency", "he isn't bleeding"). */
   private mentions(t: string, keyword: string): boolean {
-    const at = t.search(new RegExp(`\\b${keyword.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`));
+    const at = t.search(new RegExp(`\\b${escape(keyword)}\\b`));
     if (at < 0) return false;
     return !/\b(not|no|isn't|isnt|wasn't|never|without)\b(\s+\S+){0,2}\s*$/.test(t.slice(0, at));
   }

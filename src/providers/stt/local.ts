@@ -2,31 +2,37 @@
  * Offline speech to text: soundswallower (PocketSphinx in WASM), its bundled 8 kHz en-US model and
  * a JSGF phrase grammar for a vet clinic's front desk (stack.md §3.5).
  *
- * Understands one short utterance of the grammar below: an optional lead (yes/no/okay/hi/hello),
- * a core phrase, then optional details ("for bella", "tomorrow morning") and "please"/"thank you".
- * Core phrases: yes/no variants; menu words (one, two, zero, nine, star, front desk, operator,
- * staff, a person, a human, "talk to someone"); booking ("i want to book an appointment", "see the
- * vet", "a checkup", "vaccinations"); refills ("i need a refill"); hours ("what are your hours",
- * "when are you open"); address ("where are you located"); services; goodbyes and thanks;
- * backchannels in the dictionary (mhm, uh-huh, okay, right, i see); emergencies as subject +
- * condition ("my dog is bleeding", "my cat ate poison", "he can't breathe", "she is having a
- * seizure") or "it's (not) an emergency"; ~40 common pet/owner first names, alone or after "my
- * name is" / "his name is"; days, parts of day and clock times ("monday afternoon", "at ten",
- * "friday at three thirty p.m."); and the call's `vocabulary` (sttVocabularyFor: staff names,
- * services, emergency keywords) where its words are in the dictionary.
+ * Understands one short utterance of the grammar in ./local-grammar.ts: an optional lead
+ * (yes/no/okay/hi/hello), a core phrase, then optional details ("for bella", "tomorrow morning")
+ * and "please"/"thank you". Core phrases: yes/no variants; menu words (one, two, zero, nine, star,
+ * front desk, operator, staff, a person, a human, "talk to someone"); booking ("i want to book an
+ * appointment", "see the vet", "a checkup", "vaccinations"); refills ("i need a refill"); hours
+ * ("what are your hours", "when are you open"); address ("where are you located"); services;
+ * goodbyes and thanks; backchannels in the dictionary (mhm, uh-huh, okay, right, i see);
+ * emergencies as subject + condition ("my dog is bleeding", "my cat ate poison", "he can't
+ * breathe", "she is having a seizure") or "it's (not) an emergency"; ~40 common pet/owner first
+ * names, alone or after "my name is" / "his name is"; days, parts of day and clock times ("monday
+ * afternoon", "at ten", "friday at three thirty p.m."); and the call's `vocabulary`
+ * (sttVocabularyFor: staff names, services, emergency keywords) where its words are in the
+ * dictionary.
  *
  * Cannot understand anything else. It is a closed grammar, not dictation: other speech is forced
- * onto the nearest phrase ("my rabbit has a sore ear" → "my rabbit is sick") with a confidence
- * that barely differs. Unlisted names, drugs, phone numbers, dates ("the fifteenth"), spelling and
- * free-form reasons are out of reach; out-of-dictionary words (mm-hmm, xylitol, heartworm, parvo)
- * are dropped with one warning. Short words get swapped (yes/yeah/yep, no/nope, he/it).
+ * onto the nearest phrase, with the same confidence (~0.85–0.9) as a real match. Measured: "my
+ * rabbit has a sore ear" → "my rabbit had a seizure" (a false emergency), "my dog ate xylitol" →
+ * "my dog ate chocolate please", "is chocolate bad for dogs" → "it's coco thanks", "can you call
+ * me back later" → "at noon twelve a.m. thank you", a phone number → "my horse won't eat thank
+ * you", "mm-hmm" (not in the dictionary) → "emily thanks". Unlisted names, drugs, numbers, dates
+ * and free-form reasons are out of reach; out-of-dictionary words (mm-hmm, xylitol, heartworm,
+ * parvo) are dropped with one warning. Short words get swapped (yes/yeah/yep, no/nope).
  *
- * Engine: the WASM module loads once per process. This grammar costs ~40–110 ms of CPU per second
- * of speech (a 6-phrase grammar ~30 ms), so one decoder shared serially would block the event
- * loop 100–300 ms at each speechEnded. Decoders (~25–30 MB each) come from a pool instead (default
- * 4, grown in the background as calls open), checked out per utterance: frames are decoded as they
- * arrive (~1–2 ms per 20 ms frame), a partial is the running hypothesis read every 500 ms of
- * audio, and the final costs ~4 ms. With every decoder busy, the stream buffers and catches up.
+ * Engine: the WASM module loads once per process (~230 ms with the first decoder). This grammar
+ * costs ~95 ms of CPU per second of speech (2 busy cores; a 6-phrase grammar ~30 ms), so one
+ * decoder shared serially would block the event loop 100–300 ms at each speechEnded. Decoders
+ * (~24 MB each; the first, with the module, ~38 MB) come from a pool instead (default 4, grown in
+ * the background as calls open), checked out per utterance and preferring the one the call used
+ * last (its live CMN has adapted to that line): frames are decoded as they arrive (~1.9 ms per
+ * 20 ms frame), a partial is the running hypothesis read every 500 ms of audio (~1 ms), and the
+ * final costs ~4 ms. With every decoder busy, the stream buffers and catches up when one frees.
  *
  * Per call: 300 ms of pre-roll (VAD back-dating + ~200 ms). Only audio between speechStarted and
  * speechEnded is decoded (silence or a tone comes back as "yes"/"no"). Every sample gets ±8 LSB
@@ -38,8 +44,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import createModule from 'soundswallower';
 import type { Decoder, SoundSwallowerModule } from 'soundswallower';
-import type { Tenant } from '../../config/tenant.schema.js';
+import { buildGrammar } from './local-grammar.js';
 import type { SttOptions, SttProvider, SttStream } from './types.js';
+
+export { buildGrammar, sttVocabularyFor } from './local-grammar.js';
 
 const RATE = 8000;
 const MAX_UTTERANCE_SAMPLES = 15 * RATE;
@@ -104,10 +112,13 @@ class DecoderPool {
     if (d) setGrammar(d, grammar);
   }
 
-  /** A free decoder with `grammar` set, or null; prefers one that already has it. */
-  acquire(grammar: string): Pooled | null {
-    this.prepare(grammar);
-    const i = this.free.findIndex((d) => d.grammar === grammar);
+  /** A free decoder: `preferred` if free (same caller), else one with `grammar` set, else null. */
+  acquire(grammar: string, preferred: Pooled | null): Pooled | null {
+    let i = preferred ? this.free.indexOf(preferred) : -1;
+    if (i < 0) {
+      this.prepare(grammar);
+      i = this.free.findIndex((d) => d.grammar === grammar);
+    }
     return i >= 0 ? this.free.splice(i, 1)[0]! : null;
   }
 
@@ -194,6 +205,8 @@ class LocalSttStream implements SttStream {
   private fed = 0;
   private state: 'idle' | 'open' | 'closed' = 'idle';
   private dec: Pooled | null = null;
+  /** The decoder of this call's previous utterance: its live CMN has adapted to this line. */
+  private lastDecoder: Pooled | null = null;
   private cancelWait: (() => void) | null = null;
   private capped = false;
   private ended = false;
@@ -238,7 +251,7 @@ class LocalSttStream implements SttStream {
     this.ringFull = false;
     this.nextPartialAt = this.len + PARTIAL_EVERY_SAMPLES;
     this.guard(() => {
-      const d = this.pool.acquire(this.grammar);
+      const d = this.pool.acquire(this.grammar, this.lastDecoder);
       if (d) this.attach(d);
       else this.cancelWait = this.pool.wait((w) => this.guard(() => this.attach(w), w));
     });
@@ -256,7 +269,7 @@ class LocalSttStream implements SttStream {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.cancelWait?.();
-    this.detach(true);
+    this.detach();
     this.o.signal.removeEventListener('abort', this.onAbort);
     this.onClose();
   }
@@ -264,7 +277,7 @@ class LocalSttStream implements SttStream {
   private attach(d: Pooled): void {
     this.cancelWait = null;
     if (this.state !== 'open' || this.finalSent) return this.pool.release(d);
-    this.dec = d;
+    this.dec = this.lastDecoder = d;
     setGrammar(d, this.grammar);
     d.decoder.start();
     this.step();
@@ -287,16 +300,26 @@ class LocalSttStream implements SttStream {
 
   private finish(d: Pooled): void {
     d.decoder.stop();
-    const text = d.decoder.get_text().trim();
+    let text = d.decoder.get_text().trim();
+    if (!text && this.len > RATE / 2) {
+      // No path reached the end of the grammar: live CMN (the mean carried over from earlier
+      // utterances) can be far off for a new line. Decode again in batch, with this utterance's
+      // own mean: rare, and ~30–100 ms when it happens.
+      d.decoder.start();
+      d.decoder.process_audio(this.buf.subarray(0, this.len), false, true);
+      d.decoder.stop();
+      text = d.decoder.get_text().trim();
+    }
     let confidence: number | null = null;
     if (text) {
       const words = (d.decoder.get_alignment().w ?? []).filter((w) => !/^(<|\(NULL\)|\[)/.test(w.t));
       if (words.length) confidence = Math.round((words.reduce((s, w) => s + w.p, 0) / words.length) * 1000) / 1000;
     }
-    this.detach(false);
+    this.dec = null;
     this.finalSent = true;
     if (this.ended) this.reset();
     this.o.onFinal(text, confidence);
+    this.pool.release(d); // after our final, so a waiting stream's final cannot overtake it
   }
 
   private reset(): void {
@@ -304,16 +327,15 @@ class LocalSttStream implements SttStream {
     this.len = this.fed = 0;
   }
 
-  private detach(stop: boolean): void {
+  /** Abandons the utterance in progress and gives the decoder back. */
+  private detach(): void {
     const d = this.dec;
     this.dec = null;
     if (!d) return;
-    if (stop) {
-      try {
-        d.decoder.stop();
-      } catch {
-        // the utterance is being abandoned; the decoder restarts cleanly on its next start()
-      }
+    try {
+      d.decoder.stop();
+    } catch {
+      // nothing to keep; the decoder restarts cleanly on its next start()
     }
     this.pool.release(d);
   }
@@ -340,83 +362,4 @@ class LocalSttStream implements SttStream {
     }
     this.seed = s;
   }
-}
-
-/** Words and phrases a tenant adds to the grammar: staff names, services, emergency keywords. */
-export function sttVocabularyFor(tenant: Tenant): string[] {
-  const titles = /^(dr|doctor|dvm|vmd|mr|mrs|ms|miss|prof)$/i;
-  const out = new Set<string>([...tenant.emergency.keywords, ...tenant.info.services]);
-  for (const person of tenant.info.staff) {
-    const words = person.replace(/\(.*?\)/g, ' ').split(/[\s,.]+/).filter((w) => w && !titles.test(w));
-    if (words[0]) out.add(words[0]);
-    if (/\b(dr|doctor)\b/i.test(person) && words.length > 1) out.add(`doctor ${words[words.length - 1]!}`);
-  }
-  return [...out];
-}
-
-// Grammar. Each rule is a list of JSGF alternatives; an alternative with a plain word missing from
-// the dictionary is dropped (and reported). Factored on shared prefixes, because decoding cost
-// grows with the number of words that can start at any point (the flat list of full sentences
-// the brief sketched, `<phrase> [<phrase>]`, decoded 5× slower and inserted a second phrase
-// into trailing noise: "front desk ten").
-const NAMES = 'bella max luna charlie lucy cooper bailey daisy sadie molly buddy lola stella tucker milo rocky bear ' +
-  'duke oliver leo jack toby maggie penny ruby oscar tiger shadow pepper coco simba lucky sarah john mary emily david anna';
-const RULES: Record<string, readonly string[]> = {
-  lead: ['yes', 'no', 'okay', 'hi', 'hello'],
-  polite: ['please', 'thank you', 'thanks'],
-  yesno: ['yes [please]', 'yeah', 'yep', 'sure', 'correct', 'no [thanks | thank you]', 'nope', 'not really',
-    "that's (right | correct | wrong)"],
-  menu: ['one', 'two', 'zero', 'nine', 'star', '[the] front desk', 'operator', 'staff', '[a] [real] person', 'a human',
-    'someone', '[the] receptionist'],
-  ask: ['[i want to | can i | let me] (talk | speak) to', '(connect | transfer) me to'],
-  book: ["[(i want | i need | i'd like) to] (book | make | schedule) an appointment", 'i need an appointment',
-    '[an] appointment', '[i need to] see (the | a) vet', 'a checkup', 'vaccinations', 'shots',
-    '(reschedule | cancel) my appointment'],
-  refill: ['i need a refill', '[a] prescription [refill]', 'refill [a prescription]', '[i need more] medication'],
-  hours: ['what are your hours', '[what are your] opening hours', 'hours', 'when are you open',
-    'are you open [today | tomorrow]', 'what time do you (open | close)'],
-  address: ['where are you [located]', 'what is your address', "what's your address", 'address', 'location',
-    'directions', 'how do i get there'],
-  services: ['what services do you offer', 'what do you offer', 'services', 'do you do (surgery | dental)',
-    'grooming', 'boarding', 'dental cleaning', 'spay', 'neuter'],
-  bye: ['[bye] bye', 'goodbye', 'thanks', 'thank you', "that's all", "that's it", 'nothing else', 'have a nice day'],
-  back: ['mm-hmm', 'mhm', 'uh-huh', 'okay', 'right', 'alright', 'i see', 'got it'],
-  emerg: ['<subject> <condition>', "[it's | this is | it is] [not] an emergency", 'emergency', "[it's] urgent"],
-  subject: ['(my | the) <species>', 'he', 'she', 'it', 'my pet'],
-  species: ['dog', 'cat', 'puppy', 'kitten', 'rabbit', 'bunny', 'bird', 'parrot', 'hamster', 'guinea pig', 'ferret',
-    'horse', 'lizard', 'snake', 'turtle'],
-  condition: ['is (bleeding | choking | unconscious | dying | vomiting | limping | sick | (not breathing) | ' +
-    '(having a seizure) | (in pain))', 'ate ([rat] poison | chocolate | antifreeze | grapes)', "can't breathe",
-    'had a seizure', 'collapsed', 'was hit by a car', "won't eat"],
-  names: ["((my name | (his | her | my dog's | my cat's) name) is | this is | it's) <name>", '<name>'],
-  name: NAMES.split(' '),
-  when: ['<day> [<part>] [<clock>]', '<part> [<clock>]', '<clock>'],
-  day: ['today', 'tomorrow', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday',
-    'this week', 'next week', 'as soon as possible'],
-  part: ['[in the] (morning | afternoon | evening)', '[at] noon'],
-  clock: ["at <hour> [<min>] [o'clock | a.m. | p.m.]", "<hour> [<min>] (o'clock | a.m. | p.m.)"],
-  hour: 'one two three four five six seven eight nine ten eleven twelve'.split(' '),
-  min: ['fifteen', 'thirty', 'forty five'],
-};
-const TOP = `public <utt> = ([<lead>] (<book> | <refill>) [<when> | (for <name>)] [<polite>])
-  | (<yesno> [<polite>]) | ([<lead>] (<when> | <emerg> | <hours> | <address> | <services>) [<polite>])
-  | (<names> [<polite>]) | ([<ask>] (<menu> | <vocab>) [<polite>]) | <bye> | <back>;`;
-
-const normalise = (p: string) => p.toLowerCase().replace(/[^a-z'. ]+/g, ' ').replace(/\s+/g, ' ').trim();
-
-/** JSGF for the clinic grammar plus `vocabulary`; alternatives with out-of-dictionary words are dropped. */
-export function buildGrammar(vocabulary: readonly string[], inDict: (word: string) => boolean): { jsgf: string; dropped: string[] } {
-  const dropped = new Set<string>();
-  const keep = (alt: string) => {
-    const missing = alt.replace(/<\w+>|[[\]()|]/g, ' ').split(' ').filter((w) => w && !inDict(w));
-    missing.forEach((w) => dropped.add(w));
-    return missing.length === 0;
-  };
-  const vocab = [...new Set(vocabulary.map(normalise))].filter((p) => p && keep(p));
-  const rules = { ...RULES, vocab: vocab.length ? vocab : ['<VOID>'] };
-  const lines = Object.entries(rules).map(([name, alts]) => {
-    const ok = alts.filter(keep);
-    return `<${name}> = ${ok.length ? ok.map((a) => `(${a})`).join(' | ') : '<VOID>'};`;
-  });
-  return { jsgf: ['#JSGF V1.0;', 'grammar vetline;', TOP, ...lines, ''].join('\n'), dropped: [...dropped] };
 }

@@ -8,7 +8,7 @@
  * - Voices: `kal` (default) is 8 kHz already; `slt`, `rms`, `awb` are 16 kHz and resampled to
  *   8 kHz with wavefile (sinc + low-pass). Unknown voice ids fall back to `kal`.
  * - Text is split into sentences so the first audio is ready after the first sentence
- *   (~20–35 ms with kal, ~90–120 ms with the 16 kHz voices), then yielded in 200 ms chunks
+ *   (~25–60 ms with kal, ~110–140 ms with the 16 kHz voices, on 2 busy cores), then yielded in 200 ms chunks
  *   (1600 bytes, a multiple of Twilio's 160-byte frame); only the very last chunk is shorter.
  * - The AbortSignal is checked before each sentence and each chunk: an abort ends the iterable
  *   quietly (no error), as the TtsProvider contract asks.

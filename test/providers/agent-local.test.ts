@@ -1,0 +1,172 @@
+import { describe, expect, it } from 'vitest';
+import { TenantSchema } from '../../src/config/tenant.schema.js';
+import type { Tenant } from '../../src/config/tenant.schema.js';
+import { localAgent } from '../../src/providers/agent/local.js';
+import type { AgentOutput, AgentSession, ChatTurn } from '../../src/providers/agent/types.js';
+
+const tenant: Tenant = TenantSchema.parse({
+  id: 'riverside',
+  name: 'Riverside Vet Clinic',
+  phoneNumbers: ['+15550100001'],
+  greeting: 'Thanks for calling Riverside Vet Clinic. How can I help?',
+  transfer: { frontDesk: '+15550100002', emergency: '+15550100003' },
+  emergency: { script: 'If your pet is in danger, we will connect you to our emergency team now.' },
+  info: {
+    hours: 'Monday to Friday, 8 am to 6 pm, and Saturday 9 am to 1 pm',
+    address: '12 River Road, Springfield',
+    services: ['vaccinations', 'dental care', 'surgery'],
+    staff: ['Dr. Priya Patel (veterinarian)', 'Emily Stone'],
+  },
+});
+
+interface Said {
+  text: string;
+  outputs: AgentOutput[];
+  deltas: number;
+  expect: string | undefined;
+  action: AgentOutput | undefined;
+  appointment: AgentOutput | undefined;
+}
+
+function conversation() {
+  const session: AgentSession = localAgent.startSession(tenant);
+  const history: ChatTurn[] = [];
+  return async (transcript: string, signal = new AbortController().signal): Promise<Said> => {
+    const outputs: AgentOutput[] = [];
+    for await (const o of session.respond({ transcript, history, signal })) outputs.push(o);
+    const text = outputs.map((o) => (o.type === 'delta' ? o.text : '')).join('');
+    history.push({ role: 'caller', text: transcript }, { role: 'agent', text });
+    const find = (type: AgentOutput['type']) => outputs.find((o) => o.type === type);
+    const e = find('expect');
+    return { text, outputs, deltas: outputs.filter((o) => o.type === 'delta').length, expect: e?.type === 'expect' ? e.answer : undefined,
+      action: find('action'), appointment: find('appointment') };
+  };
+}
+
+describe('local agent', () => {
+  it('states the tenant hours, address and services, streamed as several word deltas', async () => {
+    const say = conversation();
+    const hours = await say('What are your hours?');
+    expect(hours.text).toContain('Monday to Friday, 8 am to 6 pm, and Saturday 9 am to 1 pm');
+    expect(hours.deltas).toBeGreaterThan(5);
+    expect(hours.outputs.every((o) => o.type !== 'delta' || !/\s\S/.test(o.text.trim()))).toBe(true); // one word each
+    expect((await say('where are you located')).text).toContain('12 River Road, Springfield');
+    expect((await say('what services do you offer')).text).toContain('vaccinations, dental care and surgery');
+    const bye = await say('no');
+    expect(bye.action).toMatchObject({ type: 'action', action: { type: 'end' } });
+  });
+
+  it('takes an appointment over several turns, one question at a time, and stores a complete record', async () => {
+    const say = conversation();
+    const start = await say('I want to book an appointment');
+    expect(start.text).toMatch(/pet's name/);
+    expect(start.expect).toBe('long');
+    expect((await say('Bella')).text).toMatch(/your name/);
+    expect((await say('my name is Sam Jones')).text).toMatch(/visit for/);
+    expect((await say('she needs her vaccinations')).text).toMatch(/When would you like/);
+    const readBack = await say('tomorrow morning');
+    expect(readBack.text).toContain('Bella');
+    expect(readBack.text).toContain('Sam Jones');
+    expect(readBack.text).toContain('tomorrow morning');
+    expect(readBack.text).toMatch(/Is that right\?$/);
+    expect(readBack.expect).toBe('short');
+    expect(readBack.appointment).toBeUndefined();
+    const done = await say("yes, that's it"); // a confirmation, not a goodbye
+    expect(done.outputs[0]).toEqual({
+      type: 'appointment',
+      request: { petName: 'Bella', ownerName: 'Sam Jones', reason: 'vaccinations', preferredTime: 'tomorrow morning' },
+    });
+    expect(done.text).toMatch(/sent your request/);
+    expect(done.action).toBeUndefined();
+  });
+
+  it('accepts details in any order and corrections after the read-back', async () => {
+    const say = conversation();
+    expect((await say('i want to book an appointment for bella tomorrow morning')).text).toMatch(/your name/);
+    expect((await say('this is sam')).text).toMatch(/visit for/);
+    const read = await say('a checkup');
+    expect(read.text).toMatch(/Let me read that back/);
+    expect((await say('no')).text).toMatch(/What should I change/);
+    expect((await say('the time')).text).toMatch(/When would you like/);
+    expect((await say('monday afternoon at ten')).text).toContain('Time: monday afternoon at ten.');
+    const done = await say('yes please');
+    expect(done.appointment).toEqual({
+      type: 'appointment',
+      request: { petName: 'Bella', ownerName: 'Sam', reason: 'checkup', preferredTime: 'monday afternoon at ten' },
+    });
+  });
+
+  it('answers a question in the middle of a booking and asks the same slot again', async () => {
+    const say = conversation();
+    await say('book an appointment');
+    const mid = await say('when are you open');
+    expect(mid.text).toContain('8 am to 6 pm');
+    expect(mid.text).toMatch(/pet's name\?$/);
+  });
+
+  it('takes a refill request with the medication as the reason', async () => {
+    const say = conversation();
+    expect((await say('I need a prescription refill')).text).toMatch(/pet's name/);
+    await say('his name is Max');
+    expect((await say('John')).text).toMatch(/Which medication/);
+    expect((await say('carprofen')).text).toMatch(/pick it up/);
+    await say('friday');
+    const done = await say('yes');
+    expect(done.appointment).toMatchObject({
+      request: { petName: 'Max', ownerName: 'John', reason: 'prescription refill: carprofen', preferredTime: 'friday' },
+    });
+  });
+
+  it('hands callers who ask for a person to the front desk', async () => {
+    const say = conversation();
+    const r = await say('can I talk to a real person');
+    expect(r.text).toMatch(/^Let me connect you/);
+    expect(r.action).toEqual({ type: 'action', action: { type: 'transfer', target: 'frontDesk', reason: 'caller asked for a person' } });
+    expect(r.outputs[r.outputs.length - 1]).toBe(r.action);
+    expect((await conversation()('i want to speak to doctor patel')).action).toMatchObject({ action: { type: 'transfer' } });
+  });
+
+  it('says goodbye and ends the call', async () => {
+    const r = await conversation()("thanks, that's all. bye");
+    expect(r.text).toContain('Riverside Vet Clinic');
+    expect(r.action).toMatchObject({ type: 'action', action: { type: 'end' } });
+  });
+
+  it('maps DTMF turns through the tenant menu', async () => {
+    const say = conversation();
+    expect((await say('caller pressed 1: appointment')).text).toMatch(/appointment.*pet's name/);
+    expect((await conversation()('caller pressed 0: front desk')).action).toMatchObject({ action: { type: 'transfer', target: 'frontDesk' } });
+    expect((await conversation()('caller pressed *')).text).toMatch(/Press 1 for appointments\. Press 0 for the front desk\./);
+    expect((await conversation()('caller pressed 9')).action).toMatchObject({ action: { type: 'emergency' } });
+  });
+
+  it('flags clear emergencies but not negated ones', async () => {
+    expect((await conversation()('my dog is bleeding')).action).toMatchObject({ action: { type: 'emergency' } });
+    expect((await conversation()("he can't breathe")).action).toMatchObject({ action: { type: 'emergency' } });
+    const calm = await conversation()("it's not an emergency");
+    expect(calm.action).toBeUndefined();
+  });
+
+  it('answers something it does not understand with what it can do', async () => {
+    const r = await conversation()('purple monkey dishwasher');
+    expect(r.text).toMatch(/didn't catch that/);
+    expect(r.text).toMatch(/hours.*address.*appointment.*refill.*front desk/);
+  });
+
+  it('stops at once when the turn is aborted, with no action', async () => {
+    const session = localAgent.startSession(tenant);
+    const ac = new AbortController();
+    const got: AgentOutput[] = [];
+    for await (const o of session.respond({ transcript: 'goodbye', history: [], signal: ac.signal })) {
+      got.push(o);
+      if (got.length === 2) ac.abort();
+    }
+    expect(got).toHaveLength(2);
+    expect(got.every((o) => o.type === 'delta')).toBe(true);
+    const pre = new AbortController();
+    pre.abort();
+    const none: AgentOutput[] = [];
+    for await (const o of session.respond({ transcript: 'what are your hours', history: [], signal: pre.signal })) none.push(o);
+    expect(none).toEqual([]);
+  });
+});
