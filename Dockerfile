@@ -15,6 +15,7 @@ COPY package.json tsconfig.json ./
 COPY src ./src
 COPY machines ./machines
 COPY config ./config
+COPY visualizations ./visualizations
 RUN mkdir -p /app/data/journals && chown -R node:node /app/data
 USER node
 EXPOSE 3000

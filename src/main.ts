@@ -3,12 +3,16 @@
  * pre-rendered prompts, start the server, and drain calls on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
+import { createRecordingTranscriber } from './calls/recording-transcriber.js';
 import { loadEnv, type AppConfig } from './config/env.js';
 import { loadTenants } from './config/tenants.js';
 import { isVetError } from './errors.js';
+import { openJournalDir } from './journal/writer.js';
 import { createLogger } from './observability/logger.js';
 import { createProviders } from './providers/index.js';
+import { sttVocabularyFor } from './providers/stt/local-grammar.js';
 import { buildServer } from './server.js';
+import { createRecordingFetcher } from './twilio/recording-download.js';
 import { createTwilioRest } from './twilio/rest.js';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -38,7 +42,24 @@ async function main(): Promise<void> {
     config.twilio.accountSid && config.twilio.authToken
       ? createTwilioRest({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken, logger })
       : null;
-  const { app, registry } = await buildServer({ config, tenants, providers, prompts, rest, logger, version });
+  // Completed recordings are transcribed after the call (docs/recordings.md); downloading them needs the credentials.
+  const transcriber =
+    config.twilio.accountSid && config.twilio.authToken
+      ? createRecordingTranscriber({
+          fetchRecording: createRecordingFetcher({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken }),
+          stt: providers.stt,
+          vad: providers.vad,
+          tenantVocabulary: (id) => {
+            const tenant = tenants.byId(id);
+            return tenant ? sttVocabularyFor(tenant) : [];
+          },
+          tenantLanguage: (id) => tenants.byId(id)?.voice.language ?? 'en-US',
+          logger,
+        })
+      : undefined;
+  // An unwritable JOURNAL_DIR is a warning, not a start-up failure: calls matter more than their journals.
+  const journal = await openJournalDir({ dir: config.journalDir, engineVersion: version, logger });
+  const { app, registry } = await buildServer({ config, tenants, providers, prompts, rest, logger, version, journal, ...(transcriber ? { transcriber } : {}) });
   await app.listen({ port: config.port, host: config.host });
   logger.info(
     {
@@ -48,6 +69,7 @@ async function main(): Promise<void> {
       webhookValidation: config.webhookValidation,
       twilioRest: rest ? 'on' : 'off (no TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN: transfers and hang-ups fall back)',
       publicBaseUrl: config.publicBaseUrl,
+      journal: journal ? journal.dir : 'off',
       readyInMs: Math.round(performance.now() - startedAt),
     },
     'vetline ready',
@@ -74,7 +96,8 @@ async function main(): Promise<void> {
         while (registry.activeCount > 0 && performance.now() < grace) await new Promise((r) => setTimeout(r, 100));
       }
       await app.close();
-      logger.info('stopped');
+      await journal?.flushAll();
+      logger.info({ journal: journal?.stats ?? null }, 'stopped');
       process.exit(0);
     })();
   };

@@ -293,7 +293,8 @@ export const callMachine = callSetup.createMachine({
           always: [
             { guard: 'replyWantsEmergency', target: '#call.emergency', actions: 'commitReply' },
             { guard: 'replyWantsTransfer', target: '#call.transferring', actions: ['setTransferFromReply', 'commitReply'] },
-            { guard: 'replyWantsEnd', target: '#call.hangingUp', actions: ['commitReply', outcome('completed')] },
+            // The reply itself said goodbye: no second farewell clip.
+            { guard: 'replyWantsEnd', target: '#call.hangingUp.requesting', actions: ['commitReply', outcome('completed')] },
             { target: '#call.listening', actions: 'commitReply' },
           ],
         },

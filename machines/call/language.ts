@@ -72,6 +72,8 @@ export function isRealInterruption(text: string, backchannels: readonly string[]
   return words(rest.trim()).length >= 2;
 }
 
+const ABBREVIATIONS = new Set(['dr', 'mr', 'mrs', 'ms', 'st', 'vs', 'etc', 'approx', 'no', 'prof', 'jr', 'sr']);
+
 /**
  * Split streamed text into complete sentences (to synthesize each as soon as it is ready) and the
  * unfinished remainder. A sentence ends at . ! or ? followed by a space.
@@ -81,6 +83,9 @@ export function takeSentences(buffer: string): { sentences: string[]; rest: stri
   let start = 0;
   const re = /[.!?]+["')\]]*\s+/g;
   for (let m = re.exec(buffer); m !== null; m = re.exec(buffer)) {
+    // "Dr. Lee", "St. Mary", "a.m. or": a period after an abbreviation or an initial is not an end.
+    const word = /([A-Za-z.]+)$/.exec(buffer.slice(start, m.index))?.[1] ?? '';
+    if (m[0].startsWith('.') && (ABBREVIATIONS.has(word.toLowerCase()) || /^([a-z]\.)*[a-z]$/i.test(word))) continue;
     const end = m.index + m[0].length;
     const sentence = buffer.slice(start, end).trim();
     if (sentence.length > 0) sentences.push(sentence);
@@ -98,14 +103,17 @@ export function heardText(segments: readonly { text: string; endMs: number }[], 
   const out: string[] = [];
   let startMs = 0;
   for (const seg of segments) {
-    if (heardMs >= seg.endMs) {
+    // Marks carry whole milliseconds; the timeline has fractions: within 1 ms counts as heard.
+    if (seg.endMs - heardMs < 1) {
       if (seg.text) out.push(seg.text);
     } else {
       const span = seg.endMs - startMs;
       const fraction = span > 0 ? Math.max(0, heardMs - startMs) / span : 0;
       const cut = seg.text.slice(0, Math.floor(seg.text.length * fraction));
       const lastSpace = cut.lastIndexOf(' ');
-      const partial = cut.length === seg.text.length ? cut : lastSpace > 0 ? cut.slice(0, lastSpace) : '';
+      // Keep only whole words: a cut that ends right before a space ends on a word already.
+      const endsOnWord = cut.length === seg.text.length || seg.text[cut.length] === ' ';
+      const partial = endsOnWord ? cut.trimEnd() : lastSpace > 0 ? cut.slice(0, lastSpace) : '';
       if (partial) out.push(`${partial}…`);
       break;
     }

@@ -60,8 +60,10 @@ export function createCallActors(deps: CallActorDeps) {
     return hub.onFrame((pcm, atMs) => {
       const decision = detector.process(pcm, atMs);
       if (!decision) return;
-      hub.boundary(decision.type === 'speechStart' ? 'start' : 'end');
+      // The machine hears of the boundary first, then the recognizer: a recognizer that answers at
+      // once (the local one) must find the machine already waiting for that transcript.
       send(decision.type === 'speechStart' ? { type: 'vad.speechStart', atMs: decision.atMs } : { type: 'vad.speechEnd', atMs: decision.atMs, speechMs: decision.speechMs });
+      hub.boundary(decision.type === 'speechStart' ? 'start' : 'end');
     });
   });
 

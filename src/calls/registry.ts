@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { StartMessage } from '../twilio/media-codec.js';
 import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
+import type { RecordingTranscriber, RecordingTranscript } from './recording-transcriber.js';
 import { CallSession, type CallRecord, type SessionDeps } from './session.js';
 import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from './types.js';
 
@@ -18,6 +19,8 @@ export interface RegistryOptions extends SessionDeps {
   tokenTtlMs?: number;
   /** Finished calls kept for the inspector and tests. */
   keepRecent?: number;
+  /** Transcribes completed recordings once their call has ended (recording-transcriber.ts). */
+  transcriber?: RecordingTranscriber;
 }
 
 type Token = { callSid: string; expiresAt: number };
@@ -35,6 +38,8 @@ export class Registry implements CallRegistry {
   private readonly log: Logger;
   private draining = false;
   private readonly endedListeners = new Set<(record: CallRecord) => void>();
+  /** Completed recordings of calls still live: transcribed when the call ends. */
+  private readonly transcribeAfterEnd = new Map<string, RecordingInfo[]>();
 
   constructor(private readonly opts: RegistryOptions) {
     this.log = opts.logger;
@@ -115,13 +120,16 @@ export class Registry implements CallRegistry {
     if (this.seen(`recording:${recording.recordingSid}:${recording.status}`)) return true;
     const info = { recordingSid: recording.recordingSid, status: recording.status, url: recording.url, durationSeconds: recording.durationSeconds };
     const session = this.calls.get(callSid);
+    const transcribe = this.opts.transcriber !== undefined && recording.status === 'completed' && recording.url !== null;
     if (session) {
       session.recording(info);
+      if (transcribe) this.transcribeAfterEnd.set(callSid, [...(this.transcribeAfterEnd.get(callSid) ?? []), recording]);
       return true;
     }
     // Completed recordings usually arrive after the call ended: attach to the finished record.
     const record = this.recent.find((r) => r.callSid === callSid);
     if (record) record.recordings.push(info);
+    if (record && transcribe) this.transcribe(record, recording);
     return record !== undefined;
   }
 
@@ -168,5 +176,29 @@ export class Registry implements CallRegistry {
     this.recent.push(session.record);
     if (this.recent.length > (this.opts.keepRecent ?? 200)) this.recent.shift();
     for (const listener of this.endedListeners) listener(session.record);
+    const recordings = this.transcribeAfterEnd.get(session.callSid) ?? [];
+    this.transcribeAfterEnd.delete(session.callSid);
+    for (const recording of recordings) this.transcribe(session.record, recording);
+  }
+
+  /** Background: the transcript lands on the record; logs carry ids and counts, never text. */
+  private transcribe(record: CallRecord, recording: RecordingInfo): void {
+    const transcriber = this.opts.transcriber;
+    if (!transcriber || recording.url === null) return;
+    const { callSid, tenantId } = record;
+    const { recordingSid } = recording;
+    const log = this.log.child({ callSid, tenantId, recordingSid });
+    const startedAt = performance.now();
+    log.info('recording transcription started');
+    const done = (transcript: RecordingTranscript) => {
+      record.recordingTranscripts.push(transcript);
+      const fields = { status: transcript.status, segments: transcript.segments.length, ms: Math.round(performance.now() - startedAt) };
+      if (transcript.status === 'done') log.info(fields, 'recording transcription finished');
+      else log.warn({ ...fields, error: transcript.error }, 'recording transcription finished');
+    };
+    transcriber
+      .transcribe({ callSid, tenantId, recordingUrl: recording.url, channels: recording.channels, recordingSid })
+      .then(done, (err: unknown) => done({ recordingSid, segments: [], status: 'failed', error: `transcriber threw ${err instanceof Error ? err.name : typeof err}` }))
+      .catch((err: unknown) => log.error({ err }, 'recording transcript could not be stored'));
   }
 }

@@ -3,15 +3,19 @@
  * The only place where the machine's commands become Twilio messages and REST calls.
  */
 import type { Logger } from 'pino';
-import { createActor, type Actor } from 'xstate';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { AppointmentRequest, CallCommand, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
 import { Player } from '../audio/player.js';
 import { decodeUlaw } from '../audio/ulaw.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { VetError } from '../errors.js';
+import { roundMs, statePath, type JournalRecordSummary } from '../journal/format.js';
+import type { CallJournal, JournalFactory } from '../journal/writer.js';
+import type { CallActivity } from '../inspector/activity.js';
 import { callLogger } from '../observability/logger.js';
 import type { AgentProvider } from '../providers/agent/types.js';
+import { sttVocabularyFor } from '../providers/stt/local-grammar.js';
 import type { SttProvider } from '../providers/stt/types.js';
 import type { TtsProvider } from '../providers/tts/types.js';
 import type { VadProvider } from '../providers/vad/types.js';
@@ -22,6 +26,7 @@ import { dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { createCallActors, type Prompts } from './child-actors.js';
+import type { RecordingTranscript } from './recording-transcriber.js';
 import { TurnClock, type TurnTiming } from './turn-clock.js';
 
 export interface Providers {
@@ -42,6 +47,18 @@ export interface SessionDeps {
   now?: () => number;
   /** The call machine to run; tests pass a variant (e.g. with an action that throws). */
   machine?: typeof callMachine;
+  /** Live feed for the inspector: snapshots, events, commands, inbound audio, end. Must not throw. */
+  onActivity?: (activity: CallActivity) => void;
+  /** Event journal (docs/journal.md); absent: calls are not journaled. */
+  journal?: JournalFactory;
+  /** Diagnostics tap (tests, tools): every state change and every command of every call, in order. */
+  tap?: SessionTap;
+}
+
+export interface SessionTap {
+  /** `state` is the dotted path; `t` ms since the call started. */
+  transition?(callSid: string, state: string, t: number): void;
+  command?(callSid: string, command: CallCommand, t: number): void;
 }
 
 export interface CallRecord {
@@ -52,6 +69,7 @@ export interface CallRecord {
   outcome: Outcome | null;
   appointments: AppointmentRequest[];
   recordings: { recordingSid: string; status: string; url: string | null; durationSeconds: number | null }[];
+  recordingTranscripts: RecordingTranscript[];
   dialStatus: string | null;
   turns: TurnTiming[];
   bargeIns: { clearLatencyMs: number }[];
@@ -73,6 +91,7 @@ export class CallSession {
   private player: Player | null = null;
   private pcm = new Int16Array(160);
   private ended = false;
+  private readonly journal: CallJournal | null;
 
   constructor(
     readonly callSid: string,
@@ -91,6 +110,7 @@ export class CallSession {
       outcome: null,
       appointments: [],
       recordings: [],
+      recordingTranscripts: [],
       dialStatus: null,
       turns: [],
       bargeIns: [],
@@ -109,22 +129,42 @@ export class CallSession {
       tts: deps.providers.tts,
       agent: deps.providers.agent.startSession(tenant),
       prompts: deps.prompts,
-      vocabulary: vocabularyOf(tenant),
+      vocabulary: sttVocabularyFor(tenant),
       transfer: (target, signal) => this.transfer(target, signal),
       hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
-      observe: (event) => this.turnClock.onChildEvent(event),
+      observe: (event) => {
+        this.turnClock.onChildEvent(event);
+        this.deps.onActivity?.({ type: 'event', callSid, t: this.durationMs, source: 'child', event });
+      },
     });
     const machine = (deps.machine ?? callMachine).provide({ actors });
-    this.actor = createActor(machine, { input: { callSid, tenant: toCallTenant(tenant) } });
-    this.actor.on('*', (command) => this.execute(command));
+    const input = { callSid, tenant: toCallTenant(tenant) };
+    const { vad, stt, agent, tts } = deps.providers;
+    this.journal =
+      deps.journal?.open({
+        callSid,
+        tenantId: tenant.id,
+        startedAt: this.record.startedAt,
+        providers: { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name },
+        input,
+      }) ?? null;
+    // The journal listens at the actor's mailbox: edge events, child events, promise results and
+    // timer firings alike, in exactly the order the machine consumes them (docs/journal.md).
+    this.actor = createActor(machine, { input, ...(this.journal ? { inspect: (e: InspectionEvent) => this.journalEvent(e) } : {}) });
+    this.actor.on('*', (command) => {
+      deps.tap?.command?.(callSid, command, this.elapsedMs());
+      this.execute(command);
+    });
     let lastState = '';
     this.actor.subscribe({
       next: (snapshot) => {
         const state = JSON.stringify(snapshot.value);
+        this.deps.onActivity?.({ type: 'snapshot', callSid, t: this.durationMs, status: snapshot.status, value: snapshot.value, context: snapshot.context, changed: state !== lastState });
         if (state === lastState) return;
         this.log.debug({ from: lastState, to: state }, 'state changed');
         lastState = state;
         this.stateSinceMs = this.now();
+        deps.tap?.transition?.(callSid, statePath(snapshot.value), this.elapsedMs());
       },
       // One call failing must never take the process (or other calls) down: end this call only.
       error: (err) => this.crash(err),
@@ -168,12 +208,15 @@ export class CallSession {
       },
       onError: (err) => this.log.warn({ err }, 'player send failed'),
     });
-    this.send({ type: 'twilio.start', streamSid: start.streamSid });
+    // The socket counts as started only once this handler returns: start the call (and its greeting
+    // audio) just after, or the first frames would be dropped as sent before `start`.
+    queueMicrotask(() => this.send({ type: 'twilio.start', streamSid: start.streamSid }));
   }
 
   onMedia(media: MediaMessage): void {
     if (this.pcm.length !== media.audio.length) this.pcm = new Int16Array(media.audio.length);
     this.hub.pushFrame(decodeUlaw(media.audio, this.pcm), media.timestampMs);
+    this.deps.onActivity?.({ type: 'audio', callSid: this.callSid, t: this.durationMs, pcm: this.pcm });
   }
 
   onDtmf(dtmf: DtmfMessage): void {
@@ -214,10 +257,24 @@ export class CallSession {
 
   send(event: CallEvent): void {
     if (this.ended) return;
+    this.deps.onActivity?.({ type: 'event', callSid: this.callSid, t: this.durationMs, source: 'edge', event });
     this.actor.send(event);
   }
 
+  /** ms since the call started, 0.1 ms precision (journal and tap timestamps). */
+  private elapsedMs(): number {
+    return roundMs(this.now() - this.startedAtMs);
+  }
+
+  /** Every event delivered to the call actor itself (not to its children); `xstate.init` is implied. */
+  private journalEvent(e: InspectionEvent): void {
+    if (e.type !== '@xstate.event' || e.actorRef.sessionId !== e.rootId || e.event.type === 'xstate.init') return;
+    // The actor sending to itself is a delayed event: an `after` timeout or a delayed raise.
+    this.journal?.event(this.elapsedMs(), e.event, e.sourceRef?.sessionId === e.rootId);
+  }
+
   private execute(command: CallCommand): void {
+    this.deps.onActivity?.({ type: 'command', callSid: this.callSid, t: this.durationMs, command });
     const player = this.player;
     switch (command.type) {
       case 'out.audio':
@@ -307,6 +364,8 @@ export class CallSession {
     // The machine decided the call is over; if Twilio has not closed the stream yet, we do.
     if (this.stream && this.stream.state === 'started') this.stream.close(1000, 'call ended');
     this.log.info({ outcome, durationMs: Math.round(this.durationMs), turns: this.record.turns.length }, 'call ended');
+    this.journal?.end(this.elapsedMs(), outcome, journalSummary(this.record, this.elapsedMs()));
+    this.deps.onActivity?.({ type: 'ended', callSid: this.callSid, t: this.durationMs, outcome });
     this.onEnded(this);
   }
 }
@@ -317,6 +376,15 @@ function pathOf(value: unknown): string {
   return `${key}.${pathOf(child)}`;
 }
 
-function vocabularyOf(tenant: Tenant): string[] {
-  return [tenant.name, ...tenant.info.staff, ...tenant.info.services, ...tenant.emergency.keywords];
+/** The outcome line's record: timings and counts; appointments and recordings only counted (no personal data). */
+function journalSummary(record: CallRecord, durationMs: number): JournalRecordSummary {
+  return {
+    durationMs,
+    turns: record.turns,
+    bargeIns: record.bargeIns,
+    appointments: record.appointments.length,
+    recordings: record.recordings.length,
+    dialStatus: record.dialStatus,
+    emergency: record.emergency,
+  };
 }

@@ -76,7 +76,7 @@ describe('call registry', () => {
     expect(r.list()).toEqual([expect.objectContaining({ callSid: callSid(1), tenantId: 'clinic-a', state: 'connecting' })]);
   });
 
-  it('accepts a stream once, with the token of that call from our account', () => {
+  it('accepts a stream once, with the token of that call from our account', async () => {
     const r = registry();
     const opened = r.open({ callSid: callSid(2), tenant: clinicA });
     if (opened.kind !== 'created') throw new Error('expected a new call');
@@ -94,6 +94,7 @@ describe('call registry', () => {
     const good = r.open({ callSid: callSid(5), tenant: clinicA });
     if (good.kind !== 'created') throw new Error('expected a new call');
     expect(r.acceptStream(start(callSid(5), good.streamToken), handle())).toBe('accept');
+    await Promise.resolve(); // the call starts right after the socket counts as started
     expect(r.list().find((c) => c.callSid === callSid(5))?.state).toBe('greeting');
     expect(r.acceptStream(start(callSid(5), good.streamToken), handle())).toEqual({ reject: 'unknown stream token' });
     expect(r.open({ callSid: callSid(5), tenant: clinicA })).toEqual({ kind: 'alreadyConnected' });
@@ -107,12 +108,13 @@ describe('call registry', () => {
     expect(r.acceptStream(start(callSid(6), opened.streamToken), handle())).toEqual({ reject: 'expired stream token' });
   });
 
-  it('a terminal status callback ends the call and removes it; repeats are harmless', () => {
+  it('a terminal status callback ends the call and removes it; repeats are harmless', async () => {
     const r = registry();
     const opened = r.open({ callSid: callSid(7), tenant: clinicA });
     if (opened.kind !== 'created') throw new Error('expected a new call');
     const h = handle();
     expect(r.acceptStream(start(callSid(7), opened.streamToken), h)).toBe('accept');
+    await Promise.resolve();
     expect(r.status({ callSid: callSid(7), status: 'completed', sequenceNumber: 1 })).toBe(true);
     expect(r.activeCount).toBe(0);
     expect(r.recentCalls().at(-1)).toMatchObject({ callSid: callSid(7), outcome: 'callerHungUp' });

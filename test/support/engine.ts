@@ -5,9 +5,10 @@
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Prompts } from '../../src/calls/child-actors.js';
-import type { Providers } from '../../src/calls/session.js';
+import type { Providers, SessionTap } from '../../src/calls/session.js';
 import { loadEnv } from '../../src/config/env.js';
 import { loadTenants } from '../../src/config/tenants.js';
+import { createJournalFactory, type JournalFactory } from '../../src/journal/writer.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { buildServer, type Engine } from '../../src/server.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
@@ -21,6 +22,8 @@ export const TENANTS_DIR = fileURLToPath(new URL('../../config/tenants', import.
 export interface TestEngine extends Engine {
   url: string;
   logs: string[];
+  /** Set when `journalDir` was given. */
+  journal: JournalFactory | null;
   close(): Promise<void>;
 }
 
@@ -30,6 +33,10 @@ export async function startEngine(opts: {
   rest?: TwilioRest | null;
   env?: Record<string, string>;
   streamOptions?: MediaStreamOptions;
+  /** Opt-in: journal every call into this directory (docs/journal.md). */
+  journalDir?: string;
+  /** Opt-in: every state change and command of every call. */
+  tap?: SessionTap;
 }): Promise<TestEngine> {
   const config = loadEnv({
     NODE_ENV: 'test',
@@ -49,6 +56,7 @@ export async function startEngine(opts: {
   });
   const logger = createLogger({ level: config.logLevel, destination });
   const tenants = await loadTenants(config.tenantsDir);
+  const journal = opts.journalDir ? await createJournalFactory({ dir: opts.journalDir, engineVersion: 'test', logger }) : null;
   const engine = await buildServer({
     config,
     tenants,
@@ -58,7 +66,13 @@ export async function startEngine(opts: {
     logger,
     version: 'test',
     ...(opts.streamOptions ? { streamOptions: opts.streamOptions } : {}),
+    ...(journal ? { journal } : {}),
+    ...(opts.tap ? { tap: opts.tap } : {}),
   });
   const address = await engine.app.listen({ port: 0, host: '127.0.0.1' });
-  return { ...engine, url: address, logs, close: () => engine.app.close() };
+  const close = async () => {
+    await engine.app.close();
+    await journal?.flushAll();
+  };
+  return { ...engine, url: address, logs, journal, close };
 }

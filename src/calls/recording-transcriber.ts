@@ -1,0 +1,433 @@
+/**
+ * After a call: download its recording, find the speech on each channel and transcribe it with
+ * the deployment's STT provider, the same way a live call would hear it (docs/recordings.md).
+ *
+ * Pipeline, per recording:
+ * 1. `fetchRecording` (src/twilio/recording-download.ts) → WAV bytes.
+ * 2. wavefile parses the container (RIFF/RIFX/RF64, fmt, data). Samples are unpacked here, per
+ *    channel and in time slices, not with `getSamples()`: measured on this machine (2 cores,
+ *    Node 20), `getSamples` blocks ~850 ms for 15 min of dual-channel 8 kHz PCM16 and `fromMuLaw`
+ *    ~2.7 s, while the loops below take a few ms per minute of audio and yield in between.
+ *    Formats: PCM 8/16/24/32-bit, float 32/64, μ-law, A-law; 1 or 2 channels.
+ * 3. Not 8 kHz: resampled to 8 kHz with wavefile's `toSampleRate` (sinc), ~5 s at a time with
+ *    50 ms of overlap on each side (wavefile resamples a whole buffer at once: 60 s of 16 kHz
+ *    stereo took ~1 s in one go).
+ * 4. Per channel, like a live call: 20 ms frames go to the STT stream and the energy VAD; the
+ *    VAD's speechStart/speechEnd become speechStarted/speechEnded, and each segment's onFinal is
+ *    awaited before the next frame. Segments longer than 14 s are cut (the local STT caps an
+ *    utterance at 15 s and then emits its final early). Empty finals (nothing understood) are dropped.
+ *
+ * Channels: a dual-channel recording made with REST `recordingChannels: 'dual'` on a
+ * <Connect><Stream> call has one leg per channel, but Twilio does not document which one is the
+ * caller for this kind of call. **Unverified**: channel 0 is labelled 'caller' and channel 1
+ * 'agent' (our synthesized voice). A mono file mixes both sides; its segments are all 'caller'.
+ *
+ * Bounds: one transcription at a time per transcriber (others wait in a queue of `maxQueued`);
+ * the first `maxAudioMs` (15 min) of audio only (`truncatedAtMs` says so); `timeoutMs` (10 min)
+ * for download + decoding + recognition; the event loop is yielded (setImmediate) at least every
+ * `sliceMs` of work and between segments. The STT provider's own synchronous costs (the local
+ * one: ~1.9 ms per 20 ms frame of speech, ~50–200 ms to set a grammar on a decoder) still apply.
+ *
+ * Never throws: failures come back as `status: 'failed'` with a message built from our own words
+ * (no URL, credentials or phone numbers; provider messages are scrubbed).
+ */
+import type { Logger } from 'pino';
+import wavefile from 'wavefile';
+import alawmulaw from 'alawmulaw';
+import { ulawToPcmSample } from '../audio/ulaw.js';
+import { isVetError } from '../errors.js';
+import { scrubText } from '../observability/logger.js';
+import type { SttProvider } from '../providers/stt/types.js';
+import type { VadParams, VadProvider } from '../providers/vad/types.js';
+
+export type RecordingChannel = 'caller' | 'agent';
+
+export interface RecordingSegment {
+  channel: RecordingChannel;
+  /** Recording time (ms from the start of the file) where the VAD opened the segment (back-dated). */
+  startMs: number;
+  /** Where the closing silence began (or the end of the audio). */
+  endMs: number;
+  text: string;
+}
+
+export interface RecordingTranscript {
+  recordingSid?: string;
+  /** Both channels, ordered by startMs. */
+  segments: RecordingSegment[];
+  status: 'done' | 'failed';
+  error?: string;
+  /** Set when the recording was longer than `maxAudioMs`: only audio before this was transcribed. */
+  truncatedAtMs?: number;
+}
+
+export interface RecordingTranscriptionRequest {
+  callSid: string;
+  tenantId: string;
+  /** `RecordingUrl` from the status callback (no extension). */
+  recordingUrl: string;
+  /** `RecordingChannels` from the status callback, if any. */
+  channels: number | null;
+  /** Copied into the result; taken from the URL when omitted. */
+  recordingSid?: string;
+  /** Aborts the transcription (e.g. shutdown); it then fails with "cancelled". */
+  signal?: AbortSignal;
+}
+
+export interface RecordingTranscriber {
+  transcribe(request: RecordingTranscriptionRequest): Promise<RecordingTranscript>;
+}
+
+export interface RecordingTranscriberDeps {
+  /** Downloads `RecordingUrl` as WAV bytes (createRecordingFetcher). */
+  fetchRecording(url: string, signal: AbortSignal, options?: { channels?: number | null }): Promise<Uint8Array>;
+  stt: SttProvider;
+  vad: VadProvider;
+  /** Words to favour for this clinic (e.g. sttVocabularyFor(tenant)). */
+  tenantVocabulary(tenantId: string): readonly string[];
+  /** Language tag for this clinic; default en-US. */
+  tenantLanguage?(tenantId: string): string;
+  logger: Logger;
+  /** Download + decode + recognition. Default 600 000 (10 min). */
+  timeoutMs?: number;
+  /** Audio transcribed at most, per channel. Default 900 000 (15 min). */
+  maxAudioMs?: number;
+  /** Transcriptions waiting behind the running one; more fail at once. Default 50. */
+  maxQueued?: number;
+  /** VAD thresholds; default: the clinic-file defaults (-38 dBFS, 100 ms speech, 200 ms silence). */
+  vadParams?: VadParams;
+  /** Longest stretch of synchronous work before yielding to the event loop. Default 10 ms. */
+  sliceMs?: number;
+}
+
+export const RECORDING_TRANSCRIBE_TIMEOUT_MS = 600_000;
+export const RECORDING_MAX_AUDIO_MS = 15 * 60_000;
+const RATE = 8000;
+const FRAME = 160; // 20 ms at 8 kHz
+/** Below the local STT's 15 s utterance cap, so every speechEnded gets exactly one final. */
+const MAX_SEGMENT_MS = 14_000;
+const DEFAULT_VAD: VadParams = { thresholdDb: -38, minSpeechMs: 100, minSilenceMs: 200 };
+const RECORDING_SID = /\/(RE[0-9a-f]{32})$/i;
+
+/** A failure whose message is ours and safe to store and log as is. */
+class TranscriptionError extends Error {}
+
+export function createRecordingTranscriber(deps: RecordingTranscriberDeps): RecordingTranscriber {
+  const timeoutMs = deps.timeoutMs ?? RECORDING_TRANSCRIBE_TIMEOUT_MS;
+  const maxAudioMs = deps.maxAudioMs ?? RECORDING_MAX_AUDIO_MS;
+  const maxQueued = deps.maxQueued ?? 50;
+  const sliceMs = deps.sliceMs ?? 10;
+  const vadParams = deps.vadParams ?? DEFAULT_VAD;
+  let tail: Promise<unknown> = Promise.resolve();
+  let queued = 0;
+
+  async function run(req: RecordingTranscriptionRequest, recordingSid: string | undefined): Promise<RecordingTranscript> {
+    const log = deps.logger.child({ callSid: req.callSid, tenantId: req.tenantId, recordingSid: recordingSid ?? null });
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = req.signal ? AbortSignal.any([req.signal, deadline]) : deadline;
+    const base = recordingSid === undefined ? {} : { recordingSid };
+    const t0 = performance.now();
+    const clock = new Slicer(sliceMs, signal, () => (deadline.aborted ? `timed out after ${timeoutMs} ms` : 'cancelled'));
+    try {
+      const bytes = await untilAborted(deps.fetchRecording(req.recordingUrl, signal, { channels: req.channels }), signal);
+      clock.check();
+      const fetchedMs = performance.now() - t0;
+      const audio = await decodeWav(bytes, maxAudioMs, clock);
+      log.debug(
+        { bytes: bytes.length, channels: audio.channels.length, sampleRate: audio.sampleRate, format: audio.format, audioMs: audio.audioMs, truncatedAtMs: audio.truncatedAtMs },
+        'recording decoded',
+      );
+      const language = deps.tenantLanguage?.(req.tenantId) ?? 'en-US';
+      const vocabulary = deps.tenantVocabulary(req.tenantId);
+      const segments: RecordingSegment[] = [];
+      let unrecognised = 0;
+      for (const [i, pcm] of audio.channels.entries()) {
+        const channel: RecordingChannel = i === 0 ? 'caller' : 'agent';
+        const heard = await transcribeChannel(pcm, channel, { stt: deps.stt, vad: deps.vad, vadParams, language, vocabulary, clock, signal });
+        segments.push(...heard.segments);
+        unrecognised += heard.unrecognised;
+      }
+      segments.sort((a, b) => a.startMs - b.startMs || (a.channel === b.channel ? 0 : a.channel === 'caller' ? -1 : 1));
+      log.debug(
+        { ms: Math.round(performance.now() - t0), fetchMs: Math.round(fetchedMs), audioMs: audio.audioMs, segments: segments.length, unrecognised },
+        'recording transcribed',
+      );
+      return { ...base, segments, status: 'done', ...(audio.truncatedAtMs === undefined ? {} : { truncatedAtMs: audio.truncatedAtMs }) };
+    } catch (err) {
+      const error = describe(err, clock);
+      log.debug({ error, ms: Math.round(performance.now() - t0) }, 'recording transcription failed');
+      return { ...base, segments: [], status: 'failed', error };
+    }
+  }
+
+  return {
+    transcribe(req) {
+      const recordingSid = req.recordingSid ?? RECORDING_SID.exec(req.recordingUrl)?.[1];
+      if (queued >= maxQueued + 1) {
+        return Promise.resolve({ ...(recordingSid === undefined ? {} : { recordingSid }), segments: [], status: 'failed', error: 'too many recordings waiting for transcription' });
+      }
+      queued++;
+      const result = tail.then(() => run(req, recordingSid)).finally(() => queued--);
+      tail = result.catch(() => {});
+      return result;
+    },
+  };
+}
+
+interface ChannelContext {
+  stt: SttProvider;
+  vad: VadProvider;
+  vadParams: VadParams;
+  language: string;
+  vocabulary: readonly string[];
+  clock: Slicer;
+  signal: AbortSignal;
+}
+
+/** One channel through VAD + STT, 20 ms at a time, one segment's final awaited at a time. */
+async function transcribeChannel(pcm: Int16Array, channel: RecordingChannel, c: ChannelContext): Promise<{ segments: RecordingSegment[]; unrecognised: number }> {
+  const finals: string[] = [];
+  let failure: Error | null = null;
+  let wake: (() => void) | null = null;
+  const streamAbort = new AbortController();
+  const stream = c.stt.open({
+    language: c.language,
+    vocabulary: c.vocabulary,
+    signal: AbortSignal.any([c.signal, streamAbort.signal]),
+    onPartial: () => {},
+    onFinal: (text) => {
+      finals.push(text);
+      wake?.();
+    },
+    onError: (e) => {
+      failure = e;
+      wake?.();
+    },
+  });
+  const nextFinal = async (): Promise<string> => {
+    while (finals.length === 0) {
+      if (failure) throw new TranscriptionError(`speech recognition failed: ${safeMessage(failure)}`);
+      c.clock.check();
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          c.signal.removeEventListener('abort', done);
+          wake = null;
+          resolve();
+        };
+        wake = done;
+        c.signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    return finals.shift()!;
+  };
+
+  const vad = c.vad.create({ listening: c.vadParams, speaking: c.vadParams });
+  const segments: RecordingSegment[] = [];
+  let unrecognised = 0;
+  let openAt = -1;
+  const close = async (endMs: number) => {
+    const startMs = openAt;
+    openAt = -1;
+    await c.clock.pause(); // the provider's own cost at a boundary gets a turn of the loop to itself
+    stream.speechEnded();
+    const text = (await nextFinal()).trim();
+    if (text) segments.push({ channel, startMs: Math.max(0, Math.round(startMs)), endMs: Math.round(endMs), text });
+    else unrecognised++;
+    await c.clock.pause();
+  };
+  try {
+    for (let at = 0; at < pcm.length; at += FRAME) {
+      const frame = pcm.subarray(at, Math.min(pcm.length, at + FRAME));
+      const atMs = (at * 1000) / RATE;
+      stream.write(frame);
+      const e = vad.process(frame, atMs);
+      if (e?.type === 'speechStart') {
+        openAt = e.atMs;
+        await c.clock.pause();
+        stream.speechStarted();
+      } else if (e?.type === 'speechEnd' && openAt >= 0) {
+        await close(e.atMs);
+      } else if (openAt >= 0 && atMs + 20 - openAt >= MAX_SEGMENT_MS) {
+        // Still speaking after 14 s: close this piece and open the next one right here.
+        await close(atMs + 20);
+        openAt = atMs + 20;
+        await c.clock.pause();
+        stream.speechStarted();
+      }
+      if (failure) throw new TranscriptionError(`speech recognition failed: ${safeMessage(failure)}`);
+      await c.clock.tick();
+    }
+    if (openAt >= 0) await close((pcm.length * 1000) / RATE);
+    return { segments, unrecognised };
+  } finally {
+    streamAbort.abort();
+    stream.close();
+  }
+}
+
+interface DecodedAudio {
+  /** PCM16 8 kHz, one array per channel (1 or 2). */
+  channels: Int16Array[];
+  sampleRate: number;
+  format: string;
+  audioMs: number;
+  truncatedAtMs?: number;
+}
+
+type SampleReader = (view: DataView, offset: number) => number;
+
+const clamp16 = (v: number) => (v > 32767 ? 32767 : v < -32768 ? -32768 : v);
+
+/** Int16 value of one sample, by wavefile bit depth code. */
+function readerFor(bitDepth: string, le: boolean): { bytes: number; read: SampleReader } | null {
+  switch (bitDepth) {
+    case '8':
+      return { bytes: 1, read: (v, o) => (v.getUint8(o) - 128) << 8 };
+    case '8m':
+      return { bytes: 1, read: (v, o) => ulawToPcmSample(v.getUint8(o)) };
+    case '8a':
+      return { bytes: 1, read: (v, o) => alawmulaw.alaw.decodeSample(v.getUint8(o)) };
+    case '16':
+      return { bytes: 2, read: (v, o) => v.getInt16(o, le) };
+    case '24':
+      return {
+        bytes: 3,
+        read: le ? (v, o) => ((v.getInt8(o + 2) << 16) | (v.getUint8(o + 1) << 8) | v.getUint8(o)) >> 8 : (v, o) => ((v.getInt8(o) << 16) | (v.getUint8(o + 1) << 8) | v.getUint8(o + 2)) >> 8,
+      };
+    case '32':
+      return { bytes: 4, read: (v, o) => v.getInt32(o, le) >> 16 };
+    case '32f':
+      return { bytes: 4, read: (v, o) => clamp16(Math.round(v.getFloat32(o, le) * 32768)) };
+    case '64':
+      return { bytes: 8, read: (v, o) => clamp16(Math.round(v.getFloat64(o, le) * 32768)) };
+    default:
+      return null;
+  }
+}
+
+async function decodeWav(bytes: Uint8Array, maxAudioMs: number, clock: Slicer): Promise<DecodedAudio> {
+  let wav: InstanceType<typeof wavefile.WaveFile>;
+  try {
+    wav = new wavefile.WaveFile(bytes);
+  } catch {
+    throw new TranscriptionError('recording is not a readable WAV file');
+  }
+  const fmt = wav.fmt as { numChannels: number; sampleRate: number };
+  const data = (wav.data as { samples: Uint8Array }).samples;
+  const numChannels = fmt.numChannels;
+  const sampleRate = fmt.sampleRate;
+  const format = wav.bitDepth;
+  if (numChannels !== 1 && numChannels !== 2) throw new TranscriptionError(`recording has ${numChannels} channels; 1 or 2 are supported`);
+  if (!Number.isInteger(sampleRate) || sampleRate < 4000 || sampleRate > 192_000) throw new TranscriptionError('recording has an unsupported sample rate');
+  const reader = readerFor(format, wav.container !== 'RIFX');
+  if (!reader) throw new TranscriptionError(`recording format ${format} is not supported`);
+
+  const block = reader.bytes * numChannels;
+  const totalFrames = Math.floor(data.length / block);
+  const maxFrames = Math.ceil((maxAudioMs * sampleRate) / 1000);
+  const frames = Math.min(totalFrames, maxFrames);
+  const view = new DataView(data.buffer, data.byteOffset, frames * block);
+  const channels: Int16Array[] = [];
+  for (let ch = 0; ch < numChannels; ch++) {
+    const out = new Int16Array(frames);
+    for (let i = 0, o = ch * reader.bytes; i < frames; i++, o += block) {
+      out[i] = reader.read(view, o);
+      if ((i & 0xfff) === 0xfff) await clock.tick();
+    }
+    channels.push(sampleRate === RATE ? out : await resampleTo8k(out, sampleRate, clock));
+  }
+  return {
+    channels,
+    sampleRate,
+    format,
+    audioMs: Math.round((frames * 1000) / sampleRate),
+    ...(frames < totalFrames ? { truncatedAtMs: Math.round((frames * 1000) / sampleRate) } : {}),
+  };
+}
+
+/**
+ * wavefile's `toSampleRate` (sinc), ~5 s at a time so the event loop is never held for long. Each
+ * piece is resampled with 50 ms of context on both sides and only its middle is kept, so piece
+ * edges (filter start-up) never reach the output; alignment is within one output sample.
+ */
+async function resampleTo8k(pcm: Int16Array, rate: number, clock: Slicer): Promise<Int16Array> {
+  const outLength = Math.floor((pcm.length * RATE) / rate);
+  const out = new Int16Array(outLength);
+  const piece = 5 * RATE;
+  const margin = Math.ceil(0.05 * rate);
+  for (let outStart = 0; outStart < outLength; outStart += piece) {
+    const outEnd = Math.min(outLength, outStart + piece);
+    const inStart = Math.max(0, Math.floor((outStart * rate) / RATE) - margin);
+    const inEnd = Math.min(pcm.length, Math.ceil((outEnd * rate) / RATE) + margin);
+    const w = new wavefile.WaveFile();
+    w.fromScratch(1, rate, '16', pcm.subarray(inStart, inEnd));
+    w.toSampleRate(RATE, { method: 'sinc' });
+    // getSamples' typings say Float64Array; with Int16Array as the output type it returns Int16Array.
+    const res = w.getSamples(false, Int16Array) as unknown as Int16Array;
+    const offset = (inStart * RATE) / rate;
+    for (let j = outStart; j < outEnd; j++) {
+      const k = Math.min(res.length - 1, Math.max(0, Math.round(j - offset)));
+      out[j] = res[k] ?? 0;
+    }
+    await clock.pause();
+  }
+  return out;
+}
+
+/**
+ * Cooperative scheduling: `tick()` yields once `sliceMs` of synchronous work has passed, `pause()`
+ * always yields; both throw once the signal fires.
+ */
+class Slicer {
+  private since = performance.now();
+
+  constructor(
+    private readonly sliceMs: number,
+    private readonly signal: AbortSignal,
+    private readonly reason: () => string,
+  ) {}
+
+  check(): void {
+    if (this.signal.aborted) throw new TranscriptionError(this.reason());
+  }
+
+  async tick(): Promise<void> {
+    if (performance.now() - this.since >= this.sliceMs) await this.pause();
+  }
+
+  async pause(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.since = performance.now();
+    this.check();
+  }
+
+  /** The abort reason's words when the signal fired, else null. */
+  abortedReason(): string | null {
+    return this.signal.aborted ? this.reason() : null;
+  }
+}
+
+/** `work`, or a rejection as soon as the signal fires (a fetcher that ignores its signal cannot hold us). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('aborted'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort)).catch(() => {});
+  });
+}
+
+function describe(err: unknown, clock: Slicer): string {
+  if (err instanceof TranscriptionError) return err.message;
+  const aborted = clock.abortedReason();
+  if (aborted) return aborted;
+  // VetErrors are written by us (the fetcher's carry no URL, SID or token).
+  if (isVetError(err)) return err.message;
+  return `transcription failed: ${safeMessage(err)}`;
+}
+
+/** A provider's message without URLs, query strings or phone numbers, and short. */
+function safeMessage(err: unknown): string {
+  const raw = err instanceof Error ? err.message : String(err);
+  return scrubText(raw.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]')).slice(0, 200);
+}

@@ -1,0 +1,215 @@
+/**
+ * GET /inspector: the call inspector page, its assets, its live WebSocket and a small JSON API.
+ * Self-hosted: the page, its scripts and the statechart (visualizations/call.svg, laid out by ELK at
+ * `npm run visualize`, inlined here) are served from this process; nothing comes from a CDN.
+ *
+ * | route                          | what                                                     |
+ * |--------------------------------|----------------------------------------------------------|
+ * | GET  /inspector                | the page (or, with a token and no session, the login form) |
+ * | POST /inspector/login, /logout | set / clear the session cookie                           |
+ * | GET  /inspector/assets/:name   | inspector.js, inspector.css, softphone.js, softphone-worklet.js |
+ * | WS   /inspector/ws             | live feed: summaries, state, updates, levels; `watch` in |
+ * | WS   /inspector/xstate         | XState inspection events (@statelyai/inspect shape)      |
+ * | GET  /inspector/api/calls[/:callSid] | the call list / one call's detail as JSON          |
+ *
+ * Access rules: see access.ts. The softphone is offered only while webhook signatures are off
+ * (development without TWILIO_AUTH_TOKEN): it calls /twilio/voice and /twilio/ws like Twilio would.
+ */
+import { readFile } from 'node:fs/promises';
+import websocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import { z } from 'zod';
+import type { AppConfig } from '../config/env.js';
+import type { Tenant } from '../config/tenant.schema.js';
+import { clearedCookie, inspectorAccess, isAuthorized, safeEqual, sameOrigin, sessionCookie, type InspectorAccess } from './access.js';
+import type { FeedClient, InspectorFeed } from './feed.js';
+import { maskPhones } from './mask.js';
+
+export const INSPECTOR_PATH = '/inspector';
+
+export interface InspectorDeps {
+  feed: InspectorFeed;
+  config: Pick<AppConfig, 'nodeEnv' | 'inspector' | 'webhookValidation' | 'twilio'>;
+  tenants: { all(): readonly Tenant[] };
+  /** The ELK-laid-out statechart; default visualizations/call.svg. */
+  chartSvg?: URL;
+}
+
+const PUBLIC_DIR = new URL('./public/', import.meta.url);
+const DEFAULT_SVG = new URL('../../visualizations/call.svg', import.meta.url);
+const ASSETS: Record<string, string> = {
+  'inspector.js': 'text/javascript; charset=utf-8',
+  'inspector.css': 'text/css; charset=utf-8',
+  'softphone.js': 'text/javascript; charset=utf-8',
+  'softphone-worklet.js': 'text/javascript; charset=utf-8',
+};
+
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; " +
+    "media-src 'self' blob:; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+  'x-frame-options': 'DENY',
+} as const;
+
+const ClientMessage = z.object({ type: z.literal('watch'), callSid: z.string().max(64).nullable() });
+const LoginForm = z.object({ token: z.string().max(512) });
+
+/** The SVG as an inline fragment: no XML declaration or comments. */
+async function loadChart(url: URL): Promise<string> {
+  try {
+    const svg = await readFile(url, 'utf8');
+    return svg.replace(/^<\?xml[^>]*\?>\s*/, '').replace(/<!--[\s\S]*?-->\s*/g, '');
+  } catch {
+    return '<p class="vi-missing">The statechart is missing: run <code>npm run visualize</code> (visualizations/call.svg).</p>';
+  }
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function loginPage(message: string | null): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Vetline inspector: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:15px system-ui,sans-serif;background:#0f172a;color:#e2e8f0;display:grid;place-items:center;height:100vh;margin:0}
+form{background:#1e293b;padding:24px 28px;border-radius:10px;display:grid;gap:12px;min-width:320px}
+input,button{font:inherit;padding:8px 10px;border-radius:6px;border:1px solid #475569;background:#0f172a;color:inherit}
+button{background:#2563eb;border-color:#2563eb;cursor:pointer}.err{color:#fca5a5}</style></head>
+<body><form method="post" action="${INSPECTOR_PATH}/login"><strong>Vetline call inspector</strong>
+<label>Inspector token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
+${message ? `<span class="err">${escapeHtml(message)}</span>` : ''}<button type="submit">Open</button></form></body></html>`;
+}
+
+export async function registerInspector(app: FastifyInstance, deps: InspectorDeps): Promise<InspectorAccess> {
+  const access = inspectorAccess(deps.config);
+  if (access.mode === 'disabled') {
+    app.log.info({ inspector: 'disabled' }, 'inspector disabled: production without INSPECTOR_TOKEN');
+    return access;
+  }
+  if (!app.hasDecorator('websocketServer')) await app.register(websocket);
+  app.addHook('onClose', (_instance, done) => {
+    deps.feed.close();
+    done();
+  });
+
+  const [template, chart] = await Promise.all([readFile(new URL('index.html', PUBLIC_DIR), 'utf8'), loadChart(deps.chartSvg ?? DEFAULT_SVG)]);
+  const page = template.replace('<!--CHART-->', () => chart);
+  const assets = new Map<string, { body: string; type: string }>();
+  for (const [name, type] of Object.entries(ASSETS)) assets.set(name, { body: await readFile(new URL(name, PUBLIC_DIR), 'utf8'), type });
+
+  const softphone = deps.config.webhookValidation === 'off-development';
+  const clinics = deps.tenants.all().map((t) => ({ id: t.id, name: t.name }));
+  const hello = () => ({
+    type: 'hello' as const,
+    access: access.mode,
+    clinics,
+    calls: deps.feed.summaries(),
+    softphone: softphone
+      ? {
+          accountSid: deps.config.twilio.accountSid ?? `AC${'0'.repeat(32)}`,
+          clinics: deps.tenants.all().flatMap((t) => (t.phoneNumbers[0] ? [{ id: t.id, name: t.name, number: t.phoneNumbers[0], shown: maskPhones(t.phoneNumbers[0]) }] : [])),
+        }
+      : null,
+  });
+
+  await app.register((scope, _opts, registered) => {
+    scope.addHook('onRequest', (_req, reply, next) => {
+      reply.headers(SECURITY_HEADERS);
+      next();
+    });
+    const opts = { config: { rateLimit: false as const } };
+    const denied = (reply: FastifyReply) => reply.code(401).type('text/html; charset=utf-8').send(loginPage(null));
+    const guard = async (req: FastifyRequest, reply: FastifyReply) => {
+      // Empty body, like a failed signature: no error code of its own in the catalog (errors.ts).
+      if (!isAuthorized(access, req)) return reply.code(401).send();
+      return undefined;
+    };
+    const guardSocket = async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!sameOrigin(req)) return reply.code(403).send();
+      return guard(req, reply);
+    };
+
+    scope.get(INSPECTOR_PATH, opts, async (req, reply) => {
+      if (!isAuthorized(access, req)) return denied(reply);
+      return reply.type('text/html; charset=utf-8').send(page);
+    });
+
+    scope.post(`${INSPECTOR_PATH}/login`, opts, async (req, reply) => {
+      if (access.mode !== 'token') return reply.redirect(INSPECTOR_PATH, 303);
+      const form = LoginForm.safeParse(req.body);
+      if (!form.success || !safeEqual(form.data.token, access.token)) {
+        req.log.warn({ ip: req.ip }, 'inspector login refused');
+        return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not right.'));
+      }
+      const secure = req.protocol === 'https' || deps.config.nodeEnv === 'production';
+      return reply.header('set-cookie', sessionCookie(access.token, secure)).redirect(INSPECTOR_PATH, 303);
+    });
+
+    scope.post(`${INSPECTOR_PATH}/logout`, opts, async (_req, reply) => reply.header('set-cookie', clearedCookie).redirect(INSPECTOR_PATH, 303));
+
+    scope.get<{ Params: { name: string } }>(`${INSPECTOR_PATH}/assets/:name`, { ...opts, preValidation: guard }, async (req, reply) => {
+      const asset = assets.get(req.params.name);
+      if (!asset) return reply.code(404).send({ code: 'VET_E_NOT_FOUND' });
+      return reply.type(asset.type).send(asset.body);
+    });
+
+    scope.get(`${INSPECTOR_PATH}/api/calls`, { ...opts, preValidation: guard }, (_req, reply) => reply.send({ calls: deps.feed.summaries() }));
+
+    scope.get<{ Params: { callSid: string } }>(`${INSPECTOR_PATH}/api/calls/:callSid`, { ...opts, preValidation: guard }, async (req, reply) => {
+      const detail = deps.feed.detail(req.params.callSid);
+      return detail ? detail : reply.code(404).send({ code: 'VET_E_NOT_FOUND' });
+    });
+
+    scope.get(`${INSPECTOR_PATH}/ws`, { ...opts, websocket: true, preValidation: guardSocket }, (socket, req) => {
+      const client: FeedClient = {
+        watching: null,
+        send: (message) => sendJson(socket, message),
+        ready: () => socket.bufferedAmount < 1 << 20,
+      };
+      sendJson(socket, hello());
+      const detach = deps.feed.attach(client);
+      const ping = setInterval(() => socket.ping(), 25_000).unref();
+      socket.on('message', (data, isBinary) => {
+        const parsed = isBinary ? null : parseJson(textOf(data));
+        const message = ClientMessage.safeParse(parsed);
+        if (message.success) deps.feed.watch(client, message.data.callSid);
+      });
+      socket.on('error', (err) => req.log.debug({ err }, 'inspector socket error'));
+      socket.on('close', () => {
+        clearInterval(ping);
+        detach();
+      });
+    });
+
+    scope.get(`${INSPECTOR_PATH}/xstate`, { ...opts, websocket: true, preValidation: guardSocket }, (socket, req) => {
+      const off = deps.feed.onStately((event) => {
+        if (socket.bufferedAmount < 4 << 20) sendJson(socket, event);
+      });
+      socket.on('error', (err) => req.log.debug({ err }, 'inspection socket error'));
+      socket.on('close', off);
+    });
+    registered();
+  });
+
+  app.log.info({ inspector: access.mode, softphone }, `inspector at ${INSPECTOR_PATH}`);
+  return access;
+}
+
+function sendJson(socket: WebSocket, message: unknown): void {
+  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
+}
+
+function textOf(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return (Buffer.isBuffer(data) ? data : Buffer.from(new Uint8Array(data))).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,285 @@
+/**
+ * The call journal writer (docs/journal.md): one append-only JSON Lines file per call in
+ * JOURNAL_DIR, `<start ISO time>_<CallSid>.jsonl`.
+ *
+ * Never in the way of a call: lines are buffered in memory and appended in the background (every
+ * `flushIntervalMs`, or at once past `flushBytes`), through one file handle per call; every line is
+ * complete JSON ending in a newline, so a crash loses at most the unflushed tail. A failed write is
+ * logged once per call and counted, and the journal of that call stops; the call carries on. A
+ * journal larger than `maxBytes` gets a `truncated` line and stops taking events (the outcome line
+ * is still written).
+ */
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, open, type FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { EventObject } from 'xstate';
+import type { CallInput, Outcome } from '../../machines/call/call.types.js';
+import {
+  encodeEvent,
+  encodeHeader,
+  encodeOutcome,
+  encodeTruncated,
+  JOURNAL_VERSION,
+  type JournalRecordSummary,
+} from './format.js';
+
+export interface JournalOptions {
+  dir: string;
+  engineVersion: string;
+  logger: Logger;
+  /** Per-call bound; past it a `truncated` line and no more events. Default 5 MB. */
+  maxBytes?: number;
+  /** Background flush period while lines are buffered. Default 50 ms. */
+  flushIntervalMs?: number;
+  /** Buffered bytes that trigger an immediate (still asynchronous) flush. Default 64 KiB. */
+  flushBytes?: number;
+}
+
+export interface JournalStats {
+  opened: number;
+  /** Journals currently open (calls in progress, or closing). */
+  open: number;
+  linesWritten: number;
+  bytesWritten: number;
+  flushes: number;
+  /** Failed opens/appends (each disables that call's journal). */
+  writeErrors: number;
+  /** Lines accepted but never written because the journal had failed. */
+  linesLost: number;
+  /** Journals that hit `maxBytes`. */
+  truncated: number;
+}
+
+export interface OpenCall {
+  callSid: string;
+  tenantId: string;
+  /** ISO time the call started. */
+  startedAt: string;
+  providers: Record<string, string>;
+  input: CallInput;
+}
+
+/** One call's journal. Every method returns at once; I/O happens in the background. */
+export interface CallJournal {
+  readonly path: string;
+  /** An event the call actor received; `timer`: it was the actor's own delayed event. */
+  event<E extends EventObject>(t: number, event: E, timer: boolean): void;
+  /** Writes the outcome line, flushes and closes. Later calls are ignored. */
+  end(t: number, outcome: Outcome, record: JournalRecordSummary): void;
+  /** Resolves once everything accepted so far is on disk (or given up on). */
+  flush(): Promise<void>;
+}
+
+export interface JournalFactory {
+  readonly dir: string;
+  readonly stats: Readonly<JournalStats>;
+  open(call: OpenCall): CallJournal;
+  /** Flush every open journal (shutdown). */
+  flushAll(): Promise<void>;
+}
+
+const DEFAULT_MAX_BYTES = 5 * 1024 * 1024;
+/** Kept below maxBytes for the `truncated` and outcome lines. */
+const TAIL_RESERVE = 16 * 1024;
+
+/** `2025-06-01T14:03:07.123Z` + `CA…` → `2025-06-01T14-03-07.123Z_CA….jsonl` (portable, sorts by start). */
+export function journalFileName(startedAt: string, callSid: string): string {
+  return `${startedAt.replace(/:/g, '-')}_${callSid.replace(/[^A-Za-z0-9_-]/g, '_')}.jsonl`;
+}
+
+/**
+ * Creates JOURNAL_DIR if needed and checks it is writable. Rejects when it is not: the caller
+ * decides whether to run without a journal (main.ts does, with a warning).
+ */
+export async function createJournalFactory(opts: JournalOptions): Promise<JournalFactory> {
+  const dir = resolve(opts.dir);
+  await mkdir(dir, { recursive: true });
+  await access(dir, fsConstants.W_OK);
+  return new Journals(dir, opts);
+}
+
+class Journals implements JournalFactory {
+  readonly stats: JournalStats = { opened: 0, open: 0, linesWritten: 0, bytesWritten: 0, flushes: 0, writeErrors: 0, linesLost: 0, truncated: 0 };
+  private readonly live = new Set<FileJournal>();
+
+  constructor(
+    readonly dir: string,
+    readonly opts: JournalOptions,
+  ) {}
+
+  open(call: OpenCall): CallJournal {
+    const journal = new FileJournal(this, join(this.dir, journalFileName(call.startedAt, call.callSid)), call);
+    this.live.add(journal);
+    this.stats.opened++;
+    this.stats.open = this.live.size;
+    return journal;
+  }
+
+  closed(journal: FileJournal): void {
+    this.live.delete(journal);
+    this.stats.open = this.live.size;
+  }
+
+  async flushAll(): Promise<void> {
+    await Promise.all([...this.live].map((j) => j.flush()));
+  }
+}
+
+class FileJournal implements CallJournal {
+  private buffer: string[] = [];
+  private bufferedBytes = 0;
+  /** Bytes accepted (buffered or written): what the size bound counts. */
+  private acceptedBytes = 0;
+  private droppedEvents = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** Serializes opens, appends and the close. Never rejects. */
+  private chain: Promise<void> = Promise.resolve();
+  private handle: FileHandle | null = null;
+  private failed = false;
+  private truncated = false;
+  private ended = false;
+  private readonly log: Logger;
+  private readonly maxBytes: number;
+  private readonly callSid: string;
+
+  constructor(
+    private readonly owner: Journals,
+    readonly path: string,
+    call: OpenCall,
+  ) {
+    this.log = owner.opts.logger;
+    this.callSid = call.callSid;
+    this.maxBytes = owner.opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.push(
+      encodeHeader({
+        v: JOURNAL_VERSION,
+        type: 'header',
+        callSid: call.callSid,
+        tenantId: call.tenantId,
+        engineVersion: owner.opts.engineVersion,
+        providers: call.providers,
+        startedAt: call.startedAt,
+        input: call.input,
+      }),
+    );
+  }
+
+  event<E extends EventObject>(t: number, event: E, timer: boolean): void {
+    if (this.ended || this.failed) return;
+    if (this.truncated) {
+      this.droppedEvents++;
+      return;
+    }
+    let line: string;
+    try {
+      line = encodeEvent(t, event, timer);
+    } catch (err) {
+      // Not expected (events are plain data); one bad event must not end the journal or the call.
+      this.log.warn({ err, eventType: event.type }, 'journal: event could not be encoded');
+      line = JSON.stringify({ t, type: event.type, unencodable: true });
+    }
+    if (this.acceptedBytes + Buffer.byteLength(line) + 1 > this.maxBytes - TAIL_RESERVE) {
+      this.truncated = true;
+      this.droppedEvents++;
+      this.owner.stats.truncated++;
+      this.log.warn({ callSid: this.callSid, maxBytes: this.maxBytes }, 'journal: size limit reached, later events are not journaled');
+      this.push(encodeTruncated(t, this.maxBytes));
+      return;
+    }
+    this.push(line);
+  }
+
+  end(t: number, outcome: Outcome, record: JournalRecordSummary): void {
+    if (this.ended) return;
+    this.push(encodeOutcome(t, outcome, record, this.droppedEvents));
+    this.ended = true;
+    void this.flush();
+    this.chain = this.chain.then(() => this.close());
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.buffer.length > 0) {
+      const lines = this.buffer.length;
+      const data = this.buffer.join('');
+      this.buffer = [];
+      this.bufferedBytes = 0;
+      this.chain = this.chain.then(() => this.append(data, lines));
+    }
+    return this.chain;
+  }
+
+  private push(line: string): void {
+    if (this.failed) {
+      this.owner.stats.linesLost++;
+      return;
+    }
+    const text = `${line}\n`;
+    const bytes = Buffer.byteLength(text);
+    this.buffer.push(text);
+    this.bufferedBytes += bytes;
+    this.acceptedBytes += bytes;
+    if (this.bufferedBytes >= (this.owner.opts.flushBytes ?? 64 * 1024)) void this.flush();
+    else if (!this.timer && !this.ended) {
+      this.timer = setTimeout(() => void this.flush(), this.owner.opts.flushIntervalMs ?? 50);
+      this.timer.unref();
+    }
+  }
+
+  private async append(data: string, lines: number): Promise<void> {
+    if (this.failed) {
+      this.owner.stats.linesLost += lines;
+      return;
+    }
+    try {
+      this.handle ??= await open(this.path, 'a');
+      await this.handle.appendFile(data); // loops over partial writes, unlike write()
+      this.owner.stats.linesWritten += lines;
+      this.owner.stats.bytesWritten += Buffer.byteLength(data);
+      this.owner.stats.flushes++;
+    } catch (err) {
+      this.fail(err, lines);
+    }
+  }
+
+  private fail(err: unknown, lines: number): void {
+    this.failed = true;
+    this.owner.stats.writeErrors++;
+    this.owner.stats.linesLost += lines + this.buffer.length;
+    this.buffer = [];
+    this.bufferedBytes = 0;
+    // Once per call: the journal is off for the rest of it.
+    this.log.warn({ err, code: 'VET_E_JOURNAL', callSid: this.callSid, journal: this.path }, 'journal write failed; this call is no longer journaled');
+    if (this.ended) return;
+    this.ended = true;
+    this.chain = this.chain.then(() => this.close());
+  }
+
+  private async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = null;
+    try {
+      await handle?.close();
+    } catch (err) {
+      this.log.warn({ err }, 'journal: close failed');
+    }
+    this.owner.closed(this);
+  }
+}
+
+/**
+ * `createJournalFactory`, or null with a warning when JOURNAL_DIR cannot be created or written:
+ * the engine then runs without journals (start-up does not fail).
+ */
+export async function openJournalDir(opts: JournalOptions): Promise<JournalFactory | null> {
+  try {
+    return await createJournalFactory(opts);
+  } catch (err) {
+    opts.logger.warn({ err, code: 'VET_E_JOURNAL', journalDir: opts.dir }, 'JOURNAL_DIR is not writable: running without call journals');
+    return null;
+  }
+}

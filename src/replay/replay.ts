@@ -1,0 +1,431 @@
+/**
+ * Deterministic replay of a call journal (docs/journal.md): the call machine runs again, with inert
+ * child actors and a simulated clock, on exactly the events the live actor received, and reports
+ * its state transitions and outbound commands. No I/O besides reading the file; milliseconds per call.
+ *
+ * Timers: by default (`timers: 'recorded'`) the machine's own timers never fire by the clock; each
+ * fires when the journal says it fired live (a `timer` line), so events that raced a timer keep
+ * their live order. `timers: 'simulated'` ignores the recorded firings and lets the clock fire
+ * timers at their nominal due time instead: what the call would have done with perfectly punctual
+ * timers (or with a changed machine).
+ */
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { createActor, fromCallback, fromPromise, SimulatedClock, type ActorSystem, type ActorSystemInfo, type EventObject } from 'xstate';
+import type { ZodError, ZodObject } from 'zod';
+import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
+import { callMachine } from '../../machines/call/call.machine.js';
+import type { CallEvent, CallInput, ClipId, Outcome, Speech, TransferTarget } from '../../machines/call/call.types.js';
+import { statePath, summarizeCommand, type CommandSummary, type JournalHeader, type JournalRecordSummary } from '../journal/format.js';
+import {
+  afterPayload,
+  describeIssues,
+  donePayload,
+  errorPayload,
+  eventPayloads,
+  headerSchema,
+  lineBase,
+  outcomeLine,
+  timerFlag,
+  truncatedLine,
+} from './schema.js';
+
+export class JournalError extends Error {
+  constructor(
+    readonly source: string,
+    readonly line: number,
+    detail: string,
+  ) {
+    super(`${source}:${line}: ${detail}`);
+    this.name = 'JournalError';
+  }
+}
+
+export interface JournalEntry {
+  /** ms since the call started. */
+  t: number;
+  /**
+   * The event as the actor received it (audio rebuilt as zeros of the recorded length, actor
+   * errors as `Error`s). Besides CallEvents this carries the machine's own `xstate.after.*`,
+   * `xstate.done.actor.*` and `xstate.error.actor.*` events; typed as CallEvent so it can be
+   * handed to `transition(callMachine, …)`.
+   */
+  event: CallEvent;
+  /** The actor's own delayed event (an `after` timeout or a delayed raise), fired at `t` live. */
+  timer: boolean;
+  /** 1-based line number in the file. */
+  line: number;
+}
+
+export interface JournalOutcome {
+  t: number;
+  outcome: Outcome;
+  record: JournalRecordSummary;
+  droppedEvents?: number;
+}
+
+export interface Journal {
+  source: string;
+  header: JournalHeader;
+  /** The machine input (same as `header.input`). */
+  input: CallInput;
+  events: JournalEntry[];
+  outcome: JournalOutcome | null;
+  /** The writer hit its size bound: events after `truncatedAt` are missing. */
+  truncatedAt: number | null;
+  /** The last line was cut off mid-write (crash); it was dropped. */
+  tornTail: boolean;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Reads and validates a journal file (a path or a file: URL). Throws JournalError with the line number. */
+export async function readJournal(path: string | URL): Promise<Journal> {
+  const file = typeof path === 'string' ? path : fileURLToPath(path);
+  return parseJournal(await readFile(file, 'utf8'), file);
+}
+
+export function parseJournal(text: string, source = 'journal'): Journal {
+  const lines = text.split('\n');
+  // A file ends with a newline; a last piece without one is a write cut short by a crash.
+  const tail = lines.pop() ?? '';
+  let tornTail = false;
+  if (tail.trim() !== '') {
+    try {
+      JSON.parse(tail);
+      lines.push(tail);
+    } catch {
+      tornTail = true;
+    }
+  }
+  if (lines.length === 0 || lines[0]?.trim() === '') throw new JournalError(source, 1, 'empty journal (no header line)');
+
+  const json = (n: number): unknown => {
+    try {
+      return JSON.parse(lines[n - 1] ?? '') as unknown;
+    } catch (err) {
+      throw new JournalError(source, n, `not JSON (${err instanceof Error ? err.message : String(err)})`);
+    }
+  };
+  const check = <T>(n: number, what: string, result: { success: true; data: T } | { success: false; error: ZodError }): T => {
+    if (!result.success) throw new JournalError(source, n, `${what}: ${describeIssues(result.error)}`);
+    return result.data;
+  };
+
+  const header = check(1, 'header', headerSchema.safeParse(json(1))) as JournalHeader;
+  const events: JournalEntry[] = [];
+  let outcome: JournalOutcome | null = null;
+  let truncatedAt: number | null = null;
+  let lastT = 0;
+
+  for (let n = 2; n <= lines.length; n++) {
+    if ((lines[n - 1] ?? '').trim() === '') continue;
+    const raw = json(n);
+    const base = check(n, 'line', lineBase.safeParse(raw));
+    if (outcome) throw new JournalError(source, n, `"${base.type}" after the outcome line`);
+    if (base.t < lastT) throw new JournalError(source, n, `t goes backwards (${base.t} after ${lastT})`);
+    lastT = base.t;
+    if (base.type === 'outcome') {
+      outcome = check(n, 'outcome', outcomeLine.safeParse(raw)) as JournalOutcome;
+      continue;
+    }
+    if (base.type === 'truncated') {
+      check(n, 'truncated', truncatedLine.safeParse(raw));
+      truncatedAt = base.t;
+      continue;
+    }
+    if (base.type === 'header') throw new JournalError(source, n, 'a second header');
+    if (truncatedAt !== null) throw new JournalError(source, n, 'event after the truncated line');
+    events.push({ t: base.t, event: decodeEvent(n, base.type, raw as Record<string, unknown>), timer: check(n, base.type, timerFlag.safeParse(raw)).timer === true, line: n });
+  }
+  return { source, header, input: header.input, events, outcome, truncatedAt, tornTail };
+
+  function decodeEvent(n: number, type: string, raw: Record<string, unknown>): CallEvent {
+    const payload = (schema: ZodObject) => {
+      const { t: _t, type: _type, timer: _timer, ...rest } = raw;
+      return check(n, type, schema.safeParse(rest));
+    };
+    if (type.startsWith('xstate.after.')) return { type, ...payload(afterPayload) } as unknown as CallEvent;
+    if (type.startsWith('xstate.done.actor.')) {
+      const { output } = payload(donePayload) as { output?: unknown };
+      return { type, output, actorId: type.slice('xstate.done.actor.'.length) } as unknown as CallEvent;
+    }
+    if (type.startsWith('xstate.error.actor.')) {
+      const { error } = payload(errorPayload) as { error: { name?: string; message: string; code?: string } };
+      const err = Object.assign(new Error(error.message), error.name ? { name: error.name } : {}, error.code ? { code: error.code } : {});
+      return { type, error: err, actorId: type.slice('xstate.error.actor.'.length) } as unknown as CallEvent;
+    }
+    const schema = (eventPayloads as Partial<Record<string, ZodObject>>)[type];
+    if (!schema) throw new JournalError(source, n, `unknown event type "${type}"`);
+    const data = payload(schema);
+    if (type === 'tts.chunk' && isObject(data)) {
+      const { bytes, ...rest } = data as { bytes: number; generation: number };
+      return { type, ...rest, audio: new Uint8Array(bytes) };
+    }
+    return { type, ...data } as CallEvent;
+  }
+}
+
+// ── the replay clock ──────────────────────────────────────────────────────────────────────────
+
+type HeldTimer = { due: number; fn: () => void; key: string | null; type: string | null };
+
+/**
+ * XState's SimulatedClock, counting tenths of a millisecond (integers, so due times are exact),
+ * that knows which machine event each timer carries. In `recorded` mode it never fires timers by
+ * itself (they are scheduled at infinity); `fire(type)` fires the pending one the journal names.
+ */
+export class ReplayClock extends SimulatedClock {
+  private readonly timers = new Map<number, HeldTimer>();
+  private system: ActorSystem<ActorSystemInfo> | null = null;
+
+  constructor(readonly mode: 'recorded' | 'simulated') {
+    super();
+  }
+
+  /** The actor system whose scheduler uses this clock (to name each timer's event). */
+  attach(system: ActorSystem<ActorSystemInfo>): void {
+    this.system = system;
+  }
+
+  /** Current time in ms. */
+  get ms(): number {
+    return this.now() / 10;
+  }
+
+  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
+    const ticks = Math.max(0, Math.round(timeout * 10));
+    const scheduled = this.claimScheduled();
+    const timer: HeldTimer = { due: this.now() + ticks, fn: () => fn(), key: scheduled?.key ?? null, type: scheduled?.type ?? null };
+    const id: number = super.setTimeout(
+      () => {
+        this.timers.delete(id);
+        timer.fn();
+      },
+      this.mode === 'recorded' ? Infinity : ticks,
+    );
+    this.timers.set(id, timer);
+    return id;
+  }
+
+  override clearTimeout(id: number): void {
+    this.timers.delete(id);
+    super.clearTimeout(id);
+  }
+
+  /** Moves time forward to `ms`; in `simulated` mode every timer due by then fires, at its due time. */
+  advanceTo(ms: number): void {
+    const target = Math.round(ms * 10);
+    if (target <= this.now()) return;
+    if (this.mode === 'simulated') {
+      for (;;) {
+        let next: number | null = null;
+        for (const t of this.timers.values()) if (t.due <= target && (next === null || t.due < next)) next = t.due;
+        if (next === null) break;
+        this.set(Math.max(next, this.now()));
+      }
+    }
+    this.set(target);
+  }
+
+  /** Fires the pending timer that carries `type` now; returns how late that is (ms), or null if none is pending. */
+  fire(type: string): number | null {
+    for (const [id, timer] of this.timers) {
+      if (timer.type !== type) continue;
+      this.timers.delete(id);
+      super.clearTimeout(id);
+      const lateMs = (this.now() - timer.due) / 10;
+      timer.fn();
+      return lateMs;
+    }
+    return null;
+  }
+
+  /** The scheduler records an event in the system snapshot just before asking the clock for a timer. */
+  private claimScheduled(): { key: string; type: string } | null {
+    if (!this.system) return null;
+    const claimed = new Set<string | null>([...this.timers.values()].map((t) => t.key));
+    for (const [key, scheduled] of Object.entries(this.system.getSnapshot()._scheduledEvents)) {
+      if (!claimed.has(key)) return { key, type: scheduled.event.type };
+    }
+    return null;
+  }
+}
+
+// ── replay ────────────────────────────────────────────────────────────────────────────────────
+
+export type ReplayCommand = { t: number } & CommandSummary;
+
+export interface SpokenItem {
+  t: number;
+  generation: number;
+  clip?: ClipId;
+  text?: string;
+}
+
+export type TraceItem =
+  | { t: number; cause: number; kind: 'state'; state: string }
+  | { t: number; cause: number; kind: 'command'; command: CommandSummary }
+  | ({ cause: number; kind: 'speak' } & SpokenItem);
+
+export interface ReplayOptions {
+  timers?: 'recorded' | 'simulated';
+  /** Machine to replay with (default: the shipped call machine); e.g. a changed one, for what-ifs. */
+  machine?: typeof callMachine;
+}
+
+export interface ReplayResult {
+  transitions: { t: number; state: string }[];
+  commands: ReplayCommand[];
+  /**
+   * Transitions, commands and speech requests interleaved as they happened; `cause` indexes
+   * `journal.events` (-1: the start, or a timer the simulated clock fired).
+   */
+  trace: TraceItem[];
+  /** What the machine asked the synthesizer to say: clips and reply sentences, per generation. */
+  spoken: SpokenItem[];
+  finalState: string;
+  status: 'active' | 'done' | 'error' | 'stopped';
+  /** The outcome the replayed machine reached (`error` if it threw), null if it did not end. */
+  outcome: Outcome | null;
+  /** The outcome the journal recorded. */
+  recordedOutcome: Outcome | null;
+  error: string | null;
+  /** Recorded timer firings replayed, and how late they fired live against their nominal due time. */
+  timers: { fired: number; meanLateMs: number; maxLateMs: number };
+  /** Where the replay could not follow the journal (e.g. a recorded timer the machine never set). */
+  divergences: string[];
+  /** Journal events after the machine had already ended (the live actor dropped them too). */
+  ignoredAfterEnd: number;
+}
+
+const never = () => new Promise<never>(() => undefined);
+
+/** Child actors that do nothing: their effects on the machine are all in the journal. */
+function inertActors(spoken: (generation: number, speech: Speech) => void) {
+  return {
+    vad: fromCallback<VadCommand, { callSid: string }>(() => undefined),
+    stt: fromCallback<EventObject, { callSid: string }>(() => undefined),
+    agent: fromCallback<EventObject, AgentInput>(() => undefined),
+    tts: fromCallback<TtsCommand, TtsInput>(({ input, receive }) => {
+      for (const speech of input.speech) spoken(input.generation, speech);
+      receive((cmd) => {
+        if (cmd.type === 'tts.say') spoken(input.generation, cmd.speech);
+      });
+    }),
+    transfer: fromPromise<void, { target: TransferTarget; reason: string }>(never),
+    hangup: fromPromise<void, { reason: string }>(never),
+  };
+}
+
+export function replayJournal(journal: Journal, options: ReplayOptions = {}): ReplayResult {
+  const mode = options.timers ?? 'recorded';
+  const clock = new ReplayClock(mode);
+  const transitions: ReplayResult['transitions'] = [];
+  const commands: ReplayCommand[] = [];
+  const trace: TraceItem[] = [];
+  const spoken: SpokenItem[] = [];
+  const divergences: string[] = [];
+  const lateness: number[] = [];
+  let cause = -1;
+  let outcome: Outcome | null = null;
+  let error: string | null = null;
+  let lastState = '';
+
+  const machine = (options.machine ?? callMachine).provide({
+    actors: inertActors((generation, speech) => {
+      const item: SpokenItem = { t: clock.ms, generation, ...(speech.kind === 'clip' ? { clip: speech.clip } : { text: speech.text }) };
+      spoken.push(item);
+      trace.push({ ...item, cause, kind: 'speak' });
+    }),
+  });
+  const actor = createActor(machine, { input: journal.input, clock });
+  clock.attach(actor.system as ActorSystem<ActorSystemInfo>);
+  actor.on('*', (command) => {
+    const summary = summarizeCommand(command);
+    commands.push({ t: clock.ms, ...summary });
+    trace.push({ t: clock.ms, cause, kind: 'command', command: summary });
+    if (command.type === 'out.ended') outcome = command.outcome;
+  });
+  actor.subscribe({
+    next: (snapshot) => {
+      const state = statePath(snapshot.value);
+      if (state === lastState) return;
+      lastState = state;
+      transitions.push({ t: clock.ms, state });
+      trace.push({ t: clock.ms, cause, kind: 'state', state });
+    },
+    error: (err) => {
+      error = err instanceof Error ? err.message : String(err);
+      outcome = 'error';
+    },
+  });
+  actor.start();
+
+  let ignoredAfterEnd = 0;
+  journal.events.forEach((entry, index) => {
+    if (actor.getSnapshot().status !== 'active') {
+      ignoredAfterEnd++;
+      return;
+    }
+    if (entry.timer && mode === 'simulated') return;
+    cause = -1;
+    clock.advanceTo(entry.t);
+    cause = index;
+    if (entry.timer) {
+      const late = clock.fire(entry.event.type);
+      if (late === null) divergences.push(`line ${entry.line}: timer "${entry.event.type}" fired live but is not pending in the replay`);
+      else lateness.push(late);
+      return;
+    }
+    actor.send(entry.event);
+  });
+  if (mode === 'simulated' && journal.outcome && actor.getSnapshot().status === 'active') {
+    cause = -1;
+    clock.advanceTo(journal.outcome.t);
+  }
+
+  const snapshot = actor.getSnapshot();
+  const status = snapshot.status;
+  if (status === 'active') actor.stop();
+  const recordedOutcome = journal.outcome?.outcome ?? null;
+  if (outcome !== recordedOutcome && journal.truncatedAt === null && !journal.tornTail) {
+    divergences.push(`outcome: journal says ${recordedOutcome ?? 'none'}, replay reached ${outcome ?? 'none'}`);
+  }
+  return {
+    transitions,
+    commands,
+    trace,
+    spoken,
+    finalState: statePath(snapshot.value),
+    status,
+    outcome,
+    recordedOutcome,
+    error,
+    timers: {
+      fired: lateness.length,
+      meanLateMs: lateness.length ? Math.round((lateness.reduce((a, b) => a + b, 0) / lateness.length) * 10) / 10 : 0,
+      maxLateMs: lateness.length ? Math.max(...lateness) : 0,
+    },
+    divergences,
+    ignoredAfterEnd,
+  };
+}
+
+/** What a trace item is, without its time: two replays agree when these agree, item by item. */
+export function traceKey(item: TraceItem): string {
+  if (item.kind === 'state') return `state ${item.state}`;
+  if (item.kind === 'command') return `command ${JSON.stringify(item.command)}`;
+  return `speak ${item.generation} ${item.clip ?? JSON.stringify(item.text)}`;
+}
+
+/** The first place two replays differ (by trace item, ignoring times), or null when they agree. */
+export function firstDivergence(a: ReplayResult, b: ReplayResult): { index: number; a: TraceItem | null; b: TraceItem | null } | null {
+  const n = Math.max(a.trace.length, b.trace.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.trace[i] ?? null;
+    const y = b.trace[i] ?? null;
+    if (!x || !y || traceKey(x) !== traceKey(y)) return { index: i, a: x, b: y };
+  }
+  return null;
+}

@@ -1,0 +1,220 @@
+/**
+ * The journal guarantee (docs/journal.md): a call run live through the real stack (HTTP + Media
+ * Streams via FakeTwilio, embedded VAD/STT/agent/TTS, the call registry) is journaled; replaying
+ * the journal on a simulated clock reproduces the live call's state transitions and outbound
+ * commands exactly: same order, same payloads, same audio byte counts.
+ *
+ * VETLINE_WRITE_FIXTURES=1 also copies the barge-in and DTMF-transfer journals to
+ * test/fixtures/journals/ (the fixtures test/replay/journal.test.ts replays).
+ */
+import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeUlaw, encodeUlaw } from '../../src/audio/ulaw.js';
+import type { SessionTap } from '../../src/calls/session.js';
+import { loadTenants } from '../../src/config/tenants.js';
+import { summarizeCommand, type CommandSummary } from '../../src/journal/format.js';
+import { localAgent } from '../../src/providers/agent/local.js';
+import { createLocalStt } from '../../src/providers/stt/local.js';
+import { createLocalTts, synthesizeUlaw } from '../../src/providers/tts/local.js';
+import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
+import { energyVad } from '../../src/providers/vad/energy.js';
+import { readJournal, replayJournal, type ReplayResult } from '../../src/replay/replay.js';
+import { FakeTwilio } from '../support/fake-twilio.js';
+import { restRecorder } from '../support/rest-recorder.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+
+const TENANTS = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../fixtures/journals', import.meta.url));
+const QUICK_VET = '+15550109000';
+
+type Live = { transitions: { t: number; state: string }[]; commands: ({ t: number } & CommandSummary)[] };
+const live = new Map<string, Live>();
+const liveOf = (callSid: string): Live => {
+  let l = live.get(callSid);
+  if (!l) live.set(callSid, (l = { transitions: [], commands: [] }));
+  return l;
+};
+const tap: SessionTap = {
+  transition: (callSid, state, t) => liveOf(callSid).transitions.push({ t, state }),
+  command: (callSid, command, t) => liveOf(callSid).commands.push({ t, ...summarizeCommand(command) }),
+};
+
+let engine: TestEngine;
+let journalDir: string;
+let failTransfers = false;
+const twilioRest = restRecorder({ fail: (op) => op === 'update' && failTransfers });
+const calls: FakeTwilio[] = [];
+
+const dial = async () => {
+  const call = await FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
+  calls.push(call);
+  return call;
+};
+
+const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
+
+/** Wait until the engine has been quiet (no new audio heard) for `ms`. */
+const untilQuiet = async (call: FakeTwilio, ms = 700, timeoutMs = 15_000) => {
+  let last = call.heardMs();
+  let since = call.now();
+  await call.waitFor(
+    (c) => {
+      const heard = c.heardMs();
+      if (heard !== last) {
+        last = heard;
+        since = c.now();
+      }
+      return c.now() - since >= ms;
+    },
+    timeoutMs,
+    'the engine to stop talking',
+  );
+};
+
+/** The caller's line, louder: over the energy VAD's stricter threshold while we speak (barge-in). */
+const loud = (ulaw: Uint8Array, gain: number) => {
+  const pcm = decodeUlaw(ulaw, new Int16Array(ulaw.length));
+  for (let i = 0; i < pcm.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round((pcm[i] ?? 0) * gain)));
+  return encodeUlaw(pcm);
+};
+
+async function ended(call: FakeTwilio) {
+  await call.waitFor(() => stateOf(call.callSid) === 'ended', 5_000, 'the call to end');
+  await engine.journal?.flushAll();
+}
+
+async function journalPath(callSid: string): Promise<string> {
+  const name = (await readdir(journalDir)).find((f) => f.endsWith(`_${callSid}.jsonl`));
+  if (!name) throw new Error(`no journal for ${callSid} in ${journalDir}`);
+  return join(journalDir, name);
+}
+
+/** Replays the call's journal and checks it against what the live call did; returns the replay. */
+async function expectReplayMatchesLive(callSid: string): Promise<ReplayResult> {
+  const path = await journalPath(callSid);
+  const journal = await readJournal(path);
+  const replay = replayJournal(journal);
+  const l = liveOf(callSid);
+  expect(replay.divergences).toEqual([]);
+  expect(replay.transitions.map((s) => s.state)).toEqual(l.transitions.map((s) => s.state));
+  expect(replay.commands.map(({ t: _t, ...c }) => c)).toEqual(l.commands.map(({ t: _t, ...c }) => c));
+  expect(replay.outcome).toBe(engine.registry.recentCalls().find((r) => r.callSid === callSid)?.outcome);
+  expect(replay.recordedOutcome).toBe(replay.outcome);
+  // Times: replay stamps a transition with its cause's enqueue time; live sees it once the
+  // macrostep and its side effects (child actors starting, a clip being queued) are done. So live
+  // is never earlier, and only a little later.
+  replay.transitions.forEach((s, i) => {
+    const liveT = l.transitions[i]?.t ?? Infinity;
+    expect(liveT).toBeGreaterThanOrEqual(s.t - 0.1);
+    expect(liveT - s.t).toBeLessThan(1_000);
+  });
+  // No phone number anywhere in the file (the caller's, the clinic's, the transfer targets).
+  const text = await readFile(path, 'utf8');
+  expect(text.match(/\+?1?555\d{7}/g)).toBeNull();
+  expect(text).not.toContain(TEST_TOKEN);
+  return replay;
+}
+
+const states = (r: ReplayResult) => r.transitions.map((s) => s.state);
+const types = (r: ReplayResult) => r.commands.map((c) => c.type);
+
+beforeAll(async () => {
+  journalDir = await mkdtemp(join(tmpdir(), 'vetline-journal-'));
+  const tts = createLocalTts();
+  const prompts = new PromptCache(tts);
+  await prompts.warm((await loadTenants(TENANTS)).all());
+  engine = await startEngine({
+    providers: { vad: energyVad, stt: await createLocalStt(), tts, agent: localAgent },
+    prompts,
+    rest: twilioRest.rest,
+    env: { TENANTS_DIR: TENANTS },
+    journalDir,
+    tap,
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(calls.map((c) => c.dispose()));
+  await engine?.close();
+  if (journalDir) await rm(journalDir, { recursive: true, force: true });
+});
+
+describe('replaying a journal reproduces the live call', () => {
+  it('greeting → question → answer → caller hangs up', async () => {
+    const call = await dial();
+    await untilQuiet(call);
+    await call.say(await synthesizeUlaw('what are your hours'));
+    await call.waitFor(() => stateOf(call.callSid).startsWith('reply'), 5_000, 'a reply to start');
+    await untilQuiet(call);
+    await call.hangUp();
+    await ended(call);
+
+    const replay = await expectReplayMatchesLive(call.callSid);
+    expect(states(replay)).toEqual(expect.arrayContaining(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'reply.thinking', 'reply.speaking', 'ended']));
+    expect(types(replay)).toContain('out.turn');
+    expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ transcript: 'what are your hours' });
+    expect(replay.outcome).toBe('callerHungUp');
+    expect(replay.timers.fired).toBeGreaterThan(0); // at least the end-of-turn window
+  }, 40_000);
+
+  it('a barge-in: the caller talks over the reply', async () => {
+    const call = await dial();
+    await untilQuiet(call);
+    await call.say(await synthesizeUlaw('what are your hours'));
+    await call.waitFor(() => stateOf(call.callSid) === 'reply.speaking', 8_000, 'the reply to play');
+    await call.say(loud(await synthesizeUlaw('i need an appointment'), 2));
+    await call.waitFor(() => liveOf(call.callSid).commands.some((c) => c.type === 'out.clear'), 8_000, 'the barge-in clear');
+    const turns = () => liveOf(call.callSid).commands.filter((c) => c.type === 'out.turn').length;
+    await call.waitFor(() => turns() === 2, 10_000, 'a reply to the interruption');
+    await untilQuiet(call);
+    await call.hangUp();
+    await ended(call);
+
+    const replay = await expectReplayMatchesLive(call.callSid);
+    expect(states(replay)).toContain('reply.interrupted.callerTalking');
+    expect(types(replay)).toContain('out.clear');
+    expect(replay.commands.find((c) => c.type === 'out.interrupted')).toMatchObject({ confirmed: true });
+    expect(replay.commands.filter((c) => c.type === 'out.turn').map((c) => c.type === 'out.turn' && c.transcript)).toEqual(['what are your hours', 'i need an appointment']);
+    if (process.env.VETLINE_WRITE_FIXTURES === '1') await copyFile(await journalPath(call.callSid), join(FIXTURES, 'barge-in.jsonl'));
+  }, 40_000);
+
+  it('DTMF 0: transfer to the front desk (the REST result is journaled)', async () => {
+    const call = await dial();
+    await untilQuiet(call);
+    call.dtmf('0');
+    await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 8_000, 'the transfer');
+    await call.stop();
+    await ended(call);
+
+    const replay = await expectReplayMatchesLive(call.callSid);
+    expect(states(replay).slice(-4)).toEqual(['transferring.announcing', 'transferring.dialing', 'transferring.handedOff', 'ended']);
+    expect(replay.outcome).toBe('transferred');
+    const journal = await readJournal(await journalPath(call.callSid));
+    expect(journal.events.some((e) => (e.event.type as string) === 'xstate.done.actor.0.call.transferring.dialing')).toBe(true);
+    if (process.env.VETLINE_WRITE_FIXTURES === '1') await copyFile(await journalPath(call.callSid), join(FIXTURES, 'dtmf-transfer.jsonl'));
+  }, 30_000);
+
+  it('DTMF 0 when Twilio refuses the transfer: the failure is journaled and replayed', async () => {
+    failTransfers = true;
+    try {
+      const call = await dial();
+      await untilQuiet(call);
+      call.dtmf('0');
+      await call.waitFor(() => liveOf(call.callSid).transitions.some((s) => s.state === 'transferring.failed'), 8_000, 'the transfer to fail');
+      await untilQuiet(call);
+      await call.hangUp();
+      await ended(call);
+
+      const replay = await expectReplayMatchesLive(call.callSid);
+      expect(states(replay)).toContain('transferring.failed');
+      const journal = await readJournal(await journalPath(call.callSid));
+      const failure = journal.events.find((e) => e.event.type.startsWith('xstate.error.actor.'));
+      expect(failure?.event).toMatchObject({ error: { message: 'update refused by the test' } });
+    } finally {
+      failTransfers = false;
+    }
+  }, 45_000); // the transferFailed clip reads the emergency number out: ~14 s
+});
