@@ -43,6 +43,20 @@ export interface CallDetail {
   bargeIns: CallRecord['bargeIns'];
 }
 
+/** A call's whole record as the page shows it (also what an opened journal becomes: journal.ts). */
+export function callDetail(trace: CallTrace): CallDetail {
+  return {
+    summary: trace.summary(Date.now()),
+    tenant: trace.tenantView(),
+    current: trace.view(),
+    snapshots: trace.allViews(),
+    timeline: trace.timelineView(),
+    replies: trace.repliesView(),
+    turns: trace.turns,
+    bargeIns: trace.bargeIns,
+  };
+}
+
 export interface FeedClient {
   send(message: ServerMessage): void;
   /** False while the socket is backed up: level samples and batched updates are skipped. */
@@ -125,17 +139,7 @@ export class InspectorFeed {
 
   detail(callSid: string): CallDetail | null {
     const trace = this.traces.get(callSid);
-    if (!trace) return null;
-    return {
-      summary: trace.summary(Date.now()),
-      tenant: trace.tenantView(),
-      current: trace.view(),
-      snapshots: trace.allViews(),
-      timeline: trace.timelineView(),
-      replies: trace.repliesView(),
-      turns: trace.turns,
-      bargeIns: trace.bargeIns,
-    };
+    return trace ? callDetail(trace) : null;
   }
 
   /** XState inspection events (@statelyai/inspect shape); registrations for live calls first. */

@@ -11,6 +11,7 @@
  * | WS   /inspector/ws             | live feed: summaries, state, updates, levels; `watch` in |
  * | WS   /inspector/xstate         | XState inspection events (@statelyai/inspect shape)      |
  * | GET  /inspector/api/calls[/:callSid] | the call list / one call's detail as JSON          |
+ * | POST /inspector/api/journal    | a call journal (JSON Lines) replayed into a call's detail |
  *
  * Access rules: see access.ts. The softphone is offered only while webhook signatures are off
  * (development without TWILIO_AUTH_TOKEN): it calls /twilio/voice and /twilio/ws like Twilio would.
@@ -23,7 +24,9 @@ import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { clearedCookie, inspectorAccess, isAuthorized, safeEqual, sameOrigin, sessionCookie, type InspectorAccess } from './access.js';
+import { JournalError, parseJournal } from '../replay/replay.js';
 import type { FeedClient, InspectorFeed } from './feed.js';
+import { journalDetail } from './journal.js';
 import { maskPhones } from './mask.js';
 
 export const INSPECTOR_PATH = '/inspector';
@@ -54,6 +57,10 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-store',
   'x-frame-options': 'DENY',
 } as const;
+
+/** A journal is bounded at 5 MB by its writer (docs/journal.md), plus its outcome line. */
+export const JOURNAL_BODY_LIMIT = 6 * 1024 * 1024;
+const JOURNAL_TYPES = ['application/x-ndjson', 'application/jsonl'];
 
 const ClientMessage = z.object({ type: z.literal('watch'), callSid: z.string().max(64).nullable() });
 const LoginForm = z.object({ token: z.string().max(512) });
@@ -160,6 +167,33 @@ export async function registerInspector(app: FastifyInstance, deps: InspectorDep
     scope.get<{ Params: { callSid: string } }>(`${INSPECTOR_PATH}/api/calls/:callSid`, { ...opts, preValidation: guard }, async (req, reply) => {
       const detail = deps.feed.detail(req.params.callSid);
       return detail ? detail : reply.code(404).send({ code: 'VET_E_NOT_FOUND' });
+    });
+
+    // Journal upload: its own scope, so the JSON Lines parser and the larger body limit apply to
+    // this route only. Access is checked on request, before the body is read.
+    scope.register((upload, _o, done) => {
+      upload.addContentTypeParser(JOURNAL_TYPES, { parseAs: 'string' }, (_req, body, next) => next(null, body));
+      upload.post<{ Querystring: { name?: string } }>(
+        `${INSPECTOR_PATH}/api/journal`,
+        { ...opts, bodyLimit: JOURNAL_BODY_LIMIT, onRequest: guard },
+        async (req, reply) => {
+          if (typeof req.body !== 'string') {
+            return reply.code(400).send({ code: 'VET_E_BAD_REQUEST', message: `send the journal as text/plain or ${JOURNAL_TYPES[0]}` });
+          }
+          const name = (req.query.name ?? '').replace(/[^\w.-]/g, '_').slice(0, 120) || 'journal';
+          let journal;
+          try {
+            journal = parseJournal(req.body, name);
+          } catch (err) {
+            if (!(err instanceof JournalError)) throw err;
+            req.log.info({ code: 'VET_E_BAD_REQUEST', line: err.line }, 'inspector journal refused');
+            return reply.code(400).send({ code: 'VET_E_BAD_REQUEST', message: err.message });
+          }
+          const clinic = deps.tenants.all().find((t) => t.id === journal.header.tenantId)?.name ?? journal.header.tenantId;
+          return reply.send(journalDetail(journal, clinic));
+        },
+      );
+      done();
     });
 
     scope.get(`${INSPECTOR_PATH}/ws`, { ...opts, websocket: true, preValidation: guardSocket }, (socket, req) => {

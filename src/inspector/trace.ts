@@ -139,7 +139,8 @@ export class CallTrace {
     readonly callSid: string,
     readonly tenantId: string,
     readonly clinic: string,
-    private readonly record: CallRecord | null,
+    /** The session's record (turn latency, barge-ins); a replayed journal's outcome line has the same. */
+    private readonly record: Pick<CallRecord, 'turns' | 'bargeIns'> | null,
     /** Wall clock (epoch ms) of the call's t = 0. */
     startedAtMs: number,
   ) {

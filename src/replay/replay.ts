@@ -11,11 +11,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { createActor, fromCallback, fromPromise, SimulatedClock, type ActorSystem, type ActorSystemInfo, type EventObject } from 'xstate';
+import { createActor, fromCallback, fromPromise, SimulatedClock, type ActorSystem, type ActorSystemInfo, type EventObject, type SnapshotFrom } from 'xstate';
 import type { ZodError, ZodObject } from 'zod';
 import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
 import { callMachine } from '../../machines/call/call.machine.js';
-import type { CallEvent, CallInput, ClipId, Outcome, Speech, TransferTarget } from '../../machines/call/call.types.js';
+import type { CallCommand, CallEvent, CallInput, ClipId, Outcome, Speech, TransferTarget } from '../../machines/call/call.types.js';
 import { statePath, summarizeCommand, type CommandSummary, type JournalHeader, type JournalRecordSummary } from '../journal/format.js';
 import {
   afterPayload,
@@ -268,10 +268,24 @@ export type TraceItem =
   | { t: number; cause: number; kind: 'command'; command: CommandSummary }
   | ({ cause: number; kind: 'speak' } & SpokenItem);
 
+/**
+ * Watches a replay as it runs (e.g. the inspector builds its call trace from it). Called inside the
+ * actor's observers: must not throw (XState would rethrow the error on a timer).
+ */
+export interface ReplayObserver {
+  /** A journal entry about to be delivered to the machine (a recorded timer firing: `entry.timer`). */
+  event?(t: number, entry: JournalEntry): void;
+  /** Every snapshot the replayed actor publishes, not only state changes. */
+  snapshot?(t: number, snapshot: SnapshotFrom<typeof callMachine>): void;
+  /** A command the machine emitted, as emitted (audio included). */
+  command?(t: number, command: CallCommand): void;
+}
+
 export interface ReplayOptions {
   timers?: 'recorded' | 'simulated';
   /** Machine to replay with (default: the shipped call machine); e.g. a changed one, for what-ifs. */
   machine?: typeof callMachine;
+  observe?: ReplayObserver;
 }
 
 export interface ReplayResult {
@@ -320,6 +334,7 @@ function inertActors(spoken: (generation: number, speech: Speech) => void) {
 
 export function replayJournal(journal: Journal, options: ReplayOptions = {}): ReplayResult {
   const mode = options.timers ?? 'recorded';
+  const observe = options.observe ?? {};
   const clock = new ReplayClock(mode);
   const transitions: ReplayResult['transitions'] = [];
   const commands: ReplayCommand[] = [];
@@ -342,6 +357,7 @@ export function replayJournal(journal: Journal, options: ReplayOptions = {}): Re
   const actor = createActor(machine, { input: journal.input, clock });
   clock.attach(actor.system as ActorSystem<ActorSystemInfo>);
   actor.on('*', (command) => {
+    observe.command?.(clock.ms, command);
     const summary = summarizeCommand(command);
     commands.push({ t: clock.ms, ...summary });
     trace.push({ t: clock.ms, cause, kind: 'command', command: summary });
@@ -349,6 +365,7 @@ export function replayJournal(journal: Journal, options: ReplayOptions = {}): Re
   });
   actor.subscribe({
     next: (snapshot) => {
+      observe.snapshot?.(clock.ms, snapshot);
       const state = statePath(snapshot.value);
       if (state === lastState) return;
       lastState = state;
@@ -372,6 +389,7 @@ export function replayJournal(journal: Journal, options: ReplayOptions = {}): Re
     cause = -1;
     clock.advanceTo(entry.t);
     cause = index;
+    observe.event?.(clock.ms, entry);
     if (entry.timer) {
       const late = clock.fire(entry.event.type);
       if (late === null) divergences.push(`line ${entry.line}: timer "${entry.event.type}" fired live but is not pending in the replay`);

@@ -8,6 +8,7 @@
  *    shows the transcript with the unheard part struck, and time-travels once the call is over.
  * 2. The softphone with Chromium's fake microphone fed a WAV: it calls the clinic, plays the
  *    greeting back (marks echoed as played), and the engine hears the WAV's question.
+ * 3. A call journal opened from disk ("Open journal…"): replayed by the engine, scrubbed through.
  *
  * `UPDATE_INSPECTOR_SCREENSHOT=1` saves the screenshot to docs/inspector.png (else to the temp dir).
  */
@@ -43,7 +44,7 @@ type Probe = {
   softphone: { state: string; callSid: string | null; framesSent: number; receivedMs: number; playedMs: number; marksEchoed: number; error: string | null } | null;
 };
 /** The page's globals the tests read (tsconfig has no DOM lib; these casts vanish when compiled). */
-interface PageElement { textContent: string | null; value: string; max: string; dispatchEvent(event: unknown): boolean }
+interface PageElement { textContent: string | null; value: string; max: string; dispatchEvent(event: unknown): boolean; getAttribute(name: string): string | null }
 interface Win {
   __vetlineInspector: Probe;
   document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): { length: number } };
@@ -251,4 +252,41 @@ describe.skipIf(!haveChromium)('the inspector in headless Chromium', () => {
     expect(engine.registry.recentCalls().find((r) => r.callSid === sid)?.outcome).toBe('callerHungUp');
     await page.close();
   }, 120_000);
+
+  it('opens a journal from disk and time-travels through the replayed call', async () => {
+    const page = await openInspector();
+    await page.setInputFiles('#journal-file', fileURLToPath(new URL('../fixtures/journals/barge-in.jsonl', import.meta.url)));
+    await page.waitForSelector('#travel:not([hidden])', { timeout: 10_000 });
+    expect(await page.locator('#call-meta').textContent()).toContain('barge-in.jsonl');
+    expect(await page.locator('#journal-status').textContent()).toMatch(/snapshots$/);
+    // Shown like a finished call: the final state first.
+    expect(await page.locator('#chart g.vi-leaf').getAttribute('data-state')).toBe('call.ended');
+
+    /** Moves the scrubber like a user drag and returns the highlighted leaf. */
+    const scrubTo = (where: 'middle' | 'end') =>
+      page.evaluate((w) => {
+        const win = globalThis as unknown as Win;
+        const range = win.document.querySelector('#travel-range')!;
+        const max = Number(range.max);
+        range.value = String(w === 'middle' ? Math.floor(max / 2) : max);
+        range.dispatchEvent(new win.Event('input'));
+        return win.document.querySelector('#chart g.vi-leaf')?.getAttribute('data-state') ?? null;
+      }, where);
+    const transcriptHas = (text: string) =>
+      page.waitForFunction((t) => (globalThis as unknown as Win).document.querySelector('#transcript')?.textContent?.includes(t), text, { timeout: 5_000 });
+
+    // The middle of the call: after the barge-in, the caller's second line not yet transcribed.
+    const middle = await scrubTo('middle');
+    expect(middle).toMatch(/^call\.(listening|reply)\./);
+    expect(await page.locator('#call').getAttribute('class')).toContain('vi-past');
+    await transcriptHas('what are your hours');
+    expect(await page.locator('#transcript').textContent()).not.toContain('i need an appointment');
+
+    const end = await scrubTo('end');
+    expect(end).toBe('call.ended');
+    expect(end).not.toBe(middle);
+    await transcriptHas('i need an appointment');
+    expect(await page.locator('#call').getAttribute('class')).not.toContain('vi-past');
+    await page.close();
+  }, 60_000);
 });

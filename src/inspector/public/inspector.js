@@ -1,8 +1,10 @@
-/* global document, window, WebSocket, location, requestAnimationFrame, setTimeout, setInterval */
+/* global document, window, WebSocket, location, requestAnimationFrame, setTimeout, setInterval, fetch */
 // Vetline call inspector (browser side, plain ES module; served by src/inspector/plugin.ts).
 // Live feed over /inspector/ws: `hello`, `summary`, `state` (applied at once: the highlight budget is
 // 100 ms), `update` (batched timeline/context/transcript/latency), `detail` (a call's full record,
 // with its snapshots for time travel) and `level` (audio meters). The page sends `watch`.
+// "Open journal…" posts a call journal to /inspector/api/journal and shows the replayed call like a
+// finished one (kept in this page only, under the key `journal:<CallSid>`).
 import { createSoftphone } from './softphone.js';
 
 const $ = (id) => document.getElementById(id);
@@ -32,6 +34,8 @@ const ui = {
   filterOutcome: '',
   follow: true,
   softphoneSid: null,
+  /** Journals opened from disk: key `journal:<CallSid>` → the replayed call's detail. */
+  opened: new Map(),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -67,6 +71,9 @@ function badges(call) {
   if (call.transferred) out.push(el('span', { class: 'vi-badge vi-b-transfer', text: 'transfer', title: 'Transferred or transfer attempted' }));
   return out;
 }
+
+/** The selected call's summary: a call of the engine, or an opened journal. */
+const selectedCall = () => (ui.selected && (ui.opened.get(ui.selected)?.summary ?? ui.calls.get(ui.selected))) || null;
 
 const liveDuration = (call) => (call.live ? Date.now() - Date.parse(call.startedAt) : call.durationMs);
 
@@ -136,16 +143,18 @@ function select(callSid) {
   $('waterfall').replaceChildren();
   $('context').textContent = '';
   setMeters(-100, -100);
-  send({ type: 'watch', callSid });
+  const journal = ui.opened.get(callSid);
+  send({ type: 'watch', callSid: journal ? null : callSid });
   renderList();
   renderHead();
+  if (journal) onDetail(journal, true);
 }
 
 /** The snapshot on screen: the time-travel position, or the latest. */
 const shown = () => (ui.past !== null ? ui.snapshots[ui.past] : ui.current) ?? null;
 
 function renderTravel() {
-  const call = ui.selected && ui.calls.get(ui.selected);
+  const call = selectedCall();
   const travel = $('travel');
   const can = Boolean(call && !call.live && ui.snapshots.length > 1);
   travel.hidden = !can;
@@ -425,7 +434,7 @@ function renderWaterfall() {
 // header, meters, context
 
 function renderHead() {
-  const call = ui.selected && ui.calls.get(ui.selected);
+  const call = selectedCall();
   $('call').setAttribute('data-empty', call ? 'false' : 'true');
   if (!call) {
     $('call-title').textContent = 'No call selected';
@@ -438,7 +447,19 @@ function renderHead() {
     el('span', { text: `started ${new Date(call.startedAt).toLocaleTimeString()}` }),
     el('span', { text: `duration ${clock(liveDuration(call))}` }),
     ...badges(call),
+    ...journalMeta(ui.opened.get(ui.selected)?.journal),
   );
+}
+
+function journalMeta(journal) {
+  if (!journal) return [];
+  const diverged = journal.divergences.length;
+  return [
+    el('span', { class: 'vi-badge vi-b-outcome', text: 'journal', title: 'Replayed from a call journal on the simulated clock' }),
+    el('code', { text: journal.source }),
+    diverged ? el('span', { class: 'vi-badge vi-b-error', text: `${diverged} divergence${diverged === 1 ? '' : 's'}`, title: journal.divergences.join('\n') }) : null,
+    journal.truncated || journal.tornTail ? el('span', { class: 'vi-badge vi-b-error', text: journal.truncated ? 'truncated' : 'torn tail' }) : null,
+  ].filter(Boolean);
 }
 
 function setMeters(caller, agent) {
@@ -485,7 +506,7 @@ function connect() {
     probe.connected = true;
     conn.textContent = 'live';
     conn.className = 'vi-conn vi-ok';
-    if (ui.selected) send({ type: 'watch', callSid: ui.selected });
+    if (ui.selected && !ui.opened.has(ui.selected)) send({ type: 'watch', callSid: ui.selected });
   });
   socket.addEventListener('close', () => {
     probe.connected = false;
@@ -553,9 +574,11 @@ function onSummary(call) {
   const before = ui.calls.get(call.callSid);
   ui.calls.set(call.callSid, call);
   renderList();
-  const current = ui.selected && ui.calls.get(ui.selected);
+  const current = selectedCall();
   const isNew = !before;
-  if (isNew && call.live && (ui.softphoneSid === call.callSid || (ui.follow && (!current || !current.live)))) select(call.callSid);
+  // An opened journal stays on screen: following new calls is for the engine's own calls.
+  const follow = ui.follow && !ui.opened.has(ui.selected) && (!current || !current.live);
+  if (isNew && call.live && (ui.softphoneSid === call.callSid || follow)) select(call.callSid);
   if (call.callSid === ui.selected) {
     renderHead();
     // The call just ended: fetch the complete record (every snapshot) for time travel.
@@ -563,10 +586,10 @@ function onSummary(call) {
   }
 }
 
-function onDetail(detail) {
+function onDetail(detail, journal = false) {
   ui.detail = detail;
   if (!detail) return;
-  ui.calls.set(detail.summary.callSid, detail.summary);
+  if (!journal) ui.calls.set(detail.summary.callSid, detail.summary);
   ui.snapshots = detail.snapshots;
   ui.current = detail.current ?? detail.snapshots.at(-1) ?? null;
   ui.replies = detail.replies;
@@ -581,6 +604,41 @@ function onDetail(detail) {
   renderSnapshot();
   if (!detail.summary.live) setMeters(-100, -100);
 }
+
+// ---------------------------------------------------------------------------------------------
+// journals opened from disk
+
+$('journal-open').addEventListener('click', () => $('journal-file').click());
+$('journal-file').addEventListener('change', async (e) => {
+  const input = e.target;
+  const file = input.files?.[0];
+  if (!file) return;
+  const status = $('journal-status');
+  status.className = 'vi-journal-status';
+  status.textContent = `replaying ${file.name}…`;
+  status.title = '';
+  try {
+    const res = await fetch(`/inspector/api/journal?name=${encodeURIComponent(file.name)}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: file,
+      credentials: 'same-origin',
+    });
+    const body = await res.json().catch(() => null);
+    if (!res.ok || !body?.summary) throw new Error(body?.message ?? (res.status === 413 ? 'the file is too large for a journal' : `the engine answered ${res.status}`));
+    const key = `journal:${body.summary.callSid}`;
+    ui.opened.set(key, body);
+    status.textContent = `${file.name}: ${body.snapshots.length} snapshots`;
+    ui.selected = null; // re-opening the same journal reloads it
+    select(key);
+  } catch (err) {
+    status.className = 'vi-journal-status vi-bad';
+    status.textContent = `${file.name}: ${err.message}`;
+    status.title = status.textContent;
+  } finally {
+    input.value = ''; // the same file can be chosen again
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // filters
