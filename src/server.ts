@@ -13,12 +13,14 @@ import type { AppConfig } from './config/env.js';
 import type { TenantDirectory } from './config/tenants.js';
 import { buildApp } from './http/app.js';
 import { registerStreamRoute } from './http/stream-route.js';
-import { inspectorAccess } from './inspector/access.js';
+import { inspectorAccess, isAuthorized } from './inspector/access.js';
 import { InspectorFeed } from './inspector/feed.js';
 import { registerInspector } from './inspector/plugin.js';
 import type { JournalFactory } from './journal/writer.js';
+import { createEngineMetrics, METRICS_PATH, type EngineMetrics } from './observability/metrics.js';
 import type { TwilioRest } from './twilio/rest-types.js';
-import type { MediaStreamOptions } from './twilio/stream-socket.js';
+import { streamCounters, type MediaStreamOptions } from './twilio/stream-socket.js';
+import { TWILIO_PATHS } from './twilio/twiml.js';
 
 export interface EngineDeps {
   config: AppConfig;
@@ -40,6 +42,7 @@ export interface EngineDeps {
 export interface Engine {
   app: FastifyInstance;
   registry: Registry;
+  metrics: EngineMetrics;
 }
 
 export async function buildServer(deps: EngineDeps): Promise<Engine> {
@@ -74,5 +77,28 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   });
   await registerStreamRoute(app, { signature, registry, ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}) });
   if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants });
-  return { app, registry };
+
+  // Prometheus scrape (docs/operations.md "Metrics"): open like /twilio/health unless INSPECTOR_TOKEN
+  // is set, then `Authorization: Bearer <token>` is required. Never expose it publicly.
+  const metrics = createEngineMetrics({
+    calls: registry,
+    streams: deps.streamOptions?.counters ?? streamCounters,
+    journal: deps.journal ?? null,
+  });
+  const token = config.inspector.token;
+  app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
+    if (token !== null && !isAuthorized({ mode: 'token', token }, req)) return reply.code(401).send();
+    const text = await metrics.render();
+    return reply.type(metrics.register.contentType).header('cache-control', 'no-store').send(text);
+  });
+  // Fallback key-menu answers (the menu Twilio runs when the stream fails or ends with an error).
+  app.addHook('onResponse', (req, reply, done) => {
+    if (req.routeOptions.url === TWILIO_PATHS.dtmf && reply.statusCode === 200) metrics.dtmfFallback();
+    done();
+  });
+  app.addHook('onClose', (_app, done) => {
+    metrics.close();
+    done();
+  });
+  return { app, registry, metrics };
 }

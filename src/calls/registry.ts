@@ -38,6 +38,7 @@ export class Registry implements CallRegistry {
   private readonly log: Logger;
   private draining = false;
   private readonly endedListeners = new Set<(record: CallRecord) => void>();
+  private readonly dialListeners = new Set<(record: CallRecord, dialStatus: string) => void>();
   /** Completed recordings of calls still live: transcribed when the call ends. */
   private readonly transcribeAfterEnd = new Map<string, RecordingInfo[]>();
 
@@ -61,6 +62,12 @@ export class Registry implements CallRegistry {
   onCallEnded(listener: (record: CallRecord) => void): () => void {
     this.endedListeners.add(listener);
     return () => this.endedListeners.delete(listener);
+  }
+
+  /** Twilio reported how a transfer's <Dial> ended, for a call this registry holds (once per call and status). */
+  onDialResult(listener: (record: CallRecord, dialStatus: string) => void): () => void {
+    this.dialListeners.add(listener);
+    return () => this.dialListeners.delete(listener);
   }
 
   open({ callSid, tenant }: { callSid: string; tenant: Tenant }): OpenCallResult {
@@ -138,6 +145,7 @@ export class Registry implements CallRegistry {
     if (session) session.dialResult(dialStatus);
     const record = session?.record ?? this.recent.find((r) => r.callSid === callSid);
     if (record) record.dialStatus = dialStatus;
+    if (record && !this.seen(`dial:${callSid}:${dialStatus}`)) for (const listener of this.dialListeners) listener(record, dialStatus);
     return record !== undefined;
   }
 

@@ -73,6 +73,9 @@ export interface CallRecord {
   dialStatus: string | null;
   turns: TurnTiming[];
   bargeIns: { clearLatencyMs: number }[];
+  /** `out.interrupted` commands: every interruption of our speech, and those that turned out false (we resumed). */
+  interruptions: number;
+  falseInterruptions: number;
   emergency: { via: string; detail: string } | null;
 }
 
@@ -114,6 +117,8 @@ export class CallSession {
       dialStatus: null,
       turns: [],
       bargeIns: [],
+      interruptions: 0,
+      falseInterruptions: 0,
       emergency: null,
     };
     this.turnClock = new TurnClock(this.now, this.hub, (t) => {
@@ -295,6 +300,8 @@ export class CallSession {
         this.turnClock.onTurn(command.generation);
         return;
       case 'out.interrupted':
+        this.record.interruptions++;
+        if (!command.confirmed) this.record.falseInterruptions++;
         this.log.info({ heardMs: command.heardMs, confirmed: command.confirmed }, 'caller interrupted');
         return;
       case 'out.startRecording':

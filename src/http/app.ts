@@ -14,6 +14,7 @@ import type { ErrorCode } from '../errors.js';
 import type { ValidationMode } from '../twilio/signature.js';
 import { TWILIO_PATHS, unavailableTwiml } from '../twilio/twiml.js';
 import { registerTwilioRoutes } from './twilio-routes.js';
+import { METRICS_PATH } from '../observability/metrics.js';
 
 /** What the edge needs, kept narrow so src/main.ts can adapt AppConfig / TenantDirectory to it. */
 export interface EdgeDeps {
@@ -64,11 +65,12 @@ const pathOf = (url: string) => {
 
 /**
  * Fastify's request log prints the URL with its query string, the Host header and the client
- * address (F17). This logs method + path only; health probes are not logged at all.
+ * address (F17). This logs method + path only; health probes and metric scrapes are not logged at all.
  */
 class EdgeLogController extends LogController {
   override isLogDisabled(request: FastifyRequest): boolean {
-    return pathOf(request.url) === TWILIO_PATHS.health;
+    const path = pathOf(request.url);
+    return path === TWILIO_PATHS.health || path === METRICS_PATH;
   }
   override incomingRequest(request: FastifyRequest): void {
     if (this.isLogDisabled(request)) return;
