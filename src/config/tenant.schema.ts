@@ -49,8 +49,8 @@ export const Timing = z
     silencePromptMs: ms(3000, 120_000).default(15_000),
     /** After this many unanswered prompts we say goodbye. */
     silencePromptsBeforeGoodbye: z.number().int().min(1).max(5).default(2),
-    /** End of turn after VAD silence, open talk. */
-    endOfTurnMs: ms(200, 3000).default(600),
+    /** End of turn after VAD silence, open talk: the low end of the 500–800 ms band, since it is most of the 800 ms turn budget. */
+    endOfTurnMs: ms(200, 3000).default(500),
     /** Shorter for yes/no answers (consent). */
     endOfTurnShortMs: ms(150, 3000).default(400),
     /** Longer when the caller gives names, times or numbers. */
