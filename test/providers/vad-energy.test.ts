@@ -79,9 +79,14 @@ describe('energy VAD', () => {
     ]);
   });
 
-  it('a dip below release resets a run that has not opened yet', () => {
-    const pcm = concat(tone(-20, 60), silence(20), tone(-20, 60), silence(500));
+  it('a dip longer than a stop consonant resets a run that has not opened yet', () => {
+    const pcm = concat(tone(-20, 60), silence(80), tone(-20, 60), silence(500));
     expect(run(make(), pcm)).toEqual([]);
+  });
+
+  it('a 20 ms dip (a stop consonant, "what | are") does not reset a run that is opening', () => {
+    const pcm = concat(tone(-20, 60), silence(20), tone(-20, 60), silence(500));
+    expect(run(make(), pcm)).toMatchObject([{ type: 'speechStart', atMs: 0 }, { type: 'speechEnd' }]);
   });
 
   it('switches thresholds with the mode, keeping an open segment open', () => {

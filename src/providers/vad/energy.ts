@@ -68,6 +68,9 @@ const resolve = (p: VadParams): Resolved => ({
   minSilenceMs: p.minSilenceMs,
 });
 
+/** Longest quiet stretch tolerated inside speech that is still opening a segment. */
+const MAX_RUN_GAP_MS = 60;
+
 class EnergyVad implements Vad {
   private readonly byMode: Record<VadMode, Resolved>;
   private p: Resolved;
@@ -75,6 +78,8 @@ class EnergyVad implements Vad {
   /** Closed: start of the candidate run (-1: none) and its loud ms. */
   private runStartMs = -1;
   private runLoudMs = 0;
+  /** Quiet ms inside the candidate run: stop consonants ("what | are") leave 20–60 ms gaps in speech. */
+  private runGapMs = 0;
   /** Open: where the segment began, and where the current silence began (-1: none) and its length. */
   private segmentStartMs = 0;
   private silenceStartMs = -1;
@@ -106,9 +111,15 @@ class EnergyVad implements Vad {
           this.runLoudMs = 0;
         }
         this.runLoudMs += frameMs;
-      } else if (db < p.releaseDb || this.runStartMs < 0) {
-        this.runStartMs = -1;
-        this.runLoudMs = 0;
+        this.runGapMs = 0;
+      } else if (this.runStartMs >= 0 && db < p.releaseDb) {
+        // A short gap keeps the run (its loud time is not lost); a longer one ends it.
+        this.runGapMs += frameMs;
+        if (this.runGapMs > MAX_RUN_GAP_MS) {
+          this.runStartMs = -1;
+          this.runLoudMs = 0;
+          this.runGapMs = 0;
+        }
       }
       if (this.runStartMs >= 0 && this.runLoudMs >= p.minSpeechMs) {
         this.open = true;
@@ -117,6 +128,7 @@ class EnergyVad implements Vad {
         this.silenceMs = 0;
         this.runStartMs = -1;
         this.runLoudMs = 0;
+        this.runGapMs = 0;
         return { type: 'speechStart', atMs: this.segmentStartMs };
       }
       return null;
