@@ -182,7 +182,7 @@ export class CallSession {
 
   /** Dotted state path for listings, e.g. "reply.speaking". */
   get statePath(): string {
-    return pathOf(this.actor.getSnapshot().value);
+    return statePath(this.actor.getSnapshot().value);
   }
 
   get stateDurationMs(): number {
@@ -375,12 +375,6 @@ export class CallSession {
     this.deps.onActivity?.({ type: 'ended', callSid: this.callSid, t: this.durationMs, outcome });
     this.onEnded(this);
   }
-}
-
-function pathOf(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? ['', ''];
-  return `${key}.${pathOf(child)}`;
 }
 
 /** The outcome line's record: timings and counts; appointments and recordings only counted (no personal data). */

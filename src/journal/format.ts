@@ -8,6 +8,7 @@
  */
 import type { EventObject } from 'xstate';
 import type { CallCommand, CallInput, Outcome } from '../../machines/call/call.types.js';
+import type { TurnTiming } from '../calls/turn-clock.js';
 
 export const JOURNAL_VERSION = 1;
 
@@ -28,15 +29,8 @@ export interface JournalHeader {
 /** What the outcome line keeps of a call's record: timings and counts, no personal data. */
 export interface JournalRecordSummary {
   durationMs: number;
-  turns: readonly {
-    generation: number;
-    endOfSpeechToAudioMs: number | null;
-    sttMs: number | null;
-    endpointMs: number | null;
-    agentFirstTextMs: number | null;
-    ttsFirstAudioMs: number | null;
-    firstAudioMs: number | null;
-  }[];
+  turns: readonly TurnTiming[];
+
   bargeIns: readonly { clearLatencyMs: number }[];
   appointments: number;
   recordings: number;

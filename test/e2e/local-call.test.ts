@@ -26,23 +26,7 @@ const dial = async (to = '+15550109000') => {
   return call;
 };
 
-/** Wait until the engine has been quiet (no new audio) for `ms`: the reply is over. */
-const untilQuiet = async (call: FakeTwilio, ms = 700, timeoutMs = 15_000) => {
-  let last = call.heardMs();
-  let since = call.now();
-  await call.waitFor(
-    (c) => {
-      const heard = c.heardMs();
-      if (heard !== last) {
-        last = heard;
-        since = c.now();
-      }
-      return c.now() - since >= ms;
-    },
-    timeoutMs,
-    'the engine to stop talking',
-  );
-};
+const untilQuiet = (call: FakeTwilio, ms?: number, timeoutMs?: number) => call.untilQuiet(ms, timeoutMs);
 
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 

@@ -204,8 +204,8 @@ describe('journal reader', () => {
 
 describe('replay timers', () => {
   /**
-   * Live, the end-of-turn timer (600 ms) is due at 1600 but fires late (event loop busy); the
-   * caller's next syllable arrives at 1601 and cancels it. A simulated clock would fire it at 1600.
+   * Live, the end-of-turn timer (500 ms) is due at 1500 but fires late (event loop busy); the
+   * caller's next syllable arrives at 1501 and cancels it. A simulated clock would fire it at 1500.
    */
   async function racingJournal(): Promise<string> {
     const h = JSON.stringify({ v: 1, type: 'header', callSid: 'CA1', tenantId: 'quick-vet', engineVersion: 't', providers: {}, startedAt: '2025-06-01T14:03:07.123Z', input: await quickVetInput('CA1') });
@@ -218,7 +218,7 @@ describe('replay timers', () => {
       encodeEvent(500, { type: 'vad.speechStart', atMs: 480 }, false),
       encodeEvent(1000, { type: 'vad.speechEnd', atMs: 1000, speechMs: 500 }, false),
       encodeEvent(1000, { type: 'stt.final', text: 'what are your hours', atMs: 1000 }, false),
-      encodeEvent(1601, { type: 'vad.speechStart', atMs: 1590 }, false),
+      encodeEvent(1501, { type: 'vad.speechStart', atMs: 1490 }, false),
       encodeEvent(2400, { type: 'twilio.stop' }, false),
       JSON.stringify({ t: 2400, type: 'outcome', outcome: 'callerHungUp', record }),
     ];
@@ -227,7 +227,7 @@ describe('replay timers', () => {
 
   it('recorded (default): the live order holds even when an event raced a timer', async () => {
     const journal = parseJournal(await racingJournal());
-    expect(journal.input.tenant.timing.endOfTurnMs).toBe(600);
+    expect(journal.input.tenant.timing.endOfTurnMs).toBe(500);
     const recorded = replayJournal(journal);
     expect(recorded.transitions.map((s) => s.state)).toEqual(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'listening.transcribing', 'listening.pausing', 'listening.hearing', 'ended']);
     expect(recorded.divergences).toEqual([]);
@@ -235,23 +235,23 @@ describe('replay timers', () => {
     // Simulated timers fire on the dot and take the turn before the caller's syllable arrives.
     const simulated = replayJournal(journal, { timers: 'simulated' });
     expect(simulated.transitions.map((s) => s.state)).toContain('reply.thinking');
-    expect(simulated.transitions.find((s) => s.state === 'reply.thinking')?.t).toBe(1600);
+    expect(simulated.transitions.find((s) => s.state === 'reply.thinking')?.t).toBe(1500);
     expect(firstDivergence(recorded, simulated)).toMatchObject({ a: { kind: 'state', state: 'listening.hearing' } });
   });
 
   it('recorded: a timer fires at its journal position, and its lateness is measured', async () => {
     const text = (await racingJournal()).replace(
-      /\n\{"t":1601,"type":"vad.speechStart"[^\n]*/,
-      `\n${encodeEvent(1603.5, { type: 'xstate.after.endOfTurn.call.listening.pausing' }, true)}`,
+      /\n\{"t":1501,"type":"vad.speechStart"[^\n]*/,
+      `\n${encodeEvent(1503.5, { type: 'xstate.after.endOfTurn.call.listening.pausing' }, true)}`,
     );
     const replay = replayJournal(parseJournal(text));
-    expect(replay.transitions.find((s) => s.state === 'reply.thinking')?.t).toBe(1603.5);
+    expect(replay.transitions.find((s) => s.state === 'reply.thinking')?.t).toBe(1503.5);
     expect(replay.timers).toEqual({ fired: 1, meanLateMs: 3.5, maxLateMs: 3.5 });
-    expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ t: 1603.5, transcript: 'what are your hours' });
+    expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ t: 1503.5, transcript: 'what are your hours' });
   });
 
   it('recorded: a timer the machine never set is reported, not invented', async () => {
-    const text = (await racingJournal()).replace(/\n\{"t":1601,"type":"vad.speechStart"[^\n]*/, `\n${encodeEvent(1601, { type: 'xstate.after.filler.call.reply.thinking' }, true)}`);
+    const text = (await racingJournal()).replace(/\n\{"t":1501,"type":"vad.speechStart"[^\n]*/, `\n${encodeEvent(1501, { type: 'xstate.after.filler.call.reply.thinking' }, true)}`);
     const replay = replayJournal(parseJournal(text));
     expect(replay.divergences).toEqual([expect.stringContaining('timer "xstate.after.filler.call.reply.thinking" fired live but is not pending in the replay')]);
   });

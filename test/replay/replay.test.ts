@@ -56,23 +56,7 @@ const dial = async () => {
 
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 
-/** Wait until the engine has been quiet (no new audio heard) for `ms`. */
-const untilQuiet = async (call: FakeTwilio, ms = 700, timeoutMs = 15_000) => {
-  let last = call.heardMs();
-  let since = call.now();
-  await call.waitFor(
-    (c) => {
-      const heard = c.heardMs();
-      if (heard !== last) {
-        last = heard;
-        since = c.now();
-      }
-      return c.now() - since >= ms;
-    },
-    timeoutMs,
-    'the engine to stop talking',
-  );
-};
+const untilQuiet = (call: FakeTwilio, ms?: number, timeoutMs?: number) => call.untilQuiet(ms, timeoutMs);
 
 /** The caller's line, louder: over the energy VAD's stricter threshold while we speak (barge-in). */
 const loud = (ulaw: Uint8Array, gain: number) => {

@@ -408,6 +408,24 @@ export class FakeTwilio {
   // ---- waiting -------------------------------------------------------------------------------
 
   /** Resolves once `predicate(this)` holds (checked on every frame and every 5 ms). */
+  /** Wait until no new audio has been heard for `ms`: the engine stopped talking. */
+  untilQuiet(ms = 700, timeoutMs = 15_000): Promise<void> {
+    let last = this.heardMs();
+    let since = this.now();
+    return this.waitFor(
+      (c) => {
+        const heard = c.heardMs();
+        if (heard !== last) {
+          last = heard;
+          since = c.now();
+        }
+        return c.now() - since >= ms;
+      },
+      timeoutMs,
+      'the engine to stop talking',
+    );
+  }
+
   waitFor(predicate: (call: FakeTwilio) => boolean, timeoutMs = 2000, what = predicate.toString()): Promise<void> {
     return new Promise((resolve, reject) => {
       const done = (err?: Error) => {
