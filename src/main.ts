@@ -17,9 +17,6 @@ import { createTwilioRest } from './twilio/rest.js';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-/** How long live calls may continue after SIGTERM before they are ended politely. */
-const DRAIN_TIMEOUT_MS = Number(process.env.DRAIN_TIMEOUT_MS ?? 30_000);
-
 function fail(err: unknown): never {
   // Start-up errors are for a human at a terminal: one clear message, no stack for known codes.
   if (isVetError(err)) process.stderr.write(`vetline: ${err.code}\n${err.message}\n`);
@@ -84,11 +81,11 @@ async function main(): Promise<void> {
     }
     stopping = true;
     registry.startDraining();
-    logger.info({ signal, activeCalls: registry.activeCount, drainTimeoutMs: DRAIN_TIMEOUT_MS }, 'draining: no new calls');
-    const hardExit = setTimeout(() => process.exit(1), DRAIN_TIMEOUT_MS + 15_000);
+    logger.info({ signal, activeCalls: registry.activeCount, drainTimeoutMs: config.drainTimeoutMs }, 'draining: no new calls');
+    const hardExit = setTimeout(() => process.exit(1), config.drainTimeoutMs + 15_000);
     hardExit.unref();
     void (async () => {
-      const deadline = performance.now() + DRAIN_TIMEOUT_MS;
+      const deadline = performance.now() + config.drainTimeoutMs;
       while (registry.activeCount > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 250));
       if (registry.activeCount > 0) {
         registry.hangUpAll('shutdown');

@@ -43,6 +43,8 @@ export interface AppConfig {
   /** Per-IP limit on requests that fail validation (signature, shape); over it the IP is banned. */
   readonly rateLimit: { readonly maxFailuresPerMinute: number; readonly banMinutes: number };
   readonly maxCalls: number;
+  /** After SIGTERM, live calls may go on this long before they are ended politely. */
+  readonly drainTimeoutMs: number;
   /** Fastify `trustProxy` as an address/CIDR list; null = trust no proxy headers. */
   readonly trustProxy: readonly string[] | null;
   readonly inspector: { readonly token: string | null };
@@ -176,6 +178,7 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
     RATE_LIMIT_MAX_FAILURES: integer('RATE_LIMIT_MAX_FAILURES', 1, 10_000, 10),
     RATE_LIMIT_BAN_MINUTES: integer('RATE_LIMIT_BAN_MINUTES', 1, 1440, 10),
     MAX_CALLS: integer('MAX_CALLS', 1, 100_000, 500),
+    DRAIN_TIMEOUT_MS: integer('DRAIN_TIMEOUT_MS', 0, 3_600_000, 30_000),
     TRUST_PROXY: variable(
       (t) => {
         const list = t.split(',').map((e) => e.trim()).filter((e) => e !== '');
@@ -262,6 +265,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     },
     rateLimit: { maxFailuresPerMinute: e.RATE_LIMIT_MAX_FAILURES, banMinutes: e.RATE_LIMIT_BAN_MINUTES },
     maxCalls: e.MAX_CALLS,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     trustProxy: e.TRUST_PROXY ?? null,
     inspector: { token: e.INSPECTOR_TOKEN ?? null },
   };
