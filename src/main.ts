@@ -7,6 +7,7 @@ import { createRecordingTranscriber } from './calls/recording-transcriber.js';
 import { loadEnv, type AppConfig } from './config/env.js';
 import { loadTenants } from './config/tenants.js';
 import { isVetError } from './errors.js';
+import { pruneJournals } from './journal/retention.js';
 import { openJournalDir } from './journal/writer.js';
 import { createLogger } from './observability/logger.js';
 import { createProviders } from './providers/index.js';
@@ -56,6 +57,14 @@ async function main(): Promise<void> {
       : undefined;
   // An unwritable JOURNAL_DIR is a warning, not a start-up failure: calls matter more than their journals.
   const journal = await openJournalDir({ dir: config.journalDir, engineVersion: version, logger });
+  if (journal && config.journalRetentionDays > 0) {
+    const prune = () =>
+      pruneJournals(journal.dir, { maxAgeDays: config.journalRetentionDays })
+        .then(({ deleted }) => deleted > 0 && logger.info({ deleted, retentionDays: config.journalRetentionDays }, 'old journals deleted'))
+        .catch((err: unknown) => logger.warn({ err, code: 'VET_E_JOURNAL' }, 'journal retention failed'));
+    void prune();
+    setInterval(() => void prune(), 6 * 3_600_000).unref();
+  }
   const { app, registry } = await buildServer({ config, tenants, providers, prompts, rest, logger, version, journal, ...(transcriber ? { transcriber } : {}) });
   await app.listen({ port: config.port, host: config.host });
   logger.info(

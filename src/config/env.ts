@@ -45,6 +45,8 @@ export interface AppConfig {
   readonly maxCalls: number;
   /** After SIGTERM, live calls may go on this long before they are ended politely. */
   readonly drainTimeoutMs: number;
+  /** Journals older than this are deleted (0: keep forever). */
+  readonly journalRetentionDays: number;
   /** Fastify `trustProxy` as an address/CIDR list; null = trust no proxy headers. */
   readonly trustProxy: readonly string[] | null;
   readonly inspector: { readonly token: string | null };
@@ -179,6 +181,7 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
     RATE_LIMIT_BAN_MINUTES: integer('RATE_LIMIT_BAN_MINUTES', 1, 1440, 10),
     MAX_CALLS: integer('MAX_CALLS', 1, 100_000, 500),
     DRAIN_TIMEOUT_MS: integer('DRAIN_TIMEOUT_MS', 0, 3_600_000, 30_000),
+    JOURNAL_RETENTION_DAYS: integer('JOURNAL_RETENTION_DAYS', 0, 36_500, 30),
     TRUST_PROXY: variable(
       (t) => {
         const list = t.split(',').map((e) => e.trim()).filter((e) => e !== '');
@@ -266,6 +269,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     rateLimit: { maxFailuresPerMinute: e.RATE_LIMIT_MAX_FAILURES, banMinutes: e.RATE_LIMIT_BAN_MINUTES },
     maxCalls: e.MAX_CALLS,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    journalRetentionDays: e.JOURNAL_RETENTION_DAYS,
     trustProxy: e.TRUST_PROXY ?? null,
     inspector: { token: e.INSPECTOR_TOKEN ?? null },
   };
