@@ -153,29 +153,6 @@ function freePort(): Promise<number> {
   });
 }
 
-/** μ-law → dBFS of one frame (G.711 decode, inline so this file stays free of engine imports). */
-function frameDb(ulaw: Uint8Array): number {
-  let sum = 0;
-  for (const b of ulaw) {
-    const u = ~b & 0xff;
-    const t = (((u & 0x0f) << 3) + 0x84) << ((u & 0x70) >> 4);
-    const s = u & 0x80 ? 0x84 - t : t - 0x84;
-    sum += s * s;
-  }
-  return sum === 0 ? -120 : 10 * Math.log10(sum / ulaw.length) - 20 * Math.log10(32768);
-}
-
-/** The synthesized line without its leading and trailing quiet (flite pads ~200 ms each side). */
-function trimSilence(ulaw: Uint8Array, thresholdDb = -35): Uint8Array {
-  const frames = Math.floor(ulaw.length / 160);
-  const loud = (i: number) => frameDb(ulaw.subarray(i * 160, i * 160 + 160)) >= thresholdDb;
-  let first = 0;
-  while (first < frames && !loud(first)) first++;
-  let last = frames - 1;
-  while (last > first && !loud(last)) last--;
-  return ulaw.slice(first * 160, (last + 1) * 160);
-}
-
 // =============================================================================================
 // The engine child.
 
@@ -756,9 +733,10 @@ let current: EngineChild | null = null;
 let abortRequested = false;
 
 async function callerLines(): Promise<Line[]> {
-  const { synthesizeUlaw } = await import('../src/providers/tts/local.js');
+  // Imported lazily: this file is also preloaded into the engine as the probe.
+  const { callerSpeech } = await import('../test/support/caller-speech.js');
   const texts = ['what are your hours', 'where are you located', 'i want to book an appointment'];
-  return Promise.all(texts.map(async (text) => ({ text, ulaw: trimSilence(await synthesizeUlaw(text)) })));
+  return Promise.all(texts.map(async (text) => ({ text, ulaw: await callerSpeech(text) })));
 }
 
 async function runOnce(o: RunOptions, lines: Line[]) {

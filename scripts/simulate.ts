@@ -40,10 +40,11 @@ import { fileURLToPath } from 'node:url';
 import { loadTenants } from '../src/config/tenants.js';
 import { localAgent } from '../src/providers/agent/local.js';
 import { createLocalStt } from '../src/providers/stt/local.js';
-import { createLocalTts, synthesizeUlaw } from '../src/providers/tts/local.js';
+import { createLocalTts } from '../src/providers/tts/local.js';
 import { PromptCache } from '../src/providers/tts/prompt-cache.js';
 import { energyVad } from '../src/providers/vad/energy.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../test/support/engine.js';
+import { callerSpeech } from '../test/support/caller-speech.js';
 import { FakeTwilio } from '../test/support/fake-twilio.js';
 import { restRecorder } from '../test/support/rest-recorder.js';
 
@@ -203,40 +204,6 @@ export function remoteTarget(o: { url: string; baseUrl: string; token: string; a
 }
 
 // ---- the caller -----------------------------------------------------------------------------
-
-const FRAME = 160;
-
-/** dBFS of one μ-law frame. */
-function frameDb(ulaw: Uint8Array): number {
-  let sum = 0;
-  for (const b of ulaw) {
-    const u = ~b & 0xff;
-    const t = (((u & 0x0f) << 3) + 0x84) << ((u & 0x70) >> 4);
-    const s = u & 0x80 ? 0x84 - t : t - 0x84;
-    sum += s * s;
-  }
-  return sum === 0 ? -120 : 10 * Math.log10(sum / ulaw.length) - 20 * Math.log10(32768);
-}
-
-const speechCache = new Map<string, Promise<Uint8Array>>();
-
-/** A caller line in the local voice, without flite's leading and trailing quiet. */
-export function callerSpeech(text: string): Promise<Uint8Array> {
-  let p = speechCache.get(text);
-  if (!p) {
-    p = synthesizeUlaw(text).then((ulaw) => {
-      const frames = Math.floor(ulaw.length / FRAME);
-      const loud = (i: number) => frameDb(ulaw.subarray(i * FRAME, (i + 1) * FRAME)) >= -35;
-      let first = 0;
-      while (first < frames && !loud(first)) first++;
-      let last = frames - 1;
-      while (last > first && !loud(last)) last--;
-      return ulaw.slice(first * FRAME, (last + 1) * FRAME);
-    });
-    speechCache.set(text, p);
-  }
-  return p;
-}
 
 export interface Check {
   step: number;

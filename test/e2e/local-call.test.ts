@@ -3,19 +3,12 @@
  * to the engine running on its embedded providers (energy VAD, offline recognizer, rule-based
  * receptionist, offline synthesizer). The caller's lines are synthesized with the same local voice.
  */
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localAgent } from '../../src/providers/agent/local.js';
-import { createLocalStt } from '../../src/providers/stt/local.js';
-import { createLocalTts, synthesizeUlaw } from '../../src/providers/tts/local.js';
-import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
-import { energyVad } from '../../src/providers/vad/energy.js';
-import { loadTenants } from '../../src/config/tenants.js';
+import { synthesizeUlaw } from '../../src/providers/tts/local.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
-import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 
-const TENANTS = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
 let engine: TestEngine;
 const twilioRest = restRecorder();
 const calls: FakeTwilio[] = [];
@@ -31,14 +24,8 @@ const untilQuiet = (call: FakeTwilio, ms?: number, timeoutMs?: number) => call.u
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 
 beforeAll(async () => {
-  const tts = createLocalTts();
-  const prompts = new PromptCache(tts);
-  await prompts.warm((await loadTenants(TENANTS)).all());
-  engine = await startEngine({
-    providers: { vad: energyVad, stt: await createLocalStt(), tts, agent: localAgent },
-    prompts,
+  engine = await startLocalEngine({
     rest: twilioRest.rest,
-    env: { TENANTS_DIR: TENANTS },
   });
 }, 60_000);
 

@@ -1,18 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
-import { ACCOUNT, TOKEN, callSid, signed, testApp, voiceParams } from './edge-fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { ACCOUNT, callSid, signed, TOKEN, useTestApps, voiceParams } from './edge-fixtures.js';
 import type { FormParams } from '../support/twilio-sign.js';
 
-let app: FastifyInstance | null = null;
-afterEach(async () => {
-  await app?.close();
-  app = null;
-});
-const start = async (...args: Parameters<typeof testApp>) => {
-  const t = await testApp(...args);
-  app = t.app;
-  return t;
-};
+const start = useTestApps();
 
 const statusParams = (over: FormParams = {}): FormParams => ({
   CallSid: callSid(1), AccountSid: ACCOUNT, CallStatus: 'completed', CallDuration: '42', SequenceNumber: '0',

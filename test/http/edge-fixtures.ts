@@ -3,6 +3,8 @@
  * that records every call, a captured pino logger, and `testApp()` around `buildApp`.
  */
 import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { afterEach } from 'vitest';
 import pino from 'pino';
 import { TenantSchema } from '../../src/config/tenant.schema.js';
 import type { Tenant, TenantFile } from '../../src/config/tenant.schema.js';
@@ -132,6 +134,19 @@ export async function testApp(over: Partial<EdgeDeps> = {}) {
   const deps = testDeps(over);
   const app = await buildApp(deps);
   return { app, deps, registry: deps.registry, lines: deps.lines };
+}
+
+/** `start(over)` builds a test app; every app a test built is closed after it. */
+export function useTestApps() {
+  const apps: FastifyInstance[] = [];
+  afterEach(async () => {
+    await Promise.all(apps.splice(0).map((a) => a.close()));
+  });
+  return async (over: Partial<EdgeDeps> = {}) => {
+    const t = await testApp(over);
+    apps.push(t.app);
+    return t;
+  };
 }
 
 export const voiceParams = (over: FormParams = {}): FormParams => ({

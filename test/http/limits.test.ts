@@ -1,19 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { FastifyInstance, InjectOptions } from 'fastify';
+import { describe, expect, it } from 'vitest';
+import type { InjectOptions } from 'fastify';
 import { SERVER_TIMEOUTS } from '../../src/http/app.js';
 import { formBody } from '../support/twilio-sign.js';
-import { ACCOUNT, callSid, signed, testApp, voiceParams } from './edge-fixtures.js';
+import { ACCOUNT, callSid, signed, useTestApps, voiceParams } from './edge-fixtures.js';
 
-let app: FastifyInstance | null = null;
-afterEach(async () => {
-  await app?.close();
-  app = null;
-});
-const start = async (...args: Parameters<typeof testApp>) => {
-  const t = await testApp(...args);
-  app = t.app;
-  return t;
-};
+const start = useTestApps();
 
 const status = (n: number, remoteAddress: string): InjectOptions =>
   signed('/twilio/status', { CallSid: callSid(n), AccountSid: ACCOUNT, CallStatus: 'completed', SequenceNumber: String(n) }, { remoteAddress });

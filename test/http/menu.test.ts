@@ -1,21 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
-import {
-  ACCOUNT, CLINIC_A_NUMBER, CLINIC_B_NUMBER, FRONT_DESK_A, attr, callSid, clinicA, clinicB, signed, tagSequence, testApp,
-} from './edge-fixtures.js';
+import { describe, expect, it } from 'vitest';
+import { ACCOUNT, attr, callSid, CLINIC_A_NUMBER, CLINIC_B_NUMBER, clinicA, clinicB, FRONT_DESK_A, signed, tagSequence, useTestApps } from './edge-fixtures.js';
 import { menuPrompt } from '../../src/twilio/twiml.js';
 import type { FormParams } from '../support/twilio-sign.js';
 
-let app: FastifyInstance | null = null;
-afterEach(async () => {
-  await app?.close();
-  app = null;
-});
-const start = async () => {
-  const t = await testApp();
-  app = t.app;
-  return t;
-};
+const start = useTestApps();
 
 const gatherParams = (over: FormParams = {}): FormParams => ({
   CallSid: callSid(7), AccountSid: ACCOUNT, To: CLINIC_A_NUMBER, From: '+15550001111', ...over,

@@ -1,21 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
+import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import { formBody, signedForm } from '../support/twilio-sign.js';
-import {
-  ACCOUNT, BASE, CLINIC_A_NUMBER, FRONT_DESK_A, TOKEN, attr, callSid, signed, tagSequence, testApp, testDeps, voiceParams,
-} from './edge-fixtures.js';
+import { ACCOUNT, attr, BASE, callSid, CLINIC_A_NUMBER, FRONT_DESK_A, signed, tagSequence, testDeps, TOKEN, useTestApps, voiceParams } from './edge-fixtures.js';
 
-let app: FastifyInstance | null = null;
-afterEach(async () => {
-  await app?.close();
-  app = null;
-});
-const start = async (...args: Parameters<typeof testApp>) => {
-  const t = await testApp(...args);
-  app = t.app;
-  return t;
-};
+const start = useTestApps();
 
 describe('POST /twilio/voice', () => {
   it('answers a signed call with <Connect><Stream> and the fallback menu after </Connect>', async () => {

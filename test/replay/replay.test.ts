@@ -14,19 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeUlaw, encodeUlaw } from '../../src/audio/ulaw.js';
 import type { SessionTap } from '../../src/calls/session.js';
-import { loadTenants } from '../../src/config/tenants.js';
 import { summarizeCommand, type CommandSummary } from '../../src/journal/format.js';
-import { localAgent } from '../../src/providers/agent/local.js';
-import { createLocalStt } from '../../src/providers/stt/local.js';
-import { createLocalTts, synthesizeUlaw } from '../../src/providers/tts/local.js';
-import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
-import { energyVad } from '../../src/providers/vad/energy.js';
+import { synthesizeUlaw } from '../../src/providers/tts/local.js';
 import { readJournal, replayJournal, type ReplayResult } from '../../src/replay/replay.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
-import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 
-const TENANTS = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
 const FIXTURES = fileURLToPath(new URL('../fixtures/journals', import.meta.url));
 const QUICK_VET = '+15550109000';
 
@@ -107,14 +101,8 @@ const types = (r: ReplayResult) => r.commands.map((c) => c.type);
 
 beforeAll(async () => {
   journalDir = await mkdtemp(join(tmpdir(), 'vetline-journal-'));
-  const tts = createLocalTts();
-  const prompts = new PromptCache(tts);
-  await prompts.warm((await loadTenants(TENANTS)).all());
-  engine = await startEngine({
-    providers: { vad: energyVad, stt: await createLocalStt(), tts, agent: localAgent },
-    prompts,
+  engine = await startLocalEngine({
     rest: twilioRest.rest,
-    env: { TENANTS_DIR: TENANTS },
     journalDir,
     tap,
   });

@@ -76,3 +76,28 @@ export async function startEngine(opts: {
   };
   return { ...engine, url: address, logs, journal, close };
 }
+
+export const FIXTURE_TENANTS_DIR = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
+
+/**
+ * The engine as `npm start` runs it without keys (energy VAD, offline recognizer and synthesizer,
+ * rule-based receptionist, pre-rendered prompts), on the short test clinics.
+ */
+export async function startLocalEngine(opts: Omit<Parameters<typeof startEngine>[0], 'providers' | 'prompts'> = {}): Promise<TestEngine> {
+  const [{ localAgent }, { createLocalStt }, { createLocalTts }, { PromptCache }, { energyVad }] = await Promise.all([
+    import('../../src/providers/agent/local.js'),
+    import('../../src/providers/stt/local.js'),
+    import('../../src/providers/tts/local.js'),
+    import('../../src/providers/tts/prompt-cache.js'),
+    import('../../src/providers/vad/energy.js'),
+  ]);
+  const tts = createLocalTts();
+  const prompts = new PromptCache(tts);
+  await prompts.warm((await loadTenants(FIXTURE_TENANTS_DIR)).all());
+  return startEngine({
+    ...opts,
+    providers: { vad: energyVad, stt: await createLocalStt(), tts, agent: localAgent },
+    prompts,
+    env: { TENANTS_DIR: FIXTURE_TENANTS_DIR, ...opts.env },
+  });
+}
