@@ -11,6 +11,9 @@ import type { CallRecord } from '../calls/session.js';
 import type { CallActivity } from './activity.js';
 import { maskDeep } from './mask.js';
 import { isFallbackState, summarizeCommand, summarizeEvent, type Summary, type TimelineKind } from './summarize.js';
+import { activeIds, leafIds } from './state-ids.js';
+
+export { activeIds, leafIds };
 
 export interface TimelineItem {
   id: number;
@@ -70,26 +73,6 @@ export const LIMITS = { snapshots: 3000, timeline: 5000, levelBlocks: 3000 } as 
 const CONTEXT_SAMPLE_MS = 200;
 const FOLD_LOOKBACK = 4;
 const KEEP_WHEN_FULL = new Set<TimelineKind>(['state', 'fallback', 'emergency', 'error', 'end', 'turn', 'transcript']);
-
-/** Active state ids of a state value, root first, in document order. */
-export function activeIds(value: StateValue, root = 'call'): string[] {
-  const out = [root];
-  const walk = (v: StateValue, prefix: string) => {
-    if (typeof v === 'string') {
-      out.push(`${prefix}.${v}`);
-      return;
-    }
-    for (const [key, child] of Object.entries(v)) {
-      out.push(`${prefix}.${key}`);
-      if (child !== undefined) walk(child, `${prefix}.${key}`);
-    }
-  };
-  walk(value, root);
-  return out;
-}
-
-/** Leaf ids (active ids with no active child). */
-export const leafIds = (active: readonly string[]): string[] => active.filter((id) => !active.some((o) => o.startsWith(`${id}.`)));
 
 const withoutRoot = (id: string) => id.replace(/^call\./, '');
 
