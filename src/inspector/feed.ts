@@ -164,6 +164,8 @@ export class InspectorFeed {
   // ---- activity -----------------------------------------------------------------------------
 
   private apply(a: CallActivity): void {
+    // Caller levels feed only the meter of a watched live call: skip the per-frame energy otherwise.
+    if (a.type === 'audio' && (this.levelTimer === null || !this.isWatched(a.callSid))) return;
     let trace = this.traces.get(a.callSid);
     if (!trace) {
       if (a.type !== 'snapshot') return; // a session always publishes its first snapshot on start
@@ -261,6 +263,11 @@ export class InspectorFeed {
       this.toWatchers(trace.callSid, message, false);
     }
     this.dirty.clear();
+  }
+
+  private isWatched(callSid: string): boolean {
+    for (const c of this.clients) if (c.watching === callSid) return true;
+    return false;
   }
 
   private updateLevelTimer(): void {
