@@ -1,0 +1,50 @@
+/**
+ * A scriptable fault plan shared by the fake provider servers (OpenAI, ElevenLabs). Each request
+ * (or WebSocket session) takes the next plan from the script; when the script is empty the default
+ * plan applies. All delays are real milliseconds (the fakes run real HTTP/WebSocket servers).
+ */
+export interface FaultPlan {
+  /** Delay before the response headers / first message. */
+  firstByteMs?: number;
+  /** Delay between streamed chunks (SSE events, audio chunks, realtime events). */
+  chunkDelayMs?: number;
+  /** After this many chunks, stop sending but keep the connection open (a stall). */
+  stallAfterChunks?: number;
+  /** After this many chunks, destroy the connection (socket reset mid-stream). */
+  dropAfterChunks?: number;
+  /** Answer with this HTTP status and a vendor-shaped JSON error body instead of the normal response. */
+  status?: 400 | 401 | 403 | 404 | 429 | 500 | 502 | 503;
+  /** With status 429: the Retry-After header, seconds. */
+  retryAfterS?: number;
+  /** Send a malformed chunk (broken JSON / SSE line / realtime event) after this many good chunks. */
+  malformedAfterChunks?: number;
+}
+
+export class FaultScript {
+  private readonly queue: FaultPlan[] = [];
+  constructor(private fallback: FaultPlan = {}) {}
+
+  /** Plans for the next requests, in order. */
+  push(...plans: FaultPlan[]): this {
+    this.queue.push(...plans);
+    return this;
+  }
+
+  /** The plan for requests once the queue is empty. */
+  setDefault(plan: FaultPlan): this {
+    this.fallback = plan;
+    return this;
+  }
+
+  /** Called by a fake server once per request/session. */
+  next(): FaultPlan {
+    return this.queue.shift() ?? this.fallback;
+  }
+
+  clear(): void {
+    this.queue.length = 0;
+    this.fallback = {};
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
