@@ -118,6 +118,11 @@ export type CallEvent =
   | { type: 'tts.segment'; generation: number; text: string; ms: number }
   | { type: 'tts.done'; generation: number }
   | { type: 'tts.error'; generation: number; message: string }
+  /**
+   * A provider failed and another took over (cloud → local). Informational: the machine does not
+   * transition on it; it is in the event list so the journal and the inspector show every fallback.
+   */
+  | { type: 'provider.fallback'; kind: 'stt' | 'agent' | 'tts'; from: string; to: string; reason: string }
   // ── raised by the machine itself ────────────────────────────────────────────
   | { type: 'dtmf.timeout' }
   | { type: 'dtmf.entered'; digits: string };

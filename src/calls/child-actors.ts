@@ -28,9 +28,16 @@ export interface CallActorDeps {
   vocabulary: readonly string[];
   transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
   hangup(signal: AbortSignal): Promise<void>;
+  /** Billable provider usage (tokens, characters, audio seconds) for the call's cost estimate. */
+  usage?(usage: ProviderUsage): void;
   /** Observes every event a child sends to the machine (latency accounting, journal). */
   observe?(event: CallEvent): void;
 }
+
+export type ProviderUsage =
+  | { kind: 'agent'; inputTokens: number; outputTokens: number }
+  | { kind: 'tts'; characters: number }
+  | { kind: 'stt'; audioMs: number };
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
@@ -110,6 +117,7 @@ export function createCallActors(deps: CallActorDeps) {
           if (out.type === 'delta') send({ type: 'agent.delta', generation, text: out.text });
           else if (out.type === 'expect') send({ type: 'agent.expect', generation, answer: out.answer });
           else if (out.type === 'appointment') send({ type: 'agent.appointment', generation, request: out.request });
+          else if (out.type === 'usage') deps.usage?.({ kind: 'agent', inputTokens: out.inputTokens, outputTokens: out.outputTokens });
           else action = out.action;
         }
         if (!ac.signal.aborted) send({ type: 'agent.done', generation, action });

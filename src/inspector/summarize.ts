@@ -62,6 +62,8 @@ export function summarizeEvent(event: CallEvent): Summary | null {
       return { kind: 'transcript', label: 'transcript', detail: event.text };
     case 'stt.error':
       return { kind: 'error', label: 'recognizer error', detail: event.message };
+    case 'provider.fallback':
+      return { kind: 'error', label: `${event.kind} fallback`, detail: `${event.from} → ${event.to}: ${event.reason}` };
     case 'agent.delta':
       return { kind: 'agent', label: 'agent text', detail: event.text, key: `agent:${event.generation}`, merge: 'append' };
     case 'agent.expect':

@@ -84,6 +84,7 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'tts.segment': z.object({ ...generation, text: z.string(), ms: z.number() }),
   'tts.done': z.object(generation),
   'tts.error': z.object({ ...generation, message: z.string() }),
+  'provider.fallback': z.object({ kind: z.enum(['stt', 'agent', 'tts']), from: z.string(), to: z.string(), reason: z.string() }),
   'dtmf.timeout': z.object({}),
   'dtmf.entered': z.object({ digits: z.string() }),
 };

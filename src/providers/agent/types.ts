@@ -30,7 +30,9 @@ export type AgentOutput =
    * The endpointing window the next caller turn needs: `long` when we just asked for a name, a time
    * or a number; `short` for yes/no questions.
    */
-  | { type: 'expect'; answer: 'short' | 'normal' | 'long' };
+  | { type: 'expect'; answer: 'short' | 'normal' | 'long' }
+  /** Tokens a cloud model billed for this reply (cost estimate in the call summary). Any time, any number. */
+  | { type: 'usage'; inputTokens: number; outputTokens: number };
 
 export interface AgentTurn {
   /** What the caller just said (or "caller pressed 1: appointments"). */
