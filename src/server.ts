@@ -3,6 +3,7 @@
  * the HTTP edge, the Media Stream route and the call registry. Never listens; main.ts does, tests
  * call `app.listen({ port: 0 })` or `inject`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Registry } from './calls/registry.js';
@@ -12,7 +13,7 @@ import type { Providers, SessionTap } from './calls/session.js';
 import type { AppConfig } from './config/env.js';
 import type { TenantDirectory } from './config/tenants.js';
 import { buildApp } from './http/app.js';
-import { registerStreamRoute } from './http/stream-route.js';
+import { registerStreamRoute, STREAM_PATH } from './http/stream-route.js';
 import { inspectorAccess, isAuthorized } from './inspector/access.js';
 import { InspectorFeed } from './inspector/feed.js';
 import { registerInspector } from './inspector/plugin.js';
@@ -43,12 +44,27 @@ export interface Engine {
   app: FastifyInstance;
   registry: Registry;
   metrics: EngineMetrics;
+  /** Start the drain (SIGTERM); calling it again returns the same drain. */
+  drain(timeoutMs: number): Drain;
+}
+
+/** Readiness probe: 503 while draining, so the load balancer stops sending calls. Liveness is /twilio/health. */
+export const READY_PATH = '/twilio/ready';
+/** How often the drain looks whether the last call has ended (reliability.md §3 step 3). */
+const DRAIN_POLL_MS = 250;
+
+export interface Drain {
+  /** Resolves once every call is over (or handed off), the server is closed and journals are flushed. */
+  readonly done: Promise<void>;
+  /** A second signal: stop waiting and hand the remaining calls off now. */
+  handOffNow(): void;
 }
 
 export async function buildServer(deps: EngineDeps): Promise<Engine> {
   const { config } = deps;
   // The inspector's live feed; not even built when the inspector is disabled (production, no token).
-  const feed = inspectorAccess(config).mode === 'disabled' ? null : new InspectorFeed({ logger: deps.logger });
+  const access = inspectorAccess(config);
+  const feed = access.mode === 'disabled' ? null : new InspectorFeed({ logger: deps.logger });
   const registry = new Registry({
     providers: deps.providers,
     prompts: deps.prompts,
@@ -73,6 +89,9 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     rateLimit: config.rateLimit,
     version: deps.version,
     draining: () => registry.isDraining,
+    providerHealth: () => (deps.providers.health ?? []).map((h) => h.snapshot()),
+    // Call listings follow the inspector's rules: the token when set, nothing in production without one.
+    sessionsAuthorized: (req) => isAuthorized(access, req),
     ...(config.trustProxy ? { trustProxy: config.trustProxy } : {}),
   });
   await registerStreamRoute(app, { signature, registry, ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}) });
@@ -84,6 +103,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     calls: registry,
     streams: deps.streamOptions?.counters ?? streamCounters,
     journal: deps.journal ?? null,
+    ...(deps.providers.health ? { providers: deps.providers.health } : {}),
   });
   const token = config.inspector.token;
   app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
@@ -100,5 +120,49 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     metrics.close();
     done();
   });
-  return { app, registry, metrics };
+  registerDrainRoutes(app, registry);
+  let drain: Drain | null = null;
+  const startDrain = (timeoutMs: number) => (drain ??= drainEngine({ app, registry, journal: deps.journal ?? null, logger: deps.logger }, timeoutMs));
+  return { app, registry, metrics, drain: startDrain };
+}
+
+/** Readiness, and the refusal of stray stream upgrades while draining (reliability.md §3 steps 1–2). */
+function registerDrainRoutes(app: FastifyInstance, registry: Registry): void {
+  app.get(READY_PATH, { logLevel: 'silent', config: { rateLimit: false } }, (_req, reply) =>
+    registry.isDraining ? reply.code(503).send({ status: 'draining' }) : reply.send({ status: 'ready' }),
+  );
+  // 503 at the upgrade: Twilio then runs the verbs after </Connect> (the clinic's menu), and no
+  // socket is left for close() to wait on.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.routeOptions.url !== STREAM_PATH || registry.acceptsStreamUpgrades()) return undefined;
+    req.log.info('stream upgrade refused: draining');
+    return reply.code(503).send();
+  });
+}
+
+/**
+ * SIGTERM (reliability.md §3): no new calls (the registry refuses them, readiness fails); live calls
+ * go on until they end or `timeoutMs` passes; the rest are handed to the front desk; then the server
+ * closes and journals are flushed. main.ts exits after `done`, behind its own hard-exit timer.
+ */
+function drainEngine(
+  parts: { app: FastifyInstance; registry: Registry; journal: JournalFactory | null; logger: EngineDeps['logger'] },
+  timeoutMs: number,
+): Drain {
+  const { app, registry, journal, logger } = parts;
+  registry.startDraining();
+  const skip = new AbortController();
+  const done = (async () => {
+    const deadline = performance.now() + timeoutMs;
+    while (registry.activeCount > 0 && !skip.signal.aborted && performance.now() < deadline) {
+      await sleep(DRAIN_POLL_MS, undefined, { signal: skip.signal }).catch(() => undefined);
+    }
+    if (registry.activeCount > 0) {
+      logger.info({ activeCalls: registry.activeCount, early: skip.signal.aborted }, 'drain deadline: handing calls off');
+      await registry.handOffAll();
+    }
+    await app.close();
+    await journal?.flushAll();
+  })();
+  return { done, handOffNow: () => skip.abort() };
 }

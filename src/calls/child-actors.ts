@@ -6,9 +6,9 @@ import { fromCallback, fromPromise, type EventObject } from 'xstate';
 import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
 import type { CallEvent, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
-import type { AgentAction, AgentSession } from '../providers/agent/types.js';
+import type { AgentAction, AgentSession, FallbackReport } from '../providers/agent/types.js';
 import type { SttProvider } from '../providers/stt/types.js';
-import type { TtsProvider } from '../providers/tts/types.js';
+import type { TtsOptions, TtsProvider } from '../providers/tts/types.js';
 import type { VadProvider } from '../providers/vad/types.js';
 import type { AudioHub } from './audio-hub.js';
 
@@ -88,6 +88,7 @@ export function createCallActors(deps: CallActorDeps) {
         failed = true;
         send({ type: 'stt.error', message: message(err) });
       },
+      onFallback: (r) => send({ type: 'provider.fallback', ...r }),
     });
     const offFrame = hub.onFrame((pcm) => {
       if (!failed) stream.write(pcm);
@@ -112,7 +113,8 @@ export function createCallActors(deps: CallActorDeps) {
     void (async () => {
       let action: AgentAction | null = null;
       try {
-        for await (const out of deps.agent.respond({ transcript: input.transcript, history: input.history, signal: ac.signal })) {
+        const turn = { transcript: input.transcript, history: input.history, signal: ac.signal, onFallback: (r: FallbackReport) => send({ type: 'provider.fallback', ...r }) };
+        for await (const out of deps.agent.respond(turn)) {
           if (ac.signal.aborted) return;
           if (out.type === 'delta') send({ type: 'agent.delta', generation, text: out.text });
           else if (out.type === 'expect') send({ type: 'agent.expect', generation, answer: out.answer });
@@ -135,6 +137,14 @@ export function createCallActors(deps: CallActorDeps) {
     const queue: Speech[] = [...input.speech];
     let ended = !input.streaming;
     let running = false;
+    const { voice } = tenant;
+    const ttsOptions: TtsOptions = {
+      voice: voice.local,
+      ...(voice.cloud ? { cloudVoice: voice.cloud } : {}),
+      language: voice.language,
+      signal: ac.signal,
+      onFallback: (r) => send({ type: 'provider.fallback', ...r }),
+    };
 
     const speakOne = async (speech: Speech) => {
       let bytes = 0;
@@ -148,8 +158,8 @@ export function createCallActors(deps: CallActorDeps) {
       if (speech.kind === 'clip') {
         emit(deps.prompts.get(tenant.id, speech.clip));
       } else {
-        const voice = tenant.voice.local;
-        for await (const chunk of deps.tts.synthesize(speech.text, { voice, language: tenant.voice.language, signal: ac.signal })) {
+        deps.usage?.({ kind: 'tts', characters: speech.text.length });
+        for await (const chunk of deps.tts.synthesize(speech.text, ttsOptions)) {
           if (ac.signal.aborted) return;
           emit(chunk);
         }

@@ -15,6 +15,7 @@ import type { CallJournal, JournalFactory } from '../journal/writer.js';
 import type { CallActivity } from '../inspector/activity.js';
 import { callLogger } from '../observability/logger.js';
 import type { AgentProvider } from '../providers/agent/types.js';
+import type { ProviderHealth } from '../providers/resilience.js';
 import { sttVocabularyFor } from '../providers/stt/local-grammar.js';
 import type { SttProvider } from '../providers/stt/types.js';
 import type { TtsProvider } from '../providers/tts/types.js';
@@ -34,6 +35,20 @@ export interface Providers {
   stt: SttProvider;
   tts: TtsProvider;
   agent: AgentProvider;
+  /** A clinic's own choice (tenant `providers`); absent: every clinic uses the ones above. */
+  select?(tenant: Tenant): Pick<Providers, 'stt' | 'tts' | 'agent'>;
+  /** Breakers and recent record of the cloud providers, for /twilio/health and /metrics. */
+  health?: readonly ProviderHealth[];
+}
+
+/** What a call consumed from billable providers (docs/providers.md: cost per call). */
+export interface CallUsage {
+  agentInputTokens: number;
+  agentOutputTokens: number;
+  /** Characters sent to the synthesizer (fixed clips are pre-rendered and not counted). */
+  ttsCharacters: number;
+  /** Caller speech the recognizer heard (VAD segments). */
+  sttSpeechMs: number;
 }
 
 export interface SessionDeps {
@@ -77,6 +92,11 @@ export interface CallRecord {
   interruptions: number;
   falseInterruptions: number;
   emergency: { via: string; detail: string } | null;
+  usage: CallUsage;
+  /** Provider fallbacks during the call (the journal has each as a `provider.fallback` event). */
+  fallbacks: { kind: 'stt' | 'agent' | 'tts'; from: string; to: string }[];
+  /** Implementation names that served the call. */
+  providers: { vad: string; stt: string; agent: string; tts: string };
 }
 
 const REST_TIMEOUT_MS = 5_000;
@@ -120,37 +140,55 @@ export class CallSession {
       interruptions: 0,
       falseInterruptions: 0,
       emergency: null,
+      usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 },
+      fallbacks: [],
+      providers: { vad: '', stt: '', agent: '', tts: '' },
     };
     this.turnClock = new TurnClock(this.now, this.hub, (t) => {
       this.record.turns.push(t);
       this.log.info({ turn: t }, 'turn latency');
     });
 
+    const { vad } = deps.providers;
+    const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
+    this.record.providers = { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name };
+    const usage = this.record.usage;
     const actors = createCallActors({
       tenant,
       hub: this.hub,
-      vad: deps.providers.vad,
-      stt: deps.providers.stt,
-      tts: deps.providers.tts,
-      agent: deps.providers.agent.startSession(tenant),
+      vad,
+      stt,
+      tts,
+      agent: agent.startSession(tenant),
       prompts: deps.prompts,
       vocabulary: sttVocabularyFor(tenant),
       transfer: (target, signal) => this.transfer(target, signal),
       hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
+      usage: (u) => {
+        if (u.kind === 'agent') {
+          usage.agentInputTokens += u.inputTokens;
+          usage.agentOutputTokens += u.outputTokens;
+        } else if (u.kind === 'tts') usage.ttsCharacters += u.characters;
+        else usage.sttSpeechMs += u.audioMs;
+      },
       observe: (event) => {
+        if (event.type === 'vad.speechEnd') usage.sttSpeechMs += event.speechMs;
+        else if (event.type === 'provider.fallback') {
+          this.record.fallbacks.push({ kind: event.kind, from: event.from, to: event.to });
+          this.log.warn({ kind: event.kind, from: event.from, to: event.to, reason: event.reason }, 'provider fallback');
+        }
         this.turnClock.onChildEvent(event);
         this.deps.onActivity?.({ type: 'event', callSid, t: this.durationMs, source: 'child', event });
       },
     });
     const machine = (deps.machine ?? callMachine).provide({ actors });
     const input = { callSid, tenant: toCallTenant(tenant) };
-    const { vad, stt, agent, tts } = deps.providers;
     this.journal =
       deps.journal?.open({
         callSid,
         tenantId: tenant.id,
         startedAt: this.record.startedAt,
-        providers: { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name },
+        providers: this.record.providers,
         input,
       }) ?? null;
     // The journal listens at the actor's mailbox: edge events, child events, promise results and
@@ -387,5 +425,7 @@ function journalSummary(record: CallRecord, durationMs: number): JournalRecordSu
     recordings: record.recordings.length,
     dialStatus: record.dialStatus,
     emergency: record.emergency,
+    usage: record.usage,
+    fallbacks: record.fallbacks.length,
   };
 }

@@ -11,6 +11,7 @@ import type { Tenant } from '../config/tenant.schema.js';
 import type { CallRegistry } from '../calls/types.js';
 import { isVetError, VetError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
+import type { ProviderHealthSnapshot } from '../providers/resilience.js';
 import type { ValidationMode } from '../twilio/signature.js';
 import { TWILIO_PATHS, unavailableTwiml } from '../twilio/twiml.js';
 import { registerTwilioRoutes } from './twilio-routes.js';
@@ -32,6 +33,13 @@ export interface EdgeDeps {
   rateLimit: { maxFailuresPerMinute: number; banMinutes: number };
   version: string;
   draining(): boolean;
+  /** Cloud providers' breakers and recent record, shown on /twilio/health; absent: none. */
+  providerHealth?(): ProviderHealthSnapshot[];
+  /**
+   * Who may list live calls on GET /twilio/sessions (server.ts: the inspector's token rules, so
+   * production never lists calls without INSPECTOR_TOKEN). Absent: open (edge tests only).
+   */
+  sessionsAuthorized?(req: FastifyRequest): boolean;
   /** The load balancer's addresses/CIDRs (F14). Never `true` or a hop count. Default: trust no proxy. */
   trustProxy?: readonly string[];
 }

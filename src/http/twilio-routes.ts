@@ -274,17 +274,22 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
       activeCalls: deps.registry.activeCount,
       version: deps.version,
       webhookValidation: deps.validation,
+      providers: deps.providerHealth?.() ?? [],
       ...(deps.validation === 'off-development'
         ? { warning: 'DEVELOPMENT BYPASS: Twilio webhook signatures are NOT validated' }
         : {}),
     }));
 
     // Field by field, so nothing the registry might add (numbers, transcripts) leaks by accident.
-    scope.get(TWILIO_PATHS.sessions, open, (_req, reply) => reply.send({
-      calls: deps.registry.list().map((c) => ({
-        callSid: c.callSid, tenantId: c.tenantId, state: c.state, startedAt: c.startedAt,
-        durationMs: c.durationMs, stateDurationMs: c.stateDurationMs,
-      })),
-    }));
+    // CallSids and clinic ids are not public: 401 unless the caller may (INSPECTOR_TOKEN, see app.ts).
+    scope.get(TWILIO_PATHS.sessions, open, (req, reply) => {
+      if (deps.sessionsAuthorized?.(req) === false) return reply.code(401).send();
+      return reply.send({
+        calls: deps.registry.list().map((c) => ({
+          callSid: c.callSid, tenantId: c.tenantId, state: c.state, startedAt: c.startedAt,
+          durationMs: c.durationMs, stateDurationMs: c.stateDurationMs,
+        })),
+      });
+    });
   });
 }

@@ -36,6 +36,9 @@ export interface JournalRecordSummary {
   recordings: number;
   dialStatus: string | null;
   emergency: { via: string; detail: string } | null;
+  /** Billable consumption (tokens, characters, speech ms) for the cost estimate; absent in journals older than 0.2. */
+  usage?: { agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number; sttSpeechMs: number };
+  fallbacks?: number;
 }
 
 /** ms with 0.1 ms precision. */
@@ -86,6 +89,7 @@ export function encodeEvent<E extends EventObject>(t: number, event: E, timer: b
   } else {
     Object.assign(line, payload);
     if (PROVIDER_ERRORS.has(type) && typeof payload.message === 'string') line.message = scrubMessage(payload.message);
+    if (type === 'provider.fallback' && typeof payload.reason === 'string') line.reason = scrubMessage(payload.reason);
   }
   return JSON.stringify(line, (_key, value: unknown) => (ArrayBuffer.isView(value) ? { bytes: value.byteLength } : value));
 }

@@ -12,6 +12,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import type { CallRecord } from '../calls/session.js';
 import type { JournalStats } from '../journal/writer.js';
+import type { ProviderHealth } from '../providers/resilience.js';
 import type { StreamCounters } from '../twilio/stream-socket.js';
 
 export const METRICS_PATH = '/metrics';
@@ -29,6 +30,8 @@ export interface MetricsDeps {
   streams: StreamCounters;
   /** The call journal's totals; null when calls are not journaled. */
   journal: { readonly stats: Readonly<JournalStats> } | null;
+  /** Cloud providers' breakers and results (src/providers/resilience.ts); absent: none configured. */
+  providers?: readonly ProviderHealth[];
   /** Include prom-client's process/Node.js metrics (CPU, memory, event-loop delay, GC). Default true. */
   defaultMetrics?: boolean;
 }
@@ -46,6 +49,8 @@ export interface EngineMetrics {
 /** End of speech → first audio: the target is < 0.8 s at p95 (reliability.md §5). */
 const TURN_BUCKETS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1, 1.25, 1.5, 2, 3];
 const STAGE_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3];
+const PROVIDER_BUCKETS = [0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5];
+const BREAKER_VALUE = { closed: 0, halfOpen: 1, open: 2 } as const;
 const CLEAR_BUCKETS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2];
 
 /** Twilio's DialCallStatus values; anything else is counted as `other` (labels stay bounded). */
@@ -156,7 +161,16 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
     });
   }
 
+  const offProviders = providerMetrics(deps.providers ?? [], registers);
+  const fallbacks = new Counter({
+    name: 'vetline_provider_fallbacks_total',
+    help: 'Calls or turns moved from a failing provider to another (cloud → local), by kind.',
+    labelNames: ['kind', 'from', 'to'],
+    registers,
+  });
+
   const ended = (record: CallRecord) => {
+    for (const f of record.fallbacks) fallbacks.inc({ kind: f.kind, from: f.from, to: f.to });
     const clinic = record.tenantId;
     calls.inc({ clinic, outcome: record.outcome ?? 'unknown' });
     for (const turn of record.turns) {
@@ -176,7 +190,7 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
   const dialed = (record: CallRecord, dialStatus: string) => {
     transfers.inc({ clinic: record.tenantId, result: DIAL_RESULTS.has(dialStatus) ? dialStatus : 'other' });
   };
-  const unsubscribe = [deps.calls.onCallEnded(ended), deps.calls.onDialResult(dialed)];
+  const unsubscribe = [deps.calls.onCallEnded(ended), deps.calls.onDialResult(dialed), ...offProviders];
 
   return {
     register,
@@ -186,4 +200,49 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
       for (const off of unsubscribe) off();
     },
   };
+}
+
+/** Per provider: results by failure kind, time to first result, breaker state and transitions. */
+function providerMetrics(providers: readonly ProviderHealth[], registers: PromRegistry[]): (() => void)[] {
+  if (providers.length === 0) return [];
+  const labelNames = ['kind', 'provider'];
+  const requests = new Counter({
+    name: 'vetline_provider_requests_total',
+    help: 'Provider requests by result: ok, or the failure kind (timeout, auth, quota, http, network, protocol).',
+    labelNames: [...labelNames, 'result'],
+    registers,
+  });
+  const latency = new Histogram({
+    name: 'vetline_provider_first_result_seconds',
+    help: 'Request start to first result (token, audio chunk; final transcript after end of speech).',
+    labelNames,
+    buckets: PROVIDER_BUCKETS,
+    registers,
+  });
+  const transitions = new Counter({
+    name: 'vetline_provider_breaker_transitions_total',
+    help: 'Circuit breaker state changes, by the state entered.',
+    labelNames: [...labelNames, 'to'],
+    registers,
+  });
+  new Gauge({
+    name: 'vetline_provider_breaker_state',
+    help: 'Circuit breaker state: 0 closed, 1 half-open (probing), 2 open (requests go to the fallback).',
+    labelNames,
+    registers,
+    collect() {
+      for (const h of providers) this.set({ kind: h.kind, provider: h.provider }, BREAKER_VALUE[h.state]);
+    },
+  });
+  return providers.map((h) => {
+    const labels = { kind: h.kind, provider: h.provider };
+    requests.inc({ ...labels, result: 'ok' }, 0);
+    return h.listen({
+      result: (_h, ok, ms, failure) => {
+        requests.inc({ ...labels, result: ok ? 'ok' : (failure ?? 'protocol') });
+        if (ok && ms !== null) latency.observe(labels, seconds(ms));
+      },
+      breaker: (_h, to) => transitions.inc({ ...labels, to }),
+    });
+  });
 }

@@ -107,7 +107,9 @@ describe('engine metrics from call records', () => {
   const record = (over: Partial<CallRecord>): CallRecord => ({
     callSid: SID, tenantId: 'clinic-a', startedAt: '2025-01-01T00:00:00.000Z', endedAt: '2025-01-01T00:01:00.000Z',
     outcome: 'completed', appointments: [], recordings: [], recordingTranscripts: [], dialStatus: null,
-    turns: [], bargeIns: [], interruptions: 0, falseInterruptions: 0, emergency: null, ...over,
+    turns: [], bargeIns: [], interruptions: 0, falseInterruptions: 0, emergency: null,
+    usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 }, fallbacks: [],
+    providers: { vad: 'energy', stt: 'local', agent: 'local', tts: 'local' }, ...over,
   });
 
   it('maps turns, barge-ins, interruptions, emergencies, transfers, appointments and journal errors', async () => {

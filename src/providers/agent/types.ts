@@ -40,6 +40,17 @@ export interface AgentTurn {
   /** Conversation so far, the agent's lines cut to what the caller actually heard. */
   history: readonly ChatTurn[];
   signal: AbortSignal;
+  /** Told when this turn is answered by a fallback provider (journal + metrics). */
+  onFallback?(report: FallbackReport): void;
+}
+
+/** A provider failed (or its breaker is open) and another one took over. */
+export interface FallbackReport {
+  kind: 'stt' | 'agent' | 'tts';
+  from: string;
+  to: string;
+  /** Failure kind and a short message; never keys or content. */
+  reason: string;
 }
 
 /** One per call: may keep per-call memory (slot filling). */

@@ -1,3 +1,5 @@
+import type { FallbackReport } from '../agent/types.js';
+
 /**
  * Speech to text. One stream per call: the call's audio goes in frame by frame, VAD boundaries are
  * passed as hints, transcripts come out through callbacks.
@@ -16,6 +18,8 @@ export interface SttOptions {
   onFinal(text: string, confidence: number | null): void;
   /** The stream failed; no more callbacks follow. */
   onError(error: Error): void;
+  /** Told when the call's recognition moves to a fallback provider (journal + metrics). */
+  onFallback?(report: FallbackReport): void;
 }
 
 export interface SttStream {
