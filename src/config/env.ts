@@ -29,8 +29,22 @@ export interface AppConfig {
   readonly twilio: { readonly accountSid: string | null; readonly authToken: string | null };
   /** 'on' whenever a token is set; 'off-development' only outside production without one (log it loudly). */
   readonly webhookValidation: 'on' | 'off-development';
-  readonly openai: { readonly apiKey: string | null; readonly baseUrl: string | null };
-  readonly elevenlabs: { readonly apiKey: string | null; readonly baseUrl: string | null };
+  readonly openai: {
+    readonly apiKey: string | null;
+    readonly baseUrl: string | null;
+    /** Transcription model and how it is used: a Realtime session per call, or one request per utterance. */
+    readonly sttModel: string;
+    readonly sttMode: 'realtime' | 'batch';
+  };
+  readonly elevenlabs: {
+    readonly apiKey: string | null;
+    readonly baseUrl: string | null;
+    /** Voice for clinics without `voice.cloud`. */
+    readonly voiceId: string;
+    readonly modelId: string;
+    /** `http`: one streamed request per sentence; `websocket`: the stream-input socket. */
+    readonly transport: 'http' | 'websocket';
+  };
   readonly tenantsDir: string;
   readonly journalDir: string;
   /** `auto` already resolved: cloud when its key is set, else local. */
@@ -120,6 +134,17 @@ const baseUrl = (name: string, example: string) =>
     `set ${name}=${example} or unset it`,
   ).optional();
 
+/** A model or voice id as the vendors spell them: letters, digits, `-`, `_`, `.`. */
+const modelName = (name: string, fallback: string) =>
+  variable(
+    (t) => (/^[A-Za-z0-9][\w.-]{0,99}$/.test(t) ? t : undefined),
+    'must be a model or voice id (letters, digits, - _ .)',
+    `set ${name}=${fallback} or unset it`,
+  ).default(fallback);
+
+/** ElevenLabs' premade "Rachel": calm, clear, available on every plan. */
+export const DEFAULT_ELEVENLABS_VOICE = '21m00Tcm4TlvDq8ikWAM';
+
 /** trustProxy entries: an IP, an IP/prefix, or proxy-addr's named ranges. Never `true` or a hop count. */
 const proxyEntry = (e: string) => {
   if (['loopback', 'linklocal', 'uniquelocal'].includes(e)) return true;
@@ -170,6 +195,11 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
     ELEVENLABS_API_KEY: secret('paste the key without surrounding whitespace, or unset it').optional(),
     OPENAI_BASE_URL: baseUrl('OPENAI_BASE_URL', 'https://api.openai.com/v1'),
     ELEVENLABS_BASE_URL: baseUrl('ELEVENLABS_BASE_URL', 'https://api.elevenlabs.io'),
+    OPENAI_STT_MODEL: modelName('OPENAI_STT_MODEL', 'gpt-4o-mini-transcribe'),
+    OPENAI_STT_MODE: oneOf('OPENAI_STT_MODE', ['realtime', 'batch'], 'realtime'),
+    ELEVENLABS_VOICE_ID: modelName('ELEVENLABS_VOICE_ID', DEFAULT_ELEVENLABS_VOICE),
+    ELEVENLABS_MODEL: modelName('ELEVENLABS_MODEL', 'eleven_flash_v2_5'),
+    ELEVENLABS_TRANSPORT: oneOf('ELEVENLABS_TRANSPORT', ['http', 'websocket'], 'http'),
     LOG_LEVEL: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     TENANTS_DIR: z.string().default('config/tenants'),
     JOURNAL_DIR: z.string().default('data/journals'),
@@ -256,8 +286,14 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     logLevel: e.LOG_LEVEL,
     twilio: { accountSid: e.TWILIO_ACCOUNT_SID ?? null, authToken: e.TWILIO_AUTH_TOKEN ?? null },
     webhookValidation: e.TWILIO_AUTH_TOKEN === undefined ? 'off-development' : 'on',
-    openai: { apiKey: e.OPENAI_API_KEY ?? null, baseUrl: e.OPENAI_BASE_URL ?? null },
-    elevenlabs: { apiKey: e.ELEVENLABS_API_KEY ?? null, baseUrl: e.ELEVENLABS_BASE_URL ?? null },
+    openai: { apiKey: e.OPENAI_API_KEY ?? null, baseUrl: e.OPENAI_BASE_URL ?? null, sttModel: e.OPENAI_STT_MODEL, sttMode: e.OPENAI_STT_MODE },
+    elevenlabs: {
+      apiKey: e.ELEVENLABS_API_KEY ?? null,
+      baseUrl: e.ELEVENLABS_BASE_URL ?? null,
+      voiceId: e.ELEVENLABS_VOICE_ID,
+      modelId: e.ELEVENLABS_MODEL,
+      transport: e.ELEVENLABS_TRANSPORT,
+    },
     tenantsDir: e.TENANTS_DIR,
     journalDir: e.JOURNAL_DIR,
     providers: {

@@ -96,7 +96,8 @@ export class PromptCache {
   private readonly audio = new Map<string, Uint8Array>();
   private readonly texts = new Map<string, string>();
 
-  constructor(private readonly tts: TtsProvider, private readonly options: PromptCacheOptions = {}) {}
+  /** `tts`: one synthesizer for every clinic, or each clinic's own (its cloud voice). */
+  constructor(private readonly tts: TtsProvider | ((tenant: Tenant) => TtsProvider), private readonly options: PromptCacheOptions = {}) {}
 
   /** Renders every clip of every tenant; resolves when all are cached. */
   async warm(tenants: readonly Tenant[]): Promise<WarmResult> {
@@ -116,7 +117,8 @@ export class PromptCache {
         const job = jobs[next++]!;
         signal.throwIfAborted();
         try {
-          this.audio.set(key(job.tenant.id, job.clip), await render(this.tts, job.text, job.tenant, signal));
+          const tts = typeof this.tts === 'function' ? this.tts(job.tenant) : this.tts;
+          this.audio.set(key(job.tenant.id, job.clip), await render(tts, job.text, job.tenant, signal));
         } catch (e) {
           if (signal.aborted) throw e;
           throw new VetError('VET_E_PROVIDER', `could not render clip "${job.clip}" for tenant "${job.tenant.id}"`, { cause: e });
@@ -152,7 +154,9 @@ const key = (tenantId: string, clipId: ClipId) => `${tenantId}\u0000${clipId}`;
 async function render(tts: TtsProvider, text: string, tenant: Tenant, signal: AbortSignal): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let length = 0;
-  for await (const chunk of tts.synthesize(text, { voice: tenant.voice.local, language: tenant.voice.language, signal })) {
+  const { voice } = tenant;
+  const options = { voice: voice.local, ...(voice.cloud ? { cloudVoice: voice.cloud } : {}), language: voice.language, signal };
+  for await (const chunk of tts.synthesize(text, options)) {
     chunks.push(chunk);
     length += chunk.length;
   }

@@ -1,0 +1,161 @@
+/**
+ * A whole call on the cloud providers, over the real Media Streams protocol: OpenAI Realtime
+ * transcription, OpenAI chat with tools and ElevenLabs streaming synthesis, each adapter speaking
+ * its wire protocol to a local fake server with realistic latencies (STT final 300 ms, first token
+ * 250 ms, TTS first byte 200 ms). Then the same call with each provider failing: the caller must
+ * hear an answer anyway (the embedded provider takes over) and the journal must say so.
+ *
+ * The caller's voice is a tone the energy VAD hears; the fake transcription server decides what
+ * was said (scripted per utterance), except where the embedded recognizer takes over.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FakeChatBody } from '../fakes/openai-chat-server.js';
+import { callerSpeech } from '../support/caller-speech.js';
+import { ELEVENLABS_KEY, OPENAI_KEY, startCloudEngine, type CloudRig } from '../support/cloud-engine.js';
+import { TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
+import { FakeTwilio } from '../support/fake-twilio.js';
+import { restRecorder } from '../support/rest-recorder.js';
+import { QUICK_VET, tone } from './conversation-kit.js';
+
+const rigs: CloudRig[] = [];
+const calls: FakeTwilio[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(calls.splice(0).map((c) => c.dispose()));
+  await Promise.all(rigs.splice(0).map((r) => r.close()));
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const lastUserText = (body: FakeChatBody) => {
+  const last = [...body.messages].reverse().find((m) => m.role === 'user');
+  return typeof last?.content === 'string' ? last.content : '';
+};
+
+/** The receptionist the chat fake plays: hours, a long services answer, a transfer on request. */
+function receptionist(body: FakeChatBody) {
+  const said = lastUserText(body);
+  if (said.includes('hours')) return { text: 'We are open Monday to Friday, eight to six. Anything else?' };
+  if (said.includes('services')) {
+    return { text: 'We offer vaccinations and dental care. We also see puppies and kittens for their first checkups. Our team can advise you on diet and behaviour as well.' };
+  }
+  if (said.includes('someone')) return { toolCalls: [{ name: 'transfer_to_staff', arguments: { reason: 'caller asked for a person' } }] };
+  return { text: 'Sorry, could you say that again?' };
+}
+
+async function start(opts: Parameters<typeof startCloudEngine>[0] = {}) {
+  const rest = restRecorder();
+  const journalDir = mkdtempSync(join(tmpdir(), 'vetline-cloud-'));
+  dirs.push(journalDir);
+  const rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, journalDir, ...opts });
+  rigs.push(rig);
+  // Realistic provider latencies for every request that has no fault scripted.
+  rig.openai.chat.faults.setDefault({ firstByteMs: 250, chunkDelayMs: 15 });
+  rig.elevenlabs.faults.setDefault({ firstByteMs: 200, chunkDelayMs: 20 });
+  return { rig, rest, journalDir };
+}
+
+async function dial(rig: CloudRig) {
+  const call = await FakeTwilio.call({
+    serverUrl: rig.engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321', playbackSpeed: 4,
+  });
+  calls.push(call);
+  await call.untilQuiet();
+  return call;
+}
+
+const stateOf = (rig: CloudRig, callSid: string) => rig.engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
+const recordOf = (rig: CloudRig, callSid: string) => rig.engine.registry.session(callSid)?.record ?? rig.engine.registry.recentCalls().find((r) => r.callSid === callSid);
+
+function journalEvents(dir: string): { type: string; [k: string]: unknown }[] {
+  const file = readdirSync(dir).find((f) => f.endsWith('.jsonl'));
+  if (!file) return [];
+  return readFileSync(join(dir, file), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+}
+
+describe('a call on the cloud providers (fake vendor servers)', () => {
+  it('greets in the cloud voice, answers, is interrupted, and transfers by tool call', async () => {
+    const { rig, rest, journalDir } = await start({ transcripts: ['what are your hours', 'tell me about your services', 'actually can i speak to someone'] });
+    expect(rig.elevenlabs.requests.length).toBeGreaterThan(0); // clips were rendered by ElevenLabs at start-up
+    const call = await dial(rig);
+    const record = recordOf(rig, call.callSid)!;
+    expect(record.providers).toEqual({ vad: 'energy', stt: 'openai', agent: 'openai', tts: 'elevenlabs' });
+
+    // Question → streamed answer, spoken by ElevenLabs.
+    const heardBefore = call.heardMs();
+    await call.say(tone(700));
+    await call.waitFor(() => rig.elevenlabs.requests.some((r) => r.text.includes('Monday to Friday')), 5_000, 'the answer to be synthesized');
+    await call.untilQuiet();
+    expect(call.heardMs() - heardBefore).toBeGreaterThan(1_000);
+    const session = rig.engine.registry.session(call.callSid)!;
+    expect(session.history.map((h) => h.text)).toEqual(['what are your hours', 'We are open Monday to Friday, eight to six. Anything else?']);
+    expect(rig.openai.transcription.sessions).toHaveLength(1); // one Realtime session for the call
+    expect(record.turns[0]?.endOfSpeechToAudioMs).toBeGreaterThan(0);
+
+    // A long answer, interrupted while it plays: the player is cleared, the caller is heard.
+    await call.say(tone(700));
+    await call.waitFor(() => stateOf(rig, call.callSid) === 'reply.speaking' && call.heardMs() > heardBefore + 2_500, 8_000, 'the long answer to play');
+    const clearsBefore = call.clears.length;
+    await call.say(tone(900));
+    await call.waitFor(() => call.clears.length > clearsBefore, 3_000, 'a clear');
+
+    // The interruption asked for a person: the chat model calls transfer_to_staff → <Dial>.
+    await call.waitFor(() => rest.calls.some((c) => c.op === 'update' && (c.twiml ?? '').includes('<Dial')), 20_000, 'the transfer');
+    const third = rig.openai.chat.requests.at(-1)!.body;
+    const assistantLines = third.messages.filter((m) => m.role === 'assistant').map((m) => (typeof m.content === 'string' ? m.content : ''));
+    expect(assistantLines[1]).not.toContain('diet and behaviour'); // history is cut to what was heard
+    await call.waitFor(() => stateOf(rig, call.callSid) === 'ended' || stateOf(rig, call.callSid).startsWith('transferring.handedOff'), 10_000, 'the hand-off');
+
+    // Nothing of the keys anywhere in the logs or the journal.
+    const everything = [...rig.startupLogs, ...rig.engine.logs, readFileSync(join(journalDir, readdirSync(journalDir)[0]!), 'utf8')].join('\n');
+    for (const key of [OPENAI_KEY, ELEVENLABS_KEY, OPENAI_KEY.slice(-8), ELEVENLABS_KEY.slice(-8)]) expect(everything).not.toContain(key);
+    expect(record.usage.agentInputTokens).toBeGreaterThan(0);
+    expect(record.usage.ttsCharacters).toBeGreaterThan(50);
+    expect(record.fallbacks).toEqual([]);
+  }, 60_000);
+
+  it('answers from the local receptionist when the chat model stalls, within the silence budget', async () => {
+    const { rig, journalDir } = await start({ transcripts: ['what are your hours'] });
+    const call = await dial(rig);
+    rig.openai.chat.faults.push({ stallAfterChunks: 0 });
+    await call.say(tone(700));
+    await call.waitFor(() => rig.engine.registry.session(call.callSid)!.history.length >= 2, 15_000, 'an answer');
+    await call.untilQuiet();
+    const session = rig.engine.registry.session(call.callSid)!;
+    expect(session.history[1]?.text).toContain('Monday to Friday, 8 am to 6 pm'); // the local receptionist's facts
+    // The caller heard something (the filler, then the answer) within the 2.5 s silence budget.
+    expect(session.record.turns[0]?.endOfSpeechToAudioMs).toBeLessThan(2_500);
+    expect(session.record.fallbacks).toEqual([{ kind: 'agent', from: 'openai', to: 'local' }]);
+    expect(rig.openai.chat.requests[0]?.clientDisconnected).toBe(true); // the stalled request was cancelled
+    await call.hangUp();
+    await call.waitFor(() => stateOf(rig, call.callSid) === 'ended', 3_000, 'the end');
+    await rig.engine.journal!.flushAll();
+    expect(journalEvents(journalDir).filter((e) => e.type === 'provider.fallback')).toMatchObject([{ kind: 'agent', from: 'openai', to: 'local' }]);
+  }, 40_000);
+
+  it('speaks with the local voice when ElevenLabs fails, and keeps the call going', async () => {
+    const { rig } = await start({ transcripts: ['what are your hours'] });
+    const call = await dial(rig);
+    rig.elevenlabs.faults.setDefault({ status: 500 });
+    await call.say(tone(700));
+    await call.waitFor(() => rig.engine.registry.session(call.callSid)!.record.fallbacks.length > 0, 6_000, 'a fallback');
+    await call.untilQuiet();
+    const session = rig.engine.registry.session(call.callSid)!;
+    expect(session.history[1]?.text).toContain('Monday to Friday');
+    expect(session.record.fallbacks.every((f) => f.kind === 'tts' && f.to === 'local')).toBe(true);
+    expect(stateOf(rig, call.callSid)).toBe('listening.waiting');
+  }, 40_000);
+
+  it('moves recognition to the embedded recognizer when the Realtime session drops, without losing the utterance', async () => {
+    const { rig } = await start();
+    rig.openai.transcription.faults.push({ dropAfterChunks: 2 });
+    const call = await dial(rig);
+    await call.say(await callerSpeech('what are your hours'));
+    await call.waitFor(() => rig.engine.registry.session(call.callSid)!.history.length >= 2, 15_000, 'an answer');
+    const session = rig.engine.registry.session(call.callSid)!;
+    expect(session.history[0]?.text).toBe('what are your hours');
+    expect(session.record.fallbacks).toEqual([{ kind: 'stt', from: 'openai', to: 'local' }]);
+  }, 40_000);
+});

@@ -1,0 +1,83 @@
+/**
+ * The engine as deployed with keys: providers built by the real `createProviders` from the real
+ * config, the OpenAI and ElevenLabs adapters talking their wire protocols to local fake servers,
+ * the embedded providers behind them as fallbacks. Used by the cloud end-to-end tests and figures.
+ */
+import { Writable } from 'node:stream';
+import { loadEnv } from '../../src/config/env.js';
+import { loadTenants } from '../../src/config/tenants.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createProviders, type ProviderTuning } from '../../src/providers/index.js';
+import type { TwilioRest } from '../../src/twilio/rest-types.js';
+import { startElevenLabsFake, type FakeElevenLabs } from '../fakes/elevenlabs-server.js';
+import { startFakeOpenAi, type FakeOpenAi } from '../fakes/openai-server.js';
+import type { ChatResponder } from '../fakes/openai-chat-server.js';
+import { FIXTURE_TENANTS_DIR, startEngine, type TestEngine } from './engine.js';
+
+export const OPENAI_KEY = 'sk-canary-openai-0123456789abcdefCANARY';
+export const ELEVENLABS_KEY = 'canary-xi-key-5e4d3c2b1a09f8e7';
+
+export interface CloudRig {
+  engine: TestEngine;
+  openai: FakeOpenAi;
+  elevenlabs: FakeElevenLabs;
+  /** Log lines written while the providers were built (start-up), before the engine's own. */
+  startupLogs: string[];
+  close(): Promise<void>;
+}
+
+export async function startCloudEngine(opts: {
+  responder?: ChatResponder;
+  /** Transcript for each committed utterance, in order (then ''). */
+  transcripts?: string[];
+  rest?: TwilioRest | null;
+  env?: Record<string, string>;
+  tuning?: ProviderTuning;
+  journalDir?: string;
+} = {}): Promise<CloudRig> {
+  const transcripts = [...(opts.transcripts ?? [])];
+  const openai = await startFakeOpenAi({
+    apiKey: OPENAI_KEY,
+    ...(opts.responder ? { responder: opts.responder } : {}),
+    transcription: { responder: () => transcripts.shift() ?? '' },
+  });
+  const elevenlabs = await startElevenLabsFake({ apiKey: ELEVENLABS_KEY });
+  const env = {
+    TENANTS_DIR: FIXTURE_TENANTS_DIR,
+    OPENAI_API_KEY: OPENAI_KEY,
+    OPENAI_BASE_URL: openai.url,
+    ELEVENLABS_API_KEY: ELEVENLABS_KEY,
+    ELEVENLABS_BASE_URL: elevenlabs.url,
+    ...opts.env,
+  };
+  const startupLogs: string[] = [];
+  const logger = createLogger({
+    level: 'debug',
+    destination: new Writable({
+      write(chunk: Buffer, _enc, done) {
+        startupLogs.push(chunk.toString('utf8'));
+        done();
+      },
+    }),
+  });
+  const config = loadEnv({ NODE_ENV: 'test', PUBLIC_BASE_URL: 'https://voice.test', ...env });
+  const tenants = await loadTenants(FIXTURE_TENANTS_DIR);
+  const { providers, prompts } = await createProviders(config, tenants.all(), logger, opts.tuning);
+  const engine = await startEngine({
+    providers,
+    prompts,
+    env,
+    ...(opts.rest !== undefined ? { rest: opts.rest } : {}),
+    ...(opts.journalDir ? { journalDir: opts.journalDir } : {}),
+  });
+  return {
+    engine,
+    openai,
+    elevenlabs,
+    startupLogs,
+    async close() {
+      await engine.close();
+      await Promise.all([openai.close(), elevenlabs.close()]);
+    },
+  };
+}
