@@ -243,7 +243,7 @@ export const callMachine = callSetup.createMachine({
         /** Waiting for the first audio; a filler covers slow turns; new caller speech takes the turn back. */
         thinking: {
           on: {
-            'tts.chunk': { target: 'speaking', actions: 'queueAudio' },
+            'tts.chunk': { guard: 'isCurrentGeneration', target: 'speaking', actions: 'queueAudio' },
             'vad.speechStart': { target: '#call.listening.hearing', actions: 'reopenTurn' },
           },
           always: { guard: 'replySaidNothing', target: 'done' },
@@ -261,12 +261,10 @@ export const callMachine = callSetup.createMachine({
         interrupted: {
           entry: 'pausePlayback',
           initial: 'callerTalking',
-          on: {
-            'stt.partial': [EMERGENCY_SPEECH, { guard: 'isRealInterruption', target: '#call.listening.hearing', actions: 'commitInterruptedReply' }],
-          },
           states: {
             callerTalking: {
               on: {
+                'stt.partial': [EMERGENCY_SPEECH, { guard: 'isRealInterruption', target: '#call.listening.hearing', actions: 'commitInterruptedReply' }],
                 'vad.speechEnd': { target: 'judging', actions: 'noteSpeechEnd' },
                 'stt.final': [
                   EMERGENCY_SPEECH,
@@ -275,8 +273,10 @@ export const callMachine = callSetup.createMachine({
               },
               after: { bargeInConfirm: { target: '#call.listening.hearing', actions: 'commitInterruptedReply' } },
             },
+            /** The caller stopped: their words decide. Real words while the final is pending: wait for it as a turn. */
             judging: {
               on: {
+                'stt.partial': [EMERGENCY_SPEECH, { guard: 'isRealInterruption', target: '#call.listening.transcribing', actions: 'commitInterruptedReply' }],
                 'stt.final': [
                   EMERGENCY_SPEECH,
                   { guard: 'isRealInterruption', target: '#call.listening.pausing', actions: ['appendTranscript', 'commitInterruptedReply'] },
