@@ -12,9 +12,12 @@ import { openJournalDir } from './journal/writer.js';
 import { createLogger } from './observability/logger.js';
 import { createProviders } from './providers/index.js';
 import { sttVocabularyFor } from './providers/stt/local-grammar.js';
-import { buildServer } from './server.js';
+import { buildServer, type Drain } from './server.js';
 import { createRecordingFetcher } from './twilio/recording-download.js';
 import { createTwilioRest } from './twilio/rest.js';
+
+/** The hard exit fires this long after DRAIN_TIMEOUT_MS: hand-off (≤ 5 s REST + ≤ 5 s stop) and close fit inside. */
+const HARD_EXIT_AFTER_DRAIN_MS = 15_000;
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -35,7 +38,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const tenants = await loadTenants(config.tenantsDir).catch(fail);
   const startedAt = performance.now();
-  const { providers, prompts } = await createProviders(config, tenants.all(), logger).catch(fail);
+  const { providers, prompts, recordingStt } = await createProviders(config, tenants.all(), logger).catch(fail);
   const rest =
     config.twilio.accountSid && config.twilio.authToken
       ? createTwilioRest({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken, logger })
@@ -45,7 +48,7 @@ async function main(): Promise<void> {
     config.twilio.accountSid && config.twilio.authToken
       ? createRecordingTranscriber({
           fetchRecording: createRecordingFetcher({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken }),
-          stt: providers.stt,
+          stt: recordingStt,
           vad: providers.vad,
           tenantVocabulary: (id) => {
             const tenant = tenants.byId(id);
@@ -65,7 +68,8 @@ async function main(): Promise<void> {
     void prune();
     setInterval(() => void prune(), 6 * 3_600_000).unref();
   }
-  const { app, registry } = await buildServer({ config, tenants, providers, prompts, rest, logger, version, journal, ...(transcriber ? { transcriber } : {}) });
+  const engine = await buildServer({ config, tenants, providers, prompts, rest, logger, version, journal, ...(transcriber ? { transcriber } : {}) });
+  const { app, registry } = engine;
   await app.listen({ port: config.port, host: config.host });
   logger.info(
     {
@@ -81,31 +85,31 @@ async function main(): Promise<void> {
     'vetline ready',
   );
 
-  let stopping = false;
+  // reliability.md §3: drain on the first signal, hand calls off at once on the second; exit 0 when
+  // done, or 1 from the unref'd hard timer if the drain itself hangs.
+  let drain: Drain | null = null;
   const shutdown = (signal: string) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: ending live calls now');
-      registry.hangUpAll('shutdown');
+    if (drain) {
+      logger.warn({ signal, activeCalls: registry.activeCount }, 'second signal: handing calls off now');
+      drain.handOffNow();
       return;
     }
-    stopping = true;
-    registry.startDraining();
     logger.info({ signal, activeCalls: registry.activeCount, drainTimeoutMs: config.drainTimeoutMs }, 'draining: no new calls');
-    const hardExit = setTimeout(() => process.exit(1), config.drainTimeoutMs + 15_000);
-    hardExit.unref();
-    void (async () => {
-      const deadline = performance.now() + config.drainTimeoutMs;
-      while (registry.activeCount > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 250));
-      if (registry.activeCount > 0) {
-        registry.hangUpAll('shutdown');
-        const grace = performance.now() + 5_000;
-        while (registry.activeCount > 0 && performance.now() < grace) await new Promise((r) => setTimeout(r, 100));
-      }
-      await app.close();
-      await journal?.flushAll();
-      logger.info({ journal: journal?.stats ?? null }, 'stopped');
-      process.exit(0);
-    })();
+    setTimeout(() => {
+      logger.error({ code: 'VET_E_INTERNAL', hardExitMs: config.drainTimeoutMs + HARD_EXIT_AFTER_DRAIN_MS }, 'drain did not finish; exiting');
+      process.exit(1);
+    }, config.drainTimeoutMs + HARD_EXIT_AFTER_DRAIN_MS).unref();
+    drain = engine.drain(config.drainTimeoutMs);
+    drain.done.then(
+      () => {
+        logger.info({ journal: journal?.stats ?? null }, 'stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err, code: 'VET_E_INTERNAL' }, 'drain failed');
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

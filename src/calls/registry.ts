@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { StartMessage } from '../twilio/media-codec.js';
 import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
+import { busyTwiml } from '../twilio/twiml.js';
 import type { RecordingTranscriber, RecordingTranscript } from './recording-transcriber.js';
 import { CallSession, type CallRecord, type SessionDeps } from './session.js';
 import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from './types.js';
@@ -25,6 +26,16 @@ export interface RegistryOptions extends SessionDeps {
 
 type Token = { callSid: string; expiresAt: number };
 
+/**
+ * Drain (reliability.md §3): calls minted before SIGTERM may still connect their stream this long;
+ * after it, or once none is waiting, every stream upgrade is refused.
+ */
+export const DRAIN_HANDSHAKE_WINDOW_MS = 10_000;
+/** After the drain hand-off, how long Twilio gets to stop the stream before we close it 1001. */
+export const HANDOFF_STOP_WAIT_MS = 5_000;
+/** Bound on the hand-off REST update (reliability.md F9: transfer REST call 5 s). */
+const HANDOFF_REST_TIMEOUT_MS = 5_000;
+
 const TERMINAL = new Set(['completed', 'busy', 'failed', 'no-answer', 'canceled'] as const);
 type Terminal = typeof TERMINAL extends Set<infer T> ? T : never;
 const isTerminal = (s: string): s is Terminal => TERMINAL.has(s as Terminal);
@@ -37,6 +48,9 @@ export class Registry implements CallRegistry {
   private readonly recent: CallRecord[] = [];
   private readonly log: Logger;
   private draining = false;
+  private drainingSince = 0;
+  /** Media Streams of live calls: the drain closes them (1001) after handing the caller off. */
+  private readonly streams = new Map<string, MediaStreamHandle>();
   private readonly endedListeners = new Set<(record: CallRecord) => void>();
   private readonly dialListeners = new Set<(record: CallRecord, dialStatus: string) => void>();
   /** Completed recordings of calls still live: transcribed when the call ends. */
@@ -56,7 +70,20 @@ export class Registry implements CallRegistry {
 
   /** Stop accepting new calls (SIGTERM); live calls carry on. */
   startDraining(): void {
+    if (this.draining) return;
     this.draining = true;
+    this.drainingSince = performance.now();
+  }
+
+  /**
+   * Whether a Media Stream upgrade may proceed: always, unless draining; then only while a call
+   * minted before the drain still waits for its stream, within DRAIN_HANDSHAKE_WINDOW_MS.
+   */
+  acceptsStreamUpgrades(): boolean {
+    if (!this.draining) return true;
+    if (performance.now() - this.drainingSince > DRAIN_HANDSHAKE_WINDOW_MS) return false;
+    for (const session of this.calls.values()) if (!session.streamConnected) return true;
+    return false;
   }
 
   onCallEnded(listener: (record: CallRecord) => void): () => void {
@@ -106,6 +133,7 @@ export class Registry implements CallRegistry {
     const session = this.calls.get(entry.callSid);
     if (!session || session.streamConnected) return { reject: 'call is not waiting for a stream' };
     session.attachStream(handle, start);
+    this.streams.set(entry.callSid, handle);
     return 'accept';
   }
 
@@ -164,9 +192,60 @@ export class Registry implements CallRegistry {
     return this.recent;
   }
 
-  /** End every live call politely (drain deadline). */
+  /** End every live call politely (goodbye, then hang up). */
   hangUpAll(reason: string): void {
     for (const session of this.calls.values()) session.hangUp(reason);
+  }
+
+  /**
+   * Drain deadline (reliability.md §3 step 4): every live call is handed to its clinic's front desk
+   * (REST update to <Say> + <Dial>; without REST credentials, the goodbye); Twilio then stops the
+   * stream, and whatever is still open after `stopWaitMs` is closed 1001. Resolves once every call
+   * that was live has ended.
+   */
+  async handOffAll(stopWaitMs = HANDOFF_STOP_WAIT_MS): Promise<void> {
+    await Promise.all([...this.calls.values()].map((session) => this.handOff(session, stopWaitMs)));
+  }
+
+  private async handOff(session: CallSession, stopWaitMs: number): Promise<void> {
+    const { callSid, tenant } = session;
+    const ended = this.whenEnded(callSid);
+    const rest = this.opts.rest;
+    let handedOff = false;
+    if (rest) {
+      const twiml = busyTwiml(tenant, { baseUrl: this.opts.publicBaseUrl, callerId: tenant.phoneNumbers[0] ?? null });
+      try {
+        await rest.updateCallTwiml(callSid, twiml, AbortSignal.timeout(HANDOFF_REST_TIMEOUT_MS));
+        handedOff = true;
+      } catch (err) {
+        // Closing the stream below still makes Twilio run the fallback menu after </Connect>.
+        session.log.warn({ err, code: 'VET_E_TWILIO_REST' }, 'drain hand-off failed; closing the stream');
+      }
+    }
+    session.log.info({ handedOff }, 'drain deadline: handing the call off');
+    const stream = this.streams.get(callSid);
+    if (!stream) {
+      // Never connected: no stream will report an end, and Twilio runs the TwiML after </Connect>.
+      session.status('canceled');
+      return;
+    }
+    if (!rest) session.hangUp('shutdown');
+    if (!(await within(ended, stopWaitMs))) {
+      stream.close(1001, 'server shutting down');
+      await within(ended, 1_000);
+    }
+  }
+
+  /** Resolves when the call leaves the registry (at once if it already has). */
+  private whenEnded(callSid: string): Promise<void> {
+    if (!this.calls.has(callSid)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const off = this.onCallEnded((record) => {
+        if (record.callSid !== callSid) return;
+        off();
+        resolve();
+      });
+    });
   }
 
   private seen(key: string): boolean {
@@ -178,6 +257,7 @@ export class Registry implements CallRegistry {
 
   private ended(session: CallSession): void {
     this.calls.delete(session.callSid);
+    this.streams.delete(session.callSid);
     const token = this.tokenByCall.get(session.callSid);
     if (token) this.tokens.delete(token);
     this.tokenByCall.delete(session.callSid);
@@ -209,4 +289,16 @@ export class Registry implements CallRegistry {
       .then(done, (err: unknown) => done({ recordingSid, segments: [], status: 'failed', error: `transcriber threw ${err instanceof Error ? err.name : typeof err}` }))
       .catch((err: unknown) => log.error({ err }, 'recording transcript could not be stored'));
   }
+}
+
+/** True if `p` settled within `ms`; the timer never holds the process open. */
+function within(p: Promise<void>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    void p.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }
