@@ -45,7 +45,7 @@ export interface JournalStats {
   flushes: number;
   /** Failed opens/appends (each disables that call's journal). */
   writeErrors: number;
-  /** Lines accepted but never written because the journal had failed. */
+  /** Lines a failed journal lacks: those in flight at the failure and every later event and outcome. */
   linesLost: number;
   /** Journals that hit `maxBytes`. */
   truncated: number;
@@ -82,6 +82,8 @@ export interface JournalFactory {
 const DEFAULT_MAX_BYTES = 5 * 1024 * 1024;
 /** Kept below maxBytes for the `truncated` and outcome lines. */
 const TAIL_RESERVE = 16 * 1024;
+/** How often an open journal checks that its file still has a name (one fstat). */
+const LINK_CHECK_MS = 1_000;
 
 /** `2025-06-01T14:03:07.123Z` + `CA…` → `2025-06-01T14-03-07.123Z_CA….jsonl` (portable, sorts by start). */
 export function journalFileName(startedAt: string, callSid: string): string {
@@ -137,6 +139,9 @@ class FileJournal implements CallJournal {
   private chain: Promise<void> = Promise.resolve();
   private handle: FileHandle | null = null;
   private failed = false;
+  private outcomeLost = false;
+  /** performance.now() of the last check that the file is still linked (see `checkLinked`). */
+  private linkCheckedAt = Number.NEGATIVE_INFINITY;
   private truncated = false;
   private ended = false;
   private readonly log: Logger;
@@ -166,7 +171,11 @@ class FileJournal implements CallJournal {
   }
 
   event<E extends EventObject>(t: number, event: E, timer: boolean): void {
-    if (this.ended || this.failed) return;
+    if (this.failed) {
+      this.owner.stats.linesLost++; // every event of the call after the failure is a line the journal lacks
+      return;
+    }
+    if (this.ended) return;
     if (this.truncated) {
       this.droppedEvents++;
       return;
@@ -191,6 +200,10 @@ class FileJournal implements CallJournal {
   }
 
   end(t: number, outcome: Outcome, record: JournalRecordSummary): void {
+    if (this.failed && !this.outcomeLost) {
+      this.outcomeLost = true;
+      this.owner.stats.linesLost++;
+    }
     if (this.ended) return;
     this.push(encodeOutcome(t, outcome, record, this.droppedEvents));
     this.ended = true;
@@ -238,12 +251,27 @@ class FileJournal implements CallJournal {
     try {
       this.handle ??= await open(this.path, 'a');
       await this.handle.appendFile(data); // loops over partial writes, unlike write()
+      await this.checkLinked();
       this.owner.stats.linesWritten += lines;
       this.owner.stats.bytesWritten += Buffer.byteLength(data);
       this.owner.stats.flushes++;
     } catch (err) {
       this.fail(err, lines);
     }
+  }
+
+  /**
+   * Appends to a file whose directory was removed keep succeeding (into an unlinked inode): the
+   * journal is gone while every write "works". Checked with fstat at most once per
+   * LINK_CHECK_MS and on the call's last append; an unlinked file fails like a write error. Lines
+   * appended between the removal and the check count as written.
+   */
+  private async checkLinked(): Promise<void> {
+    const now = performance.now();
+    if (!this.ended && now - this.linkCheckedAt < LINK_CHECK_MS) return;
+    this.linkCheckedAt = now;
+    const stat = await this.handle?.stat();
+    if (stat?.nlink === 0) throw Object.assign(new Error('journal file was removed (JOURNAL_DIR deleted?)'), { code: 'ENOENT' });
   }
 
   private fail(err: unknown, lines: number): void {
