@@ -88,8 +88,8 @@ export const callSetup = setup({
     interruptJudge: 600,
     /** Waiting for a yes/no to the recording notice. */
     consentAnswerTimeout: 8_000,
-    /** Twilio REST (transfer, hang-up) must answer within this. */
-    restTimeout: 6_000,
+    /** Twilio REST (transfer, hang-up) must answer within this (the caller hears silence meanwhile: ≤ 3 s). */
+    restTimeout: 3_000,
     /** After a successful transfer request Twilio stops the stream; if it doesn't, end the actor anyway. */
     handoffTimeout: 15_000,
     interDigit: ({ context }) => context.tenant.timing.interDigitMs,

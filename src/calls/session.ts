@@ -99,7 +99,11 @@ export interface CallRecord {
   providers: { vad: string; stt: string; agent: string; tts: string };
 }
 
-const REST_TIMEOUT_MS = 5_000;
+/**
+ * A transfer or hang-up request must finish within this: the caller hears silence while it runs,
+ * and the silence rule is 3 s (reliability.md §2). Twilio answers calls.update in well under 1 s.
+ */
+const REST_TIMEOUT_MS = 2_500;
 
 export class CallSession {
   readonly log: Logger;

@@ -18,10 +18,10 @@ import { start as startFakeRest, type FakeReply } from '../fakes/twilio-rest-ser
 import type { FakeTwilio } from '../support/fake-twilio.js';
 import { converse, faultRig, later, firstAudioAfter, onCallClock, untilEntered, untilState, type FaultRig } from './fault-kit.js';
 
-/** The client's per-operation bound in these tests (production: 5 s), so a hang is detected fast. */
+/** The client's per-operation bound in these tests (production: the session bounds each request at 2.5 s), so a hang is detected fast. */
 const REST_TIMEOUT_MS = 1_000;
 /** The machine's own bound on a REST request (machines/call/call.setup.ts `restTimeout`). */
-const MACHINE_REST_TIMEOUT_MS = 6_000;
+const MACHINE_REST_TIMEOUT_MS = 3_000;
 const FALLBACK_WITHIN_MS = 2_000;
 const MAX_SILENCE_MS = 3_000;
 
