@@ -34,7 +34,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { encodeUlaw } from '../../src/audio/ulaw.js';
-import { FaultScript, type FaultPlan } from './fault-plan.js';
+import { Arrivals, FaultScript, type FaultPlan } from './fault-plan.js';
 
 /** A canary: tests assert it appears in no error message or log line. */
 export const FAKE_ELEVENLABS_KEY = 'canary-xi-key-5e4d3c2b1a09f8e7';
@@ -126,7 +126,7 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
   const requests: FakeElevenLabsRequest[] = [];
   const sockets = new Set<Socket | Duplex>();
   const timers = new Set<NodeJS.Timeout>();
-  const waiters = new Set<() => void>();
+  const arrivals = new Arrivals();
   let closing = false;
 
   const later = (ms: number) =>
@@ -138,9 +138,7 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
       }, ms);
       timers.add(t);
     });
-  const changed = () => {
-    for (const w of [...waiters]) w();
-  };
+  const changed = () => arrivals.changed();
   const record = (r: Omit<FakeElevenLabsRequest, 'status' | 'chunks' | 'bytes' | 'disconnected' | 'finished'>) => {
     const rec: FakeElevenLabsRequest = { ...r, status: null, chunks: 0, bytes: 0, disconnected: false, finished: false };
     requests.push(rec);
@@ -397,25 +395,14 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
     faults,
     requests,
     waitFor(count, until = () => true, timeoutMs = 5_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
+      return arrivals.until(
+        () => {
           const last = requests[count - 1];
-          if (requests.length >= count && last && until(last)) {
-            done();
-            resolve(last);
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`fake ElevenLabs: request ${count} not in the expected state after ${timeoutMs} ms`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
+          return last && until(last) ? last : undefined;
+        },
+        timeoutMs,
+        () => `fake ElevenLabs: request ${count} not in the expected state after ${timeoutMs} ms`,
+      );
     },
     async close() {
       closing = true;

@@ -48,3 +48,36 @@ export class FaultScript {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Lets tests wait until a fake has seen what they expect: the fake calls `changed()` whenever its
+ * record changes; `until(ready)` resolves with ready's value once it is not undefined.
+ */
+export class Arrivals {
+  private readonly waiters = new Set<() => void>();
+
+  changed(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  until<T>(ready: () => T | undefined, timeoutMs: number, what: () => string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const value = ready();
+        if (value === undefined) return;
+        done();
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(what()));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+}

@@ -21,7 +21,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type OpenAI from 'openai';
-import { FaultScript, type FaultPlan } from './fault-plan.js';
+import { Arrivals, FaultScript, type FaultPlan } from './fault-plan.js';
 
 export interface FakeToolCall {
   name: string;
@@ -137,7 +137,7 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
   const faults = new FaultScript();
   const requests: FakeChatRequest[] = [];
   const sockets = new Set<Socket>();
-  const waiters = new Set<() => void>();
+  const arrivals = new Arrivals();
   const closing = new AbortController();
 
   /** Resolves after `ms`, or at once when the response closes or the server shuts down. */
@@ -236,7 +236,7 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
       if (!res.writableFinished && !rec.dropped) rec.clientDisconnected = true;
       markEnded();
     });
-    for (const wake of waiters) wake();
+    arrivals.changed();
     return rec;
   };
 
@@ -268,20 +268,7 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
       responder = next;
     },
     waitForRequests(count, timeoutMs = 2_000) {
-      return new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (requests.length < count) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`fake OpenAI chat: ${requests.length} of ${count} requests after ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
+      return arrivals.until(() => (requests.length >= count ? true : undefined), timeoutMs, () => `fake OpenAI chat: ${requests.length} of ${count} requests after ${timeoutMs} ms`).then(() => undefined);
     },
     async close() {
       closing.abort();

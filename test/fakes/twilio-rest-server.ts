@@ -14,6 +14,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Arrivals } from './fault-plan.js';
 
 export const FAKE_ACCOUNT_SID = 'ACfa4e0000000000000000000000000001';
 /** A canary: tests assert it appears in no error message. */
@@ -89,7 +90,7 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
   const queue: FakeReply[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const sockets = new Set<Socket>();
-  const waiters = new Set<() => void>();
+  const arrivals = new Arrivals();
   let recordings = 0;
 
   const take = (route: FakeRoute): FakeReply | null => {
@@ -242,7 +243,7 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
       res.on('close', () => {
         if (!res.writableFinished) rec.abandoned = true;
       });
-      for (const wake of waiters) wake();
+      arrivals.changed();
       answer(res, rec);
     });
   };
@@ -267,20 +268,7 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
       queue.push(...replies);
     },
     waitForRequests(count, timeoutMs = 2_000) {
-      return new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (requests.length < count) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`fake Twilio REST: ${requests.length} of ${count} requests after ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
+      return arrivals.until(() => (requests.length >= count ? true : undefined), timeoutMs, () => `fake Twilio REST: ${requests.length} of ${count} requests after ${timeoutMs} ms`).then(() => undefined);
     },
     async close() {
       for (const timer of timers) clearTimeout(timer);

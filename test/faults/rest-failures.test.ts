@@ -6,7 +6,6 @@
  * settles (even one deaf to its AbortSignal) must not hold the call: the machine's restTimeout ends
  * the wait. A healthy call on the same engine converses throughout.
  */
-import { createServer } from 'node:net';
 import { beforeAll, describe, it } from 'vitest';
 import type { Tenant } from '../../src/config/tenant.schema.js';
 import { loadTenants } from '../../src/config/tenants.js';
@@ -16,6 +15,7 @@ import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { TENANTS, speechMs } from '../e2e/conversation-kit.js';
 import { start as startFakeRest, type FakeReply } from '../fakes/twilio-rest-server.js';
 import type { FakeTwilio } from '../support/fake-twilio.js';
+import { freePort } from '../support/net.js';
 import { converse, faultRig, later, firstAudioAfter, onCallClock, untilEntered, untilState, type FaultRig } from './fault-kit.js';
 
 /** The client's per-operation bound in these tests (production: the session bounds each request at 2.5 s), so a hang is detected fast. */
@@ -30,15 +30,6 @@ beforeAll(async () => {
   texts = clipTexts((await loadTenants(TENANTS)).byId('quick-vet') as Tenant);
 });
 
-/** A port nothing listens on. */
-const closedPort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-
 type RestFault = { what: string; reply?: FakeReply; refused?: true; deaf?: true };
 
 /** The real REST client against a fake Twilio scripted with `fault` for call updates. */
@@ -46,7 +37,7 @@ async function restWith(ctx: { onTestFinished(fn: () => Promise<void>): void }, 
   const fake = await startFakeRest();
   ctx.onTestFinished(() => fake.close());
   if (fault.reply) fake.script(fault.reply);
-  const baseUrl = fault.refused ? `http://127.0.0.1:${await closedPort()}` : fake.url;
+  const baseUrl = fault.refused ? `http://127.0.0.1:${await freePort()}` : fake.url;
   const real = createTwilioRest({ accountSid: fake.accountSid, authToken: fake.authToken, baseUrl, timeoutMs: REST_TIMEOUT_MS });
   // A REST layer that never settles and ignores its signal: only the machine's timer can save the call.
   const deaf: TwilioRest = { ...real, updateCallTwiml: () => new Promise<void>(() => {}), hangup: () => new Promise<void>(() => {}) };

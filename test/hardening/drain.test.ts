@@ -7,18 +7,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { createTwilioRest } from '../../src/twilio/rest.js';
 import { start as startFakeRest, type FakeTwilioRest } from '../fakes/twilio-rest-server.js';
 import { callerSpeech } from '../support/caller-speech.js';
 import { FIXTURE_TENANTS_DIR, startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
+import { freePort, upgradeStatus } from '../support/net.js';
 import { formBody, signedForm, wsSignature } from '../support/twilio-sign.js';
 
 const DRAIN_MS = 3_000;
@@ -110,7 +109,7 @@ describe('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
     live.push(pending);
 
     // Once no call waits for its stream, a stray upgrade (validly signed) is refused with 503.
-    expect(await upgradeStatus(engine.url)).toBe(503);
+    expect(await upgradeStatusOf(engine.url)).toBe(503);
 
     // Live calls converse: the question asked after SIGTERM is answered as speech.
     expect(await spoken).toBe(true);
@@ -169,36 +168,12 @@ function signedPost(path: string, params: Record<string, string>): RequestInit {
 }
 
 /** Opens a validly signed stream upgrade and reports the HTTP status it got (101 if accepted). */
-function upgradeStatus(serverUrl: string): Promise<number> {
-  const ws = new WebSocket(`${serverUrl.replace(/^http/, 'ws')}/twilio/ws`, {
-    headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') },
-  });
-  return new Promise((resolve, reject) => {
-    ws.once('unexpected-response', (_req, res) => {
-      resolve(res.statusCode ?? 0);
-      ws.terminate();
-    });
-    ws.once('open', () => {
-      resolve(101);
-      ws.terminate();
-    });
-    ws.once('error', reject);
-  });
-}
+const upgradeStatusOf = (serverUrl: string) =>
+  upgradeStatus(`${serverUrl.replace(/^http/, 'ws')}/twilio/ws`, { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') });
 
 // ---------------------------------------------------------------------------------------------
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 
 describe('drain in the real entry point (child process)', () => {
   let child: ChildProcess | null = null;

@@ -6,9 +6,9 @@
  */
 import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { upgradeStatus } from '../support/net.js';
 import { signedForm, wsSignature } from '../support/twilio-sign.js';
 
 const QUICK_VET = '+15550109000';
@@ -46,20 +46,8 @@ const voiceParams = (callSid: string, extra: Record<string, string> = {}) => ({
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 
 /** The HTTP status a stream upgrade gets (101 when accepted), with the given signature and Host. */
-function upgrade(signature: string, host: string): Promise<number> {
-  const ws = new WebSocket(`${engine.url.replace(/^http/, 'ws')}/twilio/ws`, { headers: { 'x-twilio-signature': signature, host } });
-  return new Promise((resolve, reject) => {
-    ws.once('unexpected-response', (_req, res) => {
-      resolve(res.statusCode ?? 0);
-      ws.terminate();
-    });
-    ws.once('open', () => {
-      resolve(101);
-      ws.terminate();
-    });
-    ws.once('error', reject);
-  });
-}
+const upgrade = (signature: string, host: string) =>
+  upgradeStatus(`${engine.url.replace(/^http/, 'ws')}/twilio/ws`, { 'x-twilio-signature': signature, host });
 
 describe('forged Host (F14)', () => {
   it('a genuine webhook with a forged Host and X-Forwarded-* gets TwiML built from PUBLIC_BASE_URL only', async () => {
