@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseJournal, replayJournal } from '../../src/replay/replay.js';
 import type { FakeChatBody } from '../fakes/openai-chat-server.js';
 import { callerSpeech } from '../support/caller-speech.js';
 import { ELEVENLABS_KEY, OPENAI_KEY, startCloudEngine, type CloudRig } from '../support/cloud-engine.js';
@@ -133,6 +134,11 @@ describe('a call on the cloud providers (fake vendor servers)', () => {
     await call.waitFor(() => stateOf(rig, call.callSid) === 'ended', 3_000, 'the end');
     await rig.engine.journal!.flushAll();
     expect(journalEvents(journalDir).filter((e) => e.type === 'provider.fallback')).toMatchObject([{ kind: 'agent', from: 'openai', to: 'local' }]);
+    // A call with cloud partials and a fallback in it replays exactly like any other.
+    const replay = replayJournal(parseJournal(readFileSync(join(journalDir, readdirSync(journalDir)[0]!), 'utf8')));
+    expect(replay.divergences).toEqual([]);
+    expect(replay.outcome).toBe('callerHungUp');
+    expect(replay.outcome).toBe(replay.recordedOutcome);
   }, 40_000);
 
   it('speaks with the local voice when ElevenLabs fails, and keeps the call going', async () => {
