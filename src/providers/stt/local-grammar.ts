@@ -14,7 +14,7 @@ import type { Tenant } from '../../config/tenant.schema.js';
 /** Words and phrases a tenant adds to the grammar: staff names, services, emergency keywords. */
 export function sttVocabularyFor(tenant: Tenant): string[] {
   const titles = /^(dr|doctor|dvm|vmd|mr|mrs|ms|miss|prof)$/i;
-  const out = new Set<string>([...tenant.emergency.keywords, ...tenant.info.services]);
+  const out = new Set<string>([tenant.name, ...tenant.emergency.keywords, ...tenant.info.services]);
   for (const person of tenant.info.staff) {
     const words = person.replace(/\(.*?\)/g, ' ').split(/[\s,.]+/).filter((w) => w && !titles.test(w));
     if (words[0]) out.add(words[0]);

@@ -53,6 +53,14 @@ export function ulawToWav(ulaw: Uint8Array): Uint8Array {
 /** `en-US` → `en`: the transcription API takes ISO-639-1. */
 export const isoLanguage = (tag: string): string => tag.split(/[-_]/)[0]!.trim().toLowerCase();
 
+/** Species and the drugs callers name most (refills, reactions), spelled as clinics write them. */
+const VET_TERMS = [
+  'dog', 'cat', 'puppy', 'kitten', 'rabbit', 'guinea pig', 'ferret', 'parakeet', 'bearded dragon',
+  'Apoquel', 'Cytopoint', 'carprofen', 'Rimadyl', 'meloxicam', 'gabapentin', 'trazodone', 'Bravecto',
+  'NexGard', 'Simparica', 'Heartgard', 'Revolution', 'Frontline', 'Clavamox', 'cephalexin',
+  'metronidazole', 'prednisone', 'Vetmedin', 'insulin', 'spay', 'neuter', 'microchip', 'parvo',
+];
+
 /**
  * The call's vocabulary as a transcription prompt: deduplicated, in order, cut at a whole term
  * once MAX_PROMPT_CHARS is reached. Empty vocabulary → empty prompt.
@@ -61,7 +69,8 @@ export function vocabularyPrompt(vocabulary: readonly string[]): string {
   const head = 'A phone call to a veterinary clinic. Names and terms: ';
   const seen = new Set<string>();
   let out = '';
-  for (const raw of vocabulary) {
+  // The clinic's own terms first (they are cut last), then what every vet practice hears.
+  for (const raw of vocabulary.length > 0 ? [...vocabulary, ...VET_TERMS] : []) {
     const term = raw.replace(/\s+/g, ' ').trim();
     const key = term.toLowerCase();
     if (!term || seen.has(key)) continue;
