@@ -4,29 +4,94 @@
  * message must carry the one-time token /twilio/voice minted for this CallSid.
  */
 import websocket from '@fastify/websocket';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from '../calls/registry.js';
 import type { CallSession } from '../calls/session.js';
 import { upgradeSignatureHook, type SignatureConfig } from '../twilio/signature.js';
-import { attachMediaStream, MEDIA_STREAM_WS_OPTIONS, type MediaStreamOptions } from '../twilio/stream-socket.js';
+import {
+  attachMediaStream, CLOSE, MEDIA_STREAM_WS_OPTIONS, PENDING_STREAM_LIMITS, streamCounters, type MediaStreamOptions,
+} from '../twilio/stream-socket.js';
 
 export const STREAM_PATH = '/twilio/ws';
+
+type Release = () => void;
+
+/**
+ * Slots for sockets upgraded but not yet started (reliability.md F5): a socket that never sends
+ * `start` holds one until the start timeout. A slot is taken before the handshake and given back
+ * at an accepted `start` or at close, whichever comes first.
+ */
+export class PendingStreams {
+  private total = 0;
+  private readonly byIp = new Map<string, number>();
+
+  constructor(private readonly limits: { total: number; perIp: number }) {}
+
+  /** A release function (idempotent), or which limit is full. */
+  reserve(ip: string): Release | 'total' | 'perIp' {
+    if (this.total >= this.limits.total) return 'total';
+    const fromIp = this.byIp.get(ip) ?? 0;
+    if (fromIp >= this.limits.perIp) return 'perIp';
+    this.total++;
+    this.byIp.set(ip, fromIp + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.total--;
+      const left = (this.byIp.get(ip) ?? 1) - 1;
+      if (left > 0) this.byIp.set(ip, left);
+      else this.byIp.delete(ip);
+    };
+  }
+
+  get size(): number {
+    return this.total;
+  }
+}
 
 export async function registerStreamRoute(
   app: FastifyInstance,
   deps: { signature: SignatureConfig; registry: Registry; streamOptions?: MediaStreamOptions },
 ): Promise<void> {
+  const counters = deps.streamOptions?.counters ?? streamCounters;
+  const pending = new PendingStreams({
+    total: deps.streamOptions?.maxPendingStreams ?? PENDING_STREAM_LIMITS.total,
+    perIp: deps.streamOptions?.maxPendingStreamsPerIp ?? PENDING_STREAM_LIMITS.perIp,
+  });
+  const slots = new WeakMap<FastifyRequest, Release>();
+
+  // After the signature check, so only signed upgrades take (or are refused) a slot. 503 before the
+  // handshake, like the drain's refusal in server.ts: Twilio then runs the verbs after </Connect>.
+  const reserveSlot = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    if (!req.ws) return undefined; // a plain GET: the route answers 404
+    const slot = pending.reserve(req.ip);
+    if (typeof slot === 'function') {
+      slots.set(req, slot);
+      req.raw.socket.once('close', slot); // a handshake that fails never reaches the handler
+      return undefined;
+    }
+    counters.upgradesRefused[slot]++;
+    req.log.warn({ code: 'VET_E_STREAM_CAPACITY', limit: slot, awaitingStart: pending.size }, 'stream upgrade refused: too many sockets awaiting start');
+    return reply.code(503).send();
+  };
+
   await app.register(websocket, { options: { ...MEDIA_STREAM_WS_OPTIONS } });
-  app.get(STREAM_PATH, { websocket: true, preValidation: upgradeSignatureHook(deps.signature), config: { rateLimit: false } }, (socket, request) => {
+  const preValidation = [upgradeSignatureHook(deps.signature), reserveSlot];
+  app.get(STREAM_PATH, { websocket: true, preValidation, config: { rateLimit: false } }, (socket, request) => {
     let session: CallSession | undefined;
+    let backpressureDrops = 0;
     const log = request.log;
+    const release = slots.get(request) ?? (() => undefined);
     const handle = attachMediaStream(
       socket,
       {
         onStart: (start) => {
           const decision = deps.registry.acceptStream(start, handle);
-          if (decision === 'accept') session = deps.registry.session(start.callSid);
-          else log.warn({ code: 'VET_E_STREAM_TOKEN', reason: decision.reject }, 'media stream refused');
+          if (decision === 'accept') {
+            session = deps.registry.session(start.callSid);
+            release();
+          } else log.warn({ code: 'VET_E_STREAM_TOKEN', reason: decision.reject }, 'media stream refused');
           return decision;
         },
         onMedia: (media) => session?.onMedia(media),
@@ -34,6 +99,10 @@ export async function registerStreamRoute(
         onMark: (mark) => session?.onMark(mark),
         onStop: () => session?.onStop(),
         onClose: (code, reason) => {
+          release();
+          if (code === CLOSE.tryAgainLater) {
+            (session?.log ?? log).warn({ code: 'VET_E_STREAM_BACKPRESSURE', droppedSends: backpressureDrops }, 'media stream closed: Twilio stopped reading');
+          }
           if (!session) {
             log.info({ code, reason }, 'media stream closed before start');
             return;
@@ -41,7 +110,11 @@ export async function registerStreamRoute(
           session.onClose();
         },
         onHandlerError: (err) => (session?.log ?? log).error({ err }, 'media stream handler failed'),
-        onSendDropped: (reason, bufferedAmount) => (session?.log ?? log).warn({ reason, bufferedAmount }, 'outbound frame dropped'),
+        onSendDropped: (reason, bufferedAmount) => {
+          // A stalled peer drops every frame (~100/s): log the first, count the rest (closed with 1013).
+          if (reason === 'backpressure' && backpressureDrops++ > 0) return;
+          (session?.log ?? log).warn({ reason, bufferedAmount }, 'outbound frame dropped');
+        },
       },
       deps.streamOptions,
     );

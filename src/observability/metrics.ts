@@ -141,6 +141,24 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
       for (const [reason, n] of Object.entries(streams.invalid)) this.inc({ reason }, n);
     },
   });
+  new Counter({
+    name: 'vetline_stream_upgrades_refused_total',
+    help: 'Stream upgrades refused (503) by the pending-socket caps: `total` (per process) or `perIp`.',
+    labelNames: ['limit'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [limit, n] of Object.entries(streams.upgradesRefused)) this.inc({ limit }, n);
+    },
+  });
+  new Counter({
+    name: 'vetline_stream_backpressure_closes_total',
+    help: 'Streams closed 1013 because Twilio stopped reading our audio for too long.',
+    registers,
+    collect() {
+      totalFrom(this, streams.backpressureCloses);
+    },
+  });
   const journal = deps.journal;
   if (journal) {
     new Counter({

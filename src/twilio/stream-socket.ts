@@ -26,7 +26,14 @@ export const MEDIA_STREAM_WS_OPTIONS = {
   skipUTF8Validation: false,
 } as const satisfies ServerOptions;
 
-export const CLOSE = { normal: 1000, unsupported: 1003, policy: 1008, internal: 1011 } as const;
+export const CLOSE = { normal: 1000, unsupported: 1003, policy: 1008, internal: 1011, tryAgainLater: 1013 } as const;
+
+/**
+ * Sockets upgraded but not yet started hold a slot each (F5); the route refuses upgrades beyond these
+ * with 503. Per IP only before `start`: Twilio's media servers share wide cloud ranges (F16), so a
+ * started call is never counted against its address.
+ */
+export const PENDING_STREAM_LIMITS = { total: 32, perIp: 4 } as const;
 
 export type StartDecision = 'accept' | { reject: string };
 export type SendDropReason = 'notStarted' | 'closed' | 'backpressure';
@@ -52,6 +59,11 @@ export interface MediaStreamOptions {
   maxInvalidFrames?: number;
   /** `send` drops (and reports) while `socket.bufferedAmount` exceeds this (F13). */
   maxBufferedBytes?: number;
+  /** Still over `maxBufferedBytes` this long after the first dropped send → close 1013 (the peer stopped reading). */
+  backpressureCloseMs?: number;
+  /** Upgraded sockets awaiting `start`, per process and per client IP (read by the route; PENDING_STREAM_LIMITS). */
+  maxPendingStreams?: number;
+  maxPendingStreamsPerIp?: number;
   /** After we close, a peer that does not finish the handshake is terminated after this. */
   closeGraceMs?: number;
   counters?: StreamCounters;
@@ -65,7 +77,9 @@ export const createStreamCounters = () => ({
   /** Unknown events (ignored by protocol rule), frames before an accepted start, frames after we closed. */
   ignoredEvents: 0, ignoredBeforeStart: 0, ignoredAfterClose: 0,
   accepted: 0, rejected: 0, duplicateStarts: 0, startTimeouts: 0, idleTimeouts: 0,
-  binaryCloses: 0, invalidCloses: 0, handlerErrors: 0, socketErrors: 0,
+  binaryCloses: 0, invalidCloses: 0, handlerErrors: 0, socketErrors: 0, backpressureCloses: 0,
+  /** Upgrades answered 503 because too many sockets awaited `start`: in the process, or from one IP. */
+  upgradesRefused: { total: 0, perIp: 0 },
   sendsOk: 0, sendsDropped: { notStarted: 0, closed: 0, backpressure: 0 } as Record<SendDropReason, number>,
 });
 export type StreamCounters = ReturnType<typeof createStreamCounters>;
@@ -100,6 +114,7 @@ export function attachMediaStream(
   const maxBuffered = opts.maxBufferedBytes ?? 1024 * 1024;
   const idleMs = opts.idleTimeoutMs ?? 10_000;
   const graceMs = opts.closeGraceMs ?? 1_000;
+  const stallMs = opts.backpressureCloseMs ?? 5_000;
 
   let state: StreamState = 'awaitingStart';
   let closing = false; // we called socket.close(): ignore further frames
@@ -111,6 +126,7 @@ export function attachMediaStream(
   let startTimer: ReturnType<typeof setTimeout> | null = null;
   let idleTimer: ReturnType<typeof setTimeout> | null = null;
   let killTimer: ReturnType<typeof setTimeout> | null = null;
+  let stallTimer: ReturnType<typeof setTimeout> | null = null; // armed by the first send dropped for backpressure
   c.sockets++;
 
   const report = (err: unknown): void => {
@@ -124,7 +140,8 @@ export function attachMediaStream(
   const clearTimers = (): void => {
     if (startTimer) clearTimeout(startTimer);
     if (idleTimer) clearTimeout(idleTimer);
-    startTimer = idleTimer = null;
+    if (stallTimer) clearTimeout(stallTimer);
+    startTimer = idleTimer = stallTimer = null;
   };
 
   const endWithClose = (code: number, reason: string): void => {
@@ -265,6 +282,27 @@ export function attachMediaStream(
     }
   };
 
+  /**
+   * A peer that stops reading fills the kernel's buffers, then ours: `send` drops from then on, and
+   * if the socket is still over the cap `stallMs` later the stream ends 1013 (F13) instead of
+   * playing into the void. A send that gets through disarms it.
+   */
+  const onStall = (): void => {
+    stallTimer = null;
+    if (closing || socket.bufferedAmount <= maxBuffered) return;
+    c.backpressureCloses++;
+    closeWith(CLOSE.tryAgainLater, 'peer not reading');
+  };
+  const noteStall = (stalled: boolean): void => {
+    if (!stalled) {
+      if (stallTimer) clearTimeout(stallTimer);
+      stallTimer = null;
+    } else if (!stallTimer) {
+      stallTimer = setTimeout(onStall, stallMs);
+      stallTimer.unref();
+    }
+  };
+
   socket.on('message', (data: RawData, isBinary: boolean) => {
     try {
       onMessage(data, isBinary);
@@ -295,12 +333,16 @@ export function attachMediaStream(
       };
       if (state !== 'started') return drop(state === 'awaitingStart' ? 'notStarted' : 'closed');
       if (closing || socket.readyState !== socket.OPEN) return drop('closed');
-      if (socket.bufferedAmount > maxBuffered) return drop('backpressure');
+      if (socket.bufferedAmount > maxBuffered) {
+        noteStall(true);
+        return drop('backpressure');
+      }
       try {
         socket.send(json);
       } catch {
         return drop('closed');
       }
+      noteStall(false);
       c.sendsOk++;
       return true;
     },

@@ -24,7 +24,7 @@ import { createFakeTts } from '../../src/providers/tts/fake.js';
 import { createFakeVad } from '../../src/providers/vad/fake.js';
 import { INVALID_REASONS, parseInbound } from '../../src/twilio/media-codec.js';
 import type { InboundResult } from '../../src/twilio/media-codec.js';
-import { createStreamCounters, MEDIA_STREAM_WS_OPTIONS } from '../../src/twilio/stream-socket.js';
+import { createStreamCounters, MEDIA_STREAM_WS_OPTIONS, PENDING_STREAM_LIMITS } from '../../src/twilio/stream-socket.js';
 import { CPS, QUICK_VET, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
@@ -266,7 +266,8 @@ describe('a storm of hostile frames over real sockets', () => {
       prompts: await warmPrompts(),
       rest: restRecorder().rest,
       env: { TENANTS_DIR: TENANTS },
-      streamOptions: { counters, startTimeoutMs: START_TIMEOUT_MS },
+      // The storm holds up to 11 unstarted sockets from one address; the per-IP cap has its own test.
+      streamOptions: { counters, startTimeoutMs: START_TIMEOUT_MS, maxPendingStreamsPerIp: PENDING_STREAM_LIMITS.total },
     });
   });
   afterAll(async () => {

@@ -1,0 +1,185 @@
+/**
+ * Connection caps on /twilio/ws over real sockets (reliability.md F5, F16): at most 32 sockets
+ * upgraded but not yet started per process and 4 per client IP; beyond that the upgrade is answered
+ * 503 before the handshake. A slot comes back when its socket starts, closes or times out; started
+ * calls never count against their address. Loopback aliases (127.0.0.2, …) stand in for clients.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { createFakeAgent } from '../../src/providers/agent/fake.js';
+import { createFakeStt } from '../../src/providers/stt/fake.js';
+import { createFakeTts } from '../../src/providers/tts/fake.js';
+import { createFakeVad } from '../../src/providers/vad/fake.js';
+import { createStreamCounters, PENDING_STREAM_LIMITS, type StreamCounters } from '../../src/twilio/stream-socket.js';
+import { CPS, QUICK_VET, TENANTS, voiceWebhook, warmPrompts } from '../e2e/conversation-kit.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { restRecorder } from '../support/rest-recorder.js';
+import { wsSignature } from '../support/twilio-sign.js';
+
+const opened = new Set<WebSocket>();
+
+async function engineWith(counters: StreamCounters, startTimeoutMs: number): Promise<TestEngine> {
+  return startEngine({
+    providers: { vad: createFakeVad(), stt: createFakeStt(), tts: createFakeTts({ charsPerSecond: CPS }), agent: createFakeAgent() },
+    prompts: await warmPrompts(),
+    rest: restRecorder().rest,
+    env: { TENANTS_DIR: TENANTS },
+    streamOptions: { counters, startTimeoutMs },
+  });
+}
+
+/** A signed upgrade from `from`: the open socket, or the HTTP status it was refused with. */
+function upgrade(engine: TestEngine, from: string): Promise<WebSocket | number> {
+  const ws = new WebSocket(`${engine.url.replace(/^http/, 'ws')}/twilio/ws`, {
+    headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') },
+    localAddress: from,
+  });
+  opened.add(ws);
+  return new Promise((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+async function accepted(engine: TestEngine, from: string): Promise<WebSocket> {
+  const out = await upgrade(engine, from);
+  if (typeof out === 'number') throw new Error(`upgrade from ${from} refused with ${out}`);
+  return out;
+}
+
+/** Mint a call on /twilio/voice and start its stream on `ws`; resolves once the engine holds the stream. */
+async function startCall(engine: TestEngine, ws: WebSocket): Promise<string> {
+  const callSid = `CA${randomBytes(16).toString('hex')}`;
+  const res = await voiceWebhook(engine.url, callSid);
+  const parameters = parseTwiml(res.body, res.status).stream?.parameters;
+  if (!parameters) throw new Error(`no stream in the TwiML (${res.status})`);
+  const streamSid = `MZ${randomBytes(16).toString('hex')}`;
+  ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
+  ws.send(JSON.stringify({
+    event: 'start', sequenceNumber: '1', streamSid,
+    start: { accountSid: TEST_ACCOUNT, streamSid, callSid, tracks: ['inbound'], customParameters: parameters,
+      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } },
+  }));
+  await expect.poll(() => engine.registry.session(callSid)?.streamConnected, { timeout: 3_000, interval: 10 }).toBe(true);
+  return callSid;
+}
+
+/** Drop a socket and wait until the server has seen it go (its slot is then free). */
+async function drop(engine: TestEngine, ws: WebSocket): Promise<void> {
+  const before = engine.app.websocketServer.clients.size;
+  ws.terminate();
+  await expect.poll(() => engine.app.websocketServer.clients.size, { timeout: 3_000, interval: 10 }).toBeLessThan(before);
+}
+
+/** A well-behaved call end to end: greeting audio arrives, hang-up closes 1000. */
+async function genuineCallWorks(engine: TestEngine): Promise<void> {
+  const call = await FakeTwilio.call({
+    serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321',
+  });
+  try {
+    await call.waitFor((c) => c.outbound.some((o) => o.message?.event === 'media'), 5_000, 'greeting audio');
+    expect(call.protocolErrors).toEqual([]);
+    await call.hangUp();
+    expect(call.closed?.code).toBe(1000);
+  } finally {
+    await call.dispose();
+  }
+}
+
+afterEach(() => {
+  for (const ws of opened) ws.terminate();
+  opened.clear();
+});
+
+describe('pending-stream caps (defaults: 32 per process, 4 per IP)', () => {
+  let engine: TestEngine;
+  const counters = createStreamCounters();
+
+  beforeAll(async () => {
+    engine = await engineWith(counters, 30_000); // idle sockets stay pending for the whole test
+  });
+  afterAll(async () => {
+    await engine.close();
+  });
+
+  it('the 5th idle socket from one IP gets 503; a start or a close frees a slot; started calls never count', async () => {
+    expect(PENDING_STREAM_LIMITS).toEqual({ total: 32, perIp: 4 });
+    const [a, b, c, d] = [
+      await accepted(engine, '127.0.0.1'), await accepted(engine, '127.0.0.1'),
+      await accepted(engine, '127.0.0.1'), await accepted(engine, '127.0.0.1'),
+    ];
+    expect(await upgrade(engine, '127.0.0.1')).toBe(503);
+    expect(counters.upgradesRefused).toEqual({ total: 0, perIp: 1 });
+    await drop(engine, await accepted(engine, '127.0.0.2')); // another address is not affected
+
+    // One of the four starts its call: the slot is free, the next upgrade from the same IP gets it.
+    const live = [await startCall(engine, a)];
+    const e = await accepted(engine, '127.0.0.1');
+    expect(await upgrade(engine, '127.0.0.1')).toBe(503);
+
+    // One leaves without starting: its slot is free too.
+    await drop(engine, b);
+    const f = await accepted(engine, '127.0.0.1');
+    expect(await upgrade(engine, '127.0.0.1')).toBe(503);
+    expect(counters.upgradesRefused).toEqual({ total: 0, perIp: 3 });
+
+    // F16: calls that start promptly are never limited by their address. Three sockets of 127.0.0.1
+    // stay idle; five calls go through the one free slot, one after another, and stay up.
+    await drop(engine, f);
+    for (let i = 0; i < 5; i++) live.push(await startCall(engine, await accepted(engine, '127.0.0.1')));
+    expect(live.map((sid) => engine.registry.session(sid)?.streamConnected)).toEqual(Array(6).fill(true));
+    expect([c, d, e].map((ws) => ws.readyState)).toEqual([WebSocket.OPEN, WebSocket.OPEN, WebSocket.OPEN]);
+    // 3 idle + 6 started from one address: one slot free, then none.
+    await accepted(engine, '127.0.0.1');
+    expect(await upgrade(engine, '127.0.0.1')).toBe(503);
+    expect(counters.upgradesRefused).toEqual({ total: 0, perIp: 4 });
+  }, 30_000);
+
+  it('the 33rd idle socket in the process gets 503 whatever its address; a genuine call works once they leave', async () => {
+    const idle: WebSocket[] = [];
+    for (let host = 2; host <= 9; host++) {
+      for (let i = 0; i < 4; i++) idle.push(await accepted(engine, `127.0.0.${host}`));
+    }
+    expect(idle).toHaveLength(32);
+    const refused = counters.upgradesRefused.total;
+    expect(await upgrade(engine, '127.0.0.10')).toBe(503);
+    expect(await upgrade(engine, '127.0.0.1')).toBe(503);
+    expect(counters.upgradesRefused.total).toBe(refused + 2);
+
+    await drop(engine, idle.pop()!); // one slot back, for any address
+    await drop(engine, await accepted(engine, '127.0.0.10'));
+    for (const ws of idle) ws.terminate();
+    await expect.poll(() => engine.app.websocketServer.clients.size, { timeout: 3_000, interval: 20 }).toBe(0);
+    await genuineCallWorks(engine);
+  }, 30_000);
+});
+
+describe('a socket that never starts gives its slot back at the start timeout', () => {
+  let engine: TestEngine;
+  const counters = createStreamCounters();
+
+  beforeAll(async () => {
+    engine = await engineWith(counters, 300);
+  });
+  afterAll(async () => {
+    await engine.close();
+  });
+
+  it('four silent sockets fill one IP; after their 1008 the IP is accepted again', async () => {
+    const silent = [];
+    for (let i = 0; i < 4; i++) silent.push(await accepted(engine, '127.0.0.3'));
+    const closes = silent.map((ws) => new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code))));
+    expect(await upgrade(engine, '127.0.0.3')).toBe(503);
+    expect(await Promise.all(closes)).toEqual([1008, 1008, 1008, 1008]);
+    expect(counters.startTimeouts).toBe(4);
+    await genuineCallWorks(engine); // from 127.0.0.1
+    expect(await accepted(engine, '127.0.0.3')).toBeInstanceOf(WebSocket);
+    expect(counters.upgradesRefused).toEqual({ total: 0, perIp: 1 });
+  }, 15_000);
+});
