@@ -7,11 +7,25 @@
 export type FrameListener = (pcm: Int16Array, atMs: number) => void;
 export type BoundaryListener = (boundary: 'start' | 'end') => void;
 
+const SAMPLES_PER_MS = 8;
+
 export class AudioHub {
   private readonly frameListeners = new Set<FrameListener>();
   private readonly boundaryListeners = new Set<BoundaryListener>();
-  /** Stream time of the latest frame (ms since the stream started). */
-  nowMs = 0;
+  /** Stream time at which the latest frame ended (ms since the stream started). */
+  private frameEndMs = 0;
+  /** When (monotonic clock) that frame arrived: a frame arrives once it has ended. */
+  private arrivedAt = 0;
+
+  constructor(private readonly clock: () => number = () => performance.now()) {}
+
+  /**
+   * Stream time now: the end of the latest frame plus the time since it arrived. Used to stamp
+   * transcripts, so the end-of-turn window does not count the last frame's 20 ms twice.
+   */
+  get nowMs(): number {
+    return this.frameEndMs + Math.max(0, this.clock() - this.arrivedAt);
+  }
 
   onFrame(listener: FrameListener): () => void {
     this.frameListeners.add(listener);
@@ -24,7 +38,8 @@ export class AudioHub {
   }
 
   pushFrame(pcm: Int16Array, atMs: number): void {
-    this.nowMs = atMs;
+    this.frameEndMs = atMs + pcm.length / SAMPLES_PER_MS;
+    this.arrivedAt = this.clock();
     for (const listener of this.frameListeners) listener(pcm, atMs);
   }
 
