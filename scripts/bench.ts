@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --calls N --duration S [--providers fake|local] [--ramp] [--seed K] [--cpu-prof]`
+ * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
  * (reliability.md §4 recipe 4, §5; conversation.md §1.4 and §6).
  *
  * Starts the engine in its own process (`node --import tsx src/main.ts`, loopback, a free port) and,
@@ -29,7 +29,11 @@
  * utterance finalizes as '' and no speech turn happens (the machine goes back to waiting); with fake
  * providers the turns are therefore key turns ('1' → "caller pressed 1: appointment" → the fake
  * agent's "Okay." → a fake tone), and barge-ins happen over the key menu ('*'). Speech is still sent,
- * so VAD, recognizer plumbing and endpointing run.
+ * so VAD, recognizer plumbing and endpointing run. `cloud` = the engine's real OpenAI (Realtime STT,
+ * chat) and ElevenLabs adapters against the fake vendor servers, started in this process with
+ * realistic latencies (scripts/bench-cloud.ts); callers behave as with `local`, and the JSON gains
+ * `cloud` (the engine's own time per speech turn, vendor spans, windows) and `usage` (per call, from
+ * the journals' outcome lines).
  *
  * Loopback only, bounded in wall time (duration + 240 s; ramp: --ramp-budget + duration + 180 s),
  * stops by itself and kills the engine on exit, Ctrl-C included (a second Ctrl-C: at once). TWILIO_ACCOUNT_SID is deliberately not given to the
@@ -37,7 +41,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,6 +49,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { FakeTwilio } from '../test/support/fake-twilio.js';
+import type * as BenchCloud from './bench-cloud.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -156,7 +161,19 @@ function freePort(): Promise<number> {
 // =============================================================================================
 // The engine child.
 
-type ProviderSet = 'fake' | 'local';
+type ProviderSet = 'fake' | 'local' | 'cloud';
+
+interface EngineOptions {
+  providers: ProviderSet;
+  probe: boolean;
+  cpuProfDir: string | null;
+  maxCalls: number;
+  /** cloud: keys, base URLs of the fake vendor servers, provider names, TTS transport. */
+  env: Record<string, string>;
+}
+
+/** A call's `usage` from its journal outcome line (src/calls/session.ts journalSummary). */
+interface CallUsage { agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number; sttSpeechMs: number }
 
 interface EngineTurn {
   callSid: string;
@@ -193,11 +210,14 @@ class EngineChild {
   private procTimer: NodeJS.Timeout | null = null;
   private readonly clkTck = 100; // getconf CLK_TCK on Linux x86-64/arm64
 
-  private constructor(port: number, private readonly opts: { providers: ProviderSet; probe: boolean; cpuProfDir: string | null; maxCalls: number }) {
+  /** One per journal with an outcome line, read when the engine has stopped. */
+  readonly usages: CallUsage[] = [];
+
+  private constructor(port: number, private readonly opts: EngineOptions) {
     this.port = port;
   }
 
-  static async start(opts: { providers: ProviderSet; probe: boolean; cpuProfDir: string | null; maxCalls: number }): Promise<EngineChild> {
+  static async start(opts: EngineOptions): Promise<EngineChild> {
     const e = new EngineChild(await freePort(), opts);
     try {
       await e.spawn();
@@ -228,14 +248,13 @@ class EngineChild {
       TWILIO_AUTH_TOKEN: this.token,
       TENANTS_DIR: 'test/fixtures/tenants',
       JOURNAL_DIR: this.journalDir,
-      STT_PROVIDER: p,
-      TTS_PROVIDER: p,
-      AGENT_PROVIDER: p,
+      ...(p === 'cloud' ? {} : { STT_PROVIDER: p, TTS_PROVIDER: p, AGENT_PROVIDER: p }),
       VAD_PROVIDER: 'energy', // the fake VAD never fires without a script
       LOG_LEVEL: 'info',
       MAX_CALLS: String(this.opts.maxCalls),
       DRAIN_TIMEOUT_MS: '3000',
       ...(this.opts.probe ? { VETLINE_BENCH_PROBE: '1' } : {}),
+      ...this.opts.env,
     };
     // Node 20 refuses --cpu-prof in NODE_OPTIONS ("not allowed"): it goes on the command line.
     const prof = this.opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`] : [];
@@ -364,7 +383,21 @@ class EngineChild {
       while (!this.exited && performance.now() < end) await sleep(50);
       if (!this.exited) child.kill('SIGKILL');
     }
+    this.readUsage();
     rmSync(this.journalDir, { recursive: true, force: true });
+  }
+
+  /** Each journal's outcome line (its last) carries the call's usage. */
+  private readUsage(): void {
+    for (const file of readdirSync(this.journalDir).filter((f) => f.endsWith('.jsonl'))) {
+      const last = readFileSync(join(this.journalDir, file), 'utf8').trimEnd().split('\n').at(-1) ?? '';
+      try {
+        const o = JSON.parse(last) as { type?: string; record?: { usage?: CallUsage } };
+        if (o.type === 'outcome' && o.record?.usage) this.usages.push(o.record.usage);
+      } catch {
+        // a journal cut short (engine killed): no outcome line
+      }
+    }
   }
 
   /** Synchronous last resort (process 'exit'). */
@@ -414,8 +447,24 @@ class StallTracker {
 // =============================================================================================
 // One simulated caller.
 
-interface Line { text: string; ulaw: Uint8Array }
-interface TurnSample { callSid: string; kind: 'speech' | 'barge'; latencyMs: number; firstAudioWallMs: number; engine: EngineTurn | null }
+interface Line {
+  text: string;
+  ulaw: Uint8Array;
+  /** cloud: frames from the line's last one to the one on which the engine's VAD closes the segment (bench-cloud.ts). */
+  speechEndFrames: number | null;
+}
+interface TurnSample {
+  callSid: string;
+  kind: 'speech' | 'barge';
+  latencyMs: number;
+  firstAudioWallMs: number;
+  engine: EngineTurn | null;
+  /** For cloud turn breakdowns: the caller, and the end of its speech, the VAD's decision frame and the first reply media on this process's performance clock. */
+  callIndex: number;
+  endPerfMs: number;
+  decisionPerfMs: number | null;
+  firstPerfMs: number;
+}
 interface KeySample { key: string; latencyMs: number }
 interface BargeSample { over: 'reply' | 'prompt'; line: string; reactionMs: number }
 interface CallResult {
@@ -449,6 +498,8 @@ interface SimOptions {
   FakeTwilioClass: typeof FakeTwilio;
   aborted: () => boolean;
   stalls: StallTracker;
+  /** cloud: the 20 ms frame said before each line that names the caller to the transcription fake. */
+  tagFor: ((index: number) => Uint8Array) | null;
 }
 
 const QUIET_MS = 700;
@@ -466,8 +517,11 @@ class SimCall {
   private perfOffset = 0;
   readonly result: CallResult;
 
-  constructor(private readonly o: SimOptions, index: number) {
+  private readonly tag: Uint8Array | null;
+
+  constructor(private readonly o: SimOptions, private readonly index: number) {
     this.random = rng(o.seed * 7919 + index);
+    this.tag = o.tagFor?.(index) ?? null;
     this.result = {
       callSid: '', ok: false, failure: null, endedByEngine: null, turns: [], unanswered: 0, keys: [], keysUnanswered: 0,
       bargeIns: [], bargeMissed: 0, bargeSkipped: 0, jitterMs: [], jitterCleanMs: [], underruns: 0, greetingUnderruns: 0, maxUnderrunMs: 0, mediaMessages: 0,
@@ -581,13 +635,14 @@ class SimCall {
     }
     await this.until(() => this.quietFor(QUIET_MS), 20_000);
     const local = this.o.providers === 'local';
+    const speech = this.o.providers !== 'fake'; // local and cloud: speech turns, as in local runs
     const lines = this.o.lines;
     while (this.open() && !this.o.aborted() && performance.now() < deadline - 2_500) {
       const r = this.random();
-      if (r < (local ? 0.15 : 0.55)) {
-        // A key: local → '*' (the menu clip; '1' would start the booking flow's long windows);
+      if (r < (speech ? 0.15 : 0.55)) {
+        // A key: local, cloud → '*' (the menu clip; '1' would start the booking flow's long windows);
         // fake → '1' (an agent turn) or '*'.
-        const key = local || this.random() < 0.45 ? '*' : '1';
+        const key = speech || this.random() < 0.45 ? '*' : '1';
         const t = this.now();
         c.dtmf(key);
         if (await this.until(() => this.firstMediaAfter(t) !== null, 6_000)) {
@@ -597,11 +652,11 @@ class SimCall {
         } else this.result.keysUnanswered++;
       } else {
         const line = this.pick(lines.slice(0, 2));
-        const spoken = await c.say(line.ulaw);
+        const spoken = await this.say(line);
         if (!spoken) break;
         const end = this.now();
-        if (local) {
-          const first = await this.reply(end, 'speech');
+        if (speech) {
+          const first = await this.reply(end, 'speech', line);
           if (first !== null && this.random() < 0.35) await this.bargeIn(first, 'reply');
         } else await sleep(300 + this.random() * 500);
       }
@@ -617,14 +672,23 @@ class SimCall {
     while (this.open() && !this.o.aborted() && performance.now() < deadline) await sleep(Math.min(100, deadline - performance.now()));
   }
 
+  /** Says a line; cloud: after the caller's tag frame. */
+  private say(line: Line): Promise<boolean> {
+    return this.c.say(this.tag ? new Uint8Array(Buffer.concat([this.tag, line.ulaw])) : line.ulaw);
+  }
+
   /** First reply audio after the caller stopped at `end`: a turn sample. */
-  private async reply(end: number, kind: TurnSample['kind']): Promise<number | null> {
+  private async reply(end: number, kind: TurnSample['kind'], line: Line | null = null): Promise<number | null> {
     if (!(await this.until(() => this.firstMediaAfter(end) !== null, 6_000))) {
       if (this.open()) this.result.unanswered++;
       return null;
     }
     const first = this.firstMediaAfter(end)!;
-    this.result.turns.push({ callSid: this.c.callSid, kind, latencyMs: first - end, firstAudioWallMs: this.wallOffset + first, engine: null });
+    const frames = line?.speechEndFrames ?? null;
+    this.result.turns.push({
+      callSid: this.c.callSid, kind, latencyMs: first - end, firstAudioWallMs: this.wallOffset + first, engine: null,
+      callIndex: this.index, endPerfMs: this.perfOffset + end, decisionPerfMs: frames === null ? null : this.perfOffset + end + 20 * frames, firstPerfMs: this.perfOffset + first,
+    });
     return first;
   }
 
@@ -643,7 +707,7 @@ class SimCall {
     const line = this.pick(this.o.lines.slice(0, 2));
     const onset = this.nextFrameSlot(this.now());
     const clearsBefore = c.clears.length;
-    const spoken = c.say(line.ulaw);
+    const spoken = this.say(line);
     const cleared = await this.until(() => c.clears.length > clearsBefore, 2_500);
     if (cleared) this.result.bargeIns.push({ over, line: line.text, reactionMs: c.clears[clearsBefore]! - onset });
     // A miss only if the engine kept sending audio well after the onset (its guard is ≤ 300 ms).
@@ -651,7 +715,7 @@ class SimCall {
     else this.result.bargeSkipped++;
     // Without a clear the engine may still be talking: "first audio after the line" would be its old audio.
     if (!(await spoken) || !cleared) return;
-    if (this.o.providers === 'local') await this.reply(this.now(), 'barge');
+    if (this.o.providers !== 'fake') await this.reply(this.now(), 'barge');
   }
 
   private async finish(): Promise<CallResult> {
@@ -724,6 +788,7 @@ interface RunOptions {
   calls: number;
   durationS: number;
   providers: ProviderSet;
+  ttsTransport: 'http' | 'websocket';
   seed: number;
   probe: boolean;
   cpuProf: boolean;
@@ -736,15 +801,25 @@ async function callerLines(): Promise<Line[]> {
   // Imported lazily: this file is also preloaded into the engine as the probe.
   const { callerSpeech } = await import('../test/support/caller-speech.js');
   const texts = ['what are your hours', 'where are you located', 'i want to book an appointment'];
-  return Promise.all(texts.map(async (text) => ({ text, ulaw: await callerSpeech(text) })));
+  return Promise.all(texts.map(async (text) => ({ text, ulaw: await callerSpeech(text), speechEndFrames: null })));
 }
 
-async function runOnce(o: RunOptions, lines: Line[]) {
+async function runOnce(o: RunOptions, baseLines: Line[]) {
   const { FakeTwilio: FakeTwilioClass } = await import('../test/support/fake-twilio.js');
   const cpuProfDir = o.cpuProf ? mkdtempSync(join(tmpdir(), 'vetline-cpuprof-')) : null;
   const t0 = performance.now();
   log(`starting engine (${o.providers} providers)…`);
-  const engine = (current = await EngineChild.start({ providers: o.providers, probe: o.probe, cpuProfDir, maxCalls: Math.max(500, o.calls * 2) }));
+  // cloud: the fake vendor servers live in this process, so their CPU is the load generator's.
+  const cloudKit = o.providers === 'cloud' ? await import('./bench-cloud.js') : null;
+  const cloud = cloudKit ? await cloudKit.startCloudFakes(o.ttsTransport) : null;
+  const lines = cloudKit ? baseLines.map((l) => ({ ...l, speechEndFrames: cloudKit.framesToSpeechEnd(l.ulaw) })) : baseLines;
+  let engine: EngineChild;
+  try {
+    engine = current = await EngineChild.start({ providers: o.providers, probe: o.probe, cpuProfDir, maxCalls: Math.max(500, o.calls * 2), env: cloud?.env ?? {} });
+  } catch (err) {
+    await cloud?.close();
+    throw err;
+  }
   const startupMs = Math.round(performance.now() - t0);
   log(`engine pid ${engine.pid} ready on ${engine.url} in ${startupMs} ms`);
 
@@ -767,7 +842,7 @@ async function runOnce(o: RunOptions, lines: Line[]) {
   const durationMs = o.durationS * 1000;
   const accountSid = `AC${randomBytes(16).toString('hex')}`;
   const sims = Array.from({ length: o.calls }, (_, i) => new SimCall({
-    engine, providers: o.providers, lines, durationMs, seed: o.seed, accountSid, FakeTwilioClass, aborted: () => abortRequested, stalls,
+    engine, providers: o.providers, lines, durationMs, seed: o.seed, accountSid, FakeTwilioClass, aborted: () => abortRequested, stalls, tagFor: cloudKit?.callerTag ?? null,
   }, i));
   log(`${o.calls} calls over ${rampMs} ms, ${o.durationS} s each (seed ${o.seed})`);
   const runStart = performance.now();
@@ -820,6 +895,7 @@ async function runOnce(o: RunOptions, lines: Line[]) {
   const endProbe = await engine.probe(false);
   await engine.stop();
   current = null;
+  await cloud?.close();
 
   // Caller turns ↔ engine turn lines: same callSid, engine log time within 300 ms of the arrival.
   const byCall = new Map<string, EngineTurn[]>();
@@ -835,6 +911,8 @@ async function runOnce(o: RunOptions, lines: Line[]) {
     }
   }
   const matched = turns.filter((t) => t.engine);
+  const cloudReport = cloud && cloudKit ? cloudSummary(cloudKit, cloud, turns, o.ttsTransport) : null;
+  const usage = usageSummary(engine.usages);
   const pick = (f: (e: EngineTurn) => number | null, from: readonly EngineTurn[]) => dist(from.map(f).filter((x): x is number => x !== null));
   const keys = done.flatMap((r) => r.keys);
   const barges = done.flatMap((r) => r.bargeIns);
@@ -850,7 +928,8 @@ async function runOnce(o: RunOptions, lines: Line[]) {
   const callerTurnDist = dist(turns.map((t) => t.latencyMs));
   const keyDist = dist(keys.map((k) => k.latencyMs));
   const jitterDist = dist(jitter);
-  const turnP95 = o.providers === 'local' ? callerTurnDist.p95 : keyDist.p95;
+  const turnP95 = o.providers === 'fake' ? keyDist.p95 : callerTurnDist.p95;
+  const addedP95 = cloudReport?.engineAddedMs.p95 ?? null;
   const jitterP99 = dist(done.flatMap((r) => r.jitterCleanMs)).p99;
   const sp = steadyProbe as ProbeMessage | null;
 
@@ -860,7 +939,9 @@ async function runOnce(o: RunOptions, lines: Line[]) {
       durationS: o.durationS,
       providers: o.providers === 'local'
         ? { vad: 'energy', stt: 'local', tts: 'local', agent: 'local' }
-        : { vad: 'energy', stt: 'fake', tts: 'fake', agent: 'fake' },
+        : o.providers === 'cloud'
+          ? { vad: 'energy', stt: 'openai (realtime)', tts: `elevenlabs (${o.ttsTransport})`, agent: 'openai', vendors: 'fake servers in the bench process' }
+          : { vad: 'energy', stt: 'fake', tts: 'fake', agent: 'fake' },
       seed: o.seed,
       rampInMs: rampMs,
       tenant: 'quick-vet (test/fixtures/tenants)',
@@ -963,10 +1044,75 @@ async function runOnce(o: RunOptions, lines: Line[]) {
       stallsOver15Ms: { count: stalls.stalls.length, totalMs: Math.round(stalls.stalls.reduce((n, [a, b]) => n + b - a, 0)), max: Math.round(Math.max(0, ...stalls.stalls.map(([a, b]) => b - a))) },
     },
     criteria: {
-      turnP95Ms: { target: '< 800', value: turnP95, of: o.providers === 'local' ? 'speech turns at the caller' : 'key turns at the caller' },
+      turnP95Ms: {
+        target: '< 800',
+        value: turnP95,
+        of: o.providers === 'fake' ? 'key turns at the caller'
+          : o.providers === 'cloud' ? 'speech turns at the caller; cloud: not part of pass (the fakes\' vendor latencies and the windows alone are ~1 s)'
+            : 'speech turns at the caller',
+      },
       jitterP99Ms: { target: '< 20', value: jitterP99, of: 'media lateness outside the load generator\'s own stalls' },
       failures: { target: 0, value: failures.length },
-      pass: failures.length === 0 && (turnP95 ?? Infinity) < 800 && (jitterP99 ?? 0) < 20,
+      ...(o.providers === 'cloud' ? { engineAddedP95Ms: { target: '< 5', value: addedP95, of: 'cloud.engineAddedMs' } } : {}),
+      pass: failures.length === 0 && (jitterP99 ?? 0) < 20 &&
+        (o.providers === 'cloud' ? (addedP95 ?? Infinity) < 5 : (turnP95 ?? Infinity) < 800),
+    },
+    ...(cloudReport ? { cloud: cloudReport } : {}),
+    usage,
+  };
+}
+
+// =============================================================================================
+// Cloud turn breakdown and usage.
+
+/** The engine's own time per speech turn, and the vendor spans and windows around it (bench-cloud.ts `breakdown`). */
+function cloudSummary(kit: typeof BenchCloud, fakes: BenchCloud.CloudFakes, turns: readonly TurnSample[], transport: 'http' | 'websocket') {
+  const callers = turns.flatMap((t) => (t.kind === 'speech' && t.decisionPerfMs !== null
+    ? [{ call: t.callIndex, endAt: t.endPerfMs, decisionAt: t.decisionPerfMs, firstAudioAt: t.firstPerfMs }]
+    : []));
+  const rows = kit.matchTurns(callers, fakes.turns.values()).flatMap((m) => kit.breakdown(m.caller, m.provider) ?? []);
+  const d = (f: (b: BenchCloud.TurnBreakdown) => number) => dist(rows.map(f));
+  return {
+    note: 'engineAddedMs = (STT commit in − VAD decision frame sent) + (chat request in − max(final transcript out, end-of-turn window end)) + (first-sentence TTS request in − chat chunk completing that sentence out) + (first reply media at the caller − first TTS audio out); all on the bench clock (docs/performance.md)',
+    ttsTransport: transport,
+    vendorLatencyMs: kit.CLOUD_LATENCY,
+    speechTurns: callers.length,
+    measuredTurns: rows.length,
+    providerTurns: fakes.turns.size,
+    untaggedCommits: fakes.counts.untagged,
+    requests: { chat: fakes.counts.chatRequests, tts: fakes.counts.ttsRequests },
+    callerLatencyMs: d((b) => b.callerLatencyMs),
+    engineAddedMs: d((b) => b.engineAddedMs),
+    engineSegmentsMs: {
+      vadToSttCommit: d((b) => b.segments.vadToCommit),
+      sttFinalToAgentRequest: d((b) => b.segments.finalToAgentRequest),
+      agentSentenceToTtsRequest: d((b) => b.segments.sentenceToTtsRequest),
+      ttsFirstAudioToCaller: d((b) => b.segments.ttsAudioToCaller),
+    },
+    vendorSpansMs: {
+      sttCommitToFinal: d((b) => b.provider.stt),
+      agentRequestToFirstSentence: d((b) => b.provider.agentFirstSentence),
+      ttsRequestToFirstAudio: d((b) => b.provider.ttsFirstAudio),
+    },
+    windowsMs: {
+      vadSilence: d((b) => b.windows.vadSilence),
+      endOfTurnRemainder: d((b) => b.windows.endOfTurnRemainder),
+    },
+  };
+}
+
+/** Mean usage per call over the journals' outcome lines. */
+function usageSummary(usages: readonly CallUsage[]) {
+  if (usages.length === 0) return null;
+  const mean = (f: (u: CallUsage) => number) => Math.round((usages.reduce((n, u) => n + f(u), 0) / usages.length) * 10) / 10;
+  return {
+    note: 'per call, from the journal outcome lines (record.usage); see docs/providers.md "Latency and cost per call"',
+    calls: usages.length,
+    meanPerCall: {
+      agentInputTokens: mean((u) => u.agentInputTokens),
+      agentOutputTokens: mean((u) => u.agentOutputTokens),
+      ttsCharacters: mean((u) => u.ttsCharacters),
+      sttSpeechMs: mean((u) => u.sttSpeechMs),
     },
   };
 }
@@ -978,6 +1124,7 @@ interface Cli {
   calls: number;
   durationS: number;
   providers: ProviderSet;
+  ttsTransport: 'http' | 'websocket';
   ramp: boolean;
   rampBudgetS: number;
   seed: number;
@@ -988,8 +1135,8 @@ interface Cli {
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Cli {
-  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false };
-  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
+  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false };
+  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -1006,8 +1153,12 @@ function parseArgs(argv: string[]): Cli {
     else if (a === '--duration') cli.durationS = int(5, 600);
     else if (a === '--providers') {
       const v = value();
-      if (v !== 'fake' && v !== 'local') throw new UsageError(`--providers must be fake or local\n${usage}`);
+      if (v !== 'fake' && v !== 'local' && v !== 'cloud') throw new UsageError(`--providers must be fake, local or cloud\n${usage}`);
       cli.providers = v;
+    } else if (a === '--tts-transport') {
+      const v = value();
+      if (v !== 'http' && v !== 'websocket') throw new UsageError(`--tts-transport must be http or websocket\n${usage}`);
+      cli.ttsTransport = v;
     } else if (a === '--ramp') cli.ramp = true;
     else if (a === '--ramp-budget') cli.rampBudgetS = int(30, 3600);
     else if (a === '--seed') cli.seed = int(0, 2 ** 31);
@@ -1103,6 +1254,7 @@ async function main(): Promise<void> {
       pass: r.criteria.pass,
       failed: r.calls.failed,
       turnP95Ms: r.criteria.turnP95Ms.value,
+      ...(r.cloud ? { engineAddedP95Ms: r.cloud.engineAddedMs.p95 } : {}),
       keyP50Ms: r.keyTurns.caller.p50,
       bargeInP95Ms: r.bargeIns.caller.p95,
       jitterP99Ms: r.criteria.jitterP99Ms.value,
@@ -1120,7 +1272,8 @@ async function main(): Promise<void> {
     if (!r.criteria.pass) {
       const why = [
         r.calls.failed > 0 ? `${r.calls.failed} failed calls` : null,
-        (r.criteria.turnP95Ms.value ?? 0) >= 800 ? `turn p95 ${r.criteria.turnP95Ms.value} ms` : null,
+        !r.cloud && (r.criteria.turnP95Ms.value ?? 0) >= 800 ? `turn p95 ${r.criteria.turnP95Ms.value} ms` : null,
+        r.cloud && (r.cloud.engineAddedMs.p95 ?? Infinity) >= 5 ? `engine-added p95 ${r.cloud.engineAddedMs.p95} ms` : null,
         (r.criteria.jitterP99Ms.value ?? 0) >= 20 ? `jitter p99 ${r.criteria.jitterP99Ms.value} ms` : null,
       ].filter(Boolean);
       stoppedBecause = `${n} calls failed: ${why.join(', ')}`;
