@@ -6,8 +6,8 @@
  * buffer. A cursor marks the next byte to send; "the queue" is [cursor, end). Sending is paced on a
  * monotonic clock at most `leadMs` ahead of playback; after every `media` message goes a mark
  * `${generation}:${epoch}:${endMs}`. `clear()` pauses and bumps the epoch but keeps the timeline,
- * so `resume()` can replay from what the caller heard. One interval timer runs only while there is
- * something sendable.
+ * so `resume()` can replay from what the caller heard. The player ticks (on an interval shared by
+ * all players) only while there is something sendable.
  */
 import { clearMessage, markMessage, mediaMessage } from '../twilio/media-codec.js';
 import { ULAW_SILENCE } from './ulaw.js';
@@ -21,10 +21,42 @@ export interface Scheduler {
   clearInterval(handle: unknown): void;
 }
 
-/** Looks the globals up at call time so `vi.useFakeTimers()` applies. */
-const defaultScheduler: Scheduler = {
-  setInterval: (fn, ms) => setInterval(fn, ms).unref(),
-  clearInterval: (h) => clearInterval(h as ReturnType<typeof setInterval>),
+/**
+ * One shared interval per period for every player in the process: with hundreds of calls playing,
+ * one timer per call every 10 ms (plus the microtask checkpoint Node runs after each timer
+ * callback) cost more than the pacing itself. Members tick in join order; the interval exists only
+ * while someone is a member. Groups are keyed by the global `setInterval` in effect, so
+ * `vi.useFakeTimers()` gets its own group instead of a fake interval that real timers never fire.
+ */
+type TickGroup = { members: Set<() => void>; stop: (() => void) | null };
+const tickGroups = new Map<typeof setInterval, Map<number, TickGroup>>();
+
+const sharedScheduler: Scheduler = {
+  setInterval: (fn, ms) => {
+    const byPeriod = tickGroups.get(setInterval) ?? tickGroups.set(setInterval, new Map()).get(setInterval)!;
+    let group = byPeriod.get(ms);
+    if (!group) byPeriod.set(ms, (group = { members: new Set(), stop: null }));
+    const g = group;
+    // A distinct function per membership, so the same tick may join twice without aliasing.
+    const member = () => fn();
+    g.members.add(member);
+    if (!g.stop) {
+      const handle = setInterval(() => {
+        for (const m of g.members) m();
+      }, ms).unref();
+      const clear = clearInterval; // the matching (possibly fake) clearInterval
+      g.stop = () => clear(handle);
+    }
+    return { group: g, member };
+  },
+  clearInterval: (h) => {
+    const { group, member } = h as { group: TickGroup; member: () => void };
+    group.members.delete(member);
+    if (group.members.size === 0 && group.stop) {
+      group.stop();
+      group.stop = null;
+    }
+  },
 };
 
 export interface PlayerOptions {
@@ -105,7 +137,7 @@ export class Player {
     this.streamSid = opts.streamSid;
     this.sink = opts.send;
     this.now = opts.now ?? (() => performance.now());
-    this.scheduler = opts.scheduler ?? defaultScheduler;
+    this.scheduler = opts.scheduler ?? sharedScheduler;
     this.leadMs = opts.leadMs ?? LEAD_MS;
     this.tickMs = opts.tickMs ?? 10;
     if (!(this.leadMs >= 20)) throw new RangeError('leadMs must be at least 20');

@@ -1,8 +1,14 @@
 /**
- * The real implementations of the call machine's child actors, bound to one call. Each turns a
- * provider (src/providers) into events for the machine and releases everything when it stops.
+ * The real implementations of the call machine's child actors. Each turns a provider
+ * (src/providers) into events for the machine and releases everything when it stops.
+ *
+ * The actor logic (`callActors`) is one set for the whole process, so the machine is provided with
+ * it once (`callMachineWithActors`), not per call: building a provided machine costs more CPU than
+ * the rest of a call's set-up. Each call binds its own dependencies to its actor system
+ * (`bindCallActors`), which is one per call actor tree, and the logic looks them up there.
  */
-import { fromCallback, fromPromise, type EventObject } from 'xstate';
+import { fromCallback, fromPromise, type CallbackLogicFunction, type EventObject } from 'xstate';
+import type { callMachine } from '../../machines/call/call.machine.js';
 import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
 import type { CallEvent, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
@@ -44,14 +50,57 @@ const message = (err: unknown) => (err instanceof Error ? err.message : String(e
 /** Largest chunk handed to the machine at once; the player slices it into 100 ms messages anyway. */
 const MAX_CHUNK_BYTES = 8 * 400;
 
-export function createCallActors(deps: CallActorDeps) {
+/** What one call's child actors do, as plain functions over that call's dependencies. */
+interface CallActorBodies {
+  vad: CallbackLogicFunction<VadCommand, EventObject, { callSid: string }>;
+  stt: CallbackLogicFunction<EventObject, EventObject, { callSid: string }>;
+  agent: CallbackLogicFunction<EventObject, EventObject, AgentInput>;
+  tts: CallbackLogicFunction<TtsCommand, EventObject, TtsInput>;
+  transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
+  hangup(signal: AbortSignal): Promise<void>;
+}
+
+/** Keyed by actor system (xstate's `ActorSystem`; only its identity matters here). */
+const boundCalls = new WeakMap<object, CallActorBodies>();
+
+function bodiesOf(system: object): CallActorBodies {
+  const bodies = boundCalls.get(system);
+  if (!bodies) throw new Error('call actors were not bound to this call (bindCallActors before start)');
+  return bodies;
+}
+
+/** The child actor logic of every call; each instance runs its own call's bound implementation. */
+const callActors = {
+  vad: fromCallback<VadCommand, { callSid: string }>((args) => bodiesOf(args.system).vad(args)),
+  stt: fromCallback<EventObject, { callSid: string }>((args) => bodiesOf(args.system).stt(args)),
+  agent: fromCallback<EventObject, AgentInput>((args) => bodiesOf(args.system).agent(args)),
+  tts: fromCallback<TtsCommand, TtsInput>((args) => bodiesOf(args.system).tts(args)),
+  transfer: fromPromise<void, { target: TransferTarget; reason: string }>(({ input, signal, system }) => bodiesOf(system).transfer(input.target, signal)),
+  hangup: fromPromise<void, { reason: string }>(({ signal, system }) => bodiesOf(system).hangup(signal)),
+};
+
+const provided = new WeakMap<typeof callMachine, typeof callMachine>();
+
+/** `machine` with `callActors`, built once per machine (tests pass variants of the call machine). */
+export function callMachineWithActors(machine: typeof callMachine): typeof callMachine {
+  let withActors = provided.get(machine);
+  if (!withActors) provided.set(machine, (withActors = machine.provide({ actors: callActors })));
+  return withActors;
+}
+
+/** Binds one call's dependencies to its actor (`actor.system`); before the actor starts. */
+export function bindCallActors(system: object, deps: CallActorDeps): void {
+  boundCalls.set(system, createCallActorBodies(deps));
+}
+
+function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
   const { tenant, hub } = deps;
   const observed = (sendBack: (e: CallEvent) => void) => (event: CallEvent) => {
     deps.observe?.(event);
     sendBack(event);
   };
 
-  const vad = fromCallback<VadCommand, { callSid: string }>(({ sendBack, receive }) => {
+  const vad: CallActorBodies['vad'] = ({ sendBack, receive }) => {
     const send = observed(sendBack);
     const v = tenant.vad;
     const detector = deps.vad.create({
@@ -72,9 +121,9 @@ export function createCallActors(deps: CallActorDeps) {
       send(decision.type === 'speechStart' ? { type: 'vad.speechStart', atMs: decision.atMs } : { type: 'vad.speechEnd', atMs: decision.atMs, speechMs: decision.speechMs });
       hub.boundary(decision.type === 'speechStart' ? 'start' : 'end');
     });
-  });
+  };
 
-  const stt = fromCallback<EventObject, { callSid: string }>(({ sendBack }) => {
+  const stt: CallActorBodies['stt'] = ({ sendBack }) => {
     const send = observed(sendBack);
     const ac = new AbortController();
     let failed = false;
@@ -104,9 +153,9 @@ export function createCallActors(deps: CallActorDeps) {
       ac.abort();
       stream.close();
     };
-  });
+  };
 
-  const agent = fromCallback<EventObject, AgentInput>(({ input, sendBack }) => {
+  const agent: CallActorBodies['agent'] = ({ input, sendBack }) => {
     const send = observed(sendBack);
     const ac = new AbortController();
     const { generation } = input;
@@ -128,9 +177,9 @@ export function createCallActors(deps: CallActorDeps) {
       }
     })();
     return () => ac.abort();
-  });
+  };
 
-  const tts = fromCallback<TtsCommand, TtsInput>(({ input, sendBack, receive }) => {
+  const tts: CallActorBodies['tts'] = ({ input, sendBack, receive }) => {
     const send = observed(sendBack);
     const ac = new AbortController();
     const { generation } = input;
@@ -189,10 +238,7 @@ export function createCallActors(deps: CallActorDeps) {
     });
     void pump();
     return () => ac.abort();
-  });
+  };
 
-  const transfer = fromPromise<void, { target: TransferTarget; reason: string }>(({ input, signal }) => deps.transfer(input.target, signal));
-  const hangup = fromPromise<void, { reason: string }>(({ signal }) => deps.hangup(signal));
-
-  return { vad, stt, agent, tts, transfer, hangup };
+  return { vad, stt, agent, tts, transfer: (target, signal) => deps.transfer(target, signal), hangup: (signal) => deps.hangup(signal) };
 }

@@ -26,7 +26,7 @@ import type { MediaStreamHandle } from '../twilio/stream-socket.js';
 import { dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
-import { createCallActors, type Prompts } from './child-actors.js';
+import { bindCallActors, callMachineWithActors, type CallActorDeps, type Prompts } from './child-actors.js';
 import type { RecordingTranscript } from './recording-transcriber.js';
 import { TurnClock, type TurnTiming } from './turn-clock.js';
 
@@ -109,7 +109,7 @@ export class CallSession {
   readonly log: Logger;
   readonly record: CallRecord;
   private readonly actor: Actor<typeof callMachine>;
-  private readonly hub = new AudioHub();
+  private readonly hub: AudioHub;
   private readonly turnClock: TurnClock;
   private readonly now: () => number;
   private readonly startedAtMs: number;
@@ -127,6 +127,7 @@ export class CallSession {
     private readonly onEnded: (session: CallSession) => void,
   ) {
     this.now = deps.now ?? (() => performance.now());
+    this.hub = new AudioHub(this.now);
     this.startedAtMs = this.stateSinceMs = this.now();
     this.log = callLogger(deps.logger, { callSid, streamSid: null, tenantId: tenant.id });
     this.record = {
@@ -157,7 +158,7 @@ export class CallSession {
     const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
     this.record.providers = { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name };
     const usage = this.record.usage;
-    const actors = createCallActors({
+    const actorDeps: CallActorDeps = {
       tenant,
       hub: this.hub,
       vad,
@@ -184,8 +185,8 @@ export class CallSession {
         this.turnClock.onChildEvent(event);
         this.deps.onActivity?.({ type: 'event', callSid, t: this.durationMs, source: 'child', event });
       },
-    });
-    const machine = (deps.machine ?? callMachine).provide({ actors });
+    };
+    const machine = callMachineWithActors(deps.machine ?? callMachine);
     const input = { callSid, tenant: toCallTenant(tenant) };
     this.journal =
       deps.journal?.open({
@@ -198,18 +199,20 @@ export class CallSession {
     // The journal listens at the actor's mailbox: edge events, child events, promise results and
     // timer firings alike, in exactly the order the machine consumes them (docs/journal.md).
     this.actor = createActor(machine, { input, ...(this.journal ? { inspect: (e: InspectionEvent) => this.journalEvent(e) } : {}) });
+    bindCallActors(this.actor.system, actorDeps);
     this.actor.on('*', (command) => {
       deps.tap?.command?.(callSid, command, this.elapsedMs());
       this.execute(command);
     });
-    let lastState = '';
+    let lastValue: unknown = undefined;
     this.actor.subscribe({
       next: (snapshot) => {
-        const state = JSON.stringify(snapshot.value);
-        this.deps.onActivity?.({ type: 'snapshot', callSid, t: this.durationMs, status: snapshot.status, value: snapshot.value, context: snapshot.context, changed: state !== lastState });
-        if (state === lastState) return;
-        this.log.debug({ from: lastState, to: state }, 'state changed');
-        lastState = state;
+        // Most snapshots (mark echoes, audio chunks) only change context: compare without encoding.
+        const changed = !sameStateValue(snapshot.value, lastValue);
+        this.deps.onActivity?.({ type: 'snapshot', callSid, t: this.durationMs, status: snapshot.status, value: snapshot.value, context: snapshot.context, changed });
+        if (!changed) return;
+        this.log.debug({ from: lastValue === undefined ? '' : JSON.stringify(lastValue), to: JSON.stringify(snapshot.value) }, 'state changed');
+        lastValue = snapshot.value;
         this.stateSinceMs = this.now();
         deps.tap?.transition?.(callSid, statePath(snapshot.value), this.elapsedMs());
       },
@@ -417,6 +420,15 @@ export class CallSession {
     this.deps.onActivity?.({ type: 'ended', callSid: this.callSid, t: this.durationMs, outcome });
     this.onEnded(this);
   }
+}
+
+/** Structural equality of two XState state values (strings and nested objects of them). */
+function sameStateValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && sameStateValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
 /** The outcome line's record: timings and counts; appointments and recordings only counted (no personal data). */

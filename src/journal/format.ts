@@ -91,7 +91,17 @@ export function encodeEvent<E extends EventObject>(t: number, event: E, timer: b
     if (PROVIDER_ERRORS.has(type) && typeof payload.message === 'string') line.message = scrubMessage(payload.message);
     if (type === 'provider.fallback' && typeof payload.reason === 'string') line.reason = scrubMessage(payload.reason);
   }
-  return JSON.stringify(line, (_key, value: unknown) => (ArrayBuffer.isView(value) ? { bytes: value.byteLength } : value));
+  // The replacer runs for every value; most events (mark echoes above all) are flat and skip it.
+  return isFlat(line) ? JSON.stringify(line) : JSON.stringify(line, (_key, value: unknown) => (ArrayBuffer.isView(value) ? { bytes: value.byteLength } : value));
+}
+
+/** No nested objects or arrays: nothing in it can be a typed array. */
+function isFlat(line: Record<string, unknown>): boolean {
+  for (const key in line) {
+    const value = line[key];
+    if (typeof value === 'object' && value !== null) return false;
+  }
+  return true;
 }
 
 export function encodeHeader(header: JournalHeader): string {

@@ -21,8 +21,8 @@ import { FakeTwilio } from '../support/fake-twilio.js';
 import { onCallClock } from './fault-kit.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** The writer's background flush period (50 ms) plus room for a loaded 2-core machine. */
-const ACK_MS = 300;
+/** The writer's background flush period (250 ms) plus room for a loaded 2-core machine. */
+const ACK_MS = 600;
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -3,7 +3,8 @@
  * script step (shared FIFO across sessions): a string (streamed as word deltas), a list of
  * outputs, a function of the turn, or an Error (thrown). When the script runs out it says
  * `fallback`. Outputs stop as soon as the turn's signal aborts; `delay` is awaited before each
- * output (inject a virtual clock). Sessions and turns are recorded.
+ * output (inject a virtual clock). Sessions and turns are recorded: the most recent `keep`
+ * sessions, since one fake serves every call of an engine started with `AGENT_PROVIDER=fake`.
  */
 import type { Tenant } from '../../config/tenant.schema.js';
 import type { AgentOutput, AgentProvider, AgentSession, AgentTurn } from './types.js';
@@ -19,6 +20,8 @@ export interface FakeAgentOptions {
   /** Said when the script is exhausted. Default "Okay." */
   fallback?: string;
   delay?: (outputIndex: number, signal: AbortSignal) => Promise<void>;
+  /** Sessions kept in `sessions` (most recent). Default 100. */
+  keep?: number;
 }
 
 /** "Hello there." → [{delta:"Hello "}, {delta:"there."}] */
@@ -55,11 +58,13 @@ export class FakeAgentProvider implements AgentProvider {
   readonly delay: FakeAgentOptions['delay'];
   private readonly script: FakeAgentStep[];
   private readonly fallback: string;
+  private readonly keep: number;
 
   constructor(options: FakeAgentOptions = {}) {
     this.script = [...(options.script ?? [])];
     this.fallback = options.fallback ?? 'Okay.';
     this.delay = options.delay;
+    this.keep = options.keep ?? 100;
   }
 
   enqueue(...steps: FakeAgentStep[]): void {
@@ -73,10 +78,11 @@ export class FakeAgentProvider implements AgentProvider {
   startSession(tenant: Tenant): FakeAgentSession {
     const session = new FakeAgentSession(tenant, this);
     this.sessions.push(session);
+    if (this.sessions.length > this.keep) this.sessions.shift();
     return session;
   }
 
-  /** Every turn of every session, in order. */
+  /** Every turn of every kept session, in order. */
   get turns(): AgentTurn[] {
     return this.sessions.flatMap((s) => s.turns);
   }

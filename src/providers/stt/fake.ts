@@ -4,7 +4,9 @@
  * its final; with `partialsAt: 'start'` the partials come at speechStarted instead, the way
  * interim results arrive while the caller still talks. An `{ error }` entry fails the stream.
  * `schedule` defers delivery (default: synchronous). Streams record frames, samples, starts,
- * ends and closes; emitPartial/emitFinal/emitError drive a stream by hand.
+ * ends and closes; emitPartial/emitFinal/emitError drive a stream by hand. Only the most recent
+ * `keep` streams stay listed: a stream holds its call's callbacks, and one fake serves every call
+ * of an engine started with `STT_PROVIDER=fake` (the load bench).
  */
 import type { SttOptions, SttProvider, SttStream } from './types.js';
 
@@ -17,6 +19,8 @@ export interface FakeSttOptions {
   script?: readonly FakeSttUtterance[];
   partialsAt?: 'start' | 'end';
   schedule?: (deliver: () => void) => void;
+  /** Streams kept in `streams` (most recent). Default 100. */
+  keep?: number;
 }
 
 export class FakeSttStream implements SttStream {
@@ -93,11 +97,13 @@ export class FakeSttProvider implements SttProvider {
   readonly partialsAt: 'start' | 'end';
   readonly schedule: (deliver: () => void) => void;
   private readonly script: FakeSttUtterance[];
+  private readonly keep: number;
 
   constructor(options: FakeSttOptions = {}) {
     this.script = [...(options.script ?? [])];
     this.partialsAt = options.partialsAt ?? 'end';
     this.schedule = options.schedule ?? ((deliver) => deliver());
+    this.keep = options.keep ?? 100;
   }
 
   /** Appends utterances to the script. */
@@ -113,6 +119,7 @@ export class FakeSttProvider implements SttProvider {
   open(options: SttOptions): FakeSttStream {
     const stream = new FakeSttStream(options, this);
     this.streams.push(stream);
+    if (this.streams.length > this.keep) this.streams.shift();
     return stream;
   }
 

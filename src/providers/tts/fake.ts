@@ -3,7 +3,8 @@
  * μ-law 8 kHz: a 400 Hz tone (audible, and loud enough for an energy VAD to hear as echo) or
  * 0xFF silence, sized by text length at `charsPerSecond` (default 15, about speaking rate),
  * rounded up to whole 20 ms frames, yielded in `chunkMs` chunks (default 200). `delay` is awaited
- * before each chunk (inject a virtual clock); `fail` scripts errors. Every call is recorded.
+ * before each chunk (inject a virtual clock); `fail` scripts errors. Calls are recorded: the most
+ * recent `keep`, since one fake serves every call of an engine started with `TTS_PROVIDER=fake`.
  */
 import alawmulaw from 'alawmulaw';
 import type { TtsOptions, TtsProvider } from './types.js';
@@ -14,6 +15,8 @@ export interface FakeTtsOptions {
   fill?: 'tone' | 'silence';
   delay?: (chunkIndex: number, signal: AbortSignal) => Promise<void>;
   fail?: (text: string) => Error | null;
+  /** Syntheses kept in `calls` (most recent). Default 100. */
+  keep?: number;
 }
 
 export interface FakeTtsCall {
@@ -45,6 +48,7 @@ export class FakeTtsProvider implements TtsProvider {
   async *synthesize(text: string, o: TtsOptions): AsyncGenerator<Uint8Array> {
     const call: FakeTtsCall = { text, voice: o.voice, language: o.language, chunks: 0, bytes: 0, aborted: false, done: false };
     this.calls.push(call);
+    if (this.calls.length > (this.options.keep ?? 100)) this.calls.shift();
     const error = this.options.fail?.(text);
     if (error) throw error;
     const total = fakeTtsBytes(text, this.options.charsPerSecond);
