@@ -213,7 +213,10 @@ class FallbackSttStream implements SttStream {
     if (this.usingFallback || this.closed) return;
     this.clearTimer();
     this.health.record(false, null, error.failure);
-    this.settle?.(error);
+    // Count it against the breaker: through the utterance in flight, or on its own (a socket that
+    // failed before the caller spoke, e.g. a bad key at connect).
+    if (this.settle) this.settle(error);
+    else void this.health.breaker.execute(() => Promise.reject(error)).catch(() => undefined);
     this.settle = null;
     const failed = this.active;
     const replay = this.frames;
