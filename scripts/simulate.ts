@@ -7,7 +7,8 @@
  * on the embedded providers (energy VAD, offline recognizer, rule-based receptionist, flite), the
  * short fixture clinics and a recording stand-in for Twilio REST, as test/e2e/local-call.test.ts
  * does. With --url it calls a running server, signing with --base-url (its PUBLIC_BASE_URL) and
- * --token (its TWILIO_AUTH_TOKEN); states then come from GET /twilio/sessions, and expectations that
+ * --token (its TWILIO_AUTH_TOKEN); states then come from GET /twilio/sessions (with the server's
+ * INSPECTOR_TOKEN, if it has one, taken from this process's environment), and expectations that
  * need the engine's memory (`heard`, `outcome`) are reported as skipped.
  *
  * A scenario (scenarios/*.json) is `{ "to": "+1555…", "steps": [...] }`; steps run in order:
@@ -191,7 +192,10 @@ export function remoteTarget(o: { url: string; baseUrl: string; token: string; a
     inProcess: false,
     state: async (sid) => {
       try {
-        const res = await fetch(`${url}/twilio/sessions`, { signal: AbortSignal.timeout(1000) });
+        // A server with INSPECTOR_TOKEN lists calls only to its bearer (docs/operations.md).
+        const inspector = process.env.INSPECTOR_TOKEN;
+        const headers: Record<string, string> = inspector ? { authorization: `Bearer ${inspector}` } : {};
+        const res = await fetch(`${url}/twilio/sessions`, { headers, signal: AbortSignal.timeout(1000) });
         if (!res.ok) return null;
         const body = (await res.json()) as { calls?: { callSid: string; state: string }[] };
         return body.calls?.find((c) => c.callSid === sid)?.state ?? 'ended';
