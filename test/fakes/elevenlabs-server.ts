@@ -29,12 +29,12 @@
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { encodeUlaw } from '../../src/audio/ulaw.js';
-import { Arrivals, FaultScript, type FaultPlan } from './fault-plan.js';
+import { Arrivals, FaultScript, listenOnLoopback, type FaultPlan } from './fault-plan.js';
 
 /** A canary: tests assert it appears in no error message or log line. */
 export const FAKE_ELEVENLABS_KEY = 'canary-xi-key-5e4d3c2b1a09f8e7';
@@ -381,13 +381,8 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
   const server = createServer((req, res) => {
     onHttp(req, res).catch(() => res.destroy());
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
   server.on('upgrade', onUpgrade);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, sockets);
 
   return {
     url: `http://127.0.0.1:${port}`,

@@ -3,6 +3,10 @@
  * (or WebSocket session) takes the next plan from the script; when the script is empty the default
  * plan applies. All delays are real milliseconds (the fakes run real HTTP/WebSocket servers).
  */
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
 export interface FaultPlan {
   /** Delay before the response headers / first message. */
   firstByteMs?: number;
@@ -80,4 +84,20 @@ export class Arrivals {
       check();
     });
   }
+}
+
+/**
+ * Starts a fake's server on a free loopback port, tracking its sockets in `sockets` (so `close()`
+ * can destroy connections a fault left hanging). Resolves with the port.
+ */
+export async function listenOnLoopback(server: Server, sockets: Set<Socket | Duplex>): Promise<number> {
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return (server.address() as AddressInfo).port;
 }

@@ -19,9 +19,9 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type OpenAI from 'openai';
-import { Arrivals, FaultScript, type FaultPlan } from './fault-plan.js';
+import { Arrivals, FaultScript, listenOnLoopback, type FaultPlan } from './fault-plan.js';
 
 export interface FakeToolCall {
   name: string;
@@ -250,15 +250,7 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
     });
     req.on('end', () => void answer(req, res, Buffer.concat(chunks).toString('utf8')));
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, sockets);
 
   return {
     url: `http://127.0.0.1:${port}/v1`,

@@ -26,13 +26,13 @@
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import wavefile from 'wavefile';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { encodeUlaw } from '../../src/audio/ulaw.js';
-import { FaultScript, sleep } from './fault-plan.js';
+import { FaultScript, listenOnLoopback, sleep } from './fault-plan.js';
 import type { FaultPlan } from './fault-plan.js';
 
 /** A canary key: tests assert it appears in no error or log line. */
@@ -389,14 +389,9 @@ export async function startFakeOpenAiTranscription(options: FakeOpenAiTranscript
   const server = createServer((req, res) => {
     onRequest(req, res).catch(() => res.destroy());
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     onUpgrade(req, socket, head).catch(() => socket.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, sockets);
   return Object.assign(fake, { httpUrl: `http://127.0.0.1:${port}/v1`, wsUrl: `ws://127.0.0.1:${port}/v1/realtime?intent=transcription` });
 }

@@ -13,8 +13,8 @@
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { Arrivals } from './fault-plan.js';
+import type { Socket } from 'node:net';
+import { Arrivals, listenOnLoopback } from './fault-plan.js';
 
 export const FAKE_ACCOUNT_SID = 'ACfa4e0000000000000000000000000001';
 /** A canary: tests assert it appears in no error message. */
@@ -249,15 +249,7 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
   };
 
   const server = createServer(handle);
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, sockets);
 
   return {
     url: `http://127.0.0.1:${port}`,
