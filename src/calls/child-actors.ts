@@ -34,16 +34,13 @@ export interface CallActorDeps {
   vocabulary: readonly string[];
   transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
   hangup(signal: AbortSignal): Promise<void>;
-  /** Billable provider usage (tokens, characters, audio seconds) for the call's cost estimate. */
+  /** Billable provider usage (tokens, characters) for the call's cost estimate; speech time comes from the VAD. */
   usage?(usage: ProviderUsage): void;
   /** Observes every event a child sends to the machine (latency accounting, journal). */
   observe?(event: CallEvent): void;
 }
 
-export type ProviderUsage =
-  | { kind: 'agent'; inputTokens: number; outputTokens: number }
-  | { kind: 'tts'; characters: number }
-  | { kind: 'stt'; audioMs: number };
+export type ProviderUsage = { kind: 'agent'; inputTokens: number; outputTokens: number } | { kind: 'tts'; characters: number };
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 

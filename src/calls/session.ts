@@ -173,8 +173,7 @@ export class CallSession {
         if (u.kind === 'agent') {
           usage.agentInputTokens += u.inputTokens;
           usage.agentOutputTokens += u.outputTokens;
-        } else if (u.kind === 'tts') usage.ttsCharacters += u.characters;
-        else usage.sttSpeechMs += u.audioMs;
+        } else usage.ttsCharacters += u.characters;
       },
       observe: (event) => {
         if (event.type === 'vad.speechEnd') usage.sttSpeechMs += event.speechMs;
