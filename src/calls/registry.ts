@@ -9,7 +9,8 @@ import type { StartMessage } from '../twilio/media-codec.js';
 import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
 import { busyTwiml } from '../twilio/twiml.js';
 import type { RecordingTranscriber, RecordingTranscript } from './recording-transcriber.js';
-import { CallSession, type CallRecord, type SessionDeps } from './session.js';
+import type { CallRecord } from './call-record.js';
+import { CallSession, type SessionDeps } from './session.js';
 import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from './types.js';
 
 export interface RegistryOptions extends SessionDeps {

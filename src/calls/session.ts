@@ -5,12 +5,12 @@
 import type { Logger } from 'pino';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { callMachine } from '../../machines/call/call.machine.js';
-import type { AppointmentRequest, CallCommand, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
+import type { CallCommand, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
 import { Player } from '../audio/player.js';
 import { decodeUlaw } from '../audio/ulaw.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { VetError } from '../errors.js';
-import { roundMs, statePath, type JournalRecordSummary } from '../journal/format.js';
+import { roundMs, statePath } from '../journal/format.js';
 import type { CallJournal, JournalFactory } from '../journal/writer.js';
 import type { CallActivity } from '../inspector/activity.js';
 import { callLogger } from '../observability/logger.js';
@@ -27,8 +27,8 @@ import { dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { bindCallActors, callMachineWithActors, type CallActorDeps, type Prompts } from './child-actors.js';
-import type { RecordingTranscript } from './recording-transcriber.js';
-import { TurnClock, type TurnTiming } from './turn-clock.js';
+import { countUsage, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
+import { TurnClock } from './turn-clock.js';
 
 export interface Providers {
   vad: VadProvider;
@@ -39,16 +39,6 @@ export interface Providers {
   select?(tenant: Tenant): Pick<Providers, 'stt' | 'tts' | 'agent'>;
   /** Breakers and recent record of the cloud providers, for /twilio/health and /metrics. */
   health?: readonly ProviderHealth[];
-}
-
-/** What a call consumed from billable providers (docs/providers.md: cost per call). */
-export interface CallUsage {
-  agentInputTokens: number;
-  agentOutputTokens: number;
-  /** Characters sent to the synthesizer (fixed clips are pre-rendered and not counted). */
-  ttsCharacters: number;
-  /** Caller speech the recognizer heard (VAD segments). */
-  sttSpeechMs: number;
 }
 
 export interface SessionDeps {
@@ -74,29 +64,6 @@ export interface SessionTap {
   /** `state` is the dotted path; `t` ms since the call started. */
   transition?(callSid: string, state: string, t: number): void;
   command?(callSid: string, command: CallCommand, t: number): void;
-}
-
-export interface CallRecord {
-  callSid: string;
-  tenantId: string;
-  startedAt: string;
-  endedAt: string | null;
-  outcome: Outcome | null;
-  appointments: AppointmentRequest[];
-  recordings: { recordingSid: string; status: string; url: string | null; durationSeconds: number | null }[];
-  recordingTranscripts: RecordingTranscript[];
-  dialStatus: string | null;
-  turns: TurnTiming[];
-  bargeIns: { clearLatencyMs: number }[];
-  /** `out.interrupted` commands: every interruption of our speech, and those that turned out false (we resumed). */
-  interruptions: number;
-  falseInterruptions: number;
-  emergency: { via: string; detail: string } | null;
-  usage: CallUsage;
-  /** Provider fallbacks during the call (the journal has each as a `provider.fallback` event). */
-  fallbacks: { kind: 'stt' | 'agent' | 'tts'; from: string; to: string }[];
-  /** Implementation names that served the call. */
-  providers: { vad: string; stt: string; agent: string; tts: string };
 }
 
 /**
@@ -130,34 +97,14 @@ export class CallSession {
     this.hub = new AudioHub(this.now);
     this.startedAtMs = this.stateSinceMs = this.now();
     this.log = callLogger(deps.logger, { callSid, streamSid: null, tenantId: tenant.id });
-    this.record = {
-      callSid,
-      tenantId: tenant.id,
-      startedAt: new Date().toISOString(),
-      endedAt: null,
-      outcome: null,
-      appointments: [],
-      recordings: [],
-      recordingTranscripts: [],
-      dialStatus: null,
-      turns: [],
-      bargeIns: [],
-      interruptions: 0,
-      falseInterruptions: 0,
-      emergency: null,
-      usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 },
-      fallbacks: [],
-      providers: { vad: '', stt: '', agent: '', tts: '' },
-    };
+    const { vad } = deps.providers;
+    const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
+    this.record = newCallRecord(callSid, tenant.id, { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name });
     this.turnClock = new TurnClock(this.now, this.hub, (t) => {
       this.record.turns.push(t);
       this.log.info({ turn: t }, 'turn latency');
     });
 
-    const { vad } = deps.providers;
-    const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
-    this.record.providers = { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name };
-    const usage = this.record.usage;
     const actorDeps: CallActorDeps = {
       tenant,
       hub: this.hub,
@@ -169,16 +116,10 @@ export class CallSession {
       vocabulary: sttVocabularyFor(tenant),
       transfer: (target, signal) => this.transfer(target, signal),
       hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
-      usage: (u) => {
-        if (u.kind === 'agent') {
-          usage.agentInputTokens += u.inputTokens;
-          usage.agentOutputTokens += u.outputTokens;
-        } else usage.ttsCharacters += u.characters;
-      },
+      usage: (u) => countUsage(this.record.usage, u),
       observe: (event) => {
-        if (event.type === 'vad.speechEnd') usage.sttSpeechMs += event.speechMs;
-        else if (event.type === 'provider.fallback') {
-          this.record.fallbacks.push({ kind: event.kind, from: event.from, to: event.to });
+        noteChildEvent(this.record, event);
+        if (event.type === 'provider.fallback') {
           this.log.warn({ kind: event.kind, from: event.from, to: event.to, reason: event.reason }, 'provider fallback');
         }
         this.turnClock.onChildEvent(event);
@@ -430,17 +371,3 @@ function sameStateValue(a: unknown, b: unknown): boolean {
   return ka.every((k) => Object.hasOwn(b, k) && sameStateValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
-/** The outcome line's record: timings and counts; appointments and recordings only counted (no personal data). */
-function journalSummary(record: CallRecord, durationMs: number): JournalRecordSummary {
-  return {
-    durationMs,
-    turns: record.turns,
-    bargeIns: record.bargeIns,
-    appointments: record.appointments.length,
-    recordings: record.recordings.length,
-    dialStatus: record.dialStatus,
-    emergency: record.emergency,
-    usage: record.usage,
-    fallbacks: record.fallbacks.length,
-  };
-}

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { CallContext } from '../../machines/call/call.types.js';
 import { callMachine } from '../../machines/call/call.machine.js';
-import type { CallRecord } from '../calls/session.js';
+import type { CallRecord } from '../calls/call-record.js';
 import type { CallActivity } from './activity.js';
 import { maskDeep } from './mask.js';
 import { actorDone, actorRegistration, machineDefinition, toStately, type StatelyInspectionEvent } from './stately.js';

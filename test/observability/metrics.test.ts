@@ -4,7 +4,7 @@
  * label; the record-to-metrics mapping is checked on its own with a hand-made CallRecord.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CallRecord } from '../../src/calls/session.js';
+import type { CallRecord } from '../../src/calls/call-record.js';
 import { createEngineMetrics, type MetricsSource } from '../../src/observability/metrics.js';
 import { createFakeAgent } from '../../src/providers/agent/fake.js';
 import { createFakeStt } from '../../src/providers/stt/fake.js';
