@@ -20,6 +20,7 @@ import {
   type CircuitBreakerPolicy,
   type IPolicy,
 } from 'cockatiel';
+import { AsyncQueue } from './async-queue.js';
 import { ProviderError, type ProviderFailure } from './errors.js';
 
 export type ProviderKind = 'stt' | 'agent' | 'tts';
@@ -183,7 +184,7 @@ export async function* guardedStream<T>(
   if (outer.aborted) return;
   if (!health.available) throw new ProviderError(health.provider, 'unavailable', `${health.kind} provider ${health.provider} is paused after repeated failures`);
 
-  const queue = new ItemQueue<T>();
+  const queue = new AsyncQueue<T>();
   const started = now();
   let attempt: AbortController | null = null;
   let emitted = false;
@@ -230,11 +231,7 @@ export async function* guardedStream<T>(
     (err: unknown) => queue.fail(err instanceof BrokenCircuitError ? new ProviderError(health.provider, 'unavailable', `${health.kind} provider ${health.provider} is paused after repeated failures`) : err),
   );
   try {
-    for (;;) {
-      const next = await queue.next();
-      if (next.done) return;
-      yield next.value;
-    }
+    yield* queue;
   } catch (err) {
     if (err instanceof ProviderCancelled || outer.aborted) return;
     throw err;
@@ -261,43 +258,4 @@ function classify(err: unknown, signal: AbortSignal, provider: string): Error {
   }
   if (err instanceof ProviderError || err instanceof ProviderCancelled) return err;
   return new ProviderError(provider, 'protocol', err instanceof Error ? err.message : String(err));
-}
-
-/** A single-consumer queue between the provider's loop and the guarded generator. */
-class ItemQueue<T> {
-  private readonly items: T[] = [];
-  private state: { done: false } | { done: true; error?: unknown } = { done: false };
-  private wake: (() => void) | null = null;
-
-  push(item: T): void {
-    this.items.push(item);
-    this.notify();
-  }
-
-  end(): void {
-    this.state = { done: true };
-    this.notify();
-  }
-
-  fail(error: unknown): void {
-    this.state = { done: true, error };
-    this.notify();
-  }
-
-  async next(): Promise<IteratorResult<T, undefined>> {
-    for (;;) {
-      if (this.items.length > 0) return { done: false, value: this.items.shift()! };
-      if (this.state.done) {
-        if ('error' in this.state) throw this.state.error;
-        return { done: true, value: undefined };
-      }
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
-  }
 }

@@ -27,6 +27,7 @@ import type { IncomingMessage } from 'node:http';
 import { ProviderError, failureForStatus, type ProviderFailure } from '../errors.js';
 import { DEFAULT_ELEVENLABS_MODEL, cloudVoice, languageCode, type ElevenLabsTts, type ElevenLabsTtsOptions } from './elevenlabs.js';
 import type { TtsOptions } from './types.js';
+import { AsyncQueue } from '../async-queue.js';
 
 const PROVIDER = 'elevenlabs';
 const DEFAULT_BASE_URL = 'https://api.elevenlabs.io';
@@ -59,7 +60,7 @@ export function createElevenLabsWsTts(opts: ElevenLabsWsTtsOptions): ElevenLabsW
 
   async function* session(pieces: AsyncIterable<string> | Iterable<string>, o: TtsOptions, autoMode: boolean): AsyncGenerator<Uint8Array> {
     if (o.signal.aborted) return;
-    const inbox = new Inbox<Uint8Array>();
+    const inbox = new AsyncQueue<Uint8Array>();
     const ws = new WebSocket(url(cloudVoice(o.voice, opts.defaultVoice), o.language, autoMode), {
       headers: { 'xi-api-key': opts.apiKey },
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
@@ -214,47 +215,4 @@ function socketError(err: Error): ProviderError {
     return fail('protocol', 'ElevenLabs TTS WebSocket: invalid frame', null, err);
   }
   return fail('network', 'ElevenLabs TTS WebSocket: connection failed', null, err);
-}
-
-/** A single-consumer queue from socket events to the generator (like resilience.ts's, which is private). */
-class Inbox<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
-  private state: { done: false } | { done: true; error?: unknown } = { done: false };
-  private wake: (() => void) | null = null;
-
-  push(item: T): void {
-    if (this.state.done) return;
-    this.items.push(item);
-    this.notify();
-  }
-
-  end(): void {
-    if (this.state.done) return;
-    this.state = { done: true };
-    this.notify();
-  }
-
-  /** The first failure wins; anything after the end is ignored. */
-  fail(error: unknown): void {
-    if (this.state.done) return;
-    this.state = { done: true, error };
-    this.notify();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for (;;) {
-      const item = this.items.shift();
-      if (item !== undefined) yield item;
-      else if (this.state.done) {
-        if ('error' in this.state) throw this.state.error;
-        return;
-      } else await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
-  }
 }
