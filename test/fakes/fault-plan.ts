@@ -3,7 +3,7 @@
  * (or WebSocket session) takes the next plan from the script; when the script is empty the default
  * plan applies. All delays are real milliseconds (the fakes run real HTTP/WebSocket servers).
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -100,4 +100,16 @@ export async function listenOnLoopback(server: Server, sockets: Set<Socket | Dup
     server.listen(0, '127.0.0.1', () => resolve());
   });
   return (server.address() as AddressInfo).port;
+}
+
+/** Reads a request body as UTF-8, destroying the request past `maxBytes`; calls `done` at its end. */
+export function readBody(req: IncomingMessage, maxBytes: number, done: (body: string) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > maxBytes) req.destroy();
+    else chunks.push(chunk);
+  });
+  req.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
 }

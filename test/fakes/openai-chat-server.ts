@@ -21,7 +21,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type OpenAI from 'openai';
-import { Arrivals, FaultScript, listenOnLoopback, type FaultPlan } from './fault-plan.js';
+import { Arrivals, FaultScript, listenOnLoopback, readBody, type FaultPlan } from './fault-plan.js';
 
 export interface FakeToolCall {
   name: string;
@@ -240,16 +240,7 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
     return rec;
   };
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) req.destroy();
-      else chunks.push(chunk);
-    });
-    req.on('end', () => void answer(req, res, Buffer.concat(chunks).toString('utf8')));
-  });
+  const server = createServer((req, res) => readBody(req, MAX_BODY, (body) => void answer(req, res, body)));
   const port = await listenOnLoopback(server, sockets);
 
   return {

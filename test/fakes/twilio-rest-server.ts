@@ -14,7 +14,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Arrivals, listenOnLoopback } from './fault-plan.js';
+import { Arrivals, listenOnLoopback, readBody } from './fault-plan.js';
 
 export const FAKE_ACCOUNT_SID = 'ACfa4e0000000000000000000000000001';
 /** A canary: tests assert it appears in no error message. */
@@ -213,18 +213,11 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) req.destroy();
-      else chunks.push(chunk);
-    });
-    req.on('end', () => {
+    readBody(req, MAX_BODY, (body) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       const m = CALL_PATH.exec(path);
       const form: Record<string, string | string[]> = {};
-      for (const [key, value] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) {
+      for (const [key, value] of new URLSearchParams(body)) {
         const prev = form[key];
         form[key] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
       }
