@@ -178,10 +178,14 @@ class FallbackSttStream implements SttStream {
   }
 
   private keep(pcm: Int16Array): void {
-    // The stream's frames may be reused by the caller: keep a copy.
-    this.frames.push(pcm.slice());
-    if (this.utterance === 'idle' && this.frames.length > PRE_ROLL_FRAMES) this.frames.shift();
-    else if (this.frames.length > MAX_UTTERANCE_FRAMES) this.frames.shift();
+    // The stream's frames may be reused by the caller: keep a copy. While idle (most of a call) the
+    // oldest pre-roll frame's buffer is recycled, so the per-frame path allocates nothing.
+    const full = this.utterance === 'idle' ? PRE_ROLL_FRAMES : MAX_UTTERANCE_FRAMES;
+    const oldest = this.frames.length >= full ? this.frames.shift()! : null;
+    if (oldest && oldest.length === pcm.length) {
+      oldest.set(pcm);
+      this.frames.push(oldest);
+    } else this.frames.push(pcm.slice());
   }
 
   /** One breaker record per utterance: success when its final arrives, failure when it does not. */
