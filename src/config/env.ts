@@ -64,9 +64,15 @@ export interface AppConfig {
   /** Fastify `trustProxy` as an address/CIDR list; null = trust no proxy headers. */
   readonly trustProxy: readonly string[] | null;
   readonly inspector: { readonly token: string | null };
+  /**
+   * SMTP server for follow-up e-mails (src/delivery/email.ts): `smtp://` (STARTTLS when offered)
+   * or `smtps://` (TLS), credentials percent-encoded in the URL. Null: no e-mail delivery.
+   * Holds a password: shown as "[set]" when the config is logged.
+   */
+  readonly smtpUrl: string | null;
 }
 
-const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN'] as const;
+const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'SMTP_URL'] as const;
 
 /** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
 const shown = (text: string) => {
@@ -226,6 +232,16 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
       'generate one with `openssl rand -base64 24`, or unset it',
       { secret: true },
     ).optional(),
+    SMTP_URL: variable(
+      (t) => {
+        const u = parseUrl(t);
+        const ok = u && /^smtps?:$/.test(u.protocol) && u.hostname !== '' && /^\/?$/.test(u.pathname) && !u.search && !u.hash && /^\S+$/.test(t);
+        return ok ? t : undefined;
+      },
+      'must be an smtp:// or smtps:// URL with a host and no path, query or fragment (value not shown: it may hold a password)',
+      'set SMTP_URL=smtps://user:password@smtp.example.com (percent-encode special characters in the password) or unset it',
+      { secret: true },
+    ).optional(),
   });
 };
 
@@ -240,6 +256,13 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** `smtps://user:secret@host` → `smtps://user:[set]@host`: the server and account stay visible. */
+function withoutPassword(url: string): string {
+  const u = new URL(url);
+  if (u.password === '') return url;
+  return `${u.protocol}//${u.username}:[set]@${u.host}`;
+}
+
 /** What the config looks like in logs: secrets reduced to whether they are set. */
 function withoutSecrets(c: AppConfig) {
   const set = (v: string | null) => (v === null ? null : '[set]');
@@ -249,6 +272,7 @@ function withoutSecrets(c: AppConfig) {
     openai: { ...c.openai, apiKey: set(c.openai.apiKey) },
     elevenlabs: { ...c.elevenlabs, apiKey: set(c.elevenlabs.apiKey) },
     inspector: { token: set(c.inspector.token) },
+    smtpUrl: c.smtpUrl === null ? null : withoutPassword(c.smtpUrl),
   };
 }
 
@@ -308,6 +332,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     journalRetentionDays: e.JOURNAL_RETENTION_DAYS,
     trustProxy: e.TRUST_PROXY ?? null,
     inspector: { token: e.INSPECTOR_TOKEN ?? null },
+    smtpUrl: e.SMTP_URL ?? null,
   };
   const safe = () => withoutSecrets(config);
   Object.defineProperty(config, 'toJSON', { value: safe });

@@ -261,3 +261,38 @@ describe('echoed values', () => {
     expect(line).not.toContain('canary');
   });
 });
+
+describe('SMTP_URL', () => {
+  it('is null when unset, and accepted as given for smtp:// and smtps://', () => {
+    expect(loadEnv({}).smtpUrl).toBeNull();
+    expect(loadEnv({ SMTP_URL: '' }).smtpUrl).toBeNull();
+    expect(loadEnv({ SMTP_URL: 'smtp://127.0.0.1:2525' }).smtpUrl).toBe('smtp://127.0.0.1:2525');
+    expect(loadEnv({ SMTP_URL: 'smtps://clinic%40example.com:p%40ss@smtp.example.com:465' }).smtpUrl).toBe(
+      'smtps://clinic%40example.com:p%40ss@smtp.example.com:465',
+    );
+  });
+
+  it('refuses other schemes, a missing host, a path, a query or a fragment, without echoing the value', () => {
+    for (const bad of ['http://smtp.example.com', 'smtps:///no-host', 'smtp://u:canary@smtp.example.com/x', 'smtp://smtp.example.com?pool=canary', 'smtps://smtp.example.com#canary', 'canary']) {
+      const lines = failure({ SMTP_URL: bad });
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/);
+      expect(lines[0]).toContain('set SMTP_URL=smtps://');
+      expect(lines[0]).not.toContain('canary');
+    }
+  });
+
+  it('shows the password as "[set]" when the config is logged, keeping user and host', () => {
+    const c = loadEnv({ SMTP_URL: 'smtps://mailer:canary-smtp-pass@smtp.example.com:465' });
+    expect(c.smtpUrl).toBe('smtps://mailer:canary-smtp-pass@smtp.example.com:465'); // still readable by code
+    for (const text of [JSON.stringify(c), inspect(c, { depth: 5 })]) {
+      expect(text).not.toContain('canary');
+      expect(text).toContain('smtps://mailer:[set]@smtp.example.com:465');
+    }
+  });
+
+  it('is scrubbed from other variables it was pasted into', () => {
+    const lines = failure({ SMTP_URL: 'smtps://u:canary-pw@smtp.example.com', OPENAI_BASE_URL: 'smtps://u:canary-pw@smtp.example.com' });
+    expect(lines.join('\n')).not.toContain('canary');
+  });
+});
