@@ -22,10 +22,13 @@ export const ERROR_CODES = {
   VET_E_PROVIDER: 'A speech or agent provider failed.',
   VET_E_TWILIO_REST: 'A Twilio REST request (transfer, hang-up, recording) failed.',
   VET_E_JOURNAL: 'The call journal could not be written (JOURNAL_DIR unwritable, disk full); calls go on without it.',
+  VET_E_DELIVERY: "A follow-up or call summary could not be delivered to the clinic's webhook, e-mail or SMS (an attempt failed, or delivery gave up).",
   VET_E_STORE: 'The durable store (SQLite file or PostgreSQL server in DATABASE_URL) could not be opened or migrated at start-up.',
   VET_E_BODY_TOO_LARGE: 'An HTTP request body exceeded the configured limit (16 KiB on webhooks).',
   VET_E_NOT_FOUND: 'No route matches the HTTP method and path.',
   VET_E_INTERNAL: 'An unexpected error in an HTTP handler; details are in the server log, never in the response.',
+  VET_E_DESK_AUTH: 'A front-desk request had no valid desk token or session, or a cookie-authenticated change came from another site.',
+  VET_E_DESK_BUSY: 'A front-desk live event stream was refused: too many are open in this process.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
