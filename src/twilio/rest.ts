@@ -5,8 +5,12 @@
  * for 30 s after 5 consecutive outages (5xx, 429 after retries, network error, timeout). A 4xx
  * other than 429 is Twilio answering, not an outage: it fails the operation and counts as a success.
  *
- * Errors are VetError VET_E_TWILIO_REST, message `<operation> failed: <detail>`, built from our
- * own words and numbers only (no token, SID of the account, phone number or Twilio free text).
+ * Errors are TwilioRestError (a VetError VET_E_TWILIO_REST), message `<operation> failed: <detail>`,
+ * built from our own words and numbers only (no token, SID of the account, phone number or Twilio
+ * free text); `retryable` says whether trying again later may succeed.
+ *
+ * SMS (sendSms, the delivery outbox) has its own breaker: a Messaging outage or a burst of
+ * retried confirmations never opens the breaker that live calls' transfers and hang-ups go through.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
@@ -14,7 +18,7 @@ import type { Logger } from 'pino';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import { VetError } from '../errors.js';
-import type { TwilioRest } from './rest-types.js';
+import type { TwilioMessaging, TwilioRest } from './rest-types.js';
 
 export interface TwilioRestOptions {
   accountSid: string;
@@ -32,10 +36,29 @@ export const TWILIO_REST_BREAKER = { consecutiveFailures: 5, openMs: 30_000 } as
 /** 429 retries inside the SDK (full-jitter backoff of 200, 400, 800 ms at most; Retry-After is ignored). */
 const MAX_429_RETRIES = 3;
 
-type Operation = 'updateCallTwiml' | 'hangup' | 'startRecording';
+type Operation = 'updateCallTwiml' | 'hangup' | 'startRecording' | 'sendSms';
 
 /** Twilio Call SIDs: CA + 32 hex. Checked before use: the SDK puts the SID in the path unescaped. */
 const CALL_SID = /^CA[0-9a-f]{32}$/i;
+const E164 = /^\+[1-9]\d{6,14}$/;
+/** Twilio's limit on a message body (it splits into segments itself). */
+export const SMS_MAX_CHARS = 1600;
+
+/**
+ * Every rejection of createTwilioRest's operations. `retryable`: an outage (5xx, 429 after the SDK's
+ * retries, network, timeout, breaker open) rather than Twilio refusing the request (4xx) or an
+ * invalid argument. `status`: the HTTP status when Twilio answered, else null.
+ */
+export class TwilioRestError extends VetError {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    readonly status: number | null,
+    options?: ErrorOptions,
+  ) {
+    super('VET_E_TWILIO_REST', message, options);
+  }
+}
 
 /**
  * The signal of the operation in progress, read by the axios interceptor below. The SDK has no
@@ -74,6 +97,7 @@ class Failure extends Error {
     readonly detail: string,
     readonly outage: boolean,
     options: ErrorOptions,
+    readonly status: number | null = null,
   ) {
     super(detail, options);
   }
@@ -81,7 +105,7 @@ class Failure extends Error {
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; failure: Failure };
 
-export function createTwilioRest(opts: TwilioRestOptions): TwilioRest {
+export function createTwilioRest(opts: TwilioRestOptions): TwilioRest & TwilioMessaging {
   const timeoutMs = opts.timeoutMs ?? TWILIO_REST_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
     throw new VetError('VET_E_CONFIG', 'Twilio REST timeoutMs must be a positive integer');
@@ -101,19 +125,30 @@ export function createTwilioRest(opts: TwilioRestOptions): TwilioRest {
   );
   const client = twilio(opts.accountSid, opts.authToken, { httpClient });
 
-  const breaker = circuitBreaker(
-    handleWhen((e) => e instanceof Failure && e.outage),
-    {
-      halfOpenAfter: TWILIO_REST_BREAKER.openMs,
-      breaker: new ConsecutiveBreaker(TWILIO_REST_BREAKER.consecutiveFailures),
-    },
-  );
-  breaker.onBreak(() => log?.error({ provider: 'twilio-rest' }, 'twilio rest breaker open'));
-  breaker.onHalfOpen(() => log?.info({ provider: 'twilio-rest' }, 'twilio rest breaker half-open'));
-  breaker.onReset(() => log?.info({ provider: 'twilio-rest' }, 'twilio rest breaker closed'));
+  const newBreaker = (provider: string) => {
+    const b = circuitBreaker(
+      handleWhen((e) => e instanceof Failure && e.outage),
+      {
+        halfOpenAfter: TWILIO_REST_BREAKER.openMs,
+        breaker: new ConsecutiveBreaker(TWILIO_REST_BREAKER.consecutiveFailures),
+      },
+    );
+    b.onBreak(() => log?.error({ provider }, 'twilio rest breaker open'));
+    b.onHalfOpen(() => log?.info({ provider }, 'twilio rest breaker half-open'));
+    b.onReset(() => log?.info({ provider }, 'twilio rest breaker closed'));
+    return b;
+  };
+  const callBreaker = newBreaker('twilio-rest');
+  const smsBreaker = newBreaker('twilio-messaging');
+  type Breaker = typeof callBreaker;
 
-  async function run<T>(op: Operation, callSid: string, signal: AbortSignal, call: () => Promise<T>): Promise<T> {
-    if (!CALL_SID.test(callSid)) throw new VetError('VET_E_TWILIO_REST', `${op} failed: invalid CallSid`);
+  /** A call operation: the CallSid checked, then run on the calls' breaker. */
+  function onCall<T>(op: Operation, callSid: string, signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+    if (!CALL_SID.test(callSid)) return Promise.reject(new TwilioRestError(`${op} failed: invalid CallSid`, false, null));
+    return run(op, callBreaker, { callSid }, signal, call);
+  }
+
+  async function run<T>(op: Operation, breaker: Breaker, context: { callSid?: string }, signal: AbortSignal, call: () => Promise<T>): Promise<T> {
     if (signal.aborted) throw cancelled(op, signal);
     const deadline = AbortSignal.timeout(timeoutMs);
     const attemptSignal = AbortSignal.any([signal, deadline]);
@@ -143,26 +178,28 @@ export function createTwilioRest(opts: TwilioRestOptions): TwilioRest {
         : err instanceof BrokenCircuitError ? new Failure('circuit open', false, { cause: err })
         : deadline.aborted ? new Failure(`timeout after ${timeoutMs} ms`, true, { cause: deadline.reason })
         : classify(err);
-      throw fail(op, callSid, failure);
+      throw fail(op, context, failure);
     }
-    if (!outcome.ok) throw fail(op, callSid, outcome.failure);
+    if (!outcome.ok) throw fail(op, context, outcome.failure);
     return outcome.value;
   }
 
-  function fail(op: Operation, callSid: string, failure: Failure): VetError {
-    log?.warn({ provider: 'twilio-rest', op, callSid, detail: failure.detail }, 'twilio rest request failed');
-    return new VetError('VET_E_TWILIO_REST', `${op} failed: ${failure.detail}`, { cause: failure.cause });
+  function fail(op: Operation, context: { callSid?: string }, failure: Failure): TwilioRestError {
+    log?.warn({ provider: 'twilio-rest', op, ...context, detail: failure.detail }, 'twilio rest request failed');
+    // Retryable: an outage, or the breaker open (it closes again).
+    const retryable = failure.outage || failure.cause instanceof BrokenCircuitError;
+    return new TwilioRestError(`${op} failed: ${failure.detail}`, retryable, failure.status, { cause: failure.cause });
   }
 
   return {
     async updateCallTwiml(callSid, twiml, signal) {
-      await run('updateCallTwiml', callSid, signal, () => client.calls(callSid).update({ twiml }));
+      await onCall('updateCallTwiml', callSid, signal, () => client.calls(callSid).update({ twiml }));
     },
     async hangup(callSid, signal) {
-      await run('hangup', callSid, signal, () => client.calls(callSid).update({ status: 'completed' }));
+      await onCall('hangup', callSid, signal, () => client.calls(callSid).update({ status: 'completed' }));
     },
     async startRecording(callSid, statusCallbackUrl, signal) {
-      const recording = await run('startRecording', callSid, signal, () =>
+      const recording = await onCall('startRecording', callSid, signal, () =>
         client.calls(callSid).recordings.create({
           recordingChannels: 'dual',
           recordingStatusCallback: statusCallbackUrl,
@@ -171,9 +208,26 @@ export function createTwilioRest(opts: TwilioRestOptions): TwilioRest {
       );
       const sid: unknown = recording.sid;
       if (typeof sid !== 'string' || !/^RE[0-9a-f]{32}$/i.test(sid)) {
-        throw new VetError('VET_E_TWILIO_REST', 'startRecording failed: response without a Recording SID');
+        throw new TwilioRestError('startRecording failed: response without a Recording SID', false, null);
       }
       return { recordingSid: sid };
+    },
+    async sendSms(to, from, body, signal) {
+      // Checked here so a bad value is refused without a request, and named without being echoed.
+      const invalid =
+        !E164.test(to) ? 'invalid To number'
+        : !E164.test(from) ? 'invalid From number'
+        : body.trim() === '' ? 'empty body'
+        : body.length > SMS_MAX_CHARS ? `body over ${SMS_MAX_CHARS} characters`
+        : null;
+      if (invalid !== null) throw new TwilioRestError(`sendSms failed: ${invalid}`, false, null);
+      const message = await run('sendSms', smsBreaker, {}, signal, () => client.messages.create({ to, from, body }));
+      const sid: unknown = message.sid;
+      if (typeof sid !== 'string' || !/^(SM|MM)[0-9a-f]{32}$/i.test(sid)) {
+        // Twilio answered 2xx: the message may well be queued, so this is not worth a retry (a duplicate SMS).
+        throw new TwilioRestError('sendSms failed: response without a Message SID', false, null);
+      }
+      return { messageSid: sid };
     },
   };
 }
@@ -191,8 +245,8 @@ function parseBaseUrl(raw: string): string {
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }
 
-function cancelled(op: Operation, signal: AbortSignal): VetError {
-  return new VetError('VET_E_TWILIO_REST', `${op} cancelled`, { cause: signal.reason });
+function cancelled(op: Operation, signal: AbortSignal): TwilioRestError {
+  return new TwilioRestError(`${op} cancelled`, true, null, { cause: signal.reason });
 }
 
 /**
@@ -210,7 +264,7 @@ function classify(err: unknown): Failure {
   if (e.isAxiosError !== true && typeof e.status === 'number') {
     const code = typeof e.code === 'number' && e.code > 0 ? ` ${e.code}` : '';
     const outage = e.status === 429 || e.status >= 500;
-    return new Failure(`HTTP ${e.status}${code}`, outage, { cause: err });
+    return new Failure(`HTTP ${e.status}${code}`, outage, { cause: err }, e.status);
   }
   if (e.isAxiosError === true) {
     const code = typeof e.code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(e.code) ? e.code : 'ERROR';

@@ -5,6 +5,7 @@
  *
  *   POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json             (Twiml, or Status=completed)
  *   POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json  (RecordingChannels, ...)
+ *   POST /2010-04-01/Accounts/{AccountSid}/Messages.json                    (To, From, Body: an SMS)
  *
  * Basic auth must be accountSid:authToken and the path must name the same account, else 401 with
  * Twilio's 20003 body. Scriptable: queue replies (status, Twilio code, body, delay, hang) consumed in
@@ -20,7 +21,7 @@ export const FAKE_ACCOUNT_SID = 'ACfa4e0000000000000000000000000001';
 /** A canary: tests assert it appears in no error message. */
 export const FAKE_AUTH_TOKEN = 'canary-auth-token-9f8e7d6c5b4a3210';
 
-export type FakeRoute = 'call.update' | 'recording.create' | 'unknown';
+export type FakeRoute = 'call.update' | 'recording.create' | 'message.create' | 'unknown';
 
 export interface FakeRestRequest {
   method: string;
@@ -80,6 +81,7 @@ const DEFAULT_CODES: Record<number, { code: number; message: string }> = {
 };
 
 const CALL_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Calls\/([^/]+?)(\/Recordings)?\.json$/;
+const MESSAGES_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/;
 const MAX_BODY = 64 * 1024;
 
 export async function start(opts: { accountSid?: string; authToken?: string } = {}): Promise<FakeTwilioRest> {
@@ -92,6 +94,7 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
   const sockets = new Set<Socket>();
   const arrivals = new Arrivals();
   let recordings = 0;
+  let messages = 0;
 
   const take = (route: FakeRoute): FakeReply | null => {
     const i = queue.findIndex((r) => r.route === undefined || r.route === route);
@@ -128,6 +131,37 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
 
   const resource = (rec: FakeRestRequest): { status: number; body: unknown } => {
     const now = new Date().toUTCString().replace('GMT', '+0000');
+    if (rec.route === 'message.create') {
+      messages += 1;
+      const sid = `SM${messages.toString(16).padStart(32, '0')}`;
+      const body = typeof rec.form.Body === 'string' ? rec.form.Body : '';
+      return {
+        status: 201,
+        body: {
+          account_sid: accountSid,
+          api_version: '2010-04-01',
+          body,
+          date_created: now,
+          date_sent: null,
+          date_updated: now,
+          direction: 'outbound-api',
+          error_code: null,
+          error_message: null,
+          // Real resources carry the numbers; the fake keeps them out of test output (as for calls).
+          from: null,
+          to: null,
+          messaging_service_sid: null,
+          num_media: '0',
+          num_segments: '1',
+          price: null,
+          price_unit: 'USD',
+          sid,
+          status: 'queued',
+          subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}/Media.json` },
+          uri: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}.json`,
+        },
+      };
+    }
     const base = `/2010-04-01/Accounts/${accountSid}/Calls/${rec.callSid}`;
     if (rec.route === 'recording.create') {
       recordings += 1;
@@ -216,6 +250,7 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
     readBody(req, MAX_BODY, (body) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       const m = CALL_PATH.exec(path);
+      const sms = m ? null : MESSAGES_PATH.exec(path);
       const form: Record<string, string | string[]> = {};
       for (const [key, value] of new URLSearchParams(body)) {
         const prev = form[key];
@@ -224,11 +259,11 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
       const rec: FakeRestRequest = {
         method: req.method ?? '',
         path,
-        route: m ? (m[3] ? 'recording.create' : 'call.update') : 'unknown',
-        accountSid: m?.[1] ?? null,
+        route: m ? (m[3] ? 'recording.create' : 'call.update') : sms ? 'message.create' : 'unknown',
+        accountSid: m?.[1] ?? sms?.[1] ?? null,
         callSid: m?.[2] ?? null,
         form,
-        authorized: req.headers.authorization === expectedAuth && (m === null || m[1] === accountSid),
+        authorized: req.headers.authorization === expectedAuth && (m?.[1] ?? sms?.[1] ?? accountSid) === accountSid,
         status: null,
         abandoned: false,
       };
