@@ -65,6 +65,153 @@ export const Timing = z
   .strict()
   .prefault({});
 
+/** 24-hour "HH:MM" → minutes after midnight (`"24:00"` → 1440). Only for strings the schema accepted. */
+export const minutesOf = (hhmm: string): number => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+
+const clockTime = (last: '23:59' | '24:00') =>
+  z
+    .string()
+    .regex(
+      last === '24:00' ? /^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/ : /^(?:[01]\d|2[0-3]):[0-5]\d$/,
+      `must be a 24-hour time "HH:MM" from "00:00" to "${last}"`,
+    );
+
+/** True when Intl knows the zone (it throws RangeError otherwise). */
+export function isTimeZone(timeZone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One opening interval of a day, in the clinic's local wall-clock time: open ≤ t < close. */
+export const OpeningInterval = z
+  .object({
+    open: clockTime('23:59'),
+    /** `"24:00"` = open until midnight. An interval never crosses midnight: split it at "24:00" / "00:00". */
+    close: clockTime('24:00'),
+  })
+  .strict()
+  .superRefine(({ open, close }, ctx) => {
+    if (minutesOf(close) <= minutesOf(open)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['close'],
+        input: close,
+        message: `must be later than open ("${open}"); to stay open past midnight, close at "24:00" and open at "00:00" the next day`,
+      });
+    }
+  });
+export type OpeningInterval = z.output<typeof OpeningInterval>;
+
+/** A day's intervals, in order and without overlaps (touching, as 12:00 then 12:00, is fine). */
+const DayIntervals = z.array(OpeningInterval).superRefine((intervals, ctx) => {
+  for (let i = 1; i < intervals.length; i++) {
+    const previous = intervals[i - 1];
+    const current = intervals[i];
+    if (previous && current && minutesOf(current.open) < minutesOf(previous.close)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [i, 'open'],
+        input: current.open,
+        message: `overlaps or comes before the previous interval ("${previous.open}"–"${previous.close}"); list a day's intervals in order without overlaps`,
+      });
+    }
+  }
+});
+
+export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+/**
+ * When the clinic is open, in its own time zone (src/config/hours.ts computes open/closed from it;
+ * docs/hours.md). A missing day is a closed day; a closure closes one whole local date.
+ */
+export const ClinicHours = z
+  .object({
+    /** IANA time zone of the clinic, e.g. "America/Chicago"; every time below is wall-clock time there. */
+    timeZone: z.string().min(1).refine(isTimeZone, 'must be an IANA time zone such as "America/Chicago" or "Europe/London"'),
+    weekly: z
+      .object({
+        mon: DayIntervals.optional(),
+        tue: DayIntervals.optional(),
+        wed: DayIntervals.optional(),
+        thu: DayIntervals.optional(),
+        fri: DayIntervals.optional(),
+        sat: DayIntervals.optional(),
+        sun: DayIntervals.optional(),
+      })
+      .strict(),
+    /** Whole local dates the clinic is closed (public holidays, training days). */
+    closures: z
+      .array(
+        z
+          .object({
+            date: z.iso.date('must be a calendar date "YYYY-MM-DD" such as "2026-12-25"'),
+            /** Spoken: "We're closed tomorrow for Christmas Day." */
+            reason: z.string().min(1).max(120).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+export type ClinicHours = z.output<typeof ClinicHours>;
+
+/** Names an environment variable (the file holds the name, never the secret). */
+const envName = z
+  .string()
+  .regex(/^[A-Z][A-Z0-9_]{1,63}$/, 'must be an environment variable name such as RIVERSIDE_WEBHOOK_SECRET (upper-case letters, digits and _)');
+
+/** Absolute http(s) URL without credentials or fragment. https-only in production: checked by loadTenants. */
+function isWebhookUrl(text: string): boolean {
+  if (text !== text.trim() || text.includes('#')) return false;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return false;
+  }
+  return (url.protocol === 'https:' || url.protocol === 'http:') && url.hostname !== '' && url.username === '' && url.password === '';
+}
+
+/** "frontdesk@clinic.example" or "Front Desk <frontdesk@clinic.example>"; never a line break (header injection). */
+const MAILBOX = /^(?:[^<>\r\n]*<([^<>\s]+)>|([^<>\s]+))$/;
+const isMailbox = (text: string) => {
+  const address = MAILBOX.exec(text.trim());
+  const bare = address?.[1] ?? address?.[2];
+  return bare !== undefined && z.regexes.email.test(bare);
+};
+
+export const FollowUps = z
+  .object({
+    /** POST each follow-up to the clinic's system, signed (HMAC) with the secret in `secretEnv`. */
+    webhook: z
+      .object({
+        url: z.string().max(2000).refine(isWebhookUrl, 'must be an absolute http(s) URL without user name, password or #fragment, e.g. https://clinic.example/vetline').meta({ format: 'uri' }),
+        secretEnv: envName,
+      })
+      .strict()
+      .optional(),
+    /** E-mail each follow-up to the front desk. */
+    email: z
+      .object({
+        to: z.array(z.email('must be an e-mail address such as frontdesk@clinic.example')).min(1).max(20),
+        /** Sender, e.g. "Vetline <vetline@clinic.example>"; the deployment's default when absent. */
+        from: z.string().max(200).refine(isMailbox, 'must be an e-mail address, optionally with a name: "Vetline <vetline@clinic.example>"').optional(),
+      })
+      .strict()
+      .optional(),
+    /** Text the caller a confirmation (only when they agreed to it on the call). */
+    sms: z.object({ enabled: z.boolean().default(false) }).strict().prefault({}),
+    /** Follow-ups and call summaries older than this are deleted. */
+    retentionDays: z.number().int().min(1).max(3650).default(365),
+  })
+  .strict()
+  .prefault({});
+
 export const TenantSchema = z
   .object({
     $schema: z.string().optional(),
@@ -135,6 +282,12 @@ export const TenantSchema = z
         staff: z.array(z.string().min(1)).default([]),
       })
       .strict(),
+    /** Structured opening hours; absent = always open (`info.hours` stays the spoken general answer). */
+    hours: ClinicHours.optional(),
+    /** Where messages taken on a call go, and how long they are kept. */
+    followUps: FollowUps,
+    /** Front-desk inbox: `tokenEnv` names the environment variable holding this clinic's inbox token. */
+    desk: z.object({ tokenEnv: envName }).strict().optional(),
     backchannels: z.array(z.string().min(1)).default([...DEFAULT_BACKCHANNELS]),
     timing: Timing,
     vad: VadOverrides,

@@ -2,13 +2,23 @@
  * Clinic files → TenantDirectory, loaded once at start-up. Every problem in every file is reported
  * in one VET_E_TENANT_INVALID error, one line each, naming the file and the field or JSON position.
  */
+import { isIP } from 'node:net';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VetError } from '../errors.js';
-import { deepFreeze } from './env.js';
+import { deepFreeze, ENV_VARS } from './env.js';
+import type { NodeEnv } from './env.js';
 import { TenantSchema } from './tenant.schema.js';
 import type { Tenant } from './tenant.schema.js';
+
+/** A clinic's secrets, read from the environment variables its file names. Never part of Tenant. */
+export interface TenantSecrets {
+  /** HMAC secret for `followUps.webhook` (from `followUps.webhook.secretEnv`), or null without a webhook. */
+  readonly webhookSecret: string | null;
+  /** Front-desk inbox token (from `desk.tokenEnv`), or null without one. */
+  readonly deskToken: string | null;
+}
 
 export interface TenantDirectory {
   /** The clinic that owns this Twilio number (the signed `To`), or null. */
@@ -16,9 +26,25 @@ export interface TenantDirectory {
   byId(id: string): Tenant | null;
   /** Every clinic, in file-name order. */
   all(): readonly Tenant[];
+  /** Secrets of clinic `id`, resolved at load and frozen; both null for an unknown id. */
+  secretsOf(id: string): TenantSecrets;
 }
 
-export async function loadTenants(dir: string): Promise<TenantDirectory> {
+export interface LoadTenantsOptions {
+  /** Where `secretEnv` / `tokenEnv` are looked up. Default: process.env. */
+  env?: NodeJS.ProcessEnv | undefined;
+  /** Production allows only https webhooks. Default: `env.NODE_ENV` when it is one of the three, else development. */
+  nodeEnv?: NodeEnv | undefined;
+}
+
+/** Shortest accepted webhook secret or desk token. */
+export const MIN_SECRET_LENGTH = 16;
+
+const NO_SECRETS: TenantSecrets = Object.freeze({ webhookSecret: null, deskToken: null });
+
+export async function loadTenants(dir: string, opts: LoadTenantsOptions = {}): Promise<TenantDirectory> {
+  const env = opts.env ?? process.env;
+  const nodeEnv = opts.nodeEnv ?? (env.NODE_ENV === 'production' || env.NODE_ENV === 'test' ? env.NODE_ENV : 'development');
   let names: string[];
   try {
     const entries = await readdir(dir, { withFileTypes: true });
@@ -31,7 +57,7 @@ export async function loadTenants(dir: string): Promise<TenantDirectory> {
   }
 
   const problems: string[] = [];
-  const loaded: { file: string; tenant: Tenant }[] = [];
+  const loaded: { file: string; tenant: Tenant; secrets: TenantSecrets }[] = [];
   for (const name of names) {
     const file = join(dir, name);
     let text: string;
@@ -51,13 +77,20 @@ export async function loadTenants(dir: string): Promise<TenantDirectory> {
       continue;
     }
     const result = TenantSchema.safeParse(json, { reportInput: true });
-    if (result.success) loaded.push({ file, tenant: result.data });
-    else problems.push(...result.error.issues.flatMap((issue) => issueLines(file, issue)));
+    if (!result.success) {
+      problems.push(...result.error.issues.flatMap((issue) => issueLines(file, issue)));
+      continue;
+    }
+    const checked = deploymentChecks(file, result.data, env, nodeEnv);
+    problems.push(...checked.problems);
+    loaded.push({ file, tenant: result.data, secrets: checked.secrets });
   }
+  problems.push(...sharedDeskTokens(loaded));
   if (problems.length > 0) throw new VetError('VET_E_TENANT_INVALID', problems.join('\n'));
 
-  const byId = new Map<string, { file: string; tenant: Tenant }>();
-  const byNumber = new Map<string, { file: string; tenant: Tenant }>();
+  type Entry = (typeof loaded)[number];
+  const byId = new Map<string, Entry>();
+  const byNumber = new Map<string, Entry>();
   for (const entry of loaded) {
     const { file, tenant } = entry;
     const sameId = byId.get(tenant.id);
@@ -77,7 +110,87 @@ export async function loadTenants(dir: string): Promise<TenantDirectory> {
     byNumber: (e164: string) => byNumber.get(e164)?.tenant ?? null,
     byId: (id: string) => byId.get(id)?.tenant ?? null,
     all: () => all,
+    secretsOf: (id: string) => byId.get(id)?.secrets ?? NO_SECRETS,
   });
+}
+
+/**
+ * What the file alone cannot show: the environment variables it names are set and long enough, and
+ * the webhook URL suits NODE_ENV. Lines name the file and field, never a secret's value.
+ */
+function deploymentChecks(
+  file: string,
+  tenant: Tenant,
+  env: NodeJS.ProcessEnv,
+  nodeEnv: NodeEnv,
+): { problems: string[]; secrets: TenantSecrets } {
+  const problems: string[] = [];
+  const secret = (field: string, name: string | undefined, what: string): string | null => {
+    if (name === undefined) return null;
+    const fix = `set it to ${what} (at least ${MIN_SECRET_LENGTH} characters, e.g. from \`openssl rand -base64 24\`)`;
+    if (ENV_VARS.includes(name)) {
+      problems.push(`${file}: ${field}: ${name} is one of Vetline's own settings; name a variable of this clinic's own and ${fix}`);
+      return null;
+    }
+    const value = env[name];
+    if (value === undefined || value === '') {
+      problems.push(`${file}: ${field}: environment variable ${name} is not set; ${fix}`);
+      return null;
+    }
+    if (value.length < MIN_SECRET_LENGTH) {
+      problems.push(`${file}: ${field}: environment variable ${name} is shorter than ${MIN_SECRET_LENGTH} characters; ${fix}`);
+      return null;
+    }
+    return value;
+  };
+
+  const webhook = tenant.followUps.webhook;
+  if (webhook) {
+    const url = new URL(webhook.url); // the schema accepted it
+    if (nodeEnv === 'production' && url.protocol !== 'https:') {
+      problems.push(`${file}: followUps.webhook.url: must be https when NODE_ENV=production (got ${shownUrl(webhook.url)})`);
+    } else if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+      problems.push(`${file}: followUps.webhook.url: http is allowed only for a loopback host (localhost, 127.0.0.1, ::1); use https (got ${shownUrl(webhook.url)})`);
+    }
+  }
+  const webhookSecret = secret('followUps.webhook.secretEnv', webhook?.secretEnv, "the webhook's shared secret");
+  const deskToken = secret('desk.tokenEnv', tenant.desk?.tokenEnv, "the clinic's front-desk inbox token");
+  if (webhook && tenant.desk && webhook.secretEnv === tenant.desk.tokenEnv) {
+    problems.push(`${file}: desk.tokenEnv: ${tenant.desk.tokenEnv} is also followUps.webhook.secretEnv; give the desk token and the webhook secret different variables`);
+  }
+  return { problems, secrets: Object.freeze({ webhookSecret, deskToken }) };
+}
+
+/** The desk token says which clinic's inbox is open, so no two clinics may share one (by name or value). */
+function sharedDeskTokens(loaded: readonly { file: string; tenant: Tenant; secrets: TenantSecrets }[]): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, string>(); // variable name or value → first file
+  for (const { file, tenant, secrets } of loaded) {
+    const name = tenant.desk?.tokenEnv;
+    if (name === undefined) continue;
+    const first = seen.get(`name:${name}`) ?? (secrets.deskToken === null ? undefined : seen.get(`value:${secrets.deskToken}`));
+    if (first !== undefined) {
+      problems.push(`${file}: desk.tokenEnv: this clinic's desk token is the same as ${first}'s; each clinic needs a token of its own (${name})`);
+      continue;
+    }
+    seen.set(`name:${name}`, file);
+    if (secrets.deskToken !== null) seen.set(`value:${secrets.deskToken}`, file);
+  }
+  return problems;
+}
+
+/** 127.0.0.0/8, ::1 and localhost (URL#hostname: IPv6 in brackets, IPv4 already normalized). */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return isIP(host) === 6 && host === '::1';
+}
+
+/** A URL as echoed in an error: credentials and query masked (they may hold secrets), long ones cut. */
+function shownUrl(text: string): string {
+  const masked = text.replace(/\/\/[^/@\s]*@/, '//***@').replace(/\?.*$/s, '?***');
+  return JSON.stringify(masked.length > 60 ? `${masked.slice(0, 57)}...` : masked);
 }
 
 /** One line per problem: `<file>: <field.path>: <message>`; unknown keys get one line each. */
@@ -91,7 +204,7 @@ function issueLines(file: string, issue: z.core.$ZodIssue): string[] {
   const input = issue.input;
   const got =
     message !== 'required' && (typeof input === 'string' || typeof input === 'number' || typeof input === 'boolean')
-      ? ` (got ${JSON.stringify(typeof input === 'string' && input.length > 60 ? `${input.slice(0, 57)}...` : input)})`
+      ? ` (got ${typeof input === 'string' && input.includes('://') ? shownUrl(input) : JSON.stringify(typeof input === 'string' && input.length > 60 ? `${input.slice(0, 57)}...` : input)})`
       : '';
   return [`${file}: ${fieldPath(issue.path)}: ${message}${got}`];
 }
