@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   VET_E_BODY_TOO_LARGE: 'An HTTP request body exceeded the configured limit (16 KiB on webhooks).',
   VET_E_NOT_FOUND: 'No route matches the HTTP method and path.',
   VET_E_INTERNAL: 'An unexpected error in an HTTP handler; details are in the server log, never in the response.',
+  VET_E_DESK_AUTH: 'A front-desk request had no valid desk token or session, or a cookie-authenticated change came from another site.',
+  VET_E_DESK_BUSY: 'A front-desk live event stream was refused: too many are open in this process.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
