@@ -1,0 +1,175 @@
+/**
+ * Who may open the front desk, and which clinic's data they see (the scope).
+ *
+ * - Token mode (any desk token configured, any NODE_ENV): each clinic has its own token (the clinic
+ *   file's `desk.tokenEnv` names the variable); it sees and changes only that clinic. The operator's
+ *   token (`INSPECTOR_TOKEN`) sees every clinic. A token is presented as `Authorization: Bearer
+ *   <token>` or through the session cookie the sign-in form sets: `<scope tag>.<HMAC of the token>`
+ *   (never the token itself; HttpOnly, SameSite=Strict, Path=/desk). Compared in constant time.
+ * - No token at all, outside production: open, every clinic (development aid; the page says so).
+ * - No token at all in production: disabled; the routes are not even registered (404).
+ *
+ * Mutations authenticated by the cookie must come from the page's own origin (see `originAllowed`).
+ */
+import { createHmac } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { NodeEnv } from '../config/env.js';
+import { VetError } from '../errors.js';
+import { safeEqual } from '../inspector/access.js';
+
+export type DeskAccess =
+  | { mode: 'open' }
+  | { mode: 'token'; operatorToken: string | null; clinicTokens: ReadonlyMap<string /* clinicId */, string /* token */> }
+  | { mode: 'disabled' };
+
+/** What one request may see: `clinic` is bounded to one clinic; `operator` and `open` see all. */
+export type DeskScope = { kind: 'open' } | { kind: 'operator' } | { kind: 'clinic'; clinicId: string };
+
+/** How the request proved its scope: the cookie is ambient (a browser sends it anywhere), so it needs the origin check. */
+export type DeskAuth = { scope: DeskScope; via: 'open' | 'bearer' | 'cookie' };
+
+export const DESK_COOKIE_NAME = 'vetline_desk';
+export const DESK_COOKIE_PATH = '/desk';
+/** A front-desk device stays signed in for 30 days; rotating the token signs every device out. */
+export const DESK_COOKIE_MAX_AGE_S = 30 * 24 * 3600;
+
+const TOKEN_SHAPE = /^\S{16,512}$/;
+
+/** The clinic a scope is bounded to, or null for every clinic (the store's `clinicId` convention). */
+export const scopeClinic = (scope: DeskScope): string | null => (scope.kind === 'clinic' ? scope.clinicId : null);
+
+/** Whether a scope may see `clinicId`'s data. */
+export const scopeSees = (scope: DeskScope, clinicId: string): boolean => scope.kind !== 'clinic' || scope.clinicId === clinicId;
+
+/**
+ * The desk's access mode from configuration. Throws VET_E_CONFIG (naming the clinic, never the
+ * value) when a token is too short, or when two scopes share a token: one token must mean one scope.
+ */
+export function deskAccess(cfg: { nodeEnv: NodeEnv; operatorToken: string | null; clinicTokens: ReadonlyMap<string, string> }): DeskAccess {
+  const problems: string[] = [];
+  if (cfg.operatorToken !== null && !TOKEN_SHAPE.test(cfg.operatorToken)) {
+    problems.push('the operator token (INSPECTOR_TOKEN) must be 16–512 characters without spaces');
+  }
+  const owners = new Map<string, string>();
+  if (cfg.operatorToken !== null) owners.set(cfg.operatorToken, 'the operator (INSPECTOR_TOKEN)');
+  for (const [clinicId, token] of cfg.clinicTokens) {
+    if (!TOKEN_SHAPE.test(token)) {
+      problems.push(`clinic ${clinicId}: its desk token (desk.tokenEnv) must be 16–512 characters without spaces; generate one with \`openssl rand -base64 24\``);
+      continue;
+    }
+    const owner = owners.get(token);
+    if (owner !== undefined) problems.push(`clinic ${clinicId}: its desk token is the same as ${owner}'s; give every clinic its own token`);
+    else owners.set(token, `clinic ${clinicId}`);
+  }
+  if (problems.length > 0) throw new VetError('VET_E_CONFIG', `desk tokens:\n${problems.join('\n')}`);
+  if (cfg.operatorToken !== null || cfg.clinicTokens.size > 0) {
+    return { mode: 'token', operatorToken: cfg.operatorToken, clinicTokens: new Map(cfg.clinicTokens) };
+  }
+  return cfg.nodeEnv === 'production' ? { mode: 'disabled' } : { mode: 'open' };
+}
+
+/** `operator` or `c-<clinicId>` (clinic ids are lower-case letters, digits and dashes: cookie-safe). */
+const tagOf = (scope: DeskScope): string => (scope.kind === 'clinic' ? `c-${scope.clinicId}` : 'operator');
+
+/** The cookie's MAC: keyed by the token, bound to the scope; stable across restarts, useless to forge without the token. */
+function sessionMac(token: string, tag: string): string {
+  return createHmac('sha256', token).update(`vetline-desk-session-v1\n${tag}`).digest('base64url');
+}
+
+/** The cookie value for a scope signed in with `token`. */
+export function deskSessionValue(scope: DeskScope, token: string): string {
+  const tag = tagOf(scope);
+  return `${tag}.${sessionMac(token, tag)}`;
+}
+
+/**
+ * The scope a presented token opens, or null. Every configured token is compared (no early exit),
+ * each in constant time, so the answer's timing says nothing about which token came close.
+ */
+export function scopeOfToken(access: DeskAccess, presented: string): DeskScope | null {
+  if (access.mode !== 'token') return null;
+  let found: DeskScope | null = null;
+  if (access.operatorToken !== null && safeEqual(presented, access.operatorToken)) found = { kind: 'operator' };
+  for (const [clinicId, token] of access.clinicTokens) {
+    if (safeEqual(presented, token) && found === null) found = { kind: 'clinic', clinicId };
+  }
+  return found;
+}
+
+/** The token that backs a scope, to sign its cookie. */
+export function tokenOfScope(access: DeskAccess, scope: DeskScope): string | null {
+  if (access.mode !== 'token') return null;
+  if (scope.kind === 'operator') return access.operatorToken;
+  if (scope.kind === 'clinic') return access.clinicTokens.get(scope.clinicId) ?? null;
+  return null;
+}
+
+function cookieOf(header: string | undefined, name: string): string | null {
+  if (!header) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return null;
+}
+
+function bearerOf(header: string | undefined): string | null {
+  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return m?.[1] ?? null;
+}
+
+function scopeOfCookie(access: DeskAccess & { mode: 'token' }, value: string): DeskScope | null {
+  const dot = value.indexOf('.');
+  if (dot === -1) return null;
+  const tag = value.slice(0, dot);
+  const scope: DeskScope | null = tag === 'operator' ? { kind: 'operator' } : tag.startsWith('c-') ? { kind: 'clinic', clinicId: tag.slice(2) } : null;
+  if (scope === null) return null;
+  const token = tokenOfScope(access, scope);
+  // An unknown tag is compared against a throwaway MAC anyway: same work either way.
+  const expected = sessionMac(token ?? 'vetline-desk-no-such-scope', tag);
+  return safeEqual(value.slice(dot + 1), expected) && token !== null ? scope : null;
+}
+
+/**
+ * The request's scope, or null (401). A bearer token wins over the cookie; a wrong bearer token is
+ * refused outright (no fallback to the cookie).
+ */
+export function authenticate(access: DeskAccess, req: FastifyRequest): DeskAuth | null {
+  if (access.mode === 'open') return { scope: { kind: 'open' }, via: 'open' };
+  if (access.mode === 'disabled') return null;
+  const bearer = bearerOf(req.headers.authorization);
+  if (bearer !== null) {
+    const scope = scopeOfToken(access, bearer);
+    return scope ? { scope, via: 'bearer' } : null;
+  }
+  const cookie = cookieOf(req.headers.cookie, DESK_COOKIE_NAME);
+  if (cookie === null) return null;
+  const scope = scopeOfCookie(access, cookie);
+  return scope ? { scope, via: 'cookie' } : null;
+}
+
+/**
+ * CSRF defence for state-changing requests (with SameSite=Strict on the cookie): a browser names the
+ * page that sent the request in `Origin`, which must be this host. A request riding on the cookie
+ * must prove it came from our page (Origin, or `Sec-Fetch-Site: same-origin`); bearer-token clients
+ * (curl, integrations) send no Origin and carry no ambient credential.
+ */
+export function originAllowed(req: FastifyRequest, via: DeskAuth['via'] | 'login'): boolean {
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false; // includes `Origin: null` (sandboxed frames, some redirects)
+    }
+  }
+  if (via !== 'cookie') return true;
+  return req.headers['sec-fetch-site'] === 'same-origin';
+}
+
+export function deskSessionCookie(value: string, secure: boolean): string {
+  return `${DESK_COOKIE_NAME}=${value}; Path=${DESK_COOKIE_PATH}; Max-Age=${DESK_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+}
+
+export const deskClearedCookie = `${DESK_COOKIE_NAME}=; Path=${DESK_COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Strict`;
