@@ -68,7 +68,10 @@ export interface FollowUp extends FollowUpInput {
 export interface FollowUpChange {
   status?: FollowUpStatus;
   handledBy?: string;
-  /** Appended to the notes, attributed to `handledBy` (or "staff"). */
+  /**
+   * Appended to the notes, attributed to `handledBy` (or "staff"); at most 2000 characters (longer:
+   * VetError VET_E_BAD_REQUEST, nothing changed). A blank note is not appended.
+   */
   note?: string;
 }
 
@@ -80,7 +83,7 @@ export interface FollowUpQuery {
   /** createdAt ≥ from and < to. */
   from?: number;
   to?: number;
-  /** Default 100, at most 500. */
+  /** Default 100, at most 500 (larger values are capped). */
   limit?: number;
 }
 
@@ -124,7 +127,10 @@ export interface DeliveryInput {
   /** The follow-up's id, or the call summary's id (the CallSid) for `call_summary`. */
   subjectId: string;
   createdAt: number;
-  /** Held deliveries are released at the end of their call, or at this time at the latest. */
+  /**
+   * Non-null: the delivery starts `held` (nextAttemptAt = holdUntil) and is released at the end of its
+   * call, or at this time at the latest. Null: it starts `pending`, due at createdAt.
+   */
   holdUntil: number | null;
   /** Retries stop after this (createdAt + 24 h). */
   expiresAt: number;
@@ -141,7 +147,10 @@ export interface Delivery extends DeliveryInput {
 export interface FollowUpStore {
   /** `sqlite` or `postgres`: for logs and health. */
   readonly kind: 'sqlite' | 'postgres';
-  /** The follow-up and its (held) deliveries in one transaction: when this resolves, nothing can lose them. */
+  /**
+   * The follow-up and its (held) deliveries in one transaction: when this resolves, nothing can lose
+   * them. Idempotent per follow-up id: recording an id that exists changes nothing.
+   */
   recordFollowUp(followUp: FollowUpInput, deliveries: readonly DeliveryInput[]): Promise<void>;
   /**
    * End of a call, one transaction: the summary, its deliveries, and every held delivery of this
@@ -150,23 +159,35 @@ export interface FollowUpStore {
   finishCall(summary: CallSummaryInput, deliveries: readonly DeliveryInput[], now: number): Promise<void>;
   getFollowUp(id: string): Promise<FollowUp | null>;
   listFollowUps(query: FollowUpQuery): Promise<FollowUp[]>;
-  /** Null when the id is unknown or belongs to another clinic than `clinicId` (null clinicId: any). */
+  /**
+   * Null when the id is unknown or belongs to another clinic than `clinicId` (null clinicId: any).
+   * `handledBy` is stored only with a status change (otherwise it only signs the note); updatedAt = now.
+   */
   updateFollowUp(id: string, clinicId: string | null, change: FollowUpChange, now: number): Promise<FollowUp | null>;
   getCallSummary(callSid: string): Promise<CallSummary | null>;
   /**
    * Deliveries due at `now` (pending, nextAttemptAt ≤ now; held ones past holdUntil), oldest first,
-   * each leased for `leaseMs` (nextAttemptAt moved forward) so another worker or instance does not
-   * take it meanwhile.
+   * each leased for `leaseMs` (nextAttemptAt moved forward, status pending) so another worker or
+   * instance does not take it meanwhile. Claiming does not count an attempt; markDelivered and
+   * markAttemptFailed do.
    */
   claimDueDeliveries(now: number, limit: number, leaseMs: number): Promise<Delivery[]>;
+  /** attempts + 1, status delivered at `now`. Only a pending delivery changes: delivered and failed are final. */
   markDelivered(id: string, now: number): Promise<void>;
-  /** One failed attempt: retry at `retryAt`, or null to give up (status failed). */
+  /**
+   * One failed attempt (attempts + 1, lastError cut to 500 characters): retry at `retryAt`, or null
+   * to give up (status failed). Only a pending delivery changes.
+   */
   markAttemptFailed(id: string, error: string, retryAt: number | null, now: number): Promise<void>;
   /** Deliveries of one subject (desk: "delivery failed: …"). */
   deliveriesFor(subjectId: string): Promise<Delivery[]>;
   /** Single-instance start-up: held deliveries of calls that can no longer finish become due now. Returns how many. */
   releaseHeld(now: number): Promise<number>;
-  /** Retention: follow-ups, summaries and finished deliveries of this clinic created before `before`. Returns rows deleted. */
+  /**
+   * Retention: this clinic's follow-ups (with their notes) created before `before`, call summaries of
+   * calls that ended before it, and delivered/failed deliveries created before it (held and pending
+   * ones are kept). Returns the follow-ups + summaries + deliveries deleted.
+   */
   prune(clinicId: string, before: number): Promise<number>;
   close(): Promise<void>;
 }
