@@ -159,7 +159,8 @@ export function originAllowed(req: FastifyRequest, via: DeskAuth['via'] | 'login
   const origin = req.headers.origin;
   if (origin !== undefined) {
     try {
-      return new URL(origin).host === req.headers.host;
+      // `req.host`: the Host header, or X-Forwarded-Host from a trusted proxy (TRUST_PROXY).
+      return new URL(origin).host === req.host;
     } catch {
       return false; // includes `Origin: null` (sandboxed frames, some redirects)
     }

@@ -25,7 +25,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
-import type { FollowUp, FollowUpStore } from '../store/types.js';
+import { FOLLOW_UP_STATUSES, type FollowUp, type FollowUpStatus, type FollowUpStore } from '../store/types.js';
 import {
   authenticate,
   deskClearedCookie,
@@ -101,7 +101,10 @@ const MESSAGES = {
   busy: 'Too many live desk pages are open on this server; close some, the page retries by itself.',
   clinicParam: 'clinic= is for the operator token only; a clinic token always sees its own clinic.',
   id: 'The id must be 1–64 letters, digits, dashes or underscores.',
+  json: 'Send JSON with Content-Type: application/json.',
 } as const;
+
+const isJson = (req: FastifyRequest) => /^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '');
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -121,7 +124,9 @@ function fail(reply: FastifyReply, status: number, code: ErrorCode, message: str
   return reply.code(status).send({ code, message });
 }
 
-/** The store's query for a filter and a scope; `open` is two queries (new, in progress) merged. */
+const OPEN: readonly FollowUpStatus[] = ['new', 'in_progress'];
+
+/** The store's queries for a filter and a scope, merged in the desk's order. */
 async function listFor(store: FollowUpStore, scope: DeskScope, filter: ListFilter): Promise<FollowUp[]> {
   const clinicId = scopeClinic(scope) ?? filter.clinic;
   const base = {
@@ -131,8 +136,10 @@ async function listFor(store: FollowUpStore, scope: DeskScope, filter: ListFilte
     ...(filter.from !== null ? { from: filter.from } : {}),
     ...(filter.to !== null ? { to: filter.to } : {}),
   };
-  const statuses = filter.status === 'open' ? (['new', 'in_progress'] as const) : filter.status === 'all' ? [undefined] : [filter.status];
-  const lists = await Promise.all(statuses.map((status) => store.listFollowUps(status ? { ...base, status } : base)));
+  // One query per status, each limited: within one status the store's order is the desk's, so the
+  // merged top `limit` is exact (done ones after every open one, which one store order cannot say).
+  const statuses = filter.status === 'open' ? OPEN : filter.status === 'all' ? FOLLOW_UP_STATUSES : [filter.status];
+  const lists = await Promise.all(statuses.map((status) => store.listFollowUps({ ...base, status })));
   // Defence in depth: a clinic scope never returns another clinic's row, whatever the store did.
   const rows = lists.flat().filter((f) => scopeSees(scope, f.clinicId));
   return rows.sort(deskOrder).slice(0, filter.limit);
@@ -179,7 +186,7 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       if (status >= 400 && status < 500) {
         req.log.info({ code: 'VET_E_BAD_REQUEST', statusCode: status, fastifyCode: error.code }, 'desk request rejected');
         if (status === 413) return fail(reply, 413, 'VET_E_BODY_TOO_LARGE', 'The request body is too large.');
-        if (status === 415) return fail(reply, 415, 'VET_E_BAD_REQUEST', 'Send JSON with Content-Type: application/json.');
+        if (status === 415) return fail(reply, 415, 'VET_E_BAD_REQUEST', MESSAGES.json);
         return fail(reply, status, 'VET_E_BAD_REQUEST', 'The request body is not valid JSON.');
       }
       req.log.error({ err: error, code: 'VET_E_INTERNAL' }, 'desk request failed');
@@ -216,7 +223,7 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       }
       const form = LoginBody.safeParse(req.body);
       const found = form.success ? scopeOfToken(access, form.data.token.trim()) : null;
-      const json = req.headers['content-type']?.startsWith('application/json') === true;
+      const json = isJson(req);
       if (!form.success || !found) {
         req.log.warn({ code: 'VET_E_DESK_AUTH', ip: req.ip }, 'desk sign-in refused');
         if (json) return fail(reply, 401, 'VET_E_DESK_AUTH', 'That token is not a desk token of this server.');
@@ -282,6 +289,8 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
     scope.patch<{ Params: { id: string } }>(`${DESK_PATH}/api/followups/:id`, guarded, async (req, reply) => {
       const { scope: s } = authOf(req);
       if (!validId(req.params.id)) return fail(reply, 400, 'VET_E_BAD_REQUEST', MESSAGES.id);
+      // JSON only: a form body (which the app may parse for webhooks) never changes a follow-up.
+      if (!isJson(req)) return fail(reply, 415, 'VET_E_BAD_REQUEST', MESSAGES.json);
       const change = parseChange(req.body);
       if (!change.ok) return fail(reply, 400, 'VET_E_BAD_REQUEST', change.message);
       // The store enforces the clinic too: a clinic token cannot change another clinic's row.
@@ -302,7 +311,7 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       }
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'close', 'x-accel-buffering': 'no' });
       streams.add(res);
       const write = (chunk: string) => {
         if (res.writableEnded || res.destroyed) return;
