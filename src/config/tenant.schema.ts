@@ -68,13 +68,12 @@ export const Timing = z
 /** 24-hour "HH:MM" → minutes after midnight (`"24:00"` → 1440). Only for strings the schema accepted. */
 export const minutesOf = (hhmm: string): number => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
 
+const OPEN_TIME = /^(?:[01]\d|2[0-3]):[0-5]\d$/;
+const CLOSE_TIME = /^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/;
 const clockTime = (last: '23:59' | '24:00') =>
-  z
-    .string()
-    .regex(
-      last === '24:00' ? /^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/ : /^(?:[01]\d|2[0-3]):[0-5]\d$/,
-      `must be a 24-hour time "HH:MM" from "00:00" to "${last}"`,
-    );
+  z.string().regex(last === '24:00' ? CLOSE_TIME : OPEN_TIME, `must be a 24-hour time "HH:MM" from "00:00" to "${last}"`);
+/** Both ends well-formed (zod still runs refinements after a failed regex; one line per problem is enough). */
+const wellFormed = (iv: { open: string; close: string }) => OPEN_TIME.test(iv.open) && CLOSE_TIME.test(iv.close);
 
 /** True when Intl knows the zone (it throws RangeError otherwise). */
 export function isTimeZone(timeZone: string): boolean {
@@ -95,7 +94,7 @@ export const OpeningInterval = z
   })
   .strict()
   .superRefine(({ open, close }, ctx) => {
-    if (minutesOf(close) <= minutesOf(open)) {
+    if (wellFormed({ open, close }) && minutesOf(close) <= minutesOf(open)) {
       ctx.addIssue({
         code: 'custom',
         path: ['close'],
@@ -111,7 +110,7 @@ const DayIntervals = z.array(OpeningInterval).superRefine((intervals, ctx) => {
   for (let i = 1; i < intervals.length; i++) {
     const previous = intervals[i - 1];
     const current = intervals[i];
-    if (previous && current && minutesOf(current.open) < minutesOf(previous.close)) {
+    if (previous && current && wellFormed(previous) && wellFormed(current) && minutesOf(current.open) < minutesOf(previous.close)) {
       ctx.addIssue({
         code: 'custom',
         path: [i, 'open'],

@@ -37,8 +37,9 @@ export interface LoadTenantsOptions {
   nodeEnv?: NodeEnv | undefined;
 }
 
-/** Shortest accepted webhook secret or desk token. */
+/** Shortest accepted webhook secret or desk token (the desk applies the same 16–512, no-space rule). */
 export const MIN_SECRET_LENGTH = 16;
+const MAX_SECRET_LENGTH = 512;
 
 const NO_SECRETS: TenantSecrets = Object.freeze({ webhookSecret: null, deskToken: null });
 
@@ -127,7 +128,7 @@ function deploymentChecks(
   const problems: string[] = [];
   const secret = (field: string, name: string | undefined, what: string): string | null => {
     if (name === undefined) return null;
-    const fix = `set it to ${what} (at least ${MIN_SECRET_LENGTH} characters, e.g. from \`openssl rand -base64 24\`)`;
+    const fix = `set it to ${what} (at least ${MIN_SECRET_LENGTH} characters, no spaces; e.g. from \`openssl rand -base64 24\`)`;
     if (ENV_VARS.includes(name)) {
       problems.push(`${file}: ${field}: ${name} is one of Vetline's own settings; name a variable of this clinic's own and ${fix}`);
       return null;
@@ -139,6 +140,10 @@ function deploymentChecks(
     }
     if (value.length < MIN_SECRET_LENGTH) {
       problems.push(`${file}: ${field}: environment variable ${name} is shorter than ${MIN_SECRET_LENGTH} characters; ${fix}`);
+      return null;
+    }
+    if (value.length > MAX_SECRET_LENGTH || /\s/.test(value)) {
+      problems.push(`${file}: ${field}: environment variable ${name} holds spaces or line breaks, or more than ${MAX_SECRET_LENGTH} characters; ${fix}`);
       return null;
     }
     return value;
