@@ -3,7 +3,8 @@
  * to the clinic's `followUps.email.to` (docs/delivery.md "E-mail").
  *
  * SMTP replies: 5xx → permanent (mailbox unknown, relay denied, authentication refused), 4xx →
- * retry (greylisting, mailbox busy); connection errors and timeouts → retry. Every attempt of one
+ * retry (greylisting, mailbox busy); connection errors and timeouts → retry. When only some
+ * recipients are refused the mail is delivered (to the others) with a warning. Every attempt of one
  * payload carries the same Message-ID, so mail clients can fold the rare duplicate.
  */
 import nodemailer from 'nodemailer';
@@ -46,7 +47,7 @@ export function createEmailSender(opts: EmailSenderOptions): EmailSender {
       const mail = renderEmail(payload, clinicName);
       const deadline = AbortSignal.timeout(timeoutMs);
       try {
-        await transport.sendMail({
+        const info = await transport.sendMail({
           from: { name: `${oneLine(clinicName, 60)} (Vetline)`, address: sender },
           to: [...to],
           subject: mail.subject,
@@ -56,7 +57,11 @@ export function createEmailSender(opts: EmailSenderOptions): EmailSender {
           headers: { 'X-Vetline-Id': payload.id, 'X-Vetline-Type': payload.type },
           signal: AbortSignal.any([signal, deadline]),
         });
-        return { ok: true };
+        // Some recipients refused, at least one accepted: delivered (a retry would duplicate it for
+        // those who have it), with a warning naming how many and the first reply code.
+        if (info.rejected.length === 0) return { ok: true };
+        const code = info.rejectedErrors?.[0]?.responseCode;
+        return { ok: true, note: `${info.rejected.length} of ${to.length} recipients refused${code === undefined ? '' : ` (SMTP ${code})`}` };
       } catch (err) {
         if (deadline.aborted) return { ok: false, permanent: false, error: `SMTP timeout after ${timeoutMs} ms` };
         return classifySmtpError(err, secrets);

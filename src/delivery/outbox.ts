@@ -180,7 +180,8 @@ export function createOutbox(opts: OutboxOptions): Outbox {
       if (result.ok) {
         await store.markDelivered(d.id, t);
         count(d, n, 'delivered');
-        logger.info({ ...ids, status: 'delivered' }, 'delivery delivered');
+        if (result.note === undefined) logger.info({ ...ids, status: 'delivered' }, 'delivery delivered');
+        else logger.warn({ ...ids, status: 'delivered', note: safeErrorText(result.note) }, 'delivery delivered with a warning');
         return;
       }
       const error = safeErrorText(result.error);

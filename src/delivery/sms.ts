@@ -32,10 +32,15 @@ const WHAT: Record<DeliveryPayload['type'], string | null> = {
   call_summary: null,
 };
 
-/** Letters, digits and plain punctuation on one line, at most `max` characters. */
-function plain(text: string, max: number): string {
+/** Clinic names (from the clinic file): letters, digits and plain punctuation. */
+const CLINIC_CHARS = /[^\p{L}\p{N}\p{Zs}'’.,&()-]+/gu;
+/** Pet names (what the caller said): no dots or slashes either, so nothing reads as a link. */
+const PET_CHARS = /[^\p{L}\p{N}\p{Zs}'’-]+/gu;
+
+/** Without the `disallowed` characters, on one line, at most `max` characters. */
+function plain(text: string, max: number, disallowed: RegExp): string {
   const clean = text
-    .replace(/[^\p{L}\p{N}\p{Zs}'’.,&()-]+/gu, ' ')
+    .replace(disallowed, ' ')
     .replace(/\s+/g, ' ')
     .trim();
   return clean.length > max ? clean.slice(0, max).trim() : clean;
@@ -48,8 +53,8 @@ function plain(text: string, max: number): string {
 export function smsBody(payload: DeliveryPayload, clinicName: string): string | null {
   const what = WHAT[payload.type];
   if (what === null) return null;
-  const clinic = plain(clinicName, 60) || 'The clinic';
-  const pet = payload.pet.name ? plain(payload.pet.name, 40) : '';
+  const clinic = plain(clinicName, 60, CLINIC_CHARS) || 'The clinic';
+  const pet = payload.pet.name ? plain(payload.pet.name, 40, PET_CHARS) : '';
   const about = payload.type === 'message' ? '' : pet ? ` for ${pet}` : '';
   const subject = payload.type === 'emergency' && pet ? `call about ${pet}` : `${what}${about}`;
   return `${clinic} received your ${subject}; we'll call you back.`;

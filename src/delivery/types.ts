@@ -17,7 +17,8 @@ export interface ClinicDelivery {
   sms: { from: string } | null;
 }
 
-export type SendResult = { ok: true } | { ok: false; permanent: boolean; error: string };
+/** `note`: delivered, with something worth a warning (e.g. some e-mail recipients refused). */
+export type SendResult = { ok: true; note?: string } | { ok: false; permanent: boolean; error: string };
 
 export interface WebhookSender {
   send(target: { url: string; secret: string }, payload: DeliveryPayload, signal: AbortSignal): Promise<SendResult>;
