@@ -8,6 +8,8 @@
  * (INTEGER / BIGINT); JSON is stored as text so it reads back exactly as written.
  */
 
+import { VetError } from '../errors.js';
+
 export interface Migration {
   /** 1, 2, 3…: strictly increasing, never reused. */
   version: number;
@@ -131,13 +133,13 @@ export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.vers
 
 /**
  * The migrations a database with `applied` versions still needs, in order. Throws when the
- * database was migrated by newer code (a version this code does not know): running old code on a
- * newer schema could corrupt it.
+ * database was migrated by newer code (a version this code does not know; VetError VET_E_STORE):
+ * running old code on a newer schema could corrupt it.
  */
 export function pendingMigrations(applied: readonly number[]): Migration[] {
   const newer = applied.filter((v) => v > LATEST_VERSION);
   if (newer.length > 0) {
-    throw new Error(`the database schema is at version ${Math.max(...newer)}, newer than this engine knows (${LATEST_VERSION}): run the newer engine or restore a matching backup`);
+    throw new VetError('VET_E_STORE', `the database schema is at version ${Math.max(...newer)}, newer than this engine knows (${LATEST_VERSION}): run the newer engine or restore a matching backup`);
   }
   const done = new Set(applied);
   return [...MIGRATIONS].sort((a, b) => a.version - b.version).filter((m) => !done.has(m.version));

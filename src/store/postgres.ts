@@ -71,7 +71,7 @@ export function redactUrl(url: string): string {
 }
 
 /** An error's code and message; Node's connect errors to several addresses are AggregateErrors with an empty message. */
-function describe(err: unknown): string {
+function describeError(err: unknown): string {
   const e = err instanceof AggregateError && err.errors.length > 0 ? (err.errors[0] as unknown) : err;
   if (!(e instanceof Error)) return String(e);
   const code = (e as { code?: unknown }).code;
@@ -104,7 +104,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     await pool.end().catch(() => {});
     throw new VetError(
       'VET_E_STORE',
-      `could not connect to PostgreSQL at ${redactUrl(url)} (${describe(err)}): check that the server is running and reachable, and the host, port, user, password and database name in DATABASE_URL`,
+      `could not connect to PostgreSQL at ${redactUrl(url)} (${describeError(err)}): check that the server is running and reachable, and the host, port, user, password and database name in DATABASE_URL`,
       { cause: err },
     );
   }
@@ -115,7 +115,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     client.release(true);
     await pool.end().catch(() => {});
     if (err instanceof VetError) throw err;
-    throw new VetError('VET_E_STORE', `could not migrate the PostgreSQL database at ${redactUrl(url)} (${describe(err)}): check that the user may create tables in it`, {
+    throw new VetError('VET_E_STORE', `could not migrate the PostgreSQL database at ${redactUrl(url)} (${describeError(err)}): check that the user may create tables in it`, {
       cause: err,
     });
   }

@@ -65,7 +65,8 @@ describe.skipIf(!available)(available ? `PostgreSQL ${bins.version} contract` : 
       const claims = new Map<string, number>();
       let batches = 0;
       const worker = async (s: FollowUpStore) => {
-        for (;;) {
+        // bounded: a broken lease would hand out the same rows forever
+        for (let round = 0; round < n; round++) {
           const got = await s.claimDueDeliveries(T0 + 60_000, 5, 3_600_000);
           if (got.length === 0) return;
           batches++;

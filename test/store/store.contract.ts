@@ -486,7 +486,8 @@ export function storeContract(target: () => StoreTarget): void {
       for (let i = 0; i < n; i += 20) await store.recordFollowUp(followUpInput(), rows.slice(i, i + 20));
       const seen: string[] = [];
       const worker = async (s: FollowUpStore) => {
-        for (;;) {
+        // bounded: a broken lease would hand out the same rows forever
+        for (let round = 0; round < n; round++) {
           const got = await s.claimDueDeliveries(T0 + MINUTE, 7, HOUR);
           if (got.length === 0) return;
           seen.push(...got.map((d) => d.id));
