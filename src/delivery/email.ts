@@ -43,17 +43,19 @@ export function createEmailSender(opts: EmailSenderOptions): EmailSender {
   return {
     async send({ to, from, clinicName, payload }, signal): Promise<SendResult> {
       if (to.length === 0) return { ok: false, permanent: true, error: 'no e-mail recipients configured' };
+      // The clinic's `from` may carry its own display name ("Front desk <desk@clinic.example>").
       const sender = from ?? defaultFrom;
+      const address = addressOf(sender);
       const mail = renderEmail(payload, clinicName);
       const deadline = AbortSignal.timeout(timeoutMs);
       try {
         const info = await transport.sendMail({
-          from: { name: `${oneLine(clinicName, 60)} (Vetline)`, address: sender },
+          from: sender.includes('<') ? sender : { name: `${oneLine(clinicName, 60)} (Vetline)`, address },
           to: [...to],
           subject: mail.subject,
           text: mail.text,
           html: mail.html,
-          messageId: `<vetline-${payload.id.replace(/[^\w.-]/g, '')}@${domainOf(sender)}>`,
+          messageId: `<vetline-${payload.id.replace(/[^\w.-]/g, '')}@${domainOf(address)}>`,
           headers: { 'X-Vetline-Id': payload.id, 'X-Vetline-Type': payload.type },
           signal: AbortSignal.any([signal, deadline]),
         });
@@ -99,6 +101,11 @@ function oneLine(text: string, max: number): string {
   // eslint-disable-next-line no-control-regex
   const clean = text.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
   return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}
+
+/** `Name <a@b>` → `a@b`; a bare address as it is. */
+function addressOf(mailbox: string): string {
+  return (/<([^<>]+)>\s*$/.exec(mailbox)?.[1] ?? mailbox).trim();
 }
 
 function domainOf(address: string): string {

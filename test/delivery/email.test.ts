@@ -250,6 +250,17 @@ describe('e-mail over SMTP', () => {
     expect(part(mail.raw, 'text/plain')).toMatch(/Caller: +Ana García\n/);
   });
 
+  it('takes a clinic sender with its own display name as written', async () => {
+    clinic = { ...clinic, email: { to: ['desk@riverside.example'], from: 'Riverside front desk <desk@riverside.example>' } };
+    const { followUp: f } = await finishedCall(store, ['email']);
+    await outbox().kick();
+    const mail = smtp.mails[0]!;
+    expect(mail.from).toBe('desk@riverside.example');
+    const h = headers(mail.raw);
+    expect(h.from).toBe('Riverside front desk <desk@riverside.example>');
+    expect(h['message-id']).toBe(`<vetline-${f.id}@riverside.example>`);
+  });
+
   it('fails e-mail deliveries at once when SMTP_URL is not set', async () => {
     const { followUp: f } = await finishedCall(store, ['email']);
     const o = createOutbox({ store, clinic: () => clinic, logger: capturedLogger().logger, now: clock.now });
