@@ -151,22 +151,24 @@ export function authenticate(access: DeskAccess, req: FastifyRequest): DeskAuth 
 
 /**
  * CSRF defence for state-changing requests (with SameSite=Strict on the cookie): a browser names the
- * page that sent the request in `Origin`, which must be this host. A request riding on the cookie
- * must prove it came from our page (Origin, or `Sec-Fetch-Site: same-origin`); bearer-token clients
- * (curl, integrations) send no Origin and carry no ambient credential.
+ * page that sent the request in `Origin`, which must be this host. `Origin: null` (sandboxed frames,
+ * privacy settings) passes only with `Sec-Fetch-Site: same-origin`, which no page can forge. A
+ * request riding on the cookie must prove it came from our page (one of the two); bearer-token
+ * clients (curl, integrations) send neither and carry no ambient credential.
  */
 export function originAllowed(req: FastifyRequest, via: DeskAuth['via'] | 'login'): boolean {
   const origin = req.headers.origin;
-  if (origin !== undefined) {
+  const sameSite = req.headers['sec-fetch-site'] === 'same-origin';
+  if (origin !== undefined && origin !== 'null') {
     try {
       // `req.host`: the Host header, or X-Forwarded-Host from a trusted proxy (TRUST_PROXY).
       return new URL(origin).host === req.host;
     } catch {
-      return false; // includes `Origin: null` (sandboxed frames, some redirects)
+      return false;
     }
   }
-  if (via !== 'cookie') return true;
-  return req.headers['sec-fetch-site'] === 'same-origin';
+  if (origin === 'null') return sameSite;
+  return via !== 'cookie' || sameSite;
 }
 
 export function deskSessionCookie(value: string, secure: boolean): string {

@@ -257,6 +257,14 @@ function fact(label, value) {
   return [el('dt', { text: label }), el('dd', { text: value })];
 }
 
+const CHANNEL_LABEL = { webhook: 'webhook', email: 'email', sms: 'SMS' };
+
+/** "sent to clinic system", or "Delivery failed (webhook): HTTP 500 …" once retries gave up. */
+function deliveryText(d) {
+  if (d.status === 'failed') return `Delivery failed (${CHANNEL_LABEL[d.channel] ?? d.channel}): ${d.lastError ?? 'gave up'}`;
+  return d.label;
+}
+
 function emergencyLine(e) {
   if (!e) return null;
   const how = { speech: 'said', dtmf: 'pressed', agent: 'receptionist flagged' }[e.trigger] ?? e.trigger;
@@ -289,7 +297,7 @@ function updateCard(card, f) {
   const pet = el(
     'h2',
     { class: 'dk-pet' },
-    f.petName ?? (f.type === 'message' ? 'Message' : 'Pet not named'),
+    f.petName ?? (f.type === 'message' ? `Message for ${f.recipient ?? 'the clinic'}` : 'Pet not named'),
     f.petSpecies ? el('span', { class: 'dk-species', text: ` (${f.petSpecies})` }) : null,
   );
 
@@ -300,7 +308,7 @@ function updateCard(card, f) {
     ...fact('Reason', f.reason),
     ...fact('Preferred', f.preferredTime),
     ...fact('Message', f.message),
-    ...fact('For', f.type === 'message' ? (f.recipient ?? 'the clinic') : f.recipient),
+    ...fact('For', f.type === 'message' && !f.petName ? null : f.recipient),
     ...fact('Urgency', URGENCY_LABEL[f.urgency] ?? f.urgency),
   );
 
@@ -313,9 +321,7 @@ function updateCard(card, f) {
     ? el('p', { class: 'dk-summary', 'data-role': 'summary', text: f.call.summary })
     : el('p', { class: 'dk-delivery', text: 'The call is still going on or has no summary yet.' });
 
-  const deliveries = f.deliveries.map((d) =>
-    el('p', { class: `dk-delivery dk-${d.status}`, 'data-role': 'delivery', text: d.status === 'failed' ? `Delivery failed: ${d.label}` : d.label }),
-  );
+  const deliveries = f.deliveries.map((d) => el('p', { class: `dk-delivery dk-${d.status}`, 'data-role': 'delivery', text: deliveryText(d) }));
 
   const handled =
     f.handledBy && f.status !== 'new'
@@ -423,7 +429,7 @@ function detailNodes(detail) {
     );
   }
   for (const d of call.deliveries) {
-    nodes.push(el('p', { class: `dk-delivery dk-${d.status}`, text: `Call summary: ${d.status === 'failed' ? `delivery failed: ${d.label}` : d.label}` }));
+    nodes.push(el('p', { class: `dk-delivery dk-${d.status}`, text: `Call summary: ${deliveryText(d)}` }));
   }
   return nodes;
 }
