@@ -14,6 +14,7 @@
 import { createHmac } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { NodeEnv } from '../config/env.js';
+import type { TenantDirectory } from '../config/tenants.js';
 import { VetError } from '../errors.js';
 import { safeEqual } from '../inspector/access.js';
 
@@ -66,6 +67,16 @@ export function deskAccess(cfg: { nodeEnv: NodeEnv; operatorToken: string | null
     return { mode: 'token', operatorToken: cfg.operatorToken, clinicTokens: new Map(cfg.clinicTokens) };
   }
   return cfg.nodeEnv === 'production' ? { mode: 'disabled' } : { mode: 'open' };
+}
+
+/** Each clinic's desk token (its file's `desk.tokenEnv`, read and checked by loadTenants), by clinic id. */
+export function clinicDeskTokens(tenants: Pick<TenantDirectory, 'all' | 'secretsOf'>): Map<string, string> {
+  const tokens = new Map<string, string>();
+  for (const t of tenants.all()) {
+    const token = tenants.secretsOf(t.id).deskToken;
+    if (token !== null) tokens.set(t.id, token);
+  }
+  return tokens;
 }
 
 /** `operator` or `c-<clinicId>` (clinic ids are lower-case letters, digits and dashes: cookie-safe). */

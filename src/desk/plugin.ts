@@ -211,13 +211,15 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       return undefined;
     };
     const guarded = { ...opts, onRequest: guard };
+    /** The webhooks' 16 KiB whatever the app's default: a 2000-character note is at most 8 KB of UTF-8. */
+    const bodyLimit = 16 * 1024;
 
     scope.get(DESK_PATH, opts, async (req, reply) => {
       if (!authenticate(access, req)) return reply.code(401).type('text/html; charset=utf-8').send(loginPage(null));
       return reply.type('text/html; charset=utf-8').send(page);
     });
 
-    scope.post(`${DESK_PATH}/login`, opts, async (req, reply) => {
+    scope.post(`${DESK_PATH}/login`, { ...opts, bodyLimit }, async (req, reply) => {
       if (access.mode !== 'token') return reply.redirect(DESK_PATH, 303);
       if (!originAllowed(req, 'login')) {
         req.log.warn({ code: 'VET_E_DESK_AUTH', ip: req.ip }, 'desk cross-site sign-in refused');
@@ -288,7 +290,7 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       return followUpDetail(deps.store, f, clinicName, recordingsAvailable);
     });
 
-    scope.patch<{ Params: { id: string } }>(`${DESK_PATH}/api/followups/:id`, guarded, async (req, reply) => {
+    scope.patch<{ Params: { id: string } }>(`${DESK_PATH}/api/followups/:id`, { ...guarded, bodyLimit }, async (req, reply) => {
       const { scope: s } = authOf(req);
       if (!validId(req.params.id)) return fail(reply, 400, 'VET_E_BAD_REQUEST', MESSAGES.id);
       // JSON only: a form body (which the app may parse for webhooks) never changes a follow-up.
@@ -304,7 +306,8 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       return view;
     });
 
-    scope.get(`${DESK_PATH}/api/events`, guarded, (req, reply) => {
+    // No HEAD twin: it would hold a stream open that can never carry an event.
+    scope.get(`${DESK_PATH}/api/events`, { ...guarded, exposeHeadRoute: false }, (req, reply) => {
       const { scope: s } = authOf(req);
       if (streams.size >= sse.maxClients) {
         req.log.warn({ code: 'VET_E_DESK_BUSY', streams: streams.size }, 'desk event stream refused');

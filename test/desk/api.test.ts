@@ -9,7 +9,8 @@ import type { ReadableStream } from 'node:stream/web';
 import type { LightMyRequestResponse } from 'fastify';
 import { Agent, fetch, type Headers } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { deskAccess, DESK_COOKIE_NAME, deskSessionValue } from '../../src/desk/access.js';
+import type { Tenant } from '../../src/config/tenant.schema.js';
+import { clinicDeskTokens, deskAccess, DESK_COOKIE_NAME, deskSessionValue } from '../../src/desk/access.js';
 import { DeskEvents } from '../../src/desk/events.js';
 import { isVetError } from '../../src/errors.js';
 import type { FollowUpInput } from '../../src/store/types.js';
@@ -145,6 +146,15 @@ describe('deskAccess', () => {
   });
 });
 
+describe('clinicDeskTokens', () => {
+  it('maps each clinic with a desk token to it, skipping clinics without one', () => {
+    const tenants = [{ id: OAK }, { id: RIVER }, { id: 'no-desk' }] as unknown as Tenant[];
+    const secrets: Record<string, string | null> = { [OAK]: TOKENS[OAK], [RIVER]: TOKENS[RIVER], 'no-desk': null };
+    const map = clinicDeskTokens({ all: () => tenants, secretsOf: (id) => ({ webhookSecret: null, deskToken: secrets[id] ?? null }) });
+    expect([...map]).toEqual([[OAK, TOKENS[OAK]], [RIVER, TOKENS[RIVER]]]);
+  });
+});
+
 describe('desk modes', () => {
   it('production without any token: not routed at all (404)', async () => {
     desk = await startDesk({ access: deskAccess({ nodeEnv: 'production', operatorToken: null, clinicTokens: new Map() }) });
@@ -270,6 +280,12 @@ describe('authentication', () => {
     expect((await h.store.getFollowUp(s.oakAppt.id))?.status).toBe('new');
     expect((await patch({ origin: ORIGIN })).statusCode).toBe(200);
     expect((await patch({ 'sec-fetch-site': 'same-origin' })).statusCode).toBe(200);
+    expect((await patch({ origin: 'null', 'sec-fetch-site': 'same-origin' })).statusCode).toBe(200); // a privacy setting hid the origin
+    expect((await patch({ origin: 'null', 'sec-fetch-site': 'same-site' })).statusCode).toBe(403);
+    const huge = await h.app.inject({ method: 'PATCH', url: `/desk/api/followups/${s.oakAppt.id}`, headers: bearer(TOKENS[OAK]), payload: { note: 'n'.repeat(20_000) } });
+    expect(huge.statusCode).toBe(413);
+    expect(huge.json<Problem>().code).toBe('VET_E_BODY_TOO_LARGE');
+    expect((await h.app.inject({ method: 'HEAD', url: '/desk/api/events', headers: bearer(TOKENS[OAK]) })).statusCode).toBe(404);
     // Bearer clients (curl, integrations) carry no ambient credential: no Origin needed.
     const byBearer = await h.app.inject({ method: 'PATCH', url: `/desk/api/followups/${s.oakAppt.id}`, headers: bearer(TOKENS[OAK]), payload: { status: 'done' } });
     expect(byBearer.statusCode).toBe(200);
