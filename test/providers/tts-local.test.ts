@@ -1,9 +1,13 @@
 import alawmulaw from 'alawmulaw';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { useClipCache } from '../../src/providers/tts/clip-cache.js';
 import { TenantSchema } from '../../src/config/tenant.schema.js';
 import { createLocalTts, splitSentences, synthesizeUlaw, warmLocalTts } from '../../src/providers/tts/local.js';
 import { CLIP_IDS, PromptCache } from '../../src/providers/tts/prompt-cache.js';
 import type { TtsOptions } from '../../src/providers/tts/types.js';
+
+// These tests are about the voice itself: render every time, never from the suite's clip cache.
+useClipCache(null);
 
 const warnings: string[] = [];
 const tts = createLocalTts();

