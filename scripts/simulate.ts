@@ -44,7 +44,7 @@ import { createLocalStt } from '../src/providers/stt/local.js';
 import { createLocalTts } from '../src/providers/tts/local.js';
 import { PromptCache } from '../src/providers/tts/prompt-cache.js';
 import { energyVad } from '../src/providers/vad/energy.js';
-import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../test/support/engine.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../test/support/engine.js';
 import { callerSpeech } from '../test/support/caller-speech.js';
 import { FakeTwilio } from '../test/support/fake-twilio.js';
 import { restRecorder } from '../test/support/rest-recorder.js';
@@ -165,6 +165,11 @@ export async function startLocalEngine(): Promise<Target> {
     rest: restRecorder().rest,
     env: { TENANTS_DIR: FIXTURE_TENANTS, LOG_LEVEL: 'info' },
   });
+  return engineTarget(engine);
+}
+
+/** A target for an engine started in this process (test/support/engine.ts); `close` closes it. */
+export function engineTarget(engine: TestEngine): Target {
   const record = (sid: string) => engine.registry.session(sid)?.record ?? engine.registry.recentCalls().find((r) => r.callSid === sid) ?? null;
   return {
     url: engine.url,

@@ -1,10 +1,13 @@
 /**
  * Acceptance, with no keys and no network: a caller simulated over the real Twilio protocol talks
  * to the engine running on its embedded providers (energy VAD, offline recognizer, rule-based
- * receptionist, offline synthesizer). The caller's lines are synthesized with the same local voice.
+ * receptionist, offline synthesizer). The caller's lines are synthesized with the same local voice
+ * (silence trimmed, as `npm run simulate` sends them). Times are checked against the bounds of the
+ * matching scripted callers in scenarios/ (hours, emergency, press-zero), measured from the end of
+ * the caller's last frame, the key press or the hang-up; test/sim checks the runner itself.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthesizeUlaw } from '../../src/providers/tts/local.js';
+import { callerSpeech } from '../support/caller-speech.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
@@ -22,6 +25,20 @@ const dial = async (to = '+15550109000') => {
 const untilQuiet = (call: FakeTwilio, ms?: number, timeoutMs?: number) => call.untilQuiet(ms, timeoutMs);
 
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
+
+/** Milliseconds from `since` (the call's clock) to when the call first is in `state` (prefix match). */
+async function msUntilState(call: FakeTwilio, since: number, state: string, timeoutMs: number): Promise<number> {
+  const at = (s: string) => s === state || s.startsWith(`${state}.`);
+  await call.waitFor(() => at(stateOf(call.callSid)), timeoutMs, `state ${state}`);
+  return call.now() - since;
+}
+
+/** Milliseconds from `since` to the first engine audio after it. */
+const msUntilAudio = (call: FakeTwilio, since: number) =>
+  (call.outbound.find((r) => r.message?.event === 'media' && r.atMs > since)?.atMs ?? Infinity) - since;
+
+/** The longest silence from `since` to the end of the last audio heard (dead air). */
+const longestSilence = (call: FakeTwilio, since: number) => Math.max(0, ...call.silenceGaps(0, { fromMs: since }).map((g) => g.ms));
 
 beforeAll(async () => {
   engine = await startLocalEngine({
@@ -42,10 +59,13 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     expect(greetingMs).toBeGreaterThan(800);
     expect(stateOf(call.callSid)).toBe('listening.waiting');
 
-    await call.say(await synthesizeUlaw('what are your hours'));
-    await call.waitFor(() => stateOf(call.callSid).startsWith('reply'), 5_000, 'a reply to start');
+    await call.say(await callerSpeech('what are your hours'));
+    const spoke = call.now();
+    expect(await msUntilState(call, spoke, 'reply', 5_000)).toBeLessThan(1_200);
     await untilQuiet(call);
+    expect(msUntilAudio(call, spoke)).toBeLessThan(1_200);
     expect(call.heardMs() - greetingMs).toBeGreaterThan(1_500);
+    expect(longestSilence(call, spoke)).toBeLessThanOrEqual(2_000);
     const session = engine.registry.session(call.callSid);
     expect(session?.record.turns.length).toBe(1);
     expect(session?.history[0]).toEqual({ role: 'caller', text: 'what are your hours' });
@@ -55,22 +75,26 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     expect(history).toBe(true);
 
     await call.hangUp();
-    await call.waitFor(() => stateOf(call.callSid) === 'ended', 3_000, 'the call to end');
+    expect(await msUntilState(call, call.now(), 'ended', 3_000)).toBeLessThan(1_000);
     expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('callerHungUp');
   }, 40_000);
 
   it('"my dog is bleeding" triggers the emergency script, then a transfer to the emergency line', async () => {
     const call = await dial();
     await untilQuiet(call);
-    await call.say(await synthesizeUlaw('my dog is bleeding'));
-    await call.waitFor(() => stateOf(call.callSid) === 'emergency', 5_000, 'the emergency state');
+    await call.say(await callerSpeech('my dog is bleeding'));
+    const spoke = call.now();
+    expect(await msUntilState(call, spoke, 'emergency', 5_000)).toBeLessThan(1_500);
     expect(engine.registry.session(call.callSid)?.record.emergency).toEqual({ via: 'speech', detail: 'bleeding' });
     await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 15_000, 'the transfer');
+    expect(msUntilAudio(call, spoke)).toBeLessThan(1_500);
+    expect(call.audioSince(spoke).length / 8).toBeGreaterThan(1_000);
+    expect(longestSilence(call, spoke)).toBeLessThanOrEqual(2_000);
     const update = twilioRest.calls.find((c) => c.callSid === call.callSid && c.op === 'update');
     expect(update?.twiml).toContain('<Number>+15550109099</Number>');
     // Twilio stops the stream once it runs the <Dial>; the engine must not hang up on it.
     await call.stop();
-    await call.waitFor(() => stateOf(call.callSid) === 'ended', 3_000, 'the call to end');
+    expect(await msUntilState(call, call.now(), 'ended', 3_000)).toBeLessThan(1_000);
     expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('emergency');
     expect(twilioRest.calls.filter((c) => c.callSid === call.callSid && c.op === 'hangup')).toEqual([]);
   }, 40_000);
@@ -78,11 +102,17 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
   it('pressing 0 asks for a transfer to the front desk', async () => {
     const call = await dial();
     await untilQuiet(call);
+    const pressed = call.now();
     call.dtmf('0');
+    expect(await msUntilState(call, pressed, 'transferring', 2_000)).toBeLessThan(500);
     await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 8_000, 'the transfer');
+    expect(msUntilAudio(call, pressed)).toBeLessThan(800);
     const update = twilioRest.calls.find((c) => c.callSid === call.callSid && c.op === 'update');
     expect(update?.twiml).toContain('<Number>+15550109001</Number>');
     expect(update?.twiml).toContain('action="https://voice.test/twilio/dial"');
+    await call.hangUp();
+    expect(await msUntilState(call, call.now(), 'ended', 3_000)).toBeLessThan(1_000);
+    expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('transferred');
   }, 30_000);
 
   it('never logs the auth token, stream tokens, signatures or any phone number', () => {
