@@ -137,8 +137,8 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'appointment',
     to: QUICK_VET,
     agent: () => localAgent,
-    stt: ['I want to book an appointment', 'Rex', 'my name is Jane Smith', 'his vaccinations', 'tomorrow at 10 am', 'yes'],
-    run: (c) => askThenHangUp(c, 6),
+    stt: ['I want to book an appointment', 'Rex', 'my name is Jane Smith', 'his vaccinations', 'tomorrow at 10 am', '555 010 0200', 'yes'],
+    run: (c) => askThenHangUp(c, 7),
   },
   {
     name: 'emergency-word',

@@ -142,8 +142,8 @@ function commandRow(t: number, c: CommandSummary): Row {
       return { t, text: '→ start recording' };
     case 'out.emergency':
       return { t, text: `→ EMERGENCY via ${c.source.via}` };
-    case 'out.appointment':
-      return { t, text: '→ appointment request stored' };
+    case 'out.request':
+      return { t, text: `→ ${c.request.kind} request stored (${c.request.id})` };
     case 'out.ended':
       return { t, text: `→ call ended: ${c.outcome}` };
   }

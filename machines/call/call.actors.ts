@@ -41,6 +41,9 @@ export const ttsActor = fromCallback<TtsCommand, TtsInput>(notProvided('tts'));
 /** Hand the live call to a human (Twilio REST update with <Dial>). Resolves once Twilio accepted it. */
 export const transferActor = fromPromise<void, { target: TransferTarget; reason: string }>(notProvided('transfer'));
 
+/** Hand the live call to the front desk because the engine is shutting down (Twilio REST update). */
+export const handoffActor = fromPromise<void, { reason: string }>(notProvided('handoff'));
+
 /** End the live call through Twilio REST. */
 export const hangupActor = fromPromise<void, { reason: string }>(notProvided('hangup'));
 

@@ -23,7 +23,7 @@ export function initialContext({ callSid, tenant }: CallInput): CallContext {
     recordings: [],
     emergency: null,
     transfer: null,
-    appointments: [],
+    requests: [],
     interruptions: 0,
     falseInterruptions: 0,
     sttDown: false,

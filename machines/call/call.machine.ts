@@ -67,6 +67,7 @@ export const callMachine = callSetup.createMachine({
     'twilio.closed': { target: '.ended', actions: outcome('callerHungUp') },
     'call.status': { target: '.ended', actions: outcome('callerHungUp') },
     'call.hangup': { target: '.hangingUp' },
+    'call.handoff': { target: '.handingOff' },
     'call.recording': { actions: 'storeRecording' },
     'twilio.mark': { guard: 'isHeardMark', actions: 'noteHeard' },
     'stt.partial': EMERGENCY_SPEECH,
@@ -231,7 +232,7 @@ export const callMachine = callSetup.createMachine({
       on: {
         'agent.delta': { guard: 'isCurrentReply', actions: 'appendReplyText' },
         'agent.expect': { guard: 'isCurrentReply', actions: 'assignExpect' },
-        'agent.appointment': { guard: 'isCurrentReply', actions: 'storeAppointment' },
+        'agent.request': { guard: 'isCurrentReply', actions: 'storeRequest' },
         'agent.done': { guard: 'isCurrentReply', actions: 'finishReply' },
         'agent.error': { guard: 'isCurrentReply', target: '#call.listening.apologizing' },
         ...TTS_EVENTS,
@@ -312,6 +313,7 @@ export const callMachine = callSetup.createMachine({
         // Keys are ignored here, so no menu entry can be raised while the script plays.
         'twilio.dtmf': {},
         'call.hangup': {},
+        'call.handoff': {},
       },
       always: [
         { guard: and(['playbackComplete', 'emergencyHasLine']), target: 'transferring.dialing' },
@@ -323,7 +325,8 @@ export const callMachine = callSetup.createMachine({
     /** Hand the call to a person with a REST update; explicit failure handling so it never ends in silence. */
     transferring: {
       initial: 'announcing',
-      on: { 'dtmf.entered': {} },
+      // Already on the way to a person: a drain hand-off would only repeat it.
+      on: { 'dtmf.entered': {}, 'call.handoff': {} },
       states: {
         announcing: {
           entry: 'beginPlayback',
@@ -377,7 +380,7 @@ export const callMachine = callSetup.createMachine({
     /** Goodbye, then end the call through Twilio REST. */
     hangingUp: {
       initial: 'farewell',
-      on: { 'dtmf.entered': {}, 'call.hangup': {} },
+      on: { 'dtmf.entered': {}, 'call.hangup': {}, 'call.handoff': {} },
       states: {
         farewell: {
           entry: 'beginPlayback',
@@ -389,6 +392,42 @@ export const callMachine = callSetup.createMachine({
         requesting: {
           invoke: { src: 'hangup', input: ({ context }) => ({ reason: context.outcome ?? 'completed' }), onDone: '#call.ended', onError: '#call.ended' },
           after: { restTimeout: '#call.ended' },
+        },
+      },
+    },
+
+    /**
+     * The engine is shutting down and the drain deadline came: hand the caller to the front desk
+     * (REST update with a short notice and <Dial>). If Twilio refuses or is slow, end the actor: the
+     * stream closes and Twilio plays the key menu that follows <Connect>, so the caller is never left
+     * in silence either way. Keys and a second hand-off are ignored; emergencies still preempt.
+     */
+    handingOff: {
+      entry: 'stopPlayback',
+      initial: 'requesting',
+      on: { 'dtmf.entered': {}, 'call.hangup': {}, 'call.handoff': {} },
+      states: {
+        requesting: {
+          invoke: {
+            src: 'handoff',
+            input: ({ event }) => ({ reason: event.type === 'call.handoff' ? event.reason : 'shutdown' }),
+            onDone: 'handedOff',
+            onError: { target: '#call.ended', actions: outcome('handedOff') },
+          },
+          on: {
+            // Twilio may run the new TwiML (and stop the stream) before its REST answer arrives.
+            'twilio.stop': { target: '#call.ended', actions: outcome('handedOff') },
+            'twilio.closed': { target: '#call.ended', actions: outcome('handedOff') },
+          },
+          after: { restTimeout: { target: '#call.ended', actions: outcome('handedOff') } },
+        },
+        /** Twilio runs the new TwiML and stops the stream. */
+        handedOff: {
+          on: {
+            'twilio.stop': { target: '#call.ended', actions: outcome('handedOff') },
+            'twilio.closed': { target: '#call.ended', actions: outcome('handedOff') },
+          },
+          after: { handoffTimeout: { target: '#call.ended', actions: outcome('handedOff') } },
         },
       },
     },

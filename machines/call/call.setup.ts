@@ -3,7 +3,7 @@
  * file refers to names only, so it reads like its diagram and tests can swap any piece.
  */
 import { assign, emit, enqueueActions, sendTo, setup } from 'xstate';
-import { agentActor, hangupActor, sttActor, transferActor, ttsActor, vadActor } from './call.actors.js';
+import { agentActor, handoffActor, hangupActor, sttActor, transferActor, ttsActor, vadActor } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import type { CallCommand, CallContext, CallEvent, CallInput, Outcome, Playback, Speech } from './call.types.js';
 import { findEmergency, heardText, isRealInterruption, takeSentences, yesNo } from './language.js';
@@ -54,6 +54,7 @@ export const callSetup = setup({
     tts: ttsActor,
     transfer: transferActor,
     hangup: hangupActor,
+    handoff: handoffActor,
   },
   delays: {
     /** Twilio normally starts the stream within a second; past this the call is dead. */
@@ -248,10 +249,10 @@ export const callSetup = setup({
       enqueue.assign({ reply: { ...context.reply, pending: '', agentDone: true, action: event.action } });
     }),
     assignExpect: assign({ expect: ({ context, event }) => (event.type === 'agent.expect' ? event.answer : context.expect) }),
-    storeAppointment: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'agent.appointment') return;
-      enqueue.assign({ appointments: [...context.appointments, event.request] });
-      enqueue.emit({ type: 'out.appointment', request: event.request });
+    storeRequest: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'agent.request') return;
+      enqueue.assign({ requests: [...context.requests, event.request] });
+      enqueue.emit({ type: 'out.request', request: event.request });
     }),
     commitReply: assign(({ context }) => {
       const text = heardReply(context);

@@ -63,11 +63,38 @@ export type AgentAction =
   | { type: 'end'; reason: string }
   | { type: 'emergency'; reason: string };
 
-export interface AppointmentRequest {
+/** What the caller asked the clinic for: an appointment, a refill, or a message for staff. */
+export type RequestKind = 'appointment' | 'refill' | 'message';
+
+/** How soon the clinic should act on a request (emergencies are recorded separately). */
+export type Urgency = 'routine' | 'soon' | 'urgent';
+
+/**
+ * Where the clinic calls back. `callerId`: the signed From of the call, when the clinic stores caller
+ * numbers; `spoken`: a number the caller gave and heard read back; `none`: the caller gave none. The
+ * number itself is in the clinic's store only, never in the machine or its journal.
+ */
+export type Callback = { kind: 'callerId' } | { kind: 'spoken' } | { kind: 'none' };
+
+/** A request as the receptionist captured it (both receptionists produce this shape). */
+export interface CallerRequest {
+  kind: RequestKind;
   petName: string | null;
+  petSpecies: string | null;
   ownerName: string | null;
   reason: string | null;
   preferredTime: string | null;
+  /** The message's words (kind `message`). */
+  message: string | null;
+  /** A message's addressee: a staff member's name, or null for the clinic. */
+  recipient: string | null;
+  callback: Callback;
+  urgency: Urgency;
+}
+
+/** A request committed to the clinic's store before the caller heard it was sent; `id` is the follow-up's. */
+export interface StoredRequest extends CallerRequest {
+  id: string;
 }
 
 export type Outcome =
@@ -85,7 +112,9 @@ export type Outcome =
   /** Twilio ended the call before the stream started (busy, failed, no-answer, canceled). */
   | 'notConnected'
   /** The engine failed; the caller was handed to the fallback menu. */
-  | 'error';
+  | 'error'
+  /** The engine shut down mid-call (drain deadline): the caller was handed to the front desk, or to the key menu. */
+  | 'handedOff';
 
 export type EmergencySource = { via: 'speech'; keyword: string } | { via: 'dtmf'; digit: string } | { via: 'agent'; reason: string };
 
@@ -102,6 +131,8 @@ export type CallEvent =
   | { type: 'call.recording'; recordingSid: string; status: string }
   /** The engine wants this call over (shutdown, operator). */
   | { type: 'call.hangup'; reason: string }
+  /** The drain deadline: hand the caller to the front desk now (the engine is shutting down). */
+  | { type: 'call.handoff'; reason: string }
   // ── child actors ────────────────────────────────────────────────────────────
   | { type: 'vad.speechStart'; atMs: number }
   | { type: 'vad.speechEnd'; atMs: number; speechMs: number }
@@ -110,7 +141,8 @@ export type CallEvent =
   | { type: 'stt.error'; message: string }
   | { type: 'agent.delta'; generation: number; text: string }
   | { type: 'agent.expect'; generation: number; answer: 'short' | 'normal' | 'long' }
-  | { type: 'agent.appointment'; generation: number; request: AppointmentRequest }
+  /** A request the receptionist captured, already committed to the clinic's store (it carries the stored id). */
+  | { type: 'agent.request'; generation: number; request: StoredRequest }
   | { type: 'agent.done'; generation: number; action: AgentAction | null }
   | { type: 'agent.error'; generation: number; message: string }
   | { type: 'tts.chunk'; generation: number; audio: Uint8Array }
@@ -138,7 +170,7 @@ export type CallCommand =
   | { type: 'out.resume'; generation: number; fromMs: number }
   | { type: 'out.startRecording' }
   | { type: 'out.emergency'; source: EmergencySource }
-  | { type: 'out.appointment'; request: AppointmentRequest }
+  | { type: 'out.request'; request: StoredRequest }
   | { type: 'out.turn'; generation: number; transcript: string }
   | { type: 'out.interrupted'; generation: number; heardMs: number; confirmed: boolean }
   | { type: 'out.ended'; outcome: Outcome };
@@ -198,7 +230,8 @@ export interface CallContext {
   recordings: { recordingSid: string; status: string }[];
   emergency: EmergencySource | null;
   transfer: { target: TransferTarget; reason: string } | null;
-  appointments: AppointmentRequest[];
+  /** Requests and messages taken during the call, in order (each already in the clinic's store). */
+  requests: StoredRequest[];
   interruptions: number;
   falseInterruptions: number;
   sttDown: boolean;

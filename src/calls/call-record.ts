@@ -1,8 +1,12 @@
 /**
- * What is kept about one call beyond its actor: timings, appointments, recordings, usage and
- * fallbacks. The session fills it; metrics, the inspector and the journal's outcome line read it.
+ * What is kept about one call beyond its actor: only what the machine cannot know — timings,
+ * usage, provider fallbacks, and what Twilio reports after the call (completed recordings, the
+ * transfer's dial result, recording transcripts). Everything the call decided (outcome, emergency,
+ * requests, transfer, consent, interruptions) is in the machine's final context, kept here as
+ * `final` when the call ends; `facts` reads it. The session fills the record; metrics, the
+ * inspector, follow-through and the journal's outcome line read it.
  */
-import type { AppointmentRequest, CallEvent, Outcome } from '../../machines/call/call.types.js';
+import type { CallContext, CallEvent, Outcome } from '../../machines/call/call.types.js';
 import type { JournalRecordSummary } from '../journal/format.js';
 import type { ProviderUsage } from './child-actors.js';
 import type { RecordingTranscript } from './recording-transcriber.js';
@@ -23,17 +27,15 @@ export interface CallRecord {
   tenantId: string;
   startedAt: string;
   endedAt: string | null;
+  /** Copied from the final context at the end (listings and recent-call filters read it often). */
   outcome: Outcome | null;
-  appointments: AppointmentRequest[];
+  /** The machine's final context: the single record of what happened in the call. Null while the call runs. */
+  final: Readonly<CallContext> | null;
   recordings: { recordingSid: string; status: string; url: string | null; durationSeconds: number | null }[];
   recordingTranscripts: RecordingTranscript[];
   dialStatus: string | null;
   turns: TurnTiming[];
   bargeIns: { clearLatencyMs: number }[];
-  /** `out.interrupted` commands: every interruption of our speech, and those that turned out false (we resumed). */
-  interruptions: number;
-  falseInterruptions: number;
-  emergency: { via: string; detail: string } | null;
   usage: CallUsage;
   /** Provider fallbacks during the call (the journal has each as a `provider.fallback` event). */
   fallbacks: { kind: 'stt' | 'agent' | 'tts'; from: string; to: string }[];
@@ -48,15 +50,12 @@ export function newCallRecord(callSid: string, tenantId: string, providers: Call
     startedAt: new Date().toISOString(),
     endedAt: null,
     outcome: null,
-    appointments: [],
+    final: null,
     recordings: [],
     recordingTranscripts: [],
     dialStatus: null,
     turns: [],
     bargeIns: [],
-    interruptions: 0,
-    falseInterruptions: 0,
-    emergency: null,
     usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 },
     fallbacks: [],
     providers,
@@ -77,16 +76,23 @@ export function noteChildEvent(record: CallRecord, event: CallEvent): void {
   else if (event.type === 'provider.fallback') record.fallbacks.push({ kind: event.kind, from: event.from, to: event.to });
 }
 
-/** The outcome line's record: timings and counts; appointments and recordings only counted (no personal data). */
-export function journalSummary(record: CallRecord, durationMs: number): JournalRecordSummary {
+/** An emergency as logs, metrics and the journal's outcome line show it: how, and the keyword or key (never the agent's free text). */
+export function emergencyOf(context: Pick<CallContext, 'emergency'> | null): { via: 'speech' | 'dtmf' | 'agent'; detail: string } | null {
+  const e = context?.emergency;
+  if (!e) return null;
+  return { via: e.via, detail: e.via === 'speech' ? e.keyword : e.via === 'dtmf' ? e.digit : 'agent' };
+}
+
+/** The outcome line's record: timings and counts; requests and recordings only counted (no personal data). */
+export function journalSummary(record: CallRecord, final: Readonly<CallContext>, durationMs: number): JournalRecordSummary {
   return {
     durationMs,
     turns: record.turns,
     bargeIns: record.bargeIns,
-    appointments: record.appointments.length,
+    requests: final.requests.length,
     recordings: record.recordings.length,
     dialStatus: record.dialStatus,
-    emergency: record.emergency,
+    emergency: emergencyOf(final),
     usage: record.usage,
     fallbacks: record.fallbacks.length,
   };

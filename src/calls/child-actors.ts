@@ -10,9 +10,9 @@
 import { fromCallback, fromPromise, type CallbackLogicFunction, type EventObject } from 'xstate';
 import type { callMachine } from '../../machines/call/call.machine.js';
 import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
-import type { CallEvent, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
+import type { CallerRequest as MachineRequest, CallEvent, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
-import type { AgentAction, AgentSession, FallbackReport } from '../providers/agent/types.js';
+import type { AgentAction, AgentSession, CallerRequest, FallbackReport } from '../providers/agent/types.js';
 import type { SttProvider } from '../providers/stt/types.js';
 import type { TtsOptions, TtsProvider } from '../providers/tts/types.js';
 import type { VadProvider } from '../providers/vad/types.js';
@@ -34,6 +34,13 @@ export interface CallActorDeps {
   vocabulary: readonly string[];
   transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
   hangup(signal: AbortSignal): Promise<void>;
+  /** Drain deadline: hand the call to the front desk through Twilio REST. */
+  handoff(signal: AbortSignal): Promise<void>;
+  /**
+   * Makes a confirmed request durable (the store) and returns its id. The agent actor awaits it
+   * before passing on any more of the reply, so "I've sent it" is never said before it is true.
+   */
+  commitRequest(request: CallerRequest): Promise<string>;
   /** Billable provider usage (tokens, characters) for the call's cost estimate; speech time comes from the VAD. */
   usage?(usage: ProviderUsage): void;
   /** Observes every event a child sends to the machine (latency accounting, journal). */
@@ -55,7 +62,17 @@ interface CallActorBodies {
   tts: CallbackLogicFunction<TtsCommand, EventObject, TtsInput>;
   transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
   hangup(signal: AbortSignal): Promise<void>;
+  handoff(signal: AbortSignal): Promise<void>;
 }
+
+/**
+ * The machine's copy of a committed request: the same fields (declared twice so machines/ stays
+ * pure; this fails to compile if they drift), less the call-back number, which only the store keeps.
+ */
+const forMachine = ({ callback, ...rest }: CallerRequest): MachineRequest => ({ ...rest, callback: { kind: callback.kind } });
+
+/** Spoken instead of "I've sent it" when the request could not be stored; the call then goes to the front desk. */
+const NOT_SAVED_LINE = "I'm sorry, I couldn't save your request. Let me connect you to the front desk.";
 
 /** Keyed by actor system (xstate's `ActorSystem`; only its identity matters here). */
 const boundCalls = new WeakMap<object, CallActorBodies>();
@@ -74,6 +91,7 @@ const callActors = {
   tts: fromCallback<TtsCommand, TtsInput>((args) => bodiesOf(args.system).tts(args)),
   transfer: fromPromise<void, { target: TransferTarget; reason: string }>(({ input, signal, system }) => bodiesOf(system).transfer(input.target, signal)),
   hangup: fromPromise<void, { reason: string }>(({ signal, system }) => bodiesOf(system).hangup(signal)),
+  handoff: fromPromise<void, { reason: string }>(({ signal, system }) => bodiesOf(system).handoff(signal)),
 };
 
 const provided = new WeakMap<typeof callMachine, typeof callMachine>();
@@ -164,8 +182,20 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
           if (ac.signal.aborted) return;
           if (out.type === 'delta') send({ type: 'agent.delta', generation, text: out.text });
           else if (out.type === 'expect') send({ type: 'agent.expect', generation, answer: out.answer });
-          else if (out.type === 'appointment') send({ type: 'agent.appointment', generation, request: out.request });
-          else if (out.type === 'usage') deps.usage?.({ kind: 'agent', inputTokens: out.inputTokens, outputTokens: out.outputTokens });
+          else if (out.type === 'request') {
+            let id: string;
+            try {
+              id = await deps.commitRequest(out.request);
+            } catch (err) {
+              if (ac.signal.aborted) return;
+              // Nothing is lost silently: the caller is told, and a person takes over.
+              send({ type: 'agent.delta', generation, text: NOT_SAVED_LINE });
+              send({ type: 'agent.done', generation, action: { type: 'transfer', target: 'frontDesk', reason: `request not saved: ${message(err).slice(0, 80)}` } });
+              return;
+            }
+            if (ac.signal.aborted) return;
+            send({ type: 'agent.request', generation, request: { ...forMachine(out.request), id } });
+          } else if (out.type === 'usage') deps.usage?.({ kind: 'agent', inputTokens: out.inputTokens, outputTokens: out.outputTokens });
           else action = out.action;
         }
         if (!ac.signal.aborted) send({ type: 'agent.done', generation, action });
@@ -237,5 +267,10 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
     return () => ac.abort();
   };
 
-  return { vad, stt, agent, tts, transfer: (target, signal) => deps.transfer(target, signal), hangup: (signal) => deps.hangup(signal) };
+  return {
+    vad, stt, agent, tts,
+    transfer: (target, signal) => deps.transfer(target, signal),
+    hangup: (signal) => deps.hangup(signal),
+    handoff: (signal) => deps.handoff(signal),
+  };
 }

@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { StartMessage } from '../twilio/media-codec.js';
 import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
-import { busyTwiml } from '../twilio/twiml.js';
 import type { RecordingTranscriber, RecordingTranscript } from './recording-transcriber.js';
 import type { CallRecord } from './call-record.js';
 import { CallSession, type SessionDeps } from './session.js';
@@ -34,8 +33,6 @@ type Token = { callSid: string; expiresAt: number };
 export const DRAIN_HANDSHAKE_WINDOW_MS = 10_000;
 /** After the drain hand-off, how long Twilio gets to stop the stream before we close it 1001. */
 export const HANDOFF_STOP_WAIT_MS = 5_000;
-/** Bound on the hand-off REST update (reliability.md F9: transfer REST call 5 s). */
-const HANDOFF_REST_TIMEOUT_MS = 5_000;
 
 const TERMINAL = new Set(['completed', 'busy', 'failed', 'no-answer', 'canceled'] as const);
 type Terminal = typeof TERMINAL extends Set<infer T> ? T : never;
@@ -98,7 +95,7 @@ export class Registry implements CallRegistry {
     return () => this.dialListeners.delete(listener);
   }
 
-  open({ callSid, tenant }: { callSid: string; tenant: Tenant }): OpenCallResult {
+  open({ callSid, tenant, from = null }: { callSid: string; tenant: Tenant; from?: string | null }): OpenCallResult {
     const existing = this.calls.get(callSid);
     if (existing) {
       const token = this.tokenByCall.get(callSid);
@@ -108,7 +105,7 @@ export class Registry implements CallRegistry {
     if (this.draining) return { kind: 'refused', reason: 'draining' };
     if (this.calls.size >= this.opts.maxCalls) return { kind: 'refused', reason: 'capacity' };
 
-    const session = new CallSession(callSid, tenant, this.opts, (s) => this.ended(s));
+    const session = new CallSession(callSid, tenant, this.opts, (s) => this.ended(s), { from });
     this.calls.set(callSid, session);
     const token = randomBytes(24).toString('base64url');
     this.tokens.set(token, { callSid, expiresAt: performance.now() + (this.opts.tokenTtlMs ?? 60_000) });
@@ -200,37 +197,25 @@ export class Registry implements CallRegistry {
 
   /**
    * Drain deadline (reliability.md §3 step 4): every live call is handed to its clinic's front desk
-   * (REST update to <Say> + <Dial>; without REST credentials, the goodbye); Twilio then stops the
-   * stream, and whatever is still open after `stopWaitMs` is closed 1001. Resolves once every call
-   * that was live has ended.
+   * by its own machine (`call.handoff`: REST update to <Say> + <Dial>; if that fails the call ends
+   * and Twilio plays the key menu after </Connect>); Twilio then stops the stream, and whatever is
+   * still open after `stopWaitMs` is closed 1001. Resolves once every call that was live has ended.
    */
   async handOffAll(stopWaitMs = HANDOFF_STOP_WAIT_MS): Promise<void> {
     await Promise.all([...this.calls.values()].map((session) => this.handOff(session, stopWaitMs)));
   }
 
   private async handOff(session: CallSession, stopWaitMs: number): Promise<void> {
-    const { callSid, tenant } = session;
+    const { callSid } = session;
     const ended = this.whenEnded(callSid);
-    const rest = this.opts.rest;
-    let handedOff = false;
-    if (rest) {
-      const twiml = busyTwiml(tenant, { baseUrl: this.opts.publicBaseUrl, callerId: tenant.phoneNumbers[0] ?? null });
-      try {
-        await rest.updateCallTwiml(callSid, twiml, AbortSignal.timeout(HANDOFF_REST_TIMEOUT_MS));
-        handedOff = true;
-      } catch (err) {
-        // Closing the stream below still makes Twilio run the fallback menu after </Connect>.
-        session.log.warn({ err, code: 'VET_E_TWILIO_REST' }, 'drain hand-off failed; closing the stream');
-      }
-    }
-    session.log.info({ handedOff }, 'drain deadline: handing the call off');
     const stream = this.streams.get(callSid);
     if (!stream) {
       // Never connected: no stream will report an end, and Twilio runs the TwiML after </Connect>.
       session.status('canceled');
       return;
     }
-    if (!rest) session.hangUp('shutdown');
+    session.log.info('drain deadline: handing the call off');
+    session.handOff('shutdown');
     if (!(await within(ended, stopWaitMs))) {
       stream.close(1001, 'server shutting down');
       await within(ended, 1_000);

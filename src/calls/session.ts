@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { callMachine } from '../../machines/call/call.machine.js';
-import type { CallCommand, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
+import type { CallCommand, CallContext, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
 import { Player } from '../audio/player.js';
 import { decodeUlaw } from '../audio/ulaw.js';
 import type { Tenant } from '../config/tenant.schema.js';
@@ -23,11 +23,12 @@ import type { VadProvider } from '../providers/vad/types.js';
 import type { DtmfMessage, MarkMessage, MediaMessage, StartMessage } from '../twilio/media-codec.js';
 import type { TwilioRest } from '../twilio/rest-types.js';
 import type { MediaStreamHandle } from '../twilio/stream-socket.js';
-import { dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
+import { busyTwiml, dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { bindCallActors, callMachineWithActors, type CallActorDeps, type Prompts } from './child-actors.js';
-import { countUsage, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
+import { countUsage, emergencyOf, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
+import type { CallFollowUps, FollowThrough } from './follow-through.js';
 import { TurnClock } from './turn-clock.js';
 
 export interface Providers {
@@ -58,6 +59,17 @@ export interface SessionDeps {
   journal?: JournalFactory;
   /** Diagnostics tap (tests, tools): every state change and every command of every call, in order. */
   tap?: SessionTap;
+  /**
+   * Where requests, messages, emergencies and the call summary go (the store, then the clinic).
+   * Absent (unit tests, bench): requests are kept in the call's context and journal only.
+   */
+  followThrough?: FollowThrough;
+}
+
+/** What the webhook told about a call beyond its CallSid. */
+export interface CallOrigin {
+  /** The signed `From`; used only as the clinic's privacy setting allows, never logged. */
+  from: string | null;
 }
 
 export interface SessionTap {
@@ -85,13 +97,17 @@ export class CallSession {
   private player: Player | null = null;
   private pcm = new Int16Array(160);
   private ended = false;
+  /** Requests taken by an engine without a store (tests, bench): numbered for their ids. */
+  private uncommitted = 0;
   private readonly journal: CallJournal | null;
+  private readonly followUps: CallFollowUps | null;
 
   constructor(
     readonly callSid: string,
     readonly tenant: Tenant,
     private readonly deps: SessionDeps,
     private readonly onEnded: (session: CallSession) => void,
+    origin: CallOrigin = { from: null },
   ) {
     this.now = deps.now ?? (() => performance.now());
     this.hub = new AudioHub(this.now);
@@ -100,6 +116,7 @@ export class CallSession {
     const { vad } = deps.providers;
     const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
     this.record = newCallRecord(callSid, tenant.id, { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name });
+    this.followUps = deps.followThrough?.forCall(callSid, tenant, origin.from) ?? null;
     this.turnClock = new TurnClock(this.now, this.hub, (t) => {
       this.record.turns.push(t);
       this.log.info({ turn: t }, 'turn latency');
@@ -111,11 +128,18 @@ export class CallSession {
       vad,
       stt,
       tts,
-      agent: agent.startSession(tenant),
+      agent: agent.startSession(tenant, { callerIdUsable: this.followUps?.callerIdUsable ?? false, startedAt: Date.now() }),
       prompts: deps.prompts,
       vocabulary: sttVocabularyFor(tenant),
       transfer: (target, signal) => this.transfer(target, signal),
       hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
+      handoff: (signal) => this.handOffToFrontDesk(signal),
+      commitRequest: async (request) => {
+        if (!this.followUps) return `local-${this.record.startedAt}-${++this.uncommitted}`;
+        const id = await this.followUps.commit(request);
+        this.log.info({ followUpId: id, kind: request.kind }, 'request stored');
+        return id;
+      },
       usage: (u) => countUsage(this.record.usage, u),
       observe: (event) => {
         noteChildEvent(this.record, event);
@@ -180,7 +204,12 @@ export class CallSession {
 
   /** The conversation so far, agent lines cut to what the caller heard. */
   get history(): readonly { role: 'caller' | 'agent'; text: string }[] {
-    return this.actor.getSnapshot().context.history;
+    return this.context.history;
+  }
+
+  /** What the call has decided so far (the machine's context); after the end, its final context. */
+  get context(): Readonly<CallContext> {
+    return this.record.final ?? this.actor.getSnapshot().context;
   }
 
   get streamConnected(): boolean {
@@ -240,9 +269,14 @@ export class CallSession {
     this.record.dialStatus = status;
   }
 
-  /** End the call politely (goodbye, then hang up), e.g. at the end of a drain. */
+  /** End the call politely (goodbye, then hang up). */
   hangUp(reason: string): void {
     this.send({ type: 'call.hangup', reason });
+  }
+
+  /** Drain deadline: the machine hands the caller to the front desk (or the key menu). */
+  handOff(reason: string): void {
+    this.send({ type: 'call.handoff', reason });
   }
 
   send(event: CallEvent): void {
@@ -285,22 +319,16 @@ export class CallSession {
         this.turnClock.onTurn(command.generation);
         return;
       case 'out.interrupted':
-        this.record.interruptions++;
-        if (!command.confirmed) this.record.falseInterruptions++;
         this.log.info({ heardMs: command.heardMs, confirmed: command.confirmed }, 'caller interrupted');
         return;
       case 'out.startRecording':
         void this.startRecording();
         return;
-      case 'out.emergency': {
-        const detail = command.source.via === 'speech' ? command.source.keyword : command.source.via === 'dtmf' ? command.source.digit : command.source.reason;
-        this.record.emergency = { via: command.source.via, detail };
-        this.log.warn({ emergency: this.record.emergency }, 'emergency detected');
+      case 'out.emergency':
+        // The agent's reason is caller-influenced free text: logged as 'agent' only.
+        this.log.warn({ emergency: emergencyOf({ emergency: command.source }) }, 'emergency detected');
         return;
-      }
-      case 'out.appointment':
-        this.record.appointments.push(command.request);
-        this.log.info('appointment request stored');
+      case 'out.request':
         return;
       case 'out.ended':
         this.finish(command.outcome);
@@ -319,6 +347,13 @@ export class CallSession {
     });
     await this.rest('transfer', (rest, s) => rest.updateCallTwiml(this.callSid, twiml, s), signal);
     this.log.info({ target }, 'call transferred');
+  }
+
+  /** The drain hand-off: a short notice and <Dial> to the front desk (twiml.ts busyTwiml). */
+  private async handOffToFrontDesk(signal: AbortSignal): Promise<void> {
+    const twiml = busyTwiml(this.tenant, { baseUrl: this.deps.publicBaseUrl, callerId: this.tenant.phoneNumbers[0] ?? null });
+    await this.rest('handoff', (rest, s) => rest.updateCallTwiml(this.callSid, twiml, s), signal);
+    this.log.info('call handed off to the front desk');
   }
 
   private async startRecording(): Promise<void> {
@@ -348,6 +383,8 @@ export class CallSession {
   private finish(outcome: Outcome): void {
     if (this.ended) return;
     this.ended = true;
+    const final = this.actor.getSnapshot().context;
+    this.record.final = final;
     this.record.outcome = outcome;
     this.record.endedAt = new Date().toISOString();
     this.player?.stop();
@@ -356,7 +393,8 @@ export class CallSession {
     // The machine decided the call is over; if Twilio has not closed the stream yet, we do.
     if (this.stream && this.stream.state === 'started') this.stream.close(1000, 'call ended');
     this.log.info({ outcome, durationMs: Math.round(this.durationMs), turns: this.record.turns.length }, 'call ended');
-    this.journal?.end(this.elapsedMs(), outcome, journalSummary(this.record, this.elapsedMs()));
+    this.journal?.end(this.elapsedMs(), outcome, journalSummary(this.record, final, this.elapsedMs()));
+    this.followUps?.finish(final, this.record, this.log);
     this.deps.onActivity?.({ type: 'ended', callSid: this.callSid, t: this.durationMs, outcome });
     this.onEnded(this);
   }

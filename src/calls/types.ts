@@ -37,7 +37,8 @@ export interface CallListing {
 }
 
 export interface CallRegistry {
-  open(params: { callSid: string; tenant: Tenant }): OpenCallResult;
+  /** `from`: the signed caller number (kept only as the clinic's privacy setting allows). */
+  open(params: { callSid: string; tenant: Tenant; from?: string | null }): OpenCallResult;
   /** Terminal status callback; idempotent and order-tolerant. Returns false for an unknown call. */
   status(params: { callSid: string; status: string; sequenceNumber: number | null }): boolean;
   /** Recording status callback; deduplicated on RecordingSid + status. */

@@ -27,7 +27,7 @@ const AccountSid = sid('AC');
 const Phone = z.string().min(1).max(64);
 const Short = z.string().max(64);
 
-const VoiceForm = z.object({ CallSid, AccountSid, To: Phone });
+const VoiceForm = z.object({ CallSid, AccountSid, To: Phone, From: Phone.optional() });
 const DtmfForm = z.object({ CallSid, AccountSid: AccountSid.optional(), To: Phone, Digits: Short.optional() });
 const DialForm = z.object({ CallSid, AccountSid: AccountSid.optional(), To: Phone, DialCallStatus: Short.optional() });
 const StatusForm = z.object({
@@ -168,7 +168,7 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
       const ctx = { baseUrl: base, callerId: form.To };
       let result: OpenCallResult;
       try {
-        result = deps.registry.open({ callSid: form.CallSid, tenant });
+        result = deps.registry.open({ callSid: form.CallSid, tenant, from: form.From ?? null });
       } catch (err) {
         // The caller is on the line: a 500 would play Twilio's "application error". Dial the clinic.
         log.error({ err, code: 'VET_E_INTERNAL' }, 'registry.open failed; dialling the front desk');

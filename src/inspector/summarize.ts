@@ -68,11 +68,14 @@ export function summarizeEvent(event: CallEvent): Summary | null {
       return { kind: 'agent', label: 'agent text', detail: event.text, key: `agent:${event.generation}`, merge: 'append' };
     case 'agent.expect':
       return { kind: 'tool', label: 'expect answer', detail: event.answer };
-    case 'agent.appointment': {
-      const r = event.request;
-      const fields = Object.entries(r).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${String(v)}`);
-      return { kind: 'tool', label: 'appointment request', detail: fields.join(', ') || '(empty)' };
+    case 'agent.request': {
+      const { id: _id, kind, callback, ...rest } = event.request;
+      const fields = Object.entries(rest).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${String(v)}`);
+      fields.push(`callback: ${callback.kind === 'spoken' ? 'number given by the caller' : callback.kind}`);
+      return { kind: 'tool', label: `${kind} request`, detail: fields.join(', ') };
     }
+    case 'call.handoff':
+      return { kind: 'end', label: 'hand-off requested', detail: event.reason };
     case 'agent.done':
       if (!event.action) return { kind: 'agent', label: 'agent done', detail: `generation ${event.generation}` };
       return {
@@ -110,10 +113,10 @@ export function summarizeCommand(command: CallCommand): Summary | null {
       return { kind: 'tool', label: 'start recording', detail: '' };
     case 'out.emergency': {
       const s = command.source;
-      return { kind: 'emergency', label: `emergency (${s.via})`, detail: s.via === 'speech' ? s.keyword : s.via === 'dtmf' ? s.digit : s.reason };
+      return { kind: 'emergency', label: `emergency (${s.via})`, detail: s.via === 'speech' ? s.keyword : s.via === 'dtmf' ? s.digit : s.reason.slice(0, 200) };
     }
-    case 'out.appointment':
-      return { kind: 'tool', label: 'appointment stored', detail: command.request.reason ?? '' };
+    case 'out.request':
+      return { kind: 'tool', label: `${command.request.kind} stored`, detail: command.request.id };
     case 'out.turn':
       return { kind: 'turn', label: `caller turn ${command.generation}`, detail: command.transcript };
     case 'out.interrupted':

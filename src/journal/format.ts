@@ -32,7 +32,8 @@ export interface JournalRecordSummary {
   turns: readonly TurnTiming[];
 
   bargeIns: readonly { clearLatencyMs: number }[];
-  appointments: number;
+  /** Requests and messages taken (appointment, refill, message). */
+  requests: number;
   recordings: number;
   dialStatus: string | null;
   emergency: { via: string; detail: string } | null;

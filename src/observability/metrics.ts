@@ -118,7 +118,13 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
     labelNames: ['clinic', 'result'],
     registers,
   });
-  const appointments = new Counter({ name: 'vetline_appointments_total', help: 'Appointment requests taken.', labelNames: ['clinic'], registers });
+  const appointments = new Counter({ name: 'vetline_appointments_total', help: 'Appointment and refill requests taken.', labelNames: ['clinic'], registers });
+  const requests = new Counter({
+    name: 'vetline_requests_total',
+    help: 'Requests committed for the clinic, by kind (appointment, refill, message).',
+    labelNames: ['clinic', 'kind'],
+    registers,
+  });
   const dtmfFallbacks = new Counter({ name: 'vetline_dtmf_fallbacks_total', help: 'Fallback key-menu webhooks (/twilio/dtmf) answered.', registers });
   for (const kind of ['confirmed', 'false']) interruptions.inc({ kind }, 0);
 
@@ -199,11 +205,18 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
       }
     }
     for (const b of record.bargeIns) bargeInClear.observe(seconds(b.clearLatencyMs));
-    if (record.interruptions > record.falseInterruptions) interruptions.inc({ kind: 'confirmed' }, record.interruptions - record.falseInterruptions);
-    if (record.falseInterruptions > 0) interruptions.inc({ kind: 'false' }, record.falseInterruptions);
-    if (record.emergency) emergencies.inc({ clinic, via: EMERGENCY_VIA.has(record.emergency.via) ? record.emergency.via : 'other' });
+    // What the call decided is in the machine's final context (null only if the call never ran).
+    const final = record.final;
+    if (final) {
+      const falseOnes = final.falseInterruptions;
+      if (final.interruptions > falseOnes) interruptions.inc({ kind: 'confirmed' }, final.interruptions - falseOnes);
+      if (falseOnes > 0) interruptions.inc({ kind: 'false' }, falseOnes);
+      if (final.emergency) emergencies.inc({ clinic, via: EMERGENCY_VIA.has(final.emergency.via) ? final.emergency.via : 'other' });
+      const booked = final.requests.filter((r) => r.kind !== 'message').length;
+      if (booked > 0) appointments.inc({ clinic }, booked);
+      for (const r of final.requests) requests.inc({ clinic, kind: r.kind });
+    }
     if (record.outcome === 'transferred') transfers.inc({ clinic, result: 'started' });
-    if (record.appointments.length > 0) appointments.inc({ clinic }, record.appointments.length);
   };
   const dialed = (record: CallRecord, dialStatus: string) => {
     transfers.inc({ clinic: record.tenantId, result: DIAL_RESULTS.has(dialStatus) ? dialStatus : 'other' });

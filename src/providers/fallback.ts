@@ -15,7 +15,7 @@
  */
 import { ProviderError } from './errors.js';
 import { guardedStream, type ProviderHealth, type StreamBudget } from './resilience.js';
-import type { AgentOutput, AgentProvider, AgentSession, AgentTurn } from './agent/types.js';
+import type { AgentCallInfo, AgentOutput, AgentProvider, AgentSession, AgentTurn } from './agent/types.js';
 import type { SttOptions, SttProvider, SttStream } from './stt/types.js';
 import type { TtsOptions, TtsProvider } from './tts/types.js';
 import type { Tenant } from '../config/tenant.schema.js';
@@ -45,15 +45,15 @@ const isProviderFailure = (err: unknown): err is ProviderError => err instanceof
 export function fallbackAgent(primary: AgentProvider, health: ProviderHealth, fallback: AgentProvider, budget: StreamBudget = DEFAULT_BUDGETS.agent): AgentProvider {
   return {
     name: primary.name,
-    startSession(tenant: Tenant): AgentSession {
-      const main = primary.startSession(tenant);
+    startSession(tenant: Tenant, call?: AgentCallInfo): AgentSession {
+      const main = primary.startSession(tenant, call);
       let spare: AgentSession | null = null;
       return {
         async *respond(turn: AgentTurn): AsyncIterable<AgentOutput> {
           let spoke = false;
           try {
             for await (const out of guardedStream(health, (signal) => main.respond({ ...turn, signal }), { ...budget, signal: turn.signal })) {
-              if (out.type === 'delta') spoke = true;
+              if (out.type === 'delta' || out.type === 'request') spoke = true; // never run a committed request twice
               yield out;
             }
             return;
@@ -61,7 +61,7 @@ export function fallbackAgent(primary: AgentProvider, health: ProviderHealth, fa
             if (spoke || !isProviderFailure(err)) throw err;
             turn.onFallback?.({ kind: 'agent', from: primary.name, to: fallback.name, reason: reasonOf(err) });
           }
-          spare ??= fallback.startSession(tenant);
+          spare ??= fallback.startSession(tenant, call);
           yield* spare.respond(turn);
         },
       };

@@ -181,6 +181,7 @@ function inertActors(spoken: (generation: number, speech: Speech) => void) {
     }),
     transfer: fromPromise<void, { target: TransferTarget; reason: string }>(never),
     hangup: fromPromise<void, { reason: string }>(never),
+    handoff: fromPromise<void, { reason: string }>(never),
   };
 }
 

@@ -52,7 +52,23 @@ export const headerSchema = z.object({
 /** Fields every line after the header has. */
 export const lineBase = z.looseObject({ t: z.number().nonnegative(), type: z.string().min(1) });
 
-const appointment = z.object({ petName: nullableString, ownerName: nullableString, reason: nullableString, preferredTime: nullableString });
+const storedRequest = z.object({
+  id: z.string().min(1),
+  kind: z.enum(['appointment', 'refill', 'message']),
+  petName: nullableString,
+  petSpecies: nullableString,
+  ownerName: nullableString,
+  reason: nullableString,
+  preferredTime: nullableString,
+  message: nullableString,
+  recipient: nullableString,
+  callback: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('callerId') }),
+    z.object({ kind: z.literal('spoken') }),
+    z.object({ kind: z.literal('none') }),
+  ]),
+  urgency: z.enum(['routine', 'soon', 'urgent']),
+});
 const agentAction = z.discriminatedUnion('type', [
   z.object({ type: z.literal('transfer'), target: z.enum(['frontDesk', 'emergency']), reason: z.string() }),
   z.object({ type: z.literal('end'), reason: z.string() }),
@@ -70,6 +86,7 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'call.status': z.object({ status: z.enum(['completed', 'busy', 'failed', 'no-answer', 'canceled']) }),
   'call.recording': z.object({ recordingSid: z.string(), status: z.string() }),
   'call.hangup': z.object({ reason: z.string() }),
+  'call.handoff': z.object({ reason: z.string() }),
   'vad.speechStart': z.object({ atMs: z.number() }),
   'vad.speechEnd': z.object({ atMs: z.number(), speechMs: z.number() }),
   'stt.partial': z.object({ text: z.string() }),
@@ -77,7 +94,7 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'stt.error': z.object({ message: z.string() }),
   'agent.delta': z.object({ ...generation, text: z.string() }),
   'agent.expect': z.object({ ...generation, answer: z.enum(['short', 'normal', 'long']) }),
-  'agent.appointment': z.object({ ...generation, request: appointment }),
+  'agent.request': z.object({ ...generation, request: storedRequest }),
   'agent.done': z.object({ ...generation, action: agentAction.nullable() }),
   'agent.error': z.object({ ...generation, message: z.string() }),
   'tts.chunk': z.object({ ...generation, bytes: int.nonnegative() }),
@@ -97,7 +114,7 @@ export const errorPayload = z.object({ error: z.object({ name: z.string().option
 export const outcomeLine = z.object({
   t: z.number().nonnegative(),
   type: z.literal('outcome'),
-  outcome: z.enum(['callerHungUp', 'completed', 'transferred', 'emergency', 'silence', 'noStream', 'notConnected', 'error']),
+  outcome: z.enum(['callerHungUp', 'completed', 'transferred', 'emergency', 'silence', 'noStream', 'notConnected', 'error', 'handedOff']),
   record: z.looseObject({
     durationMs: z.number(),
     turns: z.array(
@@ -112,7 +129,9 @@ export const outcomeLine = z.object({
       }),
     ),
     bargeIns: z.array(z.object({ clearLatencyMs: z.number() })),
-    appointments: int,
+    /** Requests and messages taken (journals before 0.3 counted appointments instead). */
+    requests: int.optional(),
+    appointments: int.optional(),
     recordings: int,
     dialStatus: z.string().nullable(),
     emergency: z.object({ via: z.string(), detail: z.string() }).nullable(),

@@ -121,7 +121,7 @@ describe.concurrent('a booking over several turns with the local receptionist (q
     const { expect } = ctx;
     const r = await rigFor(ctx, {
       agent: localAgent,
-      stt: ['I want to book an appointment', 'Rex', 'my name is Jane Smith', 'his vaccinations', 'tomorrow at 10 am', 'yes'],
+      stt: ['I want to book an appointment', 'Rex', 'my name is Jane Smith', 'his vaccinations', 'tomorrow at 10 am', '555 010 0200', 'yes'],
     });
     const call = await r.dial(QUICK_VET);
     const sid = call.callSid;
@@ -130,34 +130,39 @@ describe.concurrent('a booking over several turns with the local receptionist (q
     expect(r.rest.map((e) => e.op)).toEqual(['record']);
 
     const agentSaid: string[] = [];
-    for (let turn = 0; turn < 6; turn++) {
+    for (let turn = 0; turn < 7; turn++) {
       const replies = r.engine.registry.session(sid)?.history.length ?? 0;
       await answer(r, call);
       await call.waitFor(() => (r.engine.registry.session(sid)?.history.length ?? 0) >= replies + 2, 8_000, `reply ${turn + 1}`);
       await untilState(r, call, 'listening.waiting', 8_000);
       agentSaid.push(r.engine.registry.session(sid)?.history.at(-1)?.text ?? '');
     }
-    expect(agentSaid.slice(0, 5)).toEqual([
+    expect(agentSaid.slice(0, 6)).toEqual([
       "Sure, I can help with an appointment. What's your pet's name?",
       'And your name, please?',
       "What's the visit for?",
       'When would you like to come in?',
-      'Let me read that back. An appointment for Rex, from Jane Smith. Reason: vaccinations. Time: tomorrow at 10 am. Is that right?',
+      // quick-vet does not store caller numbers: the caller is asked for one, and hears it read back.
+      "What's the best number for the team to call you back on?",
+      "Let me read that back. An appointment for Rex, from Jane Smith. Reason: vaccinations. Time: tomorrow at 10 am. We'll call you back at 5 5 5, 0 1 0, 0 2 0 0. Is that right?",
     ]);
-    expect(agentSaid[5]).toBe("Great. I've sent your request to the team. They'll call you to confirm. Anything else I can help with?");
+    expect(agentSaid[6]).toBe("Great. I've sent your request to the team. They'll call you to confirm. Anything else I can help with?");
 
     const session = r.engine.registry.session(sid);
-    expect(session?.record.appointments).toEqual([{ petName: 'Rex', ownerName: 'Jane Smith', reason: 'vaccinations', preferredTime: 'tomorrow at 10 am' }]);
-    expect(session?.record.turns).toHaveLength(6);
+    expect(session?.context.requests).toEqual([{
+      id: expect.any(String) as string, kind: 'appointment', petName: 'Rex', petSpecies: null, ownerName: 'Jane Smith', reason: 'vaccinations',
+      preferredTime: 'tomorrow at 10 am', message: null, recipient: null, callback: { kind: 'spoken' }, urgency: 'routine',
+    }]);
+    expect(session?.record.turns).toHaveLength(7);
     const replies = r.trace(sid).filter((s) => s === 'reply.speaking');
-    expect(replies).toHaveLength(6);
+    expect(replies).toHaveLength(7);
     expect(call.clears).toEqual([]); // nobody interrupted anybody
     expect(call.protocolErrors).toEqual([]);
 
     await call.hangUp();
     await untilState(r, call, 'ended', 3_000);
     const record = r.engine.registry.recentCalls().find((c) => c.callSid === sid);
-    expect(record?.appointments).toHaveLength(1);
+    expect(record?.final?.requests).toHaveLength(1);
     expect(r.engine.logs.join('')).not.toContain('Jane Smith'); // names stay out of the logs
   }, 30_000);
 });

@@ -179,7 +179,7 @@ describe.concurrent('emergencies preempt a reply', () => {
     expect(call.clears).toHaveLength(1);
     const firstScriptAudio = outboundOf(call, 'media').find((m) => m.atMs > call.clears[0]!)!;
     expect(firstScriptAudio.atMs - call.clears[0]!).toBeLessThan(500);
-    expect(r.engine.registry.session(sid)?.record.emergency).toEqual({ via: 'speech', detail: 'bleeding' });
+    expect(r.engine.registry.session(sid)?.context.emergency).toEqual({ via: 'speech', keyword: 'bleeding' });
     expect(visitedInOrder(r.trace(sid), [
       'reply.speaking', 'reply.interrupted.callerTalking', 'emergency', 'transferring.dialing', 'transferring.handedOff',
     ])).toBe(true);
@@ -204,7 +204,7 @@ describe.concurrent('emergencies preempt a reply', () => {
     expect(r.rest.find((e) => e.op === 'update')?.twiml).toContain(emergencyLine);
     expect(playedOf(call, replyGeneration)).toBeLessThan(replyMs(LONG));
     expect(playedOf(call, replyGeneration + 1)).toBe(speechMs(clipTexts(quickVet).emergency));
-    expect(r.engine.registry.session(sid)?.record.emergency).toEqual({ via: 'dtmf', detail: '9' });
+    expect(r.engine.registry.session(sid)?.context.emergency).toEqual({ via: 'dtmf', digit: '9' });
     expect(visitedInOrder(r.trace(sid), ['reply.speaking', 'emergency', 'transferring.dialing', 'transferring.handedOff'])).toBe(true);
 
     await call.stop();

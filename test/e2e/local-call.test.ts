@@ -85,7 +85,7 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     await call.say(await callerSpeech('my dog is bleeding'));
     const spoke = call.now();
     expect(await msUntilState(call, spoke, 'emergency', 5_000)).toBeLessThan(1_500);
-    expect(engine.registry.session(call.callSid)?.record.emergency).toEqual({ via: 'speech', detail: 'bleeding' });
+    expect(engine.registry.session(call.callSid)?.context.emergency).toEqual({ via: 'speech', keyword: 'bleeding' });
     await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 15_000, 'the transfer');
     expect(msUntilAudio(call, spoke)).toBeLessThan(1_500);
     expect(call.audioSince(spoke).length / 8).toBeGreaterThan(1_000);

@@ -29,6 +29,7 @@ export type Step =
   | { t: 'closed' }
   | { t: 'status'; status: 'completed' | 'busy' | 'failed' | 'no-answer' | 'canceled' }
   | { t: 'hangup' }
+  | { t: 'handoff' }
   | { t: 'recording' }
   | { t: 'dtmf'; digit: string }
   /** A mark echo: of audio the caller heard, of a cleared epoch, or of the previous generation. */
@@ -113,6 +114,7 @@ export const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom({ t: 'stop' as const }, { t: 'closed' as const }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('status' as const), status: fc.constantFrom('completed' as const, 'busy' as const, 'no-answer' as const) }) },
   { weight: 1, arbitrary: fc.constant({ t: 'hangup' as const }) },
+  { weight: 1, arbitrary: fc.constant({ t: 'handoff' as const }) },
   { weight: 1, arbitrary: fc.constant({ t: 'recording' as const }) },
   { weight: 4, arbitrary: fc.record({ t: fc.constant('dtmf' as const), digit: fc.constantFrom('0', '1', '1', '2', '2', '3', '4', '7', '9', '*', '#', '#') }) },
   {
@@ -228,7 +230,7 @@ function agentEvent(s: Extract<Step, { t: 'agent' }>, live: Live): CallEvent | n
     case 'expect':
       return { type: 'agent.expect', generation, answer: a.answer };
     case 'appointment':
-      return { type: 'agent.appointment', generation, request: { petName: 'Rex', ownerName: null, reason: 'checkup', preferredTime: null } };
+      return { type: 'agent.request', generation, request: { id: 'fu-1', kind: 'appointment', petName: 'Rex', petSpecies: 'dog', ownerName: null, reason: 'checkup', preferredTime: 'monday', message: null, recipient: null, callback: { kind: 'none' }, urgency: 'routine' } };
     case 'done':
       return { type: 'agent.done', generation, action: a.action };
     case 'error':
@@ -274,6 +276,8 @@ export function eventsOf(s: Step, live: Live, wire: Wire, atMs: number): CallEve
       return [{ type: 'call.status', status: s.status }];
     case 'hangup':
       return [{ type: 'call.hangup', reason: 'drain' }];
+    case 'handoff':
+      return [{ type: 'call.handoff', reason: 'shutdown' }];
     case 'recording':
       return [{ type: 'call.recording', recordingSid: 'RE00000000000000000000000000000001', status: 'in-progress' }];
     case 'dtmf':

@@ -90,7 +90,7 @@ function isStale(before: Snap, event: CallEvent): boolean {
   switch (event.type) {
     case 'agent.delta':
     case 'agent.expect':
-    case 'agent.appointment':
+    case 'agent.request':
     case 'agent.done':
     case 'agent.error':
       return event.generation !== c.reply?.generation;

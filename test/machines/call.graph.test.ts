@@ -73,6 +73,7 @@ function eventsFor(s: Snap): CallEvent[] {
     { type: 'twilio.closed' },
     { type: 'call.status', status: 'completed' },
     { type: 'call.hangup', reason: 'drain' },
+    { type: 'call.handoff', reason: 'shutdown' },
     { type: 'call.recording', recordingSid: 'RE1', status: 'completed' },
     { type: 'twilio.dtmf', digit: '9' },
     { type: 'twilio.dtmf', digit: '0' },
@@ -105,7 +106,7 @@ function eventsFor(s: Snap): CallEvent[] {
       { type: 'stt.final', text: 'mm-hmm', atMs: 0 },
       { type: 'agent.delta', generation: rg, text: 'Sure thing. ' },
       { type: 'agent.expect', generation: rg, answer: 'long' },
-      { type: 'agent.appointment', generation: rg, request: { petName: 'Rex', ownerName: 'Sam', reason: 'checkup', preferredTime: 'monday' } },
+      { type: 'agent.request', generation: rg, request: { id: 'fu-1', kind: 'appointment', petName: 'Rex', petSpecies: 'dog', ownerName: 'Sam', reason: 'checkup', preferredTime: 'monday', message: null, recipient: null, callback: { kind: 'none' }, urgency: 'routine' } },
       { type: 'agent.done', generation: rg, action: null },
       { type: 'agent.done', generation: rg, action: { type: 'transfer', target: 'frontDesk', reason: 'asked' } },
       { type: 'agent.done', generation: rg, action: { type: 'end', reason: 'bye' } },
@@ -128,6 +129,7 @@ const inert = callMachine.provide({
     tts: fromCallback(() => undefined),
     transfer: fromPromise(() => new Promise<void>(() => undefined)),
     hangup: fromPromise(() => new Promise<void>(() => undefined)),
+    handoff: fromPromise(() => new Promise<void>(() => undefined)),
   },
 });
 

@@ -4,6 +4,7 @@
  * label; the record-to-metrics mapping is checked on its own with a hand-made CallRecord.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { initialContext } from '../../machines/call/call.context.js';
 import type { CallRecord } from '../../src/calls/call-record.js';
 import { createEngineMetrics, type MetricsSource } from '../../src/observability/metrics.js';
 import { createFakeAgent } from '../../src/providers/agent/fake.js';
@@ -11,6 +12,7 @@ import { createFakeStt } from '../../src/providers/stt/fake.js';
 import { createFakeTts } from '../../src/providers/tts/fake.js';
 import { createFakeVad } from '../../src/providers/vad/fake.js';
 import { createStreamCounters } from '../../src/twilio/stream-socket.js';
+import { testTenant } from '../support/call-harness.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { signedForm, type FormParams } from '../support/twilio-sign.js';
 
@@ -106,8 +108,8 @@ describe('engine metrics from call records', () => {
 
   const record = (over: Partial<CallRecord>): CallRecord => ({
     callSid: SID, tenantId: 'clinic-a', startedAt: '2025-01-01T00:00:00.000Z', endedAt: '2025-01-01T00:01:00.000Z',
-    outcome: 'completed', appointments: [], recordings: [], recordingTranscripts: [], dialStatus: null,
-    turns: [], bargeIns: [], interruptions: 0, falseInterruptions: 0, emergency: null,
+    outcome: 'completed', final: null, recordings: [], recordingTranscripts: [], dialStatus: null,
+    turns: [], bargeIns: [],
     usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 }, fallbacks: [],
     providers: { vad: 'energy', stt: 'local', agent: 'local', tts: 'local' }, ...over,
   });
@@ -124,10 +126,14 @@ describe('engine metrics from call records', () => {
       outcome: 'transferred',
       turns: [{ generation: 1, endOfSpeechToAudioMs: 650, sttMs: 120, endpointMs: 300, agentFirstTextMs: 90, ttsFirstAudioMs: 210, firstAudioMs: 240 }],
       bargeIns: [{ clearLatencyMs: 140 }],
-      interruptions: 3,
-      falseInterruptions: 1,
-      emergency: { via: 'speech', detail: 'not breathing' },
-      appointments: [{ petName: 'Rex', ownerName: 'Ann', reason: 'limping', preferredTime: 'Monday' }],
+      final: {
+        ...initialContext({ callSid: SID, tenant: testTenant() }),
+        interruptions: 3,
+        falseInterruptions: 1,
+        emergency: { via: 'speech', keyword: 'not breathing' },
+        requests: [{ id: 'fu-1', kind: 'appointment', petName: 'Rex', petSpecies: null, ownerName: 'Ann', reason: 'limping', preferredTime: 'Monday',
+          message: null, recipient: null, callback: { kind: 'none' }, urgency: 'routine' }],
+      },
     }));
     calls.dial(record({ outcome: 'transferred' }), 'busy');
     calls.dial(record({ outcome: 'transferred' }), 'something new');

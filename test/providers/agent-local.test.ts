@@ -25,11 +25,11 @@ interface Said {
   deltas: number;
   expect: string | undefined;
   action: AgentOutput | undefined;
-  appointment: AgentOutput | undefined;
+  request: AgentOutput | undefined;
 }
 
-function conversation() {
-  const session: AgentSession = localAgent.startSession(tenant);
+function conversation(callerIdUsable = false) {
+  const session: AgentSession = localAgent.startSession(tenant, { callerIdUsable, startedAt: Date.parse('2026-12-07T15:00:00Z') });
   const history: ChatTurn[] = [];
   return async (transcript: string, signal = new AbortController().signal): Promise<Said> => {
     const outputs: AgentOutput[] = [];
@@ -39,7 +39,7 @@ function conversation() {
     const find = (type: AgentOutput['type']) => outputs.find((o) => o.type === type);
     const e = find('expect');
     return { text, outputs, deltas: outputs.filter((o) => o.type === 'delta').length, expect: e?.type === 'expect' ? e.answer : undefined,
-      action: find('action'), appointment: find('appointment') };
+      action: find('action'), request: find('request') };
   };
 }
 
@@ -64,17 +64,22 @@ describe('local agent', () => {
     expect((await say('Bella')).text).toMatch(/your name/);
     expect((await say('my name is Sam Jones')).text).toMatch(/visit for/);
     expect((await say('she needs her vaccinations')).text).toMatch(/When would you like/);
-    const readBack = await say('tomorrow morning');
+    const number = await say('tomorrow morning');
+    expect(number.text).toMatch(/number for the team to call you back/);
+    expect(number.expect).toBe('long');
+    const readBack = await say('five five five, oh one oh oh, two oh oh');
     expect(readBack.text).toContain('Bella');
     expect(readBack.text).toContain('Sam Jones');
     expect(readBack.text).toContain('tomorrow morning');
+    expect(readBack.text).toContain("We'll call you back at 5 5 5, 0 1 0, 0 2 0 0.");
     expect(readBack.text).toMatch(/Is that right\?$/);
     expect(readBack.expect).toBe('short');
-    expect(readBack.appointment).toBeUndefined();
+    expect(readBack.request).toBeUndefined();
     const done = await say("yes, that's it"); // a confirmation, not a goodbye
     expect(done.outputs[0]).toEqual({
-      type: 'appointment',
-      request: { petName: 'Bella', ownerName: 'Sam Jones', reason: 'vaccinations', preferredTime: 'tomorrow morning' },
+      type: 'request',
+      request: { kind: 'appointment', petName: 'Bella', petSpecies: null, ownerName: 'Sam Jones', reason: 'vaccinations', preferredTime: 'tomorrow morning',
+        message: null, recipient: null, callback: { kind: 'spoken', number: '5550100200' }, urgency: 'routine' },
     });
     expect(done.text).toMatch(/sent your request/);
     expect(done.action).toBeUndefined();
@@ -84,15 +89,18 @@ describe('local agent', () => {
     const say = conversation();
     expect((await say('i want to book an appointment for bella tomorrow morning')).text).toMatch(/your name/);
     expect((await say('this is sam')).text).toMatch(/visit for/);
-    const read = await say('a checkup');
+    expect((await say('a checkup')).text).toMatch(/call you back on/);
+    const read = await say('555 0100 200');
     expect(read.text).toMatch(/Let me read that back/);
     expect((await say('no')).text).toMatch(/What should I change/);
     expect((await say('the time')).text).toMatch(/When would you like/);
     expect((await say('monday afternoon at ten')).text).toContain('Time: monday afternoon at ten.');
+    expect((await say('no, the number')).text).toMatch(/call you back on/);
+    expect((await say('call me at 555 777 1234')).text).toContain('5 5 5, 7 7 7, 1 2 3 4');
     const done = await say('yes please');
-    expect(done.appointment).toEqual({
-      type: 'appointment',
-      request: { petName: 'Bella', ownerName: 'Sam', reason: 'checkup', preferredTime: 'monday afternoon at ten' },
+    expect(done.request).toMatchObject({
+      type: 'request',
+      request: { petName: 'Bella', ownerName: 'Sam', reason: 'checkup', preferredTime: 'monday afternoon at ten', callback: { kind: 'spoken', number: '5557771234' } },
     });
   });
 
@@ -111,10 +119,46 @@ describe('local agent', () => {
     expect((await say('John')).text).toMatch(/Which medication/);
     expect((await say('carprofen')).text).toMatch(/pick it up/);
     await say('friday');
+    expect((await say("I don't have one")).text).toMatch(/without a number/);
     const done = await say('yes');
-    expect(done.appointment).toMatchObject({
-      request: { petName: 'Max', ownerName: 'John', reason: 'prescription refill: carprofen', preferredTime: 'friday' },
+    expect(done.request).toMatchObject({
+      request: { kind: 'refill', petName: 'Max', ownerName: 'John', reason: 'prescription refill: carprofen', preferredTime: 'friday', callback: { kind: 'none' } },
     });
+    expect(done.text).toMatch(/team will follow up/);
+  });
+
+  it('offers the number the call came from when the clinic stores caller numbers, and takes another on request', async () => {
+    const say = conversation(true);
+    await say('i need to book a checkup for my dog bella as soon as possible');
+    await say('my name is sam');
+    const read = await say('tomorrow');
+    expect(read.text).toContain("We'll call you back on the number you're calling from.");
+    expect(read.text).toContain('Bella, your dog');
+    expect((await say('no, use a different number')).text).toMatch(/call you back on\?$/);
+    expect((await say('five five five one two three four five six seven')).text).toContain('5 5 5, 1 2 3, 4 5 6 7');
+    const done = await say('yes');
+    expect(done.request).toMatchObject({ request: { petSpecies: 'dog', urgency: 'soon', callback: { kind: 'spoken', number: '5551234567' } } });
+    const kept = conversation(true);
+    await kept('book an appointment for max');
+    await kept('this is ann');
+    await kept('vaccinations');
+    await kept('friday');
+    expect((await kept('yes')).request).toMatchObject({ request: { callback: { kind: 'callerId' } } });
+  });
+
+  it('takes a message for a named staff member, in the caller\'s words', async () => {
+    const say = conversation();
+    expect((await say('can I leave a message for doctor patel')).text).toMatch(/your name/);
+    expect((await say('my name is Sam Jones')).text).toMatch(/the message\?$/);
+    expect((await say('Please call me about Bella\'s test results.')).text).toMatch(/call you back on/);
+    const read = await say('555 010 0200');
+    expect(read.text).toContain('A message for Dr. Priya Patel, from Sam Jones: Please call me about Bella\'s test results.');
+    const done = await say('yes');
+    expect(done.request).toMatchObject({
+      request: { kind: 'message', recipient: 'Dr. Priya Patel', ownerName: 'Sam Jones', message: "Please call me about Bella's test results",
+        callback: { kind: 'spoken', number: '5550100200' } },
+    });
+    expect(done.text).toMatch(/sent your message/);
   });
 
   it('hands callers who ask for a person to the front desk', async () => {

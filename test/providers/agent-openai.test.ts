@@ -104,7 +104,7 @@ describe('openai agent: replies', () => {
     const body = rec.body;
     expect(body).toMatchObject({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, parallel_tool_calls: false });
     expect(body.tools?.map((t) => (t.type === 'function' ? t.function.name : t.type)).sort())
-      .toEqual(['end_call', 'report_emergency', 'request_appointment', 'transfer_to_staff']);
+      .toEqual(['end_call', 'report_emergency', 'request_appointment', 'take_message', 'transfer_to_staff']);
     const [system, ...rest] = body.messages;
     expect(system?.role).toBe('system');
     const prompt = system?.content;
@@ -159,13 +159,15 @@ describe('openai agent: replies', () => {
     expect(emergency.outputs.at(-1)).toEqual({ type: 'action', action: { type: 'emergency', reason: 'dog ate chocolate' } });
   });
 
-  it('maps request_appointment to an appointment output (nulls kept), with no action', async () => {
+  it('maps request_appointment to a request output (nulls kept), with no action', async () => {
     fake.respondWith(() => ({ toolCalls: [{ name: 'request_appointment',
-      arguments: { pet_name: 'Daisy', owner_name: 'Sam Green', reason: 'annual vaccinations', preferred_time: null } }] }));
+      arguments: { kind: 'appointment', pet_name: 'Daisy', pet_species: 'dog', owner_name: 'Sam Green', reason: 'annual vaccinations', preferred_time: null,
+        callback_number: '+1 (555) 010-0200', urgency: 'soon' } }] }));
     const run = await turn({ transcript: "yes that's right" });
     expect(run.error).toBeNull();
-    expect(ofType(run.outputs, 'appointment')).toEqual([{ type: 'appointment',
-      request: { petName: 'Daisy', ownerName: 'Sam Green', reason: 'annual vaccinations', preferredTime: null } }]);
+    expect(ofType(run.outputs, 'request')).toEqual([{ type: 'request',
+      request: { kind: 'appointment', petName: 'Daisy', petSpecies: 'dog', ownerName: 'Sam Green', reason: 'annual vaccinations', preferredTime: null,
+        message: null, recipient: null, callback: { kind: 'spoken', number: '15550100200' }, urgency: 'soon' } }]);
     expect(run.text).toMatch(/sent your request/);
     expect(ofType(run.outputs, 'action')).toEqual([]);
     expect(run.outputs.at(-1)).toEqual({ type: 'expect', answer: 'normal' }); // the line ends "Anything else I can help with?"

@@ -81,11 +81,12 @@ const BEHAVIOUR: Record<string, (f: Fixture) => void> = {
     expect(replay.outcome).toBe('callerHungUp');
   },
   appointment: ({ journal, replay }) => {
-    expect(ofType(replay, 'out.turn')).toHaveLength(6);
-    expect(ofType(replay, 'out.appointment').map((c) => c.request)).toEqual([
-      { petName: 'Rex', ownerName: 'Jane Smith', reason: 'vaccinations', preferredTime: 'tomorrow at 10 am' },
-    ]);
-    expect(journal.outcome?.record.appointments).toBe(1);
+    expect(ofType(replay, 'out.turn')).toHaveLength(7);
+    expect(ofType(replay, 'out.request').map(({ request: { id: _id, ...r } }) => r)).toEqual([{
+      kind: 'appointment', petName: 'Rex', petSpecies: null, ownerName: 'Jane Smith', reason: 'vaccinations', preferredTime: 'tomorrow at 10 am',
+      message: null, recipient: null, callback: { kind: 'spoken' }, urgency: 'routine',
+    }]);
+    expect(journal.outcome?.record.requests).toBe(1);
   },
   'emergency-word': (f) => {
     // Acted on the interim transcript, mid-reply, before the caller finished the sentence.
@@ -162,7 +163,7 @@ describe.each(FIXTURES)('fixture %s', (name) => {
     // The outcome line's counts agree with what the replay did.
     const record = journal.outcome!.record;
     expect(ofType(replay, 'out.turn')).toHaveLength(record.turns.length);
-    expect(ofType(replay, 'out.appointment')).toHaveLength(record.appointments);
+    expect(ofType(replay, 'out.request')).toHaveLength(record.requests ?? 0);
     expect(ofType(replay, 'out.emergency').map((c) => c.source.via)).toEqual(record.emergency ? [record.emergency.via] : []);
 
     const livePath = `${DIR}${name}.live.json`;

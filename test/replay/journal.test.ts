@@ -42,7 +42,7 @@ async function quickVetInput(callSid = 'CA0123'): Promise<CallInput> {
   return { callSid, tenant: toCallTenant(tenant) };
 }
 
-const record: JournalRecordSummary = { durationMs: 1000, turns: [], bargeIns: [], appointments: 0, recordings: 0, dialStatus: null, emergency: null };
+const record: JournalRecordSummary = { durationMs: 1000, turns: [], bargeIns: [], requests: 0, recordings: 0, dialStatus: null, emergency: null };
 
 let dir: string;
 beforeEach(async () => {

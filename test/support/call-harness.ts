@@ -104,6 +104,10 @@ export function createCallHarness(options: HarnessOptions = {}) {
         restCalls.push(`hangup:${input.reason}`);
         return Promise.resolve();
       }),
+      handoff: fromPromise(({ input }) => {
+        restCalls.push(`handoff:${input.reason}`);
+        return options.transferFails ? Promise.reject(new Error('busy')) : Promise.resolve();
+      }),
     },
   });
 

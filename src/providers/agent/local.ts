@@ -1,24 +1,43 @@
 /**
  * The local receptionist: rules over the tenant config, no model, no network. It answers hours,
- * address and services; takes appointment and refill requests by filling four slots over several
- * turns (pet, owner, reason, time; any order, one question per turn, then a read-back and a yes/no
- * confirmation); hands callers to the front desk; says goodbye; and flags clear emergencies
- * (the call machine detects those itself, first). DTMF turns ("caller pressed 1: appointment") go
- * through the tenant menu. Replies stream as word deltas like an LLM's, checking the AbortSignal
- * before each one and using no timers, so tests are deterministic. An aborted reply emits nothing
- * further: no appointment, no action.
+ * address and services; takes appointment and refill requests by filling slots over several
+ * turns (pet, owner, reason, time, call-back number; any order, one question per turn, then a
+ * read-back with the number's digits and a yes/no confirmation); takes messages for the clinic or
+ * a named staff member (name, message, call-back number); hands callers to the front desk; says
+ * goodbye; and flags clear emergencies (the call machine detects those itself, first). Species and
+ * urgency are picked up from the caller's words when said. DTMF turns ("caller pressed 1:
+ * appointment") go through the tenant menu. Replies stream as word deltas like an LLM's, checking
+ * the AbortSignal before each one and using no timers, so tests are deterministic. An aborted reply
+ * emits nothing further: no request, no action.
+ *
+ * Call-back number: when the clinic stores caller numbers and the call has one, the read-back says
+ * the team will call the number the caller is calling from, and "use another number" asks for one;
+ * otherwise the caller is asked for a number, read back digit by digit.
  */
 import type { Tenant } from '../../config/tenant.schema.js';
 import { clipTexts } from '../tts/prompt-cache.js';
-import type { AgentAction, AgentOutput, AgentProvider, AgentSession, AgentTurn, AppointmentRequest } from './types.js';
+import type { AgentAction, AgentCallInfo, AgentOutput, AgentProvider, AgentSession, AgentTurn, CallerRequest } from './types.js';
 
-type Slot = keyof AppointmentRequest;
-type Flow = 'appointment' | 'refill';
+type Callback = CallerRequest['callback'];
+/** What the receptionist is filling in; `callback` is null until known. */
+interface Draft {
+  petName: string | null;
+  petSpecies: string | null;
+  ownerName: string | null;
+  reason: string | null;
+  preferredTime: string | null;
+  message: string | null;
+  recipient: string | null;
+  callback: Callback | null;
+  urgency: CallerRequest['urgency'];
+}
+type Slot = 'petName' | 'ownerName' | 'reason' | 'preferredTime' | 'message' | 'callback';
+type Flow = 'appointment' | 'refill' | 'message';
 type Expect = 'short' | 'normal' | 'long';
 interface Reply {
   say: string[];
   expect?: Expect;
-  appointment?: AppointmentRequest;
+  request?: CallerRequest;
   action?: AgentAction;
 }
 type Mode =
@@ -28,14 +47,49 @@ type Mode =
   | { kind: 'fixing'; flow: Flow };
 
 const REFILL = 'prescription refill';
-const CAN_DO = 'I can tell you our hours or address, book an appointment, request a refill, or connect you to the front desk.';
-const SLOTS: readonly Slot[] = ['petName', 'ownerName', 'reason', 'preferredTime'];
-const QUESTION: Record<Flow, Record<Slot, string>> = {
-  appointment: { petName: "What's your pet's name?", ownerName: 'And your name, please?',
-    reason: "What's the visit for?", preferredTime: 'When would you like to come in?' },
-  refill: { petName: "What's your pet's name?", ownerName: 'And your name, please?',
-    reason: 'Which medication needs a refill?', preferredTime: 'When would you like to pick it up?' },
+const CAN_DO = 'I can tell you our hours or address, book an appointment, request a refill, take a message, or connect you to the front desk.';
+const SLOTS: Record<Flow, readonly Slot[]> = {
+  appointment: ['petName', 'ownerName', 'reason', 'preferredTime', 'callback'],
+  refill: ['petName', 'ownerName', 'reason', 'preferredTime', 'callback'],
+  message: ['ownerName', 'message', 'callback'],
 };
+const CALLBACK_Q = "What's the best number for the team to call you back on?";
+const QUESTION: Record<Flow, Partial<Record<Slot, string>>> = {
+  appointment: { petName: "What's your pet's name?", ownerName: 'And your name, please?',
+    reason: "What's the visit for?", preferredTime: 'When would you like to come in?', callback: CALLBACK_Q },
+  refill: { petName: "What's your pet's name?", ownerName: 'And your name, please?',
+    reason: 'Which medication needs a refill?', preferredTime: 'When would you like to pick it up?', callback: CALLBACK_Q },
+  message: { ownerName: 'Sure, I can take a message. What is your name, please?', message: "What's the message?", callback: CALLBACK_Q },
+};
+const SPECIES: Record<string, string> = {
+  dog: 'dog', puppy: 'dog', cat: 'cat', kitten: 'cat', rabbit: 'rabbit', bunny: 'rabbit', bird: 'bird', parrot: 'bird',
+  hamster: 'hamster', 'guinea pig': 'guinea pig', ferret: 'ferret', horse: 'horse', lizard: 'lizard', snake: 'snake', turtle: 'turtle',
+};
+const SPECIES_RE = new RegExp(`\\b(${Object.keys(SPECIES).join('|')})s?\\b`);
+const DIGIT_WORDS: Record<string, string> = {
+  zero: '0', oh: '0', o: '0', one: '1', two: '2', three: '3', four: '4', five: '5', six: '6', seven: '7', eight: '8', nine: '9',
+};
+const OTHER_NUMBER_RE = /\b(another|different|other|better|new) (number|phone)\b|\b(call|reach) me (at|on)\b|\bmy (cell|mobile|number|phone)\b/;
+const MESSAGE_RE = /\b(leave|take|send) (a |him a |her a )?message\b|\bmessage for\b/;
+
+/** The digits a caller said ("five five five, oh one…", "555 0100", "+1 555…"); null unless 7–15 of them. */
+function spokenNumber(t: string): string | null {
+  let digits = '';
+  for (const w of t.replace(/\+/g, ' ').split(/[\s,.-]+/)) {
+    if (/^\d+$/.test(w)) digits += w;
+    else if (DIGIT_WORDS[w] !== undefined) digits += DIGIT_WORDS[w];
+    else if (w === 'double' || w === 'triple') continue;
+  }
+  return digits.length >= 7 && digits.length <= 15 ? digits : null;
+}
+
+/** "5 5 5, 0 1 0, 0 2 0 0": digits spoken one by one, grouped like a phone number. */
+function readDigits(number: string): string {
+  const groups = number.length === 10 ? [number.slice(0, 3), number.slice(3, 6), number.slice(6)]
+    : number.length === 11 ? [number.slice(0, 1), number.slice(1, 4), number.slice(4, 7), number.slice(7)]
+      : number.match(/.{1,4}/g) ?? [number];
+  return groups.map((g) => g.split('').join(' ')).join(', ');
+}
 
 const HOUR = '(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\\d{1,2}(?::\\d{2})?)';
 const AMPM = "(?:o'clock|a\\.?m\\.?|p\\.?m\\.?)";
@@ -45,6 +99,8 @@ const TIME_RE = new RegExp(
   `${HOUR}(?: (?:fifteen|thirty|forty five))? ${AMPM})\\b`, 'g');
 const REASON_RE = /\b(check ?up|vaccin\w*|shots|booster|dental|teeth|vomit\w*|diarrh\w*|limp\w*|itch\w*|scratch\w*|skin|ears?|eyes?|lump|surgery|spay\w*|neuter\w*|not eating|cough\w*|sneez\w*|stitches|follow ?up)\b/;
 const PET_RE = /\b(?:(?:his|her|its|their|the|my (?:dog|cat|pet|puppy|kitten|rabbit|bird)(?:'s)?) name is|named|called)\s+([a-z']+)/;
+/** "for my dog bella", "about our cat max". */
+const FOR_PET_RE = /\b(?:for|about) (?:my|our) (?:dog|cat|puppy|kitten|rabbit|bunny|bird|parrot|hamster|ferret|horse) ([a-z']+)/;
 const OWNER_RE = /\b(?:my name is|my name's|this is)\s+([a-z']+(?: [a-z']+)?)/;
 const FILLER_RE = /^(?:(?:um+|uh+|er|well|so|okay|ok|yes|yeah|oh|it's|it is|its|his name is|her name is|its name is|the name is|my name is|my name's|this is|i'm|i am|he's|she's|called|named|for|a|an|the|it's for|because|he needs|she needs|they need|we need|i need|i'd like|i would like)\s+)+/;
 const STOP_NAME = new Set(('not sure no yes okay please thanks thank you my the i um uh a an him her them it his me us some ' +
@@ -72,13 +128,19 @@ function nameFrom(answer: string): string | null {
 
 class LocalAgentSession implements AgentSession {
   private mode: Mode = { kind: 'idle', askedAnythingElse: false };
-  private req: AppointmentRequest = { petName: null, ownerName: null, reason: null, preferredTime: null };
+  private req: Draft = emptyDraft();
+  /** Times the call-back number was asked for and not understood (after two, the request goes without one). */
+  private numberMisses = 0;
   private readonly staffRe: RegExp | null;
+  private readonly staffNames: { words: string[]; name: string }[];
   private readonly emergencyWords: string[];
 
-  constructor(private readonly tenant: Tenant) {
-    const names = tenant.info.staff.flatMap((s) => norm(s.replace(/\(.*?\)/g, '')).split(' '))
-      .filter((w) => w.length > 2 && !/^(dr|doctor|dvm|vmd|mrs?|ms|the|and)$/.test(w));
+  constructor(private readonly tenant: Tenant, private readonly call: AgentCallInfo) {
+    this.staffNames = tenant.info.staff.map((entry) => ({
+      name: entry.replace(/\s*\(.*?\)\s*/g, ' ').trim(),
+      words: norm(entry.replace(/\(.*?\)/g, '')).split(' ').filter((w) => w.length > 2 && !/^(dr|doctor|dvm|vmd|mrs?|ms|the|and)$/.test(w)),
+    }));
+    const names = this.staffNames.flatMap((s) => s.words);
     this.staffRe = names.length ? new RegExp(`\\b(${names.map(escape).join('|')})\\b`) : null;
     this.emergencyWords = tenant.emergency.keywords.map(norm);
   }
@@ -90,7 +152,7 @@ class LocalAgentSession implements AgentSession {
   private *outputs(turn: AgentTurn): Generator<AgentOutput, void> {
     const reply = this.decide(turn.transcript);
     if (turn.signal.aborted) return;
-    if (reply.appointment) yield { type: 'appointment', request: reply.appointment };
+    if (reply.request) yield { type: 'request', request: reply.request };
     const words = reply.say.join(' ').split(' ').filter(Boolean);
     for (let i = 0; i < words.length; i++) {
       if (turn.signal.aborted) return;
@@ -104,15 +166,15 @@ class LocalAgentSession implements AgentSession {
   private decide(transcript: string): Reply {
     const pressed = /^caller pressed ([0-9*#]+)(?::\s*(.*))?$/i.exec(transcript.trim());
     if (pressed) return this.key(pressed[1]!, pressed[2] ?? '');
-    return this.understand(norm(transcript));
+    return this.understand(norm(transcript), transcript.trim());
   }
 
   private key(key: string, said: string): Reply {
     const m = this.tenant.menu[key];
     if (key === this.tenant.emergency.digit && m?.action !== 'agent') return this.emergency(`caller pressed ${key}`);
-    if (!m) return said ? this.understand(norm(said)) : { say: ["Sorry, that key isn't on the menu.", this.menuText()] };
+    if (!m) return said ? this.understand(norm(said), said) : { say: ["Sorry, that key isn't on the menu.", this.menuText()] };
     switch (m.action) {
-      case 'agent': return this.understand(norm(m.intent));
+      case 'agent': return this.understand(norm(m.intent), m.intent);
       case 'transfer':
         return m.target === 'emergency' ? this.emergency(`caller pressed ${key}`) : this.transfer(`caller pressed ${key}`);
       case 'emergency': return this.emergency(`caller pressed ${key}`);
@@ -121,20 +183,27 @@ class LocalAgentSession implements AgentSession {
     }
   }
 
-  private understand(t: string): Reply {
+  /** `t` is the normalised transcript, `raw` what the recognizer wrote (a message is kept in the caller's words). */
+  private understand(t: string, raw: string): Reply {
     const mode = this.mode;
     const emergency = this.emergencyWords.find((k) => this.mentions(t, k));
     if (emergency) return this.emergency(`caller said "${emergency}"`);
-    if (/\b(front desk|operator|receptionist|staff|person|human|someone|somebody|representative)\b/.test(t) ||
-      (this.staffRe?.test(t) && /\b(talk|speak|connect|transfer)\b/.test(t))) return this.transfer('caller asked for a person');
+    const collectingMessage = mode.kind === 'collecting' && mode.flow === 'message' && mode.asking === 'message';
+    if (!collectingMessage && MESSAGE_RE.test(t) && mode.kind === 'idle') return this.startMessage(t);
+    if (!collectingMessage && (/\b(front desk|operator|receptionist|staff|person|human|someone|somebody|representative)\b/.test(t) ||
+      (this.staffRe?.test(t) && /\b(talk|speak|connect|transfer)\b/.test(t)))) return this.transfer('caller asked for a person');
     const yes = /^(yes|yeah|yep|yup|sure|correct|right|that's right|that is right|that's correct|absolutely|ok|okay|sounds good)\b/.test(t);
     const no = /^(no|nope|nah|not really|that's wrong|wrong|incorrect)\b/.test(t);
     if (yes && mode.kind === 'confirming') return this.confirmed(mode.flow); // "yes, that's all" confirms, not goodbye
-    if (/\b(bye|goodbye|that's all|that is all|that's it|nothing else)\b/.test(t) ||
-      (mode.kind === 'idle' && /^(no )?(thanks|thank you)\b/.test(t))) return this.goodbye('caller said goodbye');
+    if (!collectingMessage && (/\b(bye|goodbye|that's all|that is all|that's it|nothing else)\b/.test(t) ||
+      (mode.kind === 'idle' && /^(no )?(thanks|thank you)\b/.test(t)))) return this.goodbye('caller said goodbye');
     if (/\b(never ?mind|cancel that|forget it)\b/.test(t) && mode.kind !== 'idle') {
       this.reset();
       return { say: ['Okay, no problem. What else can I help with?'], expect: 'normal' };
+    }
+    if (collectingMessage) {
+      this.req.message = clean(raw.replace(/[.?!]+$/, '')) || raw;
+      return this.next(mode.flow, []);
     }
     const info = this.info(t);
 
@@ -142,21 +211,24 @@ class LocalAgentSession implements AgentSession {
       const changed = this.extract(t);
       if (changed) return this.next(mode.flow, []);
       if (no || mode.kind === 'fixing') {
-        const slot = /\b(pet|dog|cat|his name|her name)\b/.test(t) ? 'petName' : /\b(my name|owner|your name)\b/.test(t) ? 'ownerName'
-          : /\b(reason|why|medication)\b/.test(t) ? 'reason' : /\b(time|day|when|date)\b/.test(t) ? 'preferredTime' : null;
-        if (slot) {
-          this.req[slot] = null;
+        const slot: Slot | null = /\b(number|phone)\b/.test(t) ? 'callback'
+          : /\b(pet|dog|cat|his name|her name)\b/.test(t) ? 'petName' : /\b(my name|owner|your name)\b/.test(t) ? 'ownerName'
+            : /\b(message)\b/.test(t) && mode.flow === 'message' ? 'message'
+              : /\b(reason|why|medication)\b/.test(t) ? 'reason' : /\b(time|day|when|date)\b/.test(t) ? 'preferredTime' : null;
+        if (slot && SLOTS[mode.flow].includes(slot)) {
+          this.clear(slot);
           return this.next(mode.flow, ['Okay.']);
         }
         this.mode = { kind: 'fixing', flow: mode.flow };
-        return { say: ['Sorry about that. What should I change: the pet\'s name, your name, the reason, or the time?'], expect: 'normal' };
+        return { say: [`Sorry about that. What should I change: ${list(SLOTS[mode.flow].map((s) => SLOT_NAME[s]))}?`], expect: 'normal' };
       }
       if (info) return { ...info, say: [...info.say, 'So, is the request right?'], expect: 'short' };
       return { say: [this.readBack(mode.flow)], expect: 'short' };
     }
 
     if (mode.kind === 'collecting') {
-      if (info) return { ...info, say: [...info.say, QUESTION[mode.flow][mode.asking]], expect: 'long' };
+      if (info) return { ...info, say: [...info.say, QUESTION[mode.flow][mode.asking]!], expect: 'long' };
+      if (mode.asking === 'callback') return this.takeNumber(mode.flow, t);
       this.extract(t);
       if (this.missing(mode.asking, mode.flow) && t) this.fill(mode.asking, t, mode.flow);
       return this.next(mode.flow, []);
@@ -193,55 +265,109 @@ class LocalAgentSession implements AgentSession {
     return null;
   }
 
+  private startMessage(t: string): Reply {
+    this.reset();
+    const staff = this.staffRe ? this.staffNames.find((s) => s.words.some((w) => new RegExp(`\\b${escape(w)}\\b`).test(t))) : undefined;
+    this.req.recipient = staff?.name ?? null;
+    this.extract(t);
+    return this.next('message', []);
+  }
+
   /** Picks up whatever slots the words reveal, in any order. Returns true if any changed. */
   private extract(t: string): boolean {
     const before = JSON.stringify(this.req);
     const time = findTime(t);
     if (time) this.req.preferredTime = time;
-    const pet = PET_RE.exec(t)?.[1] ?? (this.req.petName ? undefined : /\bfor ([a-z']+)/.exec(t)?.[1]);
-    if (pet && !STOP_NAME.has(pet) && !REASON_RE.test(pet) && !findTime(pet)) this.req.petName = cap(pet);
+    const pet = PET_RE.exec(t)?.[1] ?? FOR_PET_RE.exec(t)?.[1] ?? (this.req.petName ? undefined : /\bfor ([a-z']+)/.exec(t)?.[1]);
+    if (pet && !STOP_NAME.has(pet) && !REASON_RE.test(pet) && !findTime(pet) && !SPECIES_RE.test(pet)) this.req.petName = cap(pet);
     const owner = OWNER_RE.exec(t)?.[1];
     if (owner) this.req.ownerName = nameFrom(owner);
     const reason = REASON_RE.exec(t)?.[0];
     if (reason && this.req.reason === null) this.req.reason = reason;
+    const species = SPECIES_RE.exec(t)?.[1];
+    if (species) this.req.petSpecies = SPECIES[species] ?? species;
+    if (/\b(urgent|urgently|right away|immediately)\b/.test(t)) this.req.urgency = 'urgent';
+    else if (this.req.urgency === 'routine' && /\b(as soon as possible|asap|today|tonight|soon)\b/.test(t)) this.req.urgency = 'soon';
+    const number = spokenNumber(t);
+    if (number) this.req.callback = { kind: 'spoken', number };
+    else if (OTHER_NUMBER_RE.test(t) && this.req.callback?.kind === 'callerId') {
+      this.req.callback = null;
+      this.askedNumber = true;
+    }
     return JSON.stringify(this.req) !== before;
+  }
+
+  /** The answer to "what number should we call?". */
+  private takeNumber(flow: Flow, t: string): Reply {
+    this.extract(t);
+    if (this.req.callback) return this.next(flow, []);
+    if (/^(no|nope|i don't|i'd rather not|none)\b/.test(t) || ++this.numberMisses >= 2) {
+      this.req.callback = { kind: 'none' };
+      return this.next(flow, ["Okay, I'll send it without a number."]);
+    }
+    return { say: ['Sorry, I need the number digit by digit, for example five five five, zero one zero zero.'], expect: 'long' };
   }
 
   /** The answer to the question we asked, when no pattern picked it up. */
   private fill(slot: Slot, t: string, flow: Flow): void {
     if (slot === 'petName' || slot === 'ownerName') this.req[slot] = nameFrom(t);
     else if (slot === 'reason') this.req.reason = flow === 'refill' ? `${REFILL}: ${clean(t)}` : clean(t) || null;
-    else this.req.preferredTime = clean(t) || null;
+    else if (slot === 'preferredTime') this.req.preferredTime = clean(t) || null;
   }
 
   private next(flow: Flow, say: string[]): Reply {
-    const missing = SLOTS.find((s) => this.missing(s, flow));
+    // A number the call came from is offered without a question; "use another number" asks.
+    if (this.req.callback === null && this.call.callerIdUsable && this.numberMisses === 0 && !this.askedNumber) this.req.callback = { kind: 'callerId' };
+    const missing = SLOTS[flow].find((s) => this.missing(s, flow));
     if (missing) {
+      if (missing === 'callback') this.askedNumber = true;
       this.mode = { kind: 'collecting', flow, asking: missing };
-      return { say: [...say, QUESTION[flow][missing]], expect: 'long' };
+      return { say: [...say, QUESTION[flow][missing]!], expect: 'long' };
     }
     this.mode = { kind: 'confirming', flow };
     return { say: [...say, this.readBack(flow)], expect: 'short' };
   }
 
+  /** Set once the caller was asked for a number, so "use another number" never falls back to caller ID. */
+  private askedNumber = false;
+
   private missing(slot: Slot, flow: Flow): boolean {
+    if (slot === 'callback') return this.req.callback === null;
     return this.req[slot] === null || (flow === 'refill' && slot === 'reason' && this.req.reason === REFILL);
+  }
+
+  private clear(slot: Slot): void {
+    if (slot === 'callback') {
+      this.req.callback = null;
+      this.askedNumber = true;
+    } else this.req[slot] = null;
   }
 
   private readBack(flow: Flow): string {
     const r = this.req;
+    const callback = r.callback?.kind === 'spoken' ? `We'll call you back at ${readDigits(r.callback.number)}.`
+      : r.callback?.kind === 'callerId' ? "We'll call you back on the number you're calling from." : 'We have no number to call you back on.';
+    if (flow === 'message') {
+      return `Let me read that back. A message for ${r.recipient ?? 'the team'}, from ${r.ownerName ?? 'you'}: ${sentence(r.message ?? '')} ${callback} Is that right?`;
+    }
     const what = flow === 'refill' ? 'A refill request' : 'An appointment';
+    const pet = r.petName ? `${r.petName}${r.petSpecies ? `, your ${r.petSpecies}` : ''}` : 'your pet';
     const reason = flow === 'refill' ? `Medication: ${r.reason?.replace(`${REFILL}: `, '') ?? 'not given'}` : `Reason: ${r.reason ?? 'not given'}`;
-    return `Let me read that back. ${what} for ${r.petName ?? 'your pet'}, from ${r.ownerName ?? 'you'}. ` +
-      `${sentence(reason)} ${sentence(`Time: ${r.preferredTime ?? 'any time'}`)} Is that right?`;
+    return `Let me read that back. ${what} for ${pet}, from ${r.ownerName ?? 'you'}. ` +
+      `${sentence(reason)} ${sentence(`Time: ${r.preferredTime ?? 'any time'}`)} ${callback} Is that right?`;
   }
 
   private confirmed(flow: Flow): Reply {
-    const appointment = { ...this.req };
+    const r = this.req;
+    const request: CallerRequest = {
+      kind: flow, petName: r.petName, petSpecies: r.petSpecies, ownerName: r.ownerName, reason: r.reason, preferredTime: r.preferredTime,
+      message: r.message, recipient: r.recipient, callback: r.callback ?? { kind: 'none' }, urgency: r.urgency,
+    };
     this.reset();
     this.mode = { kind: 'idle', askedAnythingElse: true };
-    const what = flow === 'refill' ? 'refill request' : 'request';
-    return { appointment, say: [`Great. I've sent your ${what} to the team.`, "They'll call you to confirm.", 'Anything else I can help with?'], expect: 'normal' };
+    const what = flow === 'refill' ? 'refill request' : flow === 'message' ? 'message' : 'request';
+    const then = request.callback.kind === 'none' ? 'The team will follow up.' : flow === 'message' ? "They'll call you back." : "They'll call you to confirm.";
+    return { request, say: [`Great. I've sent your ${what} to the team.`, then, 'Anything else I can help with?'], expect: 'normal' };
   }
 
   private transfer(reason: string): Reply {
@@ -272,8 +398,18 @@ class LocalAgentSession implements AgentSession {
 
   private reset(): void {
     this.mode = { kind: 'idle', askedAnythingElse: false };
-    this.req = { petName: null, ownerName: null, reason: null, preferredTime: null };
+    this.req = emptyDraft();
+    this.numberMisses = 0;
+    this.askedNumber = false;
   }
+}
+
+const SLOT_NAME: Record<Slot, string> = {
+  petName: "the pet's name", ownerName: 'your name', reason: 'the reason', preferredTime: 'the time', message: 'the message', callback: 'the phone number',
+};
+
+function emptyDraft(): Draft {
+  return { petName: null, petSpecies: null, ownerName: null, reason: null, preferredTime: null, message: null, recipient: null, callback: null, urgency: 'routine' };
 }
 
 /** Pulls a sync generator one item per promise, so the consumer can abort between deltas. */
@@ -288,5 +424,5 @@ function lazily<T>(items: Generator<T, void>): AsyncIterable<T, void> {
 
 export const localAgent: AgentProvider = {
   name: 'local',
-  startSession: (tenant) => new LocalAgentSession(tenant),
+  startSession: (tenant, call = { callerIdUsable: false, startedAt: Date.now() }) => new LocalAgentSession(tenant, call),
 };

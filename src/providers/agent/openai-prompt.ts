@@ -1,13 +1,13 @@
 /**
- * What the OpenAI receptionist is told: a system prompt built from the clinic's config, the four
+ * What the OpenAI receptionist is told: a system prompt built from the clinic's config, the five
  * tools it may call, and the call so far as chat messages. Kept apart from the adapter so the
  * wording can be reviewed (and tested) without a network in sight.
  */
 import type OpenAI from 'openai';
 import type { Tenant } from '../../config/tenant.schema.js';
-import type { ChatTurn } from './types.js';
+import type { AgentCallInfo, ChatTurn } from './types.js';
 
-export type ToolName = 'transfer_to_staff' | 'end_call' | 'report_emergency' | 'request_appointment';
+export type ToolName = 'transfer_to_staff' | 'end_call' | 'report_emergency' | 'request_appointment' | 'take_message';
 
 const list = (xs: readonly string[]) => xs.join('; ');
 
@@ -15,8 +15,13 @@ const list = (xs: readonly string[]) => xs.join('; ');
  * The system prompt. Everything the model writes is spoken by a TTS voice on an 8 kHz phone line,
  * so the style rules (short, plain, no markup) matter as much as the facts.
  */
-export function systemPrompt(tenant: Tenant): string {
+export function systemPrompt(tenant: Tenant, call: Pick<AgentCallInfo, 'callerIdUsable'> = { callerIdUsable: false }): string {
   const { info } = tenant;
+  const callback = call.callerIdUsable
+    ? 'The team calls back on the number the caller is calling from; only if the caller wants another number, ask for it, ' +
+      'read the digits back one by one, and pass it as callback_number (otherwise pass null).'
+    : 'Ask for the number the team should call back on, read the digits back one by one, and pass it as callback_number ' +
+      '(null only if the caller will not give one).';
   const emergencyLine = tenant.transfer.emergency
     ? 'The phone system then reads the emergency instructions and connects the caller to the emergency line.'
     : 'The phone system then reads the emergency instructions to the caller; there is no emergency line to transfer to.';
@@ -34,9 +39,14 @@ export function systemPrompt(tenant: Tenant): string {
     'What you can do:',
     '- Answer questions about the hours, address, services and staff above.',
     "- Take an appointment request or a prescription refill request. You need the pet's name, the owner's name, the reason " +
-      '(for a refill: the medication) and the preferred time. Ask for what is missing, one question at a time. Then read the ' +
-      'details back and ask if they are right. Only after the caller confirms, call request_appointment. You cannot book or ' +
-      'confirm a time yourself: the team calls back to confirm.',
+      '(for a refill: the medication), the preferred time and a call-back number; note the species and how urgent it is if ' +
+      'said. Ask for what is missing, one question at a time. Then read the details back and ask if they are right. Only ' +
+      'after the caller confirms, call request_appointment. You cannot book or confirm a time yourself: the team calls back.',
+    "- Take a message for the clinic or a named staff member: the caller's name, the message and a call-back number; read it " +
+      'back, and after the caller confirms call take_message.',
+    `- Call-back number: ${callback}`,
+    '- When you call request_appointment or take_message, say nothing yourself in that reply: the phone system saves the ' +
+      'request first and then tells the caller it was sent.',
     '- Call transfer_to_staff to connect the caller to the front desk when they ask for a person, when they need something ' +
       'you cannot do, or when they are upset.',
     '- Call end_call when the caller says goodbye or has nothing else.',
@@ -60,6 +70,9 @@ export function systemPrompt(tenant: Tenant): string {
 const reason = { type: 'string', description: 'A few words on why, for the staff and the call log.' } as const;
 const nullableString = (description: string) => ({ type: ['string', 'null'], description }) as const;
 
+const CALLBACK_NUMBER = nullableString('The call-back number the caller gave, digits only, or null (see the call-back rule).');
+const URGENCY = { type: 'string', enum: ['routine', 'soon', 'urgent'], description: 'How soon the clinic should act.' } as const;
+
 const tool = (name: ToolName, description: string, properties: Record<string, object>): OpenAI.ChatCompletionFunctionTool => ({
   type: 'function',
   function: {
@@ -77,10 +90,21 @@ export const AGENT_TOOLS: readonly OpenAI.ChatCompletionFunctionTool[] = [
   tool('end_call', 'End the call politely, after the caller said goodbye or has nothing else.', { reason }),
   tool('report_emergency', 'The pet may be in danger: hand the call to the emergency procedure at once.', { reason }),
   tool('request_appointment', 'Send a confirmed appointment or refill request to the team, who call back to confirm.', {
+    kind: { type: 'string', enum: ['appointment', 'refill'], description: 'An appointment, or a prescription refill.' },
     pet_name: nullableString("The pet's name, or null if not given."),
+    pet_species: nullableString('The species (dog, cat, rabbit…), or null if not said.'),
     owner_name: nullableString("The owner's name, or null if not given."),
     reason: nullableString('Why the pet should be seen, or for a refill "prescription refill: <medication>"; null if not given.'),
     preferred_time: nullableString('When the caller would like to come in, in their words; null if not given.'),
+    callback_number: CALLBACK_NUMBER,
+    urgency: URGENCY,
+  }),
+  tool('take_message', 'Send a confirmed message to the clinic or a named staff member, who call back.', {
+    recipient: nullableString('The staff member the message is for, as the caller named them, or null for the clinic.'),
+    caller_name: nullableString("The caller's name, or null if not given."),
+    message: { type: 'string', description: 'The message, in the caller\'s words.' },
+    callback_number: CALLBACK_NUMBER,
+    urgency: URGENCY,
   }),
 ];
 

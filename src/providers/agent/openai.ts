@@ -14,7 +14,7 @@ import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 
 import type { Tenant } from '../../config/tenant.schema.js';
 import { ProviderError, failureForStatus } from '../errors.js';
 import { AGENT_TOOLS, chatMessages, systemPrompt, type ToolName } from './openai-prompt.js';
-import type { AgentAction, AgentOutput, AgentProvider, AgentSession, AgentTurn, AppointmentRequest } from './types.js';
+import type { AgentAction, AgentCallInfo, AgentOutput, AgentProvider, AgentSession, AgentTurn, CallerRequest } from './types.js';
 
 const PROVIDER = 'openai';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -35,7 +35,7 @@ interface PendingCall {
 
 /** What a finished tool call turns into. */
 interface ToolEffect {
-  appointment?: AppointmentRequest;
+  request?: CallerRequest;
   action?: AgentAction;
   /** Spoken when the model called the tool without saying anything. */
   line: string;
@@ -48,7 +48,7 @@ export function createOpenAiAgent(opts: OpenAiAgentOptions): AgentProvider {
   const client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseUrl ?? null, maxRetries: 0, timeout: timeoutMs, logLevel: 'off' });
   return {
     name: PROVIDER,
-    startSession: (tenant) => new OpenAiAgentSession(client, tenant, timeoutMs),
+    startSession: (tenant, call = { callerIdUsable: false, startedAt: Date.now() }) => new OpenAiAgentSession(client, tenant, call, timeoutMs),
   };
 }
 
@@ -56,8 +56,8 @@ class OpenAiAgentSession implements AgentSession {
   /** Built once per call: the clinic's facts do not change mid-call. */
   private readonly system: string;
 
-  constructor(private readonly client: OpenAI, private readonly tenant: Tenant, private readonly timeoutMs: number) {
-    this.system = systemPrompt(tenant);
+  constructor(private readonly client: OpenAI, private readonly tenant: Tenant, private readonly call: AgentCallInfo, private readonly timeoutMs: number) {
+    this.system = systemPrompt(tenant, call);
   }
 
   async *respond(turn: AgentTurn): AsyncGenerator<AgentOutput, void> {
@@ -86,7 +86,9 @@ class OpenAiAgentSession implements AgentSession {
         const choice = chunk.choices[0];
         if (!choice) continue;
         const text = choice.delta.content ?? choice.delta.refusal;
-        if (text) {
+        // Once a request tool call has begun, later text is not streamed: "I've sent it" must wait
+        // until the request is committed (the fixed confirmation line is spoken after it instead).
+        if (text && !calls.some((c) => REQUEST_TOOLS.has(c.name))) {
           said += text;
           yield { type: 'delta', text };
         }
@@ -118,10 +120,12 @@ class OpenAiAgentSession implements AgentSession {
    * need the model's wording. The prompt asks the model to talk as usual, so this is a fallback.
    */
   private *afterText(said: string, effects: ToolEffect[], signal: AbortSignal): Generator<AgentOutput, void> {
-    for (const e of effects) if (e.appointment && !signal.aborted) yield { type: 'appointment', request: e.appointment };
+    for (const e of effects) if (e.request && !signal.aborted) yield { type: 'request', request: e.request };
     let spoken = said;
-    if (said.trim() === '' && effects[0]) {
-      spoken = effects.map((e) => e.line).join(' ');
+    // A request's confirmation is always the fixed line, spoken after the commit; other tools' lines only when the model said nothing.
+    const lines = effects.filter((e) => e.request || said.trim() === '').map((e) => e.line);
+    if (lines.length > 0) {
+      spoken = lines.join(' ');
       for (const word of spoken.split(/(?<= )/)) {
         if (signal.aborted) return;
         yield { type: 'delta', text: word };
@@ -131,6 +135,13 @@ class OpenAiAgentSession implements AgentSession {
     if (answer && !signal.aborted) yield { type: 'expect', answer };
     const action = effects.find((e) => e.action)?.action;
     if (action && !signal.aborted) yield { type: 'action', action };
+  }
+
+  /** The model's call-back number (digits only, 7–15 of them), else the caller ID when the clinic allows it. */
+  private callback(v: unknown): CallerRequest['callback'] {
+    const digits = typeof v === 'string' ? v.replace(/\D/g, '') : '';
+    if (digits.length >= 7 && digits.length <= 15) return { kind: 'spoken', number: digits };
+    return this.call.callerIdUsable ? { kind: 'callerId' } : { kind: 'none' };
   }
 
   private effect(call: PendingCall): ToolEffect {
@@ -144,16 +155,34 @@ class OpenAiAgentSession implements AgentSession {
         return { action: { type: 'end', reason: why('caller said goodbye') }, line: `Thanks for calling ${this.tenant.name}. Goodbye!` };
       case 'report_emergency':
         return { action: { type: 'emergency', reason: why('model reported an emergency') }, line: 'This sounds like an emergency.' };
-      case 'request_appointment':
+      case 'request_appointment': {
+        const refill = args.kind === 'refill';
         return {
-          appointment: { petName: slot(args.pet_name), ownerName: slot(args.owner_name), reason: slot(args.reason), preferredTime: slot(args.preferred_time) },
-          line: "Great. I've sent your request to the team. They'll call you to confirm. Anything else I can help with?",
+          request: {
+            kind: refill ? 'refill' : 'appointment', petName: slot(args.pet_name), petSpecies: slot(args.pet_species), ownerName: slot(args.owner_name),
+            reason: slot(args.reason), preferredTime: slot(args.preferred_time), message: null, recipient: null,
+            callback: this.callback(args.callback_number), urgency: urgency(args.urgency),
+          },
+          line: `Great. I've sent your ${refill ? 'refill request' : 'request'} to the team. They'll call you to confirm. Anything else I can help with?`,
+        };
+      }
+      case 'take_message':
+        return {
+          request: {
+            kind: 'message', petName: null, petSpecies: null, ownerName: slot(args.caller_name), reason: null, preferredTime: null,
+            message: slot(args.message), recipient: slot(args.recipient), callback: this.callback(args.callback_number), urgency: urgency(args.urgency),
+          },
+          line: "Great. I've sent your message to the team. They'll call you back. Anything else I can help with?",
         };
       default:
         throw new ProviderError(PROVIDER, 'protocol', `openai chat: the model called an unknown tool (${call.name.slice(0, 64)})`);
     }
   }
 }
+
+const REQUEST_TOOLS: ReadonlySet<string> = new Set<ToolName>(['request_appointment', 'take_message']);
+
+const urgency = (v: unknown): CallerRequest['urgency'] => (v === 'soon' || v === 'urgent' ? v : 'routine');
 
 function parseArguments(call: PendingCall): Record<string, unknown> {
   let parsed: unknown;

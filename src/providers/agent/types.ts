@@ -7,11 +7,31 @@ import type { Tenant } from '../../config/tenant.schema.js';
 
 export type ChatTurn = { role: 'caller' | 'agent'; text: string };
 
-export interface AppointmentRequest {
+/**
+ * A request the receptionist captured: an appointment, a refill, or a message for staff. The same
+ * shape as the call machine's `CallerRequest` (src/calls checks the two stay assignable).
+ * `callback`: `callerId` is the number the call came from (only offered when the clinic stores
+ * caller numbers), `spoken` a number the caller gave and heard read back.
+ */
+export interface CallerRequest {
+  kind: 'appointment' | 'refill' | 'message';
   petName: string | null;
+  petSpecies: string | null;
   ownerName: string | null;
   reason: string | null;
   preferredTime: string | null;
+  message: string | null;
+  recipient: string | null;
+  callback: { kind: 'callerId' } | { kind: 'spoken'; number: string } | { kind: 'none' };
+  urgency: 'routine' | 'soon' | 'urgent';
+}
+
+/** What a receptionist knows about the call it serves, beyond the clinic. */
+export interface AgentCallInfo {
+  /** The caller's number may be used for the call-back (the clinic stores caller numbers and the call has one). */
+  callerIdUsable: boolean;
+  /** Epoch ms at the call's start (opening-hours answers). */
+  startedAt: number;
 }
 
 export type AgentAction =
@@ -22,8 +42,11 @@ export type AgentAction =
 export type AgentOutput =
   /** Text to say, in order; may split words anywhere. */
   | { type: 'delta'; text: string }
-  /** A completed appointment request to store with the call. */
-  | { type: 'appointment'; request: AppointmentRequest }
+  /**
+   * A confirmed request to send to the clinic. The caller's reply that follows ("I've sent it") is
+   * spoken only once the request is committed to the store; if it cannot be, the turn is replaced.
+   */
+  | { type: 'request'; request: CallerRequest }
   /** What the call should do after the reply has been spoken. At most one, last. */
   | { type: 'action'; action: AgentAction }
   /**
@@ -60,5 +83,5 @@ export interface AgentSession {
 
 export interface AgentProvider {
   readonly name: string;
-  startSession(tenant: Tenant): AgentSession;
+  startSession(tenant: Tenant, call?: AgentCallInfo): AgentSession;
 }
