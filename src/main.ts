@@ -1,11 +1,17 @@
 /**
- * Entry point: parse the environment and the clinic files once, build the providers and the
- * pre-rendered prompts, start the server, and drain calls on SIGTERM/SIGINT.
+ * Entry point: parse the environment and the clinic files once, open the store, build the
+ * providers, the pre-rendered prompts and the delivery outbox, start the server, and drain calls
+ * on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
 import { createRecordingTranscriber } from './calls/recording-transcriber.js';
 import { loadEnv, type AppConfig } from './config/env.js';
 import { loadTenants } from './config/tenants.js';
+import { clinicDeliveries } from './delivery/clinics.js';
+import { createEmailSender } from './delivery/email.js';
+import { createOutbox } from './delivery/outbox.js';
+import { createSmsSender } from './delivery/sms.js';
+import { openStore } from './store/index.js';
 import { isVetError } from './errors.js';
 import { pruneJournals } from './journal/retention.js';
 import { openJournalDir } from './journal/writer.js';
@@ -36,9 +42,10 @@ async function main(): Promise<void> {
     fail(err);
   }
   const logger = createLogger({ level: config.logLevel });
-  const tenants = await loadTenants(config.tenantsDir).catch(fail);
+  const tenants = await loadTenants(config.tenantsDir, { nodeEnv: config.nodeEnv }).catch(fail);
+  const store = await openStore(config.databaseUrl).catch(fail);
   const startedAt = performance.now();
-  const { providers, prompts, recordingStt } = await createProviders(config, tenants.all(), logger).catch(fail);
+  const { providers, prompts, recordingStt, summarizer } = await createProviders(config, tenants.all(), logger).catch(fail);
   const rest =
     config.twilio.accountSid && config.twilio.authToken
       ? createTwilioRest({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken, logger })
@@ -68,7 +75,47 @@ async function main(): Promise<void> {
     void prune();
     setInterval(() => void prune(), 6 * 3_600_000).unref();
   }
-  const engine = await buildServer({ config, tenants, providers, prompts, rest, logger, version, journal, ...(transcriber ? { transcriber } : {}) });
+  // Follow-through (docs/follow-ups.md): what calls produce is stored, then pushed to each clinic.
+  const clinicDelivery = clinicDeliveries(tenants, { smtp: config.smtpUrl !== null, sms: rest !== null });
+  const emailSender = config.smtpUrl ? createEmailSender({ smtpUrl: config.smtpUrl }) : null;
+  const outbox = createOutbox({ store, clinic: clinicDelivery, logger, version, senders: { email: emailSender, sms: rest ? createSmsSender(rest) : null } });
+  // One process owns an SQLite file: deliveries held for calls that died with the last process are due now.
+  // With PostgreSQL other instances may still be on those calls; their holds expire on their own.
+  if (store.kind === 'sqlite') {
+    const released = await store.releaseHeld(Date.now()).catch(fail);
+    if (released > 0) logger.warn({ released }, 'follow-ups of calls cut short by the last shutdown are now due');
+  }
+  const prune = () => {
+    for (const tenant of tenants.all()) {
+      const before = Date.now() - tenant.followUps.retentionDays * 86_400_000;
+      store.prune(tenant.id, before).then(
+        (deleted) => deleted > 0 && logger.info({ tenantId: tenant.id, deleted, retentionDays: tenant.followUps.retentionDays }, 'old follow-ups deleted'),
+        (err: unknown) => logger.warn({ err, code: 'VET_E_STORE', tenantId: tenant.id }, 'follow-up retention failed'),
+      );
+    }
+  };
+  prune();
+  setInterval(prune, 6 * 3_600_000).unref();
+  const recordings =
+    config.twilio.accountSid && config.twilio.authToken ? createRecordingFetcher({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken }) : null;
+  const accountSid = config.twilio.accountSid;
+  const engine = await buildServer({
+    config, tenants, providers, prompts, rest, logger, version, journal,
+    ...(transcriber ? { transcriber } : {}),
+    followUps: {
+      store,
+      outbox,
+      clinicDelivery,
+      summarizer,
+      ...(recordings && accountSid
+        ? { fetchRecording: async (sid: string, signal: AbortSignal) => ({
+            body: Buffer.from(await recordings(`https://api.twilio.com/2010-04-01/Accounts/${accountSid}/Recordings/${sid}`, signal)),
+            contentType: 'audio/x-wav',
+          }) }
+        : {}),
+    },
+  });
+  outbox.start();
   const { app, registry } = engine;
   await app.listen({ port: config.port, host: config.host });
   logger.info(
@@ -80,6 +127,7 @@ async function main(): Promise<void> {
       twilioRest: rest ? 'on' : 'off (no TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN: transfers and hang-ups fall back)',
       publicBaseUrl: config.publicBaseUrl,
       journal: journal ? journal.dir : 'off',
+      store: store.kind,
       readyInMs: Math.round(performance.now() - startedAt),
     },
     'vetline ready',
@@ -102,8 +150,11 @@ async function main(): Promise<void> {
     drain = engine.drain(config.drainTimeoutMs);
     drain.done.then(
       () => {
-        logger.info({ journal: journal?.stats ?? null }, 'stopped');
-        process.exit(0);
+        emailSender?.close();
+        void store.close().catch(() => undefined).then(() => {
+          logger.info({ journal: journal?.stats ?? null, deliveries: outbox.stats() }, 'stopped');
+          process.exit(0);
+        });
       },
       (err: unknown) => {
         logger.error({ err, code: 'VET_E_INTERNAL' }, 'drain failed');

@@ -10,7 +10,17 @@ import { Registry } from './calls/registry.js';
 import type { Prompts } from './calls/child-actors.js';
 import type { RecordingTranscriber } from './calls/recording-transcriber.js';
 import type { Providers, SessionTap } from './calls/session.js';
+import { FollowThrough } from './calls/follow-through.js';
+import type { Outbox } from './delivery/outbox.js';
+import type { ClinicDelivery } from './delivery/types.js';
+import { registerDeliveryMetrics } from './delivery/metrics.js';
+import { clinicDeskTokens, deskAccess } from './desk/access.js';
+import { DeskEvents } from './desk/events.js';
+import { registerDesk } from './desk/plugin.js';
+import type { CallSummarizer } from './providers/index.js';
+import type { FollowUpStore } from './store/types.js';
 import type { AppConfig } from './config/env.js';
+import type { Tenant } from './config/tenant.schema.js';
 import type { TenantDirectory } from './config/tenants.js';
 import { buildApp } from './http/app.js';
 import { registerStreamRoute, STREAM_PATH } from './http/stream-route.js';
@@ -38,12 +48,34 @@ export interface EngineDeps {
   journal?: JournalFactory | null;
   /** Per-call state/command tap (tests). */
   tap?: SessionTap;
+  /**
+   * Follow-through (docs/follow-ups.md): the clinic's store, the delivery outbox and each clinic's
+   * delivery settings. main.ts always builds it; absent (unit and load tests), calls keep their
+   * requests in their own record and journal only, and /desk is not served.
+   */
+  followUps?: FollowUpDeps;
+}
+
+export interface FollowUpDeps {
+  store: FollowUpStore;
+  /** Null when nothing is delivered anywhere (no clinic has a channel): follow-ups still reach the desk. */
+  outbox: Outbox | null;
+  /** A clinic's delivery settings with secrets resolved (the same function the outbox uses). */
+  clinicDelivery(clinicId: string): ClinicDelivery | null;
+  /** Staff summaries by the model for clinics with a cloud receptionist; absent: the template. */
+  summarizer?: (tenant: Tenant) => CallSummarizer | null;
+  /** Streams a call recording for the desk's link (Twilio credentials needed). */
+  fetchRecording?: (recordingSid: string, signal: AbortSignal) => Promise<{ body: Buffer; contentType: string }>;
 }
 
 export interface Engine {
   app: FastifyInstance;
   registry: Registry;
   metrics: EngineMetrics;
+  /** Live desk updates (null without follow-through). */
+  deskEvents: DeskEvents | null;
+  /** End-of-call follow-up writing (null without follow-through). */
+  followThrough: FollowThrough | null;
   /** Start the drain (SIGTERM); calling it again returns the same drain. */
   drain(timeoutMs: number): Drain;
 }
@@ -65,6 +97,21 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   // The inspector's live feed; not even built when the inspector is disabled (production, no token).
   const access = inspectorAccess(config);
   const feed = access.mode === 'disabled' ? null : new InspectorFeed({ logger: deps.logger });
+  const fu = deps.followUps ?? null;
+  const deskEvents = fu ? new DeskEvents({ onError: (err) => deps.logger.error({ err, code: 'VET_E_INTERNAL' }, 'desk listener failed') }) : null;
+  const followThrough = fu
+    ? new FollowThrough({
+        store: fu.store,
+        channels: (tenant) => {
+          const d = fu.clinicDelivery(tenant.id);
+          return { webhook: d?.webhook != null, email: d?.email != null, sms: d?.sms != null };
+        },
+        ...(fu.summarizer ? { summarizer: fu.summarizer } : {}),
+        changed: (clinicId) => deskEvents?.publish(clinicId),
+        due: () => void fu.outbox?.kick(),
+        logger: deps.logger,
+      })
+    : null;
   const registry = new Registry({
     providers: deps.providers,
     prompts: deps.prompts,
@@ -77,6 +124,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     ...(deps.journal ? { journal: deps.journal } : {}),
     ...(deps.tap ? { tap: deps.tap } : {}),
     ...(feed ? { onActivity: feed.onActivity } : {}),
+    ...(followThrough ? { followThrough } : {}),
   });
   feed?.useSessions(registry);
   const signature = { publicBaseUrl: config.publicBaseUrl, authToken: config.twilio.authToken, validation: config.webhookValidation };
@@ -96,6 +144,17 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   });
   await registerStreamRoute(app, { signature, registry, ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}) });
   if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants });
+  if (fu && deskEvents) {
+    await registerDesk(app, {
+      store: fu.store,
+      access: deskAccess({ nodeEnv: config.nodeEnv, operatorToken: config.inspector.token, clinicTokens: clinicDeskTokens(deps.tenants) }),
+      events: deskEvents,
+      clinicName: (id) => deps.tenants.byId(id)?.name ?? null,
+      ...(fu.fetchRecording ? { fetchRecording: fu.fetchRecording } : {}),
+      logger: deps.logger,
+      secureCookies: config.nodeEnv === 'production',
+    });
+  }
 
   // Prometheus scrape (docs/operations.md "Metrics"): open like /twilio/health unless INSPECTOR_TOKEN
   // is set, then `Authorization: Bearer <token>` is required. Never expose it publicly.
@@ -105,6 +164,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     journal: deps.journal ?? null,
     ...(deps.providers.health ? { providers: deps.providers.health } : {}),
   });
+  if (fu?.outbox) registerDeliveryMetrics(metrics.register, fu.outbox);
   const token = config.inspector.token;
   app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
     if (token !== null && !isAuthorized({ mode: 'token', token }, req)) return reply.code(401).send();
@@ -122,8 +182,9 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   });
   registerDrainRoutes(app, registry);
   let drain: Drain | null = null;
-  const startDrain = (timeoutMs: number) => (drain ??= drainEngine({ app, registry, journal: deps.journal ?? null, logger: deps.logger }, timeoutMs));
-  return { app, registry, metrics, drain: startDrain };
+  const startDrain = (timeoutMs: number) =>
+    (drain ??= drainEngine({ app, registry, journal: deps.journal ?? null, logger: deps.logger, followThrough, outbox: fu?.outbox ?? null }, timeoutMs));
+  return { app, registry, metrics, deskEvents, followThrough, drain: startDrain };
 }
 
 /** Readiness, and the refusal of stray stream upgrades while draining (reliability.md §3 steps 1–2). */
@@ -146,10 +207,13 @@ function registerDrainRoutes(app: FastifyInstance, registry: Registry): void {
  * closes and journals are flushed. main.ts exits after `done`, behind its own hard-exit timer.
  */
 function drainEngine(
-  parts: { app: FastifyInstance; registry: Registry; journal: JournalFactory | null; logger: EngineDeps['logger'] },
+  parts: {
+    app: FastifyInstance; registry: Registry; journal: JournalFactory | null; logger: EngineDeps['logger'];
+    followThrough: FollowThrough | null; outbox: Outbox | null;
+  },
   timeoutMs: number,
 ): Drain {
-  const { app, registry, journal, logger } = parts;
+  const { app, registry, journal, logger, followThrough, outbox } = parts;
   registry.startDraining();
   const skip = new AbortController();
   const done = (async () => {
@@ -161,6 +225,10 @@ function drainEngine(
       logger.info({ activeCalls: registry.activeCount, early: skip.signal.aborted }, 'drain deadline: handing calls off');
       await registry.handOffAll();
     }
+    // Every call's summary and follow-ups are written before the server goes; deliveries in flight
+    // finish or keep their lease (the next start-up retries them).
+    await followThrough?.idle();
+    await outbox?.stop();
     await app.close();
     await journal?.flushAll();
   })();

@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { CallContext, StoredRequest } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { CallerRequest } from '../providers/agent/types.js';
+import type { CallSummarizer } from '../providers/index.js';
 import type {
   CallSummaryInput, DeliveryChannel, DeliveryInput, DeliveryKind, EmergencyDetail, FollowUpInput, FollowUpStore, FollowUpType,
 } from '../store/types.js';
@@ -28,11 +29,6 @@ const HOLD_MAX_MS = 2 * 3_600_000;
 /** An LLM summary must come back within this, or the template is used. */
 const SUMMARY_TIMEOUT_MS = 8_000;
 
-/** Writes a staff summary of a finished call; null/undefined → the template. */
-export interface CallSummarizer {
-  readonly name: string;
-  summarize(input: { clinicName: string; transcript: readonly { role: 'caller' | 'agent'; text: string }[]; facts: string }, signal: AbortSignal): Promise<string>;
-}
 
 /** Which channels a clinic delivers follow-ups to (main.ts derives it from the clinic file and the environment). */
 export interface ClinicChannels {
@@ -68,10 +64,14 @@ export class FollowThrough {
     this.now = deps.now ?? Date.now;
   }
 
-  /** The follow-ups of one call. `from` is the signed caller number (used only as the clinic's privacy setting allows). */
-  forCall(callSid: string, tenant: Tenant, from: string | null): CallFollowUps {
+  /**
+   * The follow-ups of one call. `from` is the signed caller number (used only as the clinic's privacy
+   * setting allows); `consentGiven` says whether the caller agreed to the clinic's notice, which is
+   * what a confirmation text needs (docs/follow-ups.md).
+   */
+  forCall(callSid: string, tenant: Tenant, from: string | null, consentGiven: () => boolean): CallFollowUps {
     const callerId = tenant.privacy.storeCallerNumber && from !== null && E164.test(from) ? from : null;
-    return new CallFollowUps(this, this.deps, callSid, tenant, callerId, this.now);
+    return new CallFollowUps(this, this.deps, callSid, tenant, callerId, consentGiven, this.now);
   }
 
   /** Resolves once every end-of-call write started so far is done (drain). */
@@ -94,6 +94,7 @@ export class CallFollowUps {
     private readonly tenant: Tenant,
     /** The caller's number when the clinic stores it; else null. */
     private readonly callerId: string | null,
+    private readonly consentGiven: () => boolean,
     private readonly now: () => number,
   ) {}
 
@@ -123,7 +124,9 @@ export class CallFollowUps {
       emergency: null,
     };
     const channels = this.deps.channels(this.tenant);
-    const deliveries = this.deliveries(followUp.id, followUp.type, channels, now, true);
+    // A text goes only to a number, and only to a caller who agreed to the clinic's notice.
+    const sms = channels.sms && followUp.callerNumber !== null && this.consentGiven();
+    const deliveries = this.deliveries(followUp.id, followUp.type, { ...channels, sms }, now, true);
     await this.deps.store.recordFollowUp(followUp, deliveries);
     this.deps.changed?.(this.tenant.id);
     return followUp.id;

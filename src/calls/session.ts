@@ -116,7 +116,7 @@ export class CallSession {
     const { vad } = deps.providers;
     const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
     this.record = newCallRecord(callSid, tenant.id, { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name });
-    this.followUps = deps.followThrough?.forCall(callSid, tenant, origin.from) ?? null;
+    this.followUps = deps.followThrough?.forCall(callSid, tenant, origin.from, () => this.context.consent === 'given') ?? null;
     this.turnClock = new TurnClock(this.now, this.hub, (t) => {
       this.record.turns.push(t);
       this.log.info({ turn: t }, 'turn latency');

@@ -70,6 +70,8 @@ export interface AppConfig {
    * Holds a password: shown as "[set]" when the config is logged.
    */
   readonly smtpUrl: string | null;
+  /** DATABASE_URL: null → SQLite `data/vetline.db`; `sqlite:<path>`; `postgres://…` (may hold a password). */
+  readonly databaseUrl: string | null;
 }
 
 const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'SMTP_URL'] as const;
@@ -242,6 +244,12 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
       'set SMTP_URL=smtps://user:password@smtp.example.com (percent-encode special characters in the password) or unset it',
       { secret: true },
     ).optional(),
+    DATABASE_URL: variable(
+      (t) => (/^sqlite:\S+$/.test(t) || (/^postgres(ql)?:\/\/\S+$/.test(t) && parseUrl(t) !== null) ? t : undefined),
+      'must be sqlite:<path> or a postgres:// URL (value not shown: it may hold a password)',
+      'set DATABASE_URL=sqlite:data/vetline.db or DATABASE_URL=postgres://user:password@host/db, or unset it for the embedded SQLite file',
+      { secret: true },
+    ).optional(),
   });
 };
 
@@ -273,6 +281,7 @@ function withoutSecrets(c: AppConfig) {
     elevenlabs: { ...c.elevenlabs, apiKey: set(c.elevenlabs.apiKey) },
     inspector: { token: set(c.inspector.token) },
     smtpUrl: c.smtpUrl === null ? null : withoutPassword(c.smtpUrl),
+    databaseUrl: c.databaseUrl === null || c.databaseUrl.startsWith('sqlite:') ? c.databaseUrl : withoutPassword(c.databaseUrl),
   };
 }
 
@@ -333,6 +342,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     trustProxy: e.TRUST_PROXY ?? null,
     inspector: { token: e.INSPECTOR_TOKEN ?? null },
     smtpUrl: e.SMTP_URL ?? null,
+    databaseUrl: e.DATABASE_URL ?? null,
   };
   const safe = () => withoutSecrets(config);
   Object.defineProperty(config, 'toJSON', { value: safe });

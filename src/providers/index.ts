@@ -16,6 +16,7 @@ import type { Tenant } from '../config/tenant.schema.js';
 import { createFakeAgent } from './agent/fake.js';
 import { localAgent } from './agent/local.js';
 import { createOpenAiAgent } from './agent/openai.js';
+import { createOpenAiSummarizer, type SummaryInput } from './agent/openai-summary.js';
 import type { AgentProvider } from './agent/types.js';
 import { DEFAULT_BUDGETS, fallbackAgent, fallbackStt, fallbackTts, type ProviderBudgets } from './fallback.js';
 import { DEFAULT_BREAKER, ProviderHealth, type BreakerOptions } from './resilience.js';
@@ -37,6 +38,14 @@ export interface BuiltProviders {
   prompts: PromptCache;
   /** For post-call recording transcription: OpenAI batch when a key is set, else the embedded recognizer. */
   recordingStt: SttProvider;
+  /** Staff summaries by the model, for clinics whose receptionist is the OpenAI agent; null: the template. */
+  summarizer: (tenant: Tenant) => CallSummarizer | null;
+}
+
+/** Writes the staff summary of a finished call (docs/follow-ups.md). */
+export interface CallSummarizer {
+  readonly name: string;
+  summarize(input: Omit<SummaryInput, 'model'>, signal: AbortSignal): Promise<string>;
 }
 
 /** Test and benchmark knobs; production uses the defaults. */
@@ -124,5 +133,10 @@ export async function createProviders(config: AppConfig, tenants: readonly Tenan
   const recordingStt = openaiKey
     ? createOpenAiBatchStt({ apiKey: openaiKey, baseUrl: config.openai.baseUrl, model: config.openai.sttModel })
     : (localStt ?? base.stt);
-  return { providers, prompts, recordingStt };
+  const summaryModel = openaiKey ? createOpenAiSummarizer({ apiKey: openaiKey, baseUrl: config.openai.baseUrl }) : null;
+  const summarizer = (tenant: Tenant): CallSummarizer | null =>
+    summaryModel && (plans.get(tenant) ?? plans.get(null))?.agent === 'openai'
+      ? { name: summaryModel.name, summarize: (input, signal) => summaryModel.summarize({ ...input, model: tenant.providers.model }, signal) }
+      : null;
+  return { providers, prompts, recordingStt, summarizer };
 }

@@ -100,6 +100,10 @@ export interface RigOptions {
   /** Twilio REST rejects `update` (the transfer) when true. */
   failUpdate?: boolean;
   tts?: TtsProvider;
+  /** Clinic files (default: test/fixtures/tenants). */
+  tenantsDir?: string;
+  /** Extra engine options (follow-through, clinic secrets, environment). */
+  engine?: Pick<Parameters<typeof startEngine>[0], 'followUps' | 'tenantEnv' | 'env'>;
 }
 
 const pathOf = (value: unknown): string => {
@@ -140,7 +144,8 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
     providers: { vad: energyVad, stt, tts: opts.tts ?? createFakeTts({ charsPerSecond: CPS }), agent: opts.agent },
     prompts: cache,
     rest: restApi,
-    env: { TENANTS_DIR: TENANTS },
+    ...opts.engine,
+    env: { TENANTS_DIR: opts.tenantsDir ?? TENANTS, ...opts.engine?.env },
   });
   // Mirror 'state changed' lines into the timeline as they are written (pino writes synchronously).
   const push = engine.logs.push.bind(engine.logs);

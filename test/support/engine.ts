@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import type { Prompts } from '../../src/calls/child-actors.js';
 import type { Providers, SessionTap } from '../../src/calls/session.js';
 import { loadEnv } from '../../src/config/env.js';
-import { loadTenants } from '../../src/config/tenants.js';
+import { loadTenants, type TenantDirectory } from '../../src/config/tenants.js';
 import { createJournalFactory, type JournalFactory } from '../../src/journal/writer.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { buildServer, type Engine } from '../../src/server.js';
+import { buildServer, type Engine, type FollowUpDeps } from '../../src/server.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import type { MediaStreamOptions } from '../../src/twilio/stream-socket.js';
 
@@ -37,6 +37,10 @@ export async function startEngine(opts: {
   journalDir?: string;
   /** Opt-in: every state change and command of every call. */
   tap?: SessionTap;
+  /** Environment the clinic files' `secretEnv`/`tokenEnv` are read from (default: none). */
+  tenantEnv?: NodeJS.ProcessEnv;
+  /** Opt-in follow-through (store, outbox, desk), built from the loaded clinics. */
+  followUps?: (tenants: TenantDirectory) => FollowUpDeps;
 }): Promise<TestEngine> {
   const config = loadEnv({
     NODE_ENV: 'test',
@@ -55,7 +59,7 @@ export async function startEngine(opts: {
     },
   });
   const logger = createLogger({ level: config.logLevel, destination });
-  const tenants = await loadTenants(config.tenantsDir);
+  const tenants = await loadTenants(config.tenantsDir, { env: opts.tenantEnv ?? {}, nodeEnv: config.nodeEnv });
   const journal = opts.journalDir ? await createJournalFactory({ dir: opts.journalDir, engineVersion: 'test', logger }) : null;
   const engine = await buildServer({
     config,
@@ -68,6 +72,7 @@ export async function startEngine(opts: {
     ...(opts.streamOptions ? { streamOptions: opts.streamOptions } : {}),
     ...(journal ? { journal } : {}),
     ...(opts.tap ? { tap: opts.tap } : {}),
+    ...(opts.followUps ? { followUps: opts.followUps(tenants) } : {}),
   });
   const address = await engine.app.listen({ port: 0, host: '127.0.0.1' });
   const close = async () => {
