@@ -4,7 +4,8 @@
  * SimulatedClock through the call harness (its fake synthesizer, agent script, REST fakes and
  * Twilio playback model, which echoes marks as audio plays).
  *
- * Invariants, checked after every event:
+ * Invariants, checked after every event that changed the snapshot or emitted a command (nothing
+ * they read can change otherwise):
  * - nothing throws and the actor never reaches status `error`;
  * - one live generation: every out.audio carries the newest generation; after an out.clear of that
  *   generation its audio is only accepted while the reply is paused in `reply.interrupted` (the
@@ -36,13 +37,15 @@ import { findEmergency } from '../../machines/call/language.js';
 import { toCallTenant } from '../../src/calls/call-input.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import { createCallHarness, testTenant, type CallHarness } from '../support/call-harness.js';
+import { sized } from '../support/long.js';
 import { eventsOf, run as runArbitrary, type Run, type Wire } from './call-arbitraries.js';
 
 /** The fixture clinics (support/engine.ts names them too, but importing it loads the whole server). */
 const FIXTURE_TENANTS_DIR = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
 /** Same convention as media-frames.test.ts: FUZZ_SEED overrides, the seed is printed. */
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_125);
-const RUNS = 500;
+/** Ten times as many under `npm run test:long`. */
+const RUNS = sized(500, 5_000);
 const QUIET_MS = 2 * 60 * 60 * 1000;
 /** Step of the quiet phase: coarse enough to be cheap, fine enough for every timer chain to fire. */
 const QUIET_STEP_MS = 250;
@@ -65,7 +68,7 @@ const clinics: Record<string, CallTenant> = {
 const allStateNodes = (node: AnyStateNode): AnyStateNode[] => [node, ...Object.values(node.states).flatMap(allStateNodes)];
 
 /** Figures for the report, printed once. */
-const figures = { runs: 0, events: 0, skipped: 0, afterEnd: 0, audioCommands: 0, clears: 0, resumes: 0, interrupted: 0, emergencyChecks: 0, staleEvents: 0, maxQuietToEndMs: 0 };
+const figures = { runs: 0, events: 0, checks: 0, skipped: 0, afterEnd: 0, audioCommands: 0, clears: 0, resumes: 0, interrupted: 0, emergencyChecks: 0, staleEvents: 0, maxQuietToEndMs: 0 };
 const statesReached = new Set<string>();
 const outcomes = new Map<string, number>();
 const emergencies = new Map<string, number>();
@@ -197,10 +200,19 @@ function watchedCall(r: Run) {
     // Hang-up ends the call from every state, at once (no simulated time needed).
     const hungUp = event.type === 'twilio.stop' || event.type === 'twilio.closed' || event.type === 'call.status';
     if (hungUp && before.status === 'active') expect(h.state().status, `${event.type} in ${JSON.stringify(before.value)}`).toBe('done');
+    checkIfChanged();
+  };
+
+  /** What the invariants read changes only with the snapshot, a command or an error. */
+  let checked: { snapshot: Snap | null; commands: number; errors: number } = { snapshot: null, commands: -1, errors: -1 };
+  const checkIfChanged = () => {
+    if (h.state() === checked.snapshot && h.commands.length === checked.commands && errors.length === checked.errors) return;
     check();
   };
 
   const check = () => {
+    checked = { snapshot: h.state(), commands: h.commands.length, errors: errors.length };
+    figures.checks++;
     expect(errors).toEqual([]);
     const s = h.state();
     expect(s.status).not.toBe('error');
@@ -214,24 +226,24 @@ function watchedCall(r: Run) {
     if (s.status === 'done') expect(endedEmitted).toBe(1);
   };
 
-  return { h, wire, send, check };
+  return { h, wire, send, check, checkIfChanged };
 }
 
 async function play(r: Run): Promise<void> {
   figures.runs++;
-  const { h, wire, send, check } = watchedCall(r);
+  const { h, wire, send, check, checkIfChanged } = watchedCall(r);
   h.start();
   check();
   if (r.startFirst) send({ type: 'twilio.start', streamSid: 'MZ00000000000000000000000000000001' });
   for (const s of r.steps) {
     if (s.t === 'advance') {
       h.advance(s.ms);
-      check();
+      checkIfChanged();
       continue;
     }
     if (s.t === 'settle') {
       await h.settle();
-      check();
+      checkIfChanged();
       continue;
     }
     // Once the call has ended the edge sends nothing more (the end of this run checks a late event).
@@ -259,7 +271,7 @@ async function play(r: Run): Promise<void> {
   while (h.state().status === 'active' && waited < QUIET_MS) {
     h.clock.increment(QUIET_STEP_MS);
     waited += QUIET_STEP_MS;
-    check();
+    checkIfChanged();
   }
   expect(h.state().status, `still ${JSON.stringify(h.state().value)} after ${QUIET_MS} ms alone`).toBe('done');
   figures.maxQuietToEndMs = Math.max(figures.maxQuietToEndMs, waited);
@@ -288,7 +300,7 @@ describe('call actor under random event interleavings', () => {
     const nodes = allStateNodes(callMachine.root).map((n) => n.id);
     const missing = nodes.filter((id) => !statesReached.has(id));
     console.log(
-      `call fuzz seed ${SEED}: ${figures.runs} runs, ${figures.events} events (${figures.skipped} implausible steps skipped, ${figures.afterEnd} steps after the end), ` +
+      `call fuzz seed ${SEED}: ${figures.runs} runs, ${figures.events} events, ${figures.checks} invariant checks (${figures.skipped} implausible steps skipped, ${figures.afterEnd} steps after the end), ` +
         `states reached ${nodes.length - missing.length}/${nodes.length}${missing.length ? ` (missing ${missing.join(', ')})` : ''}; ` +
         `out.audio ${figures.audioCommands}, out.clear ${figures.clears}, out.resume ${figures.resumes}, out.interrupted ${figures.interrupted}, ` +
         `emergency checks ${figures.emergencyChecks}, stale events dropped ${figures.staleEvents}; longest quiet wait to end ${figures.maxQuietToEndMs} ms; ` +
@@ -305,5 +317,5 @@ describe('call actor under random event interleavings', () => {
     expect(figures.resumes).toBeGreaterThan(0);
     expect(figures.emergencyChecks).toBeGreaterThan(0);
     expect(figures.staleEvents).toBeGreaterThan(0);
-  }, 60_000);
+  }, sized(60_000, 600_000));
 });

@@ -28,6 +28,7 @@ import { createStreamCounters, MEDIA_STREAM_WS_OPTIONS, PENDING_STREAM_LIMITS } 
 import { CPS, QUICK_VET, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { sized } from '../support/long.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { signedForm, wsSignature } from '../support/twilio-sign.js';
 import {
@@ -58,7 +59,7 @@ describe('codec: parseInbound against an oracle (fast-check)', () => {
       const r = parse(raw);
       seen.add(expected.kind === 'invalid' ? expected.reason : expected.kind);
       expect(plain(r), label).toEqual(expected);
-    }), { seed: SEED, numRuns: 5_000 });
+    }), { seed: SEED, numRuns: sized(5_000, 50_000) });
     // The generator reached every outcome a text frame can have.
     const outcomes: string[] = [...INVALID_REASONS.filter((r) => r !== 'binary'), 'connected', 'start', 'media', 'dtmf', 'mark', 'stop', 'ignored'];
     expect(outcomes.filter((o) => !seen.has(o))).toEqual([]);
@@ -79,14 +80,14 @@ describe('codec: parseInbound against an oracle (fast-check)', () => {
       if (typeof raw === 'string' && bytes.toString('utf8') !== raw) return;
       const again = parse(typeof raw === 'string' ? bytes : raw.toString('utf8'));
       expect(again.kind === 'invalid' ? again.reason : again.kind).toBe(r.kind === 'invalid' ? r.reason : r.kind);
-    }), { seed: SEED, numRuns: 2_000 });
+    }), { seed: SEED, numRuns: sized(2_000, 20_000) });
     expect([...kinds]).toEqual(expect.arrayContaining(['json', 'shape', 'tooLarge']));
   });
 
   it('a binary frame is rejected as binary whatever it holds', () => {
     fc.assert(fc.property(fc.oneof(validMedia.map((l) => JSON.stringify(l.frame)), junkFrame), (raw) => {
       expect(parse(Buffer.isBuffer(raw) ? raw : Buffer.from(raw), true)).toEqual({ kind: 'invalid', reason: 'binary' });
-    }), { seed: SEED, numRuns: 500 });
+    }), { seed: SEED, numRuns: sized(500, 5_000) });
   });
 });
 
@@ -98,10 +99,10 @@ const MAX_PAYLOAD = MEDIA_STREAM_WS_OPTIONS.maxPayload;
 const MAX_FRAGMENTS = MEDIA_STREAM_WS_OPTIONS.maxFragments;
 const START_TIMEOUT_MS = 3_000;
 const LANES = 10;
-/** Sequences run until the stream handler has seen this many messages (the model says which it sees). */
-const TARGET_HANDLED = 10_000;
-/** Sampled up front; about 240 are needed for the target. */
-const SEQUENCES = 500;
+/** Sequences run until the stream handler has seen this many messages (the model says which it sees); ×10 under `npm run test:long`. */
+const TARGET_HANDLED = sized(10_000, 100_000);
+/** Sampled up front; about 240 are needed per 10,000 messages. */
+const SEQUENCES = sized(500, 5_000);
 
 type StartVariant = 'own' | 'none' | 'random' | 'burned' | 'otherCall' | 'otherAccount' | 'badFormat';
 /** One WebSocket message as the fake peer sends it; `start` is filled in once the call is minted. */
@@ -334,7 +335,7 @@ describe('a storm of hostile frames over real sockets', () => {
     return 1;
   }
 
-  it('10,000+ frames on 10 sockets at a time: the process lives, every socket ends as predicted, nothing leaks, a clean call works after', async () => {
+  it(`${TARGET_HANDLED.toLocaleString('en-US')}+ frames on ${LANES} sockets at a time: the process lives, every socket ends as predicted, nothing leaks, a clean call works after`, async () => {
     const sequences = fc.sample(sequenceArb, { seed: SEED, numRuns: SEQUENCES });
     let next = 0; // lanes take the next sequence until the target is reached
     const book: TokenBook = { live: new Map() };
@@ -473,5 +474,5 @@ describe('a storm of hostile frames over real sockets', () => {
       `closes ${JSON.stringify(tally.closes)}, ${stormMs} ms`);
     console.info(`[fuzz] storm sequence kinds: ${JSON.stringify(tally.tags)}`);
     expect(tally.processed).toBeGreaterThanOrEqual(TARGET_HANDLED);
-  }, 50_000);
+  }, sized(50_000, 500_000));
 });

@@ -18,11 +18,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BODY_LIMIT_BYTES } from '../../src/http/app.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { TWILIO_PATHS } from '../../src/twilio/twiml.js';
+import { sized } from '../support/long.js';
 import { formBody, signedForm, type FormParams } from '../support/twilio-sign.js';
 import { ACCOUNT, BASE, CLINIC_A_NUMBER, testApp, TOKEN } from '../http/edge-fixtures.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_125);
-const RUNS = 1_100;
+/** Requests per property; ten times as many under `npm run test:long`. */
+const RUNS = sized(1_100, 11_000);
 console.info(`[fuzz] webhooks: seed ${SEED} (rerun with FUZZ_SEED=${SEED})`);
 
 type Route = 'voice' | 'dtmf' | 'dial' | 'status' | 'recording';

@@ -20,9 +20,7 @@ import { describe, expect, it } from 'vitest';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallEvent, CallTenant } from '../../machines/call/call.types.js';
 import { testTenant } from '../support/call-harness.js';
-
-/** `npm run test:long`: replay every edge, not only until everything is covered. */
-const LONG = process.env.VETLINE_LONG === '1';
+import { LONG } from '../support/long.js';
 
 type Snap = SnapshotFrom<typeof callMachine>;
 

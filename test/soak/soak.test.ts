@@ -7,25 +7,29 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runSoak } from '../../scripts/soak.js';
+import { sized } from '../support/long.js';
 
 /** Generous for a short run on a shared machine: the full soak's bound is 200 B/call. */
 const CI_MAX_SLOPE = 8 * 1024;
+/** `npm run test:long`: 2,000 calls, 5 samples after 1,000 of warm-up. */
+const RUN = sized({ calls: 400, warmup: 200, sampleEvery: 100 }, { calls: 2_000, warmup: 1_000, sampleEvery: 250 });
+const SAMPLES = (RUN.calls - RUN.warmup) / RUN.sampleEvery + 1;
 
 describe('soak', () => {
-  it('400 short calls, 100 at a time: no leaked resources, heap and array buffers flat', async () => {
-    const r = await runSoak({ calls: 400, concurrency: 100, frames: 20, sampleEvery: 100, warmup: 200, maxSlope: CI_MAX_SLOPE });
+  it(`${RUN.calls} short calls, 100 at a time: no leaked resources, heap and array buffers flat`, async () => {
+    const r = await runSoak({ ...RUN, concurrency: 100, frames: 20, maxSlope: CI_MAX_SLOPE });
     expect(r.failures).toEqual([]);
-    expect(r.callsCompleted).toBe(400);
+    expect(r.callsCompleted).toBe(RUN.calls);
     expect(r.leaks).toEqual({
       registryActive: 0, websocketClients: 0, httpConnections: 0, journalsOpen: 0, liveSessions: 0, liveCallers: 0, resourcesOverBaseline: {},
     });
-    expect(r.slopes.samplesUsed).toBe(3);
+    expect(r.slopes.samplesUsed).toBe(SAMPLES);
     expect(r.slopes.heapUsed).toBeLessThan(CI_MAX_SLOPE);
     expect(r.slopes.arrayBuffers).toBeLessThan(CI_MAX_SLOPE);
     expect(r.recentOutcomes).toEqual({ callerHungUp: 200 }); // the registry keeps the last 200
     expect(r.engineLog.errors).toBe(0);
     expect(r.pass).toBe(true);
-  }, 50_000);
+  }, sized(50_000, 300_000));
 
   it('a planted leak of 64 KiB per call is measured and fails the run', async () => {
     const planted = 64 * 1024;
