@@ -77,6 +77,8 @@ export const callMachine = callSetup.createMachine({
     'dtmf.timeout': { actions: 'flushDigits' },
     'dtmf.entered': [
       { guard: 'menuEmergency', target: '.emergency' },
+      // The front desk after hours: nobody would answer; the receptionist offers to take a message.
+      { guard: 'menuFrontDeskClosed', target: '.reply', actions: 'takeDigitTurn' },
       { guard: 'menuTransfer', target: '.transferring', actions: 'setTransferFromMenu' },
       { guard: 'menuHangup', target: '.hangingUp' },
       { guard: 'menuAgent', target: '.reply', actions: 'takeDigitTurn' },
@@ -97,7 +99,7 @@ export const callMachine = callSetup.createMachine({
     /** The clinic greeting; not interruptible (caller words are kept for the first turn). */
     greeting: {
       entry: 'beginPlayback',
-      ...playsClip('greeting'),
+      ...playsClip((c) => (c.tenant.openNow ? 'greeting' : 'greetingClosed')),
       on: TTS_EVENTS,
       always: [
         { guard: and(['playbackComplete', 'consentRequired']), target: 'consent' },
@@ -305,7 +307,8 @@ export const callMachine = callSetup.createMachine({
     /** Emergency instructions (never interrupted), then the emergency line or the end of the call. */
     emergency: {
       entry: ['recordEmergency', 'beginPlayback'],
-      ...playsClip('emergency'),
+      // After hours nobody is at the clinic: with an emergency line, a short notice and straight there.
+      ...playsClip((c) => (!c.tenant.openNow && c.tenant.emergency.hasLine ? 'emergencyAfterHours' : 'emergency')),
       on: {
         ...TTS_EVENTS,
         'stt.partial': {},

@@ -136,6 +136,10 @@ export const callSetup = setup({
     menuEmergency: ({ context, event }) => context.emergency === null && menuEntry(context, event)?.action === 'emergency',
     menuHangup: ({ context, event }) => menuEntry(context, event)?.action === 'hangup',
     menuAgent: ({ context, event }) => context.consent !== 'pending' && menuEntry(context, event)?.action === 'agent',
+    menuFrontDeskClosed: ({ context, event }) => {
+      const entry = menuEntry(context, event);
+      return !context.tenant.openNow && context.consent !== 'pending' && entry?.action === 'transfer' && entry.target === 'frontDesk';
+    },
     emergencyHasLine: ({ context }) => context.tenant.emergency.hasLine,
     transferIsEmergency: ({ context }) => context.transfer?.target === 'emergency',
     isSttDown: ({ context }) => context.sttDown,
@@ -232,7 +236,9 @@ export const callSetup = setup({
     takeDigitTurn: assign({
       turnText: ({ context, event }) => {
         const entry = menuEntry(context, event);
-        return event.type === 'dtmf.entered' && entry?.action === 'agent' ? `caller pressed ${event.digits}: ${entry.intent}` : context.turnText;
+        if (event.type !== 'dtmf.entered' || !entry) return context.turnText;
+        if (entry.action === 'agent') return `caller pressed ${event.digits}: ${entry.intent}`;
+        return entry.action === 'transfer' ? `caller pressed ${event.digits}: front desk` : context.turnText;
       },
     }),
     appendReplyText: enqueueActions(({ context, event, enqueue }) => {

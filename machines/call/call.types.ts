@@ -16,8 +16,12 @@ export type TransferTarget = 'frontDesk' | 'emergency';
 /** Pre-rendered clips every clinic has (rendered at start-up so they play instantly). */
 export type ClipId =
   | 'greeting'
+  /** The greeting when the clinic is closed: says so, and what the assistant can still do. */
+  | 'greetingClosed'
   | 'consent'
   | 'emergency'
+  /** After hours with an emergency line: a short notice, then straight to the line. */
+  | 'emergencyAfterHours'
   | 'emergencyFallback'
   | 'filler'
   | 'stillThere'
@@ -32,6 +36,12 @@ export type ClipId =
 /** The slice of a clinic's configuration the machine needs; copied into each call at its start. */
 export interface CallTenant {
   id: string;
+  /**
+   * The clinic was open when the call started (its structured hours; no hours: always open). Closed
+   * changes the greeting, sends front-desk keys to the receptionist (who takes a message instead),
+   * and sends emergencies straight to the emergency line.
+   */
+  openNow: boolean;
   consent: { required: boolean; onRefusal: 'continue' | 'transfer' };
   recordingEnabled: boolean;
   emergency: { keywords: readonly string[]; digit: string; hasLine: boolean };

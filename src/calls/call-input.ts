@@ -2,9 +2,11 @@
 import type { CallTenant } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 
-export function toCallTenant(tenant: Tenant): CallTenant {
+/** `openNow`: the clinic's hours at the call's start (src/config/hours.ts); default open. */
+export function toCallTenant(tenant: Tenant, openNow = true): CallTenant {
   return {
     id: tenant.id,
+    openNow,
     consent: { required: tenant.consent.required, onRefusal: tenant.consent.onRefusal },
     recordingEnabled: tenant.recording.enabled,
     emergency: {

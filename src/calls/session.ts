@@ -8,6 +8,7 @@ import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallCommand, CallContext, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
 import { Player } from '../audio/player.js';
 import { decodeUlaw } from '../audio/ulaw.js';
+import { openAt } from '../config/hours.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { VetError } from '../errors.js';
 import { roundMs, statePath } from '../journal/format.js';
@@ -51,6 +52,8 @@ export interface SessionDeps {
   logger: Logger;
   /** Monotonic ms. */
   now?: () => number;
+  /** Wall clock, epoch ms (opening hours at the call's start). Default Date.now. */
+  clock?: () => number;
   /** The call machine to run; tests pass a variant (e.g. with an action that throws). */
   machine?: typeof callMachine;
   /** Live feed for the inspector: snapshots, events, commands, inbound audio, end. Must not throw. */
@@ -116,6 +119,8 @@ export class CallSession {
     const { vad } = deps.providers;
     const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
     this.record = newCallRecord(callSid, tenant.id, { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name });
+    const startedAt = (deps.clock ?? Date.now)();
+    const openNow = openAt(tenant.hours, startedAt);
     this.followUps = deps.followThrough?.forCall(callSid, tenant, origin.from, () => this.context.consent === 'given') ?? null;
     this.turnClock = new TurnClock(this.now, this.hub, (t) => {
       this.record.turns.push(t);
@@ -128,7 +133,7 @@ export class CallSession {
       vad,
       stt,
       tts,
-      agent: agent.startSession(tenant, { callerIdUsable: this.followUps?.callerIdUsable ?? false, startedAt: Date.now() }),
+      agent: agent.startSession(tenant, { callerIdUsable: this.followUps?.callerIdUsable ?? false, startedAt, openNow }),
       prompts: deps.prompts,
       vocabulary: sttVocabularyFor(tenant),
       transfer: (target, signal) => this.transfer(target, signal),
@@ -151,7 +156,7 @@ export class CallSession {
       },
     };
     const machine = callMachineWithActors(deps.machine ?? callMachine);
-    const input = { callSid, tenant: toCallTenant(tenant) };
+    const input = { callSid, tenant: toCallTenant(tenant, openNow) };
     this.journal =
       deps.journal?.open({
         callSid,

@@ -20,6 +20,8 @@ const callInput = z.object({
   callSid: z.string().min(1),
   tenant: z.object({
     id: z.string().min(1),
+    /** Journals before clinic hours had no `openNow`: those clinics were always open. */
+    openNow: z.boolean().default(true),
     consent: z.object({ required: z.boolean(), onRefusal: z.enum(['continue', 'transfer']) }),
     recordingEnabled: z.boolean(),
     emergency: z.object({ keywords: z.array(z.string()), digit: z.string(), hasLine: z.boolean() }),

@@ -15,7 +15,7 @@ const SID = `CA${'1'.repeat(32)}`;
 const base: CallContext = initialContext({
   callSid: SID,
   tenant: {
-    id: 'oak', consent: { required: false, onRefusal: 'continue' }, recordingEnabled: false,
+    id: 'oak', openNow: true, consent: { required: false, onRefusal: 'continue' }, recordingEnabled: false,
     emergency: { keywords: ['bleeding'], digit: '9', hasLine: true }, menu: {}, backchannels: [],
     timing: { silencePromptMs: 1, silencePromptsBeforeGoodbye: 1, endOfTurnMs: 1, endOfTurnShortMs: 1, endOfTurnLongMs: 1, fillerAfterMs: 1, bargeInMinSpeechMs: 1, interDigitMs: 1 },
   },

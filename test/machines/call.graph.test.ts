@@ -148,6 +148,8 @@ const tenants: Record<string, CallTenant> = {
       '4': { action: 'hangup', label: 'to end the call' },
     },
   }),
+  // After hours: the closed greeting, the front-desk key handed to the receptionist, emergencies straight to the line.
+  closedWithLine: testTenant({ openNow: false }),
 };
 
 /**

@@ -162,3 +162,51 @@ describe('call machine on a simulated clock', () => {
     expect(h.state().context.history.at(-1)).toEqual({ role: 'agent', text: 'Here you go.' });
   });
 });
+
+describe('clinic hours in the call (openNow at the call start)', () => {
+  const closed = () => testTenant({ openNow: false, menu: { '0': { action: 'transfer', target: 'frontDesk', label: 'the front desk' } } });
+
+  it('greets with the closed variant after hours and the usual greeting in hours', () => {
+    const open = createCallHarness();
+    connect(open);
+    expect(open.clips[0]).toBe('greeting');
+    const h = createCallHarness({ tenant: closed() });
+    connect(h);
+    expect(h.clips[0]).toBe('greetingClosed');
+  });
+
+  it('after hours the front-desk key goes to the receptionist (a message), not to a transfer', () => {
+    const h = createCallHarness({ tenant: closed(), agent: [{ text: "We're closed right now. I can take a message. What is your name?" }] });
+    connect(h);
+    h.advance(2_000);
+    h.send({ type: 'twilio.dtmf', digit: '0' });
+    expect(h.matches('reply')).toBe(true);
+    expect(h.agentInputs.at(-1)?.transcript).toBe('caller pressed 0: front desk');
+    h.advance(10_000);
+    expect(h.restCalls).toEqual([]);
+    // In hours the same key transfers.
+    const open = createCallHarness({ tenant: testTenant({ menu: { '0': { action: 'transfer', target: 'frontDesk', label: 'the front desk' } } }) });
+    connect(open);
+    open.advance(2_000);
+    open.send({ type: 'twilio.dtmf', digit: '0' });
+    expect(open.matches('transferring')).toBe(true);
+  });
+
+  it('after hours an emergency with a line skips the long script and goes straight to the line', async () => {
+    const h = createCallHarness({ tenant: closed() });
+    connect(h);
+    h.advance(2_000);
+    h.send({ type: 'stt.final', text: 'my dog is bleeding', atMs: 0 });
+    expect(h.matches('emergency')).toBe(true);
+    expect(h.clips.at(-1)).toBe('emergencyAfterHours');
+    h.advance(5_000);
+    await h.settle();
+    expect(h.restCalls).toEqual(['transfer:emergency']);
+    // Without a line, after hours too, the clinic's script is the help the caller gets.
+    const noLine = createCallHarness({ tenant: testTenant({ openNow: false, emergency: { keywords: ['bleeding'], digit: '9', hasLine: false } }) });
+    connect(noLine);
+    noLine.advance(2_000);
+    noLine.send({ type: 'stt.final', text: 'my dog is bleeding', atMs: 0 });
+    expect(noLine.clips.at(-1)).toBe('emergency');
+  });
+});

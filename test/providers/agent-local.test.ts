@@ -29,7 +29,7 @@ interface Said {
 }
 
 function conversation(callerIdUsable = false) {
-  const session: AgentSession = localAgent.startSession(tenant, { callerIdUsable, startedAt: Date.parse('2026-12-07T15:00:00Z') });
+  const session: AgentSession = localAgent.startSession(tenant, { callerIdUsable, startedAt: Date.parse('2026-12-07T15:00:00Z'), openNow: true });
   const history: ChatTurn[] = [];
   return async (transcript: string, signal = new AbortController().signal): Promise<Said> => {
     const outputs: AgentOutput[] = [];
@@ -212,5 +212,46 @@ describe('local agent', () => {
     const none: AgentOutput[] = [];
     for await (const o of session.respond({ transcript: 'what are your hours', history: [], signal: pre.signal })) none.push(o);
     expect(none).toEqual([]);
+  });
+});
+
+describe('local agent and clinic hours', () => {
+  const weekday = [{ open: '08:00', close: '18:00' }];
+  const withHours = TenantSchema.parse({
+    ...tenant,
+    hours: {
+      timeZone: 'America/Los_Angeles',
+      weekly: { mon: weekday, tue: weekday, wed: weekday, thu: weekday, fri: weekday, sat: [{ open: '09:00', close: '13:00' }] },
+      closures: [{ date: '2026-12-25', reason: 'Christmas Day' }],
+    },
+  });
+  const ask = async (at: string, transcript: string, openNow = true) => {
+    const session = localAgent.startSession(withHours, { callerIdUsable: false, startedAt: Date.parse(at), openNow });
+    let text = '';
+    for await (const o of session.respond({ transcript, history: [], signal: new AbortController().signal })) if (o.type === 'delta') text += o.text;
+    return text.replace(/ Anything else I can help with\?$/, '');
+  };
+
+  it('answers "are you open now / tomorrow" from the structured hours in the clinic time zone', async () => {
+    // Friday 17:30 in Los Angeles.
+    expect(await ask('2026-12-05T01:30:00Z', 'are you open now')).toBe("Yes, we're open now until 6 PM.");
+    expect(await ask('2026-12-05T01:30:00Z', 'are you open tomorrow')).toBe("Tomorrow we're open from 9 AM to 1 PM.");
+    // Across midnight: a minute before, tomorrow is Saturday; a minute after, tomorrow is Sunday (closed).
+    expect(await ask('2026-12-05T07:59:00Z', 'are you open tomorrow')).toBe("Tomorrow we're open from 9 AM to 1 PM.");
+    expect(await ask('2026-12-05T08:01:00Z', 'are you open tomorrow')).toBe("We're closed tomorrow. We open again on Monday at 8 AM.");
+    // The night the clocks go back (1:30 happens twice): still Sunday, closed, open Monday at 8.
+    expect(await ask('2026-11-01T08:30:00Z', 'are you open right now')).toBe("We're closed right now. We open again tomorrow at 8 AM.");
+    expect(await ask('2026-12-25T17:00:00Z', 'are you open today')).toMatch(/closed today for Christmas Day/);
+    // Without a day in the question: the clinic's own words.
+    expect(await ask('2026-12-05T01:30:00Z', 'what are your hours')).toContain('Monday to Friday, 8 am to 6 pm');
+  });
+
+  it('after hours, asking for a person takes a message instead of ringing an empty front desk', async () => {
+    const session = localAgent.startSession(withHours, { callerIdUsable: false, startedAt: Date.parse('2026-12-06T20:00:00Z'), openNow: false });
+    const outputs: AgentOutput[] = [];
+    for await (const o of session.respond({ transcript: 'can I talk to a real person', history: [], signal: new AbortController().signal })) outputs.push(o);
+    const text = outputs.map((o) => (o.type === 'delta' ? o.text : '')).join('');
+    expect(text).toMatch(/closed right now.*take a message.*What is your name/);
+    expect(outputs.some((o) => o.type === 'action')).toBe(false);
   });
 });

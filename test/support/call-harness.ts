@@ -10,6 +10,7 @@ import type { AgentAction, CallCommand, CallEvent, CallTenant, ClipId, Speech } 
 
 export const testTenant = (overrides: Partial<CallTenant> = {}): CallTenant => ({
   id: 'test-clinic',
+  openNow: true,
   consent: { required: false, onRefusal: 'continue' },
   recordingEnabled: true,
   emergency: { keywords: ['emergency', 'bleeding', 'poison', "can't breathe", 'seizure'], digit: '9', hasLine: true },
@@ -54,6 +55,8 @@ export function createCallHarness(options: HarnessOptions = {}) {
   const agentInputs: AgentInput[] = [];
   const restCalls: string[] = [];
   const vadModes: string[] = [];
+  /** Every pre-rendered clip the machine asked to play, in order. */
+  const clips: ClipId[] = [];
   // Twilio playback model: queue of [generation, epoch, endMs] marks and the ms they play out at.
   let playing: { generation: number; epoch: number; endMs: number; atMs: number }[] = [];
   let playheadMs = 0;
@@ -62,6 +65,7 @@ export function createCallHarness(options: HarnessOptions = {}) {
 
   const tts = fromCallback<TtsCommand, TtsInput>(({ input, receive, sendBack }) => {
     const speak = (s: Speech) => {
+      if (s.kind === 'clip') clips.push(s.clip);
       const bytes = s.kind === 'clip' ? (CLIP_BYTES[s.clip] ?? 8_000) : s.text.length * BYTES_PER_CHAR;
       sendBack({ type: 'tts.chunk', generation: input.generation, audio: new Uint8Array(bytes).fill(0x7f) });
       sendBack({ type: 'tts.segment', generation: input.generation, text: s.kind === 'text' ? s.text : '', ms: bytes / 8 });
@@ -174,7 +178,7 @@ export function createCallHarness(options: HarnessOptions = {}) {
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
   };
 
-  return { actor, clock, commands, settle, agentInputs, restCalls, vadModes, send, state, path, matches, advance, say, start: () => actor.start() };
+  return { actor, clock, commands, settle, agentInputs, restCalls, vadModes, clips, send, state, path, matches, advance, say, start: () => actor.start() };
 }
 
 export type CallHarness = ReturnType<typeof createCallHarness>;

@@ -16,7 +16,8 @@
  */
 import type { Tenant } from '../../config/tenant.schema.js';
 import { clipTexts } from '../tts/prompt-cache.js';
-import type { AgentAction, AgentCallInfo, AgentOutput, AgentProvider, AgentSession, AgentTurn, CallerRequest } from './types.js';
+import { spokenOpenAnswer } from '../../config/hours.js';
+import { anonymousCall, type AgentAction, type AgentCallInfo, type AgentOutput, type AgentProvider, type AgentSession, type AgentTurn, type CallerRequest } from './types.js';
 
 type Callback = CallerRequest['callback'];
 /** What the receptionist is filling in; `callback` is null until known. */
@@ -257,6 +258,11 @@ class LocalAgentSession implements AgentSession {
   /** Hours, address, services: answered anywhere, also in the middle of a booking. */
   private info(t: string): Reply | null {
     const { hours, address, services } = this.tenant.info;
+    // "Are you open now / today / tomorrow?": from the structured hours, in the clinic's time zone.
+    const when = /\b(tomorrow)\b/.test(t) ? 'tomorrow' : /\b(today|tonight)\b/.test(t) ? 'today' : /\b(now|right now|still open|at the moment)\b/.test(t) ? 'now' : null;
+    if (this.tenant.hours && when && /\b(open|opening|close|closed|closing)\b/.test(t)) {
+      return { say: [spokenOpenAnswer(this.tenant.hours, this.call.startedAt, when)] };
+    }
     if (/\b(hours?|open|opening|close|closed|closing)\b/.test(t)) return { say: [sentence(`Our hours are ${hours}`)] };
     if (/\b(address|where are you|where is|located|location|directions|get there)\b/.test(t)) return { say: [sentence(`We're at ${address}`)] };
     if (/\b(services?|offer|do you (do|treat|see|have)|provide)\b/.test(t)) {
@@ -372,6 +378,10 @@ class LocalAgentSession implements AgentSession {
 
   private transfer(reason: string): Reply {
     this.reset();
+    if (!this.call.openNow) {
+      // After hours nobody would pick up: take a message instead of ringing an empty front desk.
+      return this.next('message', ["We're closed right now, so nobody can take your call, but I can take a message for the team."]);
+    }
     return { say: ['Let me connect you to the front desk.'], action: { type: 'transfer', target: 'frontDesk', reason } };
   }
 
@@ -424,5 +434,5 @@ function lazily<T>(items: Generator<T, void>): AsyncIterable<T, void> {
 
 export const localAgent: AgentProvider = {
   name: 'local',
-  startSession: (tenant, call = { callerIdUsable: false, startedAt: Date.now() }) => new LocalAgentSession(tenant, call),
+  startSession: (tenant, call = anonymousCall()) => new LocalAgentSession(tenant, call),
 };

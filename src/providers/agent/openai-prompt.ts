@@ -5,6 +5,7 @@
  */
 import type OpenAI from 'openai';
 import type { Tenant } from '../../config/tenant.schema.js';
+import { spokenOpenAnswer } from '../../config/hours.js';
 import type { AgentCallInfo, ChatTurn } from './types.js';
 
 export type ToolName = 'transfer_to_staff' | 'end_call' | 'report_emergency' | 'request_appointment' | 'take_message';
@@ -15,8 +16,14 @@ const list = (xs: readonly string[]) => xs.join('; ');
  * The system prompt. Everything the model writes is spoken by a TTS voice on an 8 kHz phone line,
  * so the style rules (short, plain, no markup) matter as much as the facts.
  */
-export function systemPrompt(tenant: Tenant, call: Pick<AgentCallInfo, 'callerIdUsable'> = { callerIdUsable: false }): string {
+export function systemPrompt(tenant: Tenant, call: AgentCallInfo = { callerIdUsable: false, startedAt: Date.now(), openNow: true }): string {
   const { info } = tenant;
+  const hoursNow = tenant.hours
+    ? [`- Open right now? ${spokenOpenAnswer(tenant.hours, call.startedAt, 'now')}`, `- Tomorrow: ${spokenOpenAnswer(tenant.hours, call.startedAt, 'tomorrow')}`]
+    : [];
+  const closed = call.openNow
+    ? []
+    : ['- The clinic is closed right now: nobody can take a transfer. Never call transfer_to_staff; offer to take a message instead.'];
   const callback = call.callerIdUsable
     ? 'The team calls back on the number the caller is calling from; only if the caller wants another number, ask for it, ' +
       'read the digits back one by one, and pass it as callback_number (otherwise pass null).'
@@ -32,6 +39,7 @@ export function systemPrompt(tenant: Tenant, call: Pick<AgentCallInfo, 'callerId
     '',
     'Clinic facts (state only these; never invent prices, availability, other facts or staff):',
     `- Opening hours: ${info.hours}`,
+    ...hoursNow,
     `- Address: ${info.address}`,
     `- Services: ${info.services.length ? list(info.services) : 'general veterinary care (the front desk can give details)'}`,
     ...(info.staff.length ? [`- Staff: ${list(info.staff)}`] : []),
@@ -49,6 +57,7 @@ export function systemPrompt(tenant: Tenant, call: Pick<AgentCallInfo, 'callerId
       'request first and then tells the caller it was sent.',
     '- Call transfer_to_staff to connect the caller to the front desk when they ask for a person, when they need something ' +
       'you cannot do, or when they are upset.',
+    ...closed,
     '- Call end_call when the caller says goodbye or has nothing else.',
     '',
     'What you must never do:',

@@ -14,7 +14,7 @@ import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 
 import type { Tenant } from '../../config/tenant.schema.js';
 import { ProviderError, failureForStatus } from '../errors.js';
 import { AGENT_TOOLS, chatMessages, systemPrompt, type ToolName } from './openai-prompt.js';
-import type { AgentAction, AgentCallInfo, AgentOutput, AgentProvider, AgentSession, AgentTurn, CallerRequest } from './types.js';
+import { anonymousCall, type AgentAction, type AgentCallInfo, type AgentOutput, type AgentProvider, type AgentSession, type AgentTurn, type CallerRequest } from './types.js';
 
 const PROVIDER = 'openai';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -48,7 +48,7 @@ export function createOpenAiAgent(opts: OpenAiAgentOptions): AgentProvider {
   const client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseUrl ?? null, maxRetries: 0, timeout: timeoutMs, logLevel: 'off' });
   return {
     name: PROVIDER,
-    startSession: (tenant, call = { callerIdUsable: false, startedAt: Date.now() }) => new OpenAiAgentSession(client, tenant, call, timeoutMs),
+    startSession: (tenant, call = anonymousCall()) => new OpenAiAgentSession(client, tenant, call, timeoutMs),
   };
 }
 

@@ -32,12 +32,17 @@ export interface AgentCallInfo {
   callerIdUsable: boolean;
   /** Epoch ms at the call's start (opening-hours answers). */
   startedAt: number;
+  /** The clinic was open at the call's start (src/config/hours.ts): closed, nobody takes transfers to the front desk. */
+  openNow: boolean;
 }
 
 export type AgentAction =
   | { type: 'transfer'; target: 'frontDesk' | 'emergency'; reason: string }
   | { type: 'end'; reason: string }
   | { type: 'emergency'; reason: string };
+
+/** A call with nothing known about it (tests, tools): no caller ID, open, starting now. */
+export const anonymousCall = (): AgentCallInfo => ({ callerIdUsable: false, startedAt: Date.now(), openNow: true });
 
 export type AgentOutput =
   /** Text to say, in order; may split words anywhere. */

@@ -16,8 +16,10 @@ import type { TtsProvider } from './types.js';
 
 export const CLIP_IDS = [
   'greeting',
+  'greetingClosed',
   'consent',
   'emergency',
+  'emergencyAfterHours',
   'emergencyFallback',
   'filler',
   'stillThere',
@@ -60,8 +62,10 @@ export function clipTexts(tenant: Tenant): Record<ClipId, string> {
   const emergencyCall = em ? `Please call ${speakablePhone(em)} now. Again, that's ${speakablePhone(em)}. ` : '';
   return {
     greeting: tenant.greeting,
+    greetingClosed: `${tenant.greeting} We're closed right now, but I can answer questions, take a message for the team, or help with an emergency.`,
     consent: tenant.consent.text,
     emergency: tenant.emergency.script,
+    emergencyAfterHours: "This sounds like an emergency. We're closed right now, so I'm connecting you to the emergency line.",
     emergencyFallback: `I'm sorry, I couldn't connect you. ${emergencyCall}${tenant.emergency.script}`,
     filler: 'One moment.',
     stillThere: 'Are you still there?',
