@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { CallContext, StoredRequest } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { CallerRequest } from '../providers/agent/types.js';
-import type { CallSummarizer } from '../providers/index.js';
+import type { CallSummarizer } from '../providers/types.js';
 import type {
   CallSummaryInput, DeliveryChannel, DeliveryInput, DeliveryKind, EmergencyDetail, FollowUpInput, FollowUpStore, FollowUpType,
 } from '../store/types.js';

@@ -15,12 +15,8 @@ import { roundMs, statePath } from '../journal/format.js';
 import type { CallJournal, JournalFactory } from '../journal/writer.js';
 import type { CallActivity } from '../inspector/activity.js';
 import { callLogger } from '../observability/logger.js';
-import type { AgentProvider } from '../providers/agent/types.js';
-import type { ProviderHealth } from '../providers/resilience.js';
 import { sttVocabularyFor } from '../providers/stt/local-grammar.js';
-import type { SttProvider } from '../providers/stt/types.js';
-import type { TtsProvider } from '../providers/tts/types.js';
-import type { VadProvider } from '../providers/vad/types.js';
+import type { Providers } from '../providers/types.js';
 import type { DtmfMessage, MarkMessage, MediaMessage, StartMessage } from '../twilio/media-codec.js';
 import type { TwilioRest } from '../twilio/rest-types.js';
 import type { MediaStreamHandle } from '../twilio/stream-socket.js';
@@ -31,17 +27,6 @@ import { bindCallActors, callMachineWithActors, type CallActorDeps, type Prompts
 import { countUsage, emergencyOf, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
 import type { CallFollowUps, FollowThrough } from './follow-through.js';
 import { TurnClock } from './turn-clock.js';
-
-export interface Providers {
-  vad: VadProvider;
-  stt: SttProvider;
-  tts: TtsProvider;
-  agent: AgentProvider;
-  /** A clinic's own choice (tenant `providers`); absent: every clinic uses the ones above. */
-  select?(tenant: Tenant): Pick<Providers, 'stt' | 'tts' | 'agent'>;
-  /** Breakers and recent record of the cloud providers, for /twilio/health and /metrics. */
-  health?: readonly ProviderHealth[];
-}
 
 export interface SessionDeps {
   providers: Providers;

@@ -10,13 +10,12 @@
  * start-up says so once.
  */
 import type { Logger } from 'pino';
-import type { Providers } from '../calls/session.js';
 import type { AppConfig } from '../config/env.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { createFakeAgent } from './agent/fake.js';
 import { localAgent } from './agent/local.js';
 import { createOpenAiAgent } from './agent/openai.js';
-import { createOpenAiSummarizer, type SummaryInput } from './agent/openai-summary.js';
+import { createOpenAiSummarizer } from './agent/openai-summary.js';
 import type { AgentProvider } from './agent/types.js';
 import { DEFAULT_BUDGETS, fallbackAgent, fallbackStt, fallbackTts, type ProviderBudgets } from './fallback.js';
 import { DEFAULT_BREAKER, ProviderHealth, type BreakerOptions } from './resilience.js';
@@ -30,6 +29,7 @@ import { createFakeTts } from './tts/fake.js';
 import { createLocalTts } from './tts/local.js';
 import { PromptCache } from './tts/prompt-cache.js';
 import type { TtsProvider } from './tts/types.js';
+import type { CallSummarizer, Providers } from './types.js';
 import { energyVad } from './vad/energy.js';
 import { createFakeVad } from './vad/fake.js';
 
@@ -40,12 +40,6 @@ export interface BuiltProviders {
   recordingStt: SttProvider;
   /** Staff summaries by the model, for clinics whose receptionist is the OpenAI agent; null: the template. */
   summarizer: (tenant: Tenant) => CallSummarizer | null;
-}
-
-/** Writes the staff summary of a finished call (docs/follow-ups.md). */
-export interface CallSummarizer {
-  readonly name: string;
-  summarize(input: Omit<SummaryInput, 'model'>, signal: AbortSignal): Promise<string>;
 }
 
 /** Test and benchmark knobs; production uses the defaults. */

@@ -5,7 +5,8 @@
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Prompts } from '../../src/calls/child-actors.js';
-import type { Providers, SessionTap } from '../../src/calls/session.js';
+import type { SessionTap } from '../../src/calls/session.js';
+import type { Providers } from '../../src/providers/types.js';
 import { loadEnv } from '../../src/config/env.js';
 import { loadTenants, type TenantDirectory } from '../../src/config/tenants.js';
 import { createJournalFactory, type JournalFactory } from '../../src/journal/writer.js';
