@@ -10,7 +10,7 @@ import type { CallContext, CallEvent, Outcome } from '../../machines/call/call.t
 import type { JournalRecordSummary } from '../journal/format.js';
 import type { ProviderUsage } from './child-actors.js';
 import type { RecordingTranscript } from './recording-transcriber.js';
-import type { TurnTiming } from './turn-clock.js';
+import type { TurnTiming } from '../journal/turn-timing.js';
 
 /** What a call consumed from billable providers (docs/providers.md: cost per call). */
 export interface CallUsage {

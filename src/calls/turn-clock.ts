@@ -1,27 +1,12 @@
 /**
- * Latency accounting for one call (conversation.md §6). Stamps, on the engine's monotonic clock,
+ * Latency accounting for one call (docs/design/conversation.md §6). Stamps, on the engine's monotonic clock,
  * the moments of each turn: caller stopped speaking, final transcript, turn committed, first agent
  * text, first synthesized audio, first audio handed to the player; and, for barge-ins, speech onset
  * to `clear`. Stream-time events are converted with the audio hub (frames arrive in real time).
  */
 import type { CallEvent } from '../../machines/call/call.types.js';
+import type { TurnTiming } from '../journal/turn-timing.js';
 import type { AudioHub } from './audio-hub.js';
-
-export interface TurnTiming {
-  generation: number;
-  /** End of caller speech → first reply audio handed to the player. */
-  endOfSpeechToAudioMs: number | null;
-  /** End of speech → final transcript. */
-  sttMs: number | null;
-  /** End of speech → turn committed (endpointing). */
-  endpointMs: number | null;
-  /** Commit → first agent text. */
-  agentFirstTextMs: number | null;
-  /** Commit → first synthesized audio. */
-  ttsFirstAudioMs: number | null;
-  /** Commit → first audio handed to the player. */
-  firstAudioMs: number | null;
-}
 
 type Pending = { generation: number; commitAt: number; speechEndAt: number | null; sttAt: number | null; agentAt: number | null; ttsAt: number | null };
 

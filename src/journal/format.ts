@@ -8,7 +8,7 @@
  */
 import type { EventObject } from 'xstate';
 import type { CallCommand, CallInput, Outcome } from '../../machines/call/call.types.js';
-import type { TurnTiming } from '../calls/turn-clock.js';
+import type { TurnTiming } from './turn-timing.js';
 
 export const JOURNAL_VERSION = 1;
 
