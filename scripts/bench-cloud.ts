@@ -30,7 +30,7 @@ import { startFakeOpenAiTranscription, type FakeOpenAiTranscription } from '../t
 
 export type TtsTransport = 'http' | 'websocket';
 
-/** Vendor latencies the fakes play (conversation.md §6 budget figures; the e2e cloud test uses the same). */
+/** Vendor latencies the fakes play (docs/design/conversation.md §6 budget figures; the e2e cloud test uses the same). */
 export const CLOUD_LATENCY = { sttFinalMs: 300, llmFirstByteMs: 250, llmChunkDelayMs: 20, ttsFirstByteMs: 200, ttsChunkDelayMs: 20 } as const;
 
 /** quick-vet's windows (tenant schema defaults): VAD silence that closes a segment, end-of-turn window from speech end. */

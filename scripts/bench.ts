@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
- * (reliability.md §4 recipe 4, §5; conversation.md §1.4 and §6).
+ * (docs/design/reliability.md §4 recipe 4, §5; docs/design/conversation.md §1.4 and §6).
  *
  * Starts the engine in its own process (`node --import tsx src/main.ts`, loopback, a free port) and,
  * from this process, N simulated callers over the real Twilio protocol (test/support/fake-twilio.ts,

@@ -1,6 +1,6 @@
 /**
  * `npm run -s soak -- [--calls 10000] [--concurrency 100] [--frames 20] [--sample-every 1000] [--warmup 1000]`
- * (reliability.md §4 recipe 3): many short calls against one engine, then leak accounting.
+ * (docs/design/reliability.md §4 recipe 3): many short calls against one engine, then leak accounting.
  *
  * The engine runs in this process (so its registry, sockets and call sessions can be counted) on
  * 127.0.0.1 port 0 with the fixture clinics, the energy VAD, fake recognizer/agent/synthesizer and a

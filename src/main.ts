@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     'vetline ready',
   );
 
-  // reliability.md §3: drain on the first signal, hand calls off at once on the second; exit 0 when
+  // docs/design/reliability.md §3: drain on the first signal, hand calls off at once on the second; exit 0 when
   // done, or 1 from the unref'd hard timer if the drain itself hangs.
   let drain: Drain | null = null;
   const shutdown = (signal: string) => {

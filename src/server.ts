@@ -82,7 +82,7 @@ export interface Engine {
 
 /** Readiness probe: 503 while draining, so the load balancer stops sending calls. Liveness is /twilio/health. */
 export const READY_PATH = '/twilio/ready';
-/** How often the drain looks whether the last call has ended (reliability.md §3 step 3). */
+/** How often the drain looks whether the last call has ended (docs/design/reliability.md §3 step 3). */
 const DRAIN_POLL_MS = 250;
 
 export interface Drain {
@@ -187,7 +187,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   return { app, registry, metrics, deskEvents, followThrough, drain: startDrain };
 }
 
-/** Readiness, and the refusal of stray stream upgrades while draining (reliability.md §3 steps 1–2). */
+/** Readiness, and the refusal of stray stream upgrades while draining (docs/design/reliability.md §3 steps 1–2). */
 function registerDrainRoutes(app: FastifyInstance, registry: Registry): void {
   app.get(READY_PATH, { logLevel: 'silent', config: { rateLimit: false } }, (_req, reply) =>
     registry.isDraining ? reply.code(503).send({ status: 'draining' }) : reply.send({ status: 'ready' }),
@@ -202,7 +202,7 @@ function registerDrainRoutes(app: FastifyInstance, registry: Registry): void {
 }
 
 /**
- * SIGTERM (reliability.md §3): no new calls (the registry refuses them, readiness fails); live calls
+ * SIGTERM (docs/design/reliability.md §3): no new calls (the registry refuses them, readiness fails); live calls
  * go on until they end or `timeoutMs` passes; the rest are handed to the front desk; then the server
  * closes and journals are flushed. main.ts exits after `done`, behind its own hard-exit timer.
  */

@@ -24,7 +24,7 @@ const NEGATIONS = new Set(['not', 'no', "isn't", "wasn't", "aren't", "don't", "d
 const NEGATION_WINDOW = 3;
 
 /**
- * The first emergency keyword said in `text`, unless negated in its clause. Tier 1 in conversation.md:
+ * The first emergency keyword said in `text`, unless negated in its clause. Tier 1 in docs/design/conversation.md:
  * act on the first interim. A missed emergency costs far more than a question, so only an explicit
  * negation right before the keyword suppresses it.
  */
@@ -55,7 +55,7 @@ export function yesNo(text: string): 'yes' | 'no' | null {
   return null;
 }
 
-/** Words that always interrupt us, even alone (conversation.md §2). */
+/** Words that always interrupt us, even alone (docs/design/conversation.md §2). */
 const ALWAYS_INTERRUPT = new Set(['stop', 'wait', 'hold', 'no', 'sorry', 'excuse', 'help']);
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Outbound pacer for one call (docs/twilio.md §3.4–3.5, conversation.md §2). Pure logic: the clock,
+ * Outbound pacer for one call (docs/design/twilio.md §3.4–3.5, docs/design/conversation.md §2). Pure logic: the clock,
  * the scheduler and the socket sink are injected, so tests drive it with fake timers.
  *
  * Model: each reply `generation` has a timeline of μ-law bytes (8 bytes = 1 ms) held in one linear
@@ -66,7 +66,7 @@ export interface PlayerOptions {
   /** Monotonic milliseconds; default `performance.now`. */
   now?: () => number;
   scheduler?: Scheduler;
-  /** How far ahead of playback audio may be sent (twilio.md §3.5: 100–200). */
+  /** How far ahead of playback audio may be sent (docs/design/twilio.md §3.5: 100–200). */
   leadMs?: number;
   /** Timer period while audio is queued. */
   tickMs?: number;

@@ -1,5 +1,5 @@
 /**
- * G.711 μ-law ⇄ PCM16 by lookup table (docs/stack.md §3.4). Both tables are built once at import
+ * G.711 μ-law ⇄ PCM16 by lookup table (docs/design/stack.md §3.4). Both tables are built once at import
  * and match alawmulaw on every input (test/audio/ulaw.test.ts checks all 256 bytes and all 65,536
  * samples). The table loops run ~3× faster than alawmulaw's per-sample arithmetic and allocate
  * nothing when the caller passes `out`.

@@ -27,7 +27,7 @@ export interface RegistryOptions extends SessionDeps {
 type Token = { callSid: string; expiresAt: number };
 
 /**
- * Drain (reliability.md §3): calls minted before SIGTERM may still connect their stream this long;
+ * Drain (docs/design/reliability.md §3): calls minted before SIGTERM may still connect their stream this long;
  * after it, or once none is waiting, every stream upgrade is refused.
  */
 export const DRAIN_HANDSHAKE_WINDOW_MS = 10_000;
@@ -196,7 +196,7 @@ export class Registry implements CallRegistry {
   }
 
   /**
-   * Drain deadline (reliability.md §3 step 4): every live call is handed to its clinic's front desk
+   * Drain deadline (docs/design/reliability.md §3 step 4): every live call is handed to its clinic's front desk
    * by its own machine (`call.handoff`: REST update to <Say> + <Dial>; if that fails the call ends
    * and Twilio plays the key menu after </Connect>); Twilio then stops the stream, and whatever is
    * still open after `stopWaitMs` is closed 1001. Resolves once every call that was live has ended.

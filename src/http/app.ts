@@ -48,7 +48,7 @@ export interface EdgeDeps {
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
 /**
- * Server timeouts (reliability.md F6). Fastify 5 defaults `requestTimeout` and `connectionTimeout`
+ * Server timeouts (docs/design/reliability.md F6). Fastify 5 defaults `requestTimeout` and `connectionTimeout`
  * to 0; `headersTimeout` stays Node's 60 s and the checker runs every 30 s, so a trickled request
  * lives on. All four are set at construction (the `http` options are read only by the server
  * constructor), so src/main.ts needs to apply nothing; it may assert them on `app.server`.
@@ -180,7 +180,7 @@ export async function buildApp(deps: EdgeDeps): Promise<FastifyInstance> {
     loggerInstance: logger,
     logController: new EdgeLogController(),
     bodyLimit: BODY_LIMIT_BYTES,
-    // Status callbacks and menu actions must still be served during drain (reliability.md §3).
+    // Status callbacks and menu actions must still be served during drain (docs/design/reliability.md §3).
     return503OnClosing: false,
     requestTimeout: SERVER_TIMEOUTS.requestTimeoutMs,
     connectionTimeout: SERVER_TIMEOUTS.connectionTimeoutMs,

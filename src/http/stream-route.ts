@@ -17,7 +17,7 @@ export const STREAM_PATH = '/twilio/ws';
 type Release = () => void;
 
 /**
- * Slots for sockets upgraded but not yet started (reliability.md F5): a socket that never sends
+ * Slots for sockets upgraded but not yet started (docs/design/reliability.md F5): a socket that never sends
  * `start` holds one until the start timeout. A slot is taken before the handshake and given back
  * at an accepted `start` or at close, whichever comes first.
  */

@@ -1,5 +1,5 @@
 /**
- * Twilio webhook routes (twilio.md §1, §2; architecture.md "Contracts"). Every webhook runs:
+ * Twilio webhook routes (docs/design/twilio.md §1, §2; docs/design/architecture.md §7). Every webhook runs:
  * form content type (415, before the body is read) → body limit (413) → signature (403, empty body;
  * only these failures count toward the per-IP limiter) → zod on the form (400) → AccountSid (403) →
  * tenant from the signed `To` only (F16). Routes reach calls only through `CallRegistry`.
@@ -32,7 +32,7 @@ const DtmfForm = z.object({ CallSid, AccountSid: AccountSid.optional(), To: Phon
 const DialForm = z.object({ CallSid, AccountSid: AccountSid.optional(), To: Phone, DialCallStatus: Short.optional() });
 const StatusForm = z.object({
   CallSid, AccountSid: AccountSid.optional(), CallStatus: Short.optional(), SequenceNumber: Short.optional(),
-  // <Stream statusCallback> posts these instead of CallStatus (twilio.md §1.3).
+  // <Stream statusCallback> posts these instead of CallStatus (docs/design/twilio.md §1.3).
   StreamEvent: Short.optional(), StreamSid: Short.optional(), StreamError: z.string().max(1000).optional(),
 });
 const RecordingForm = z.object({

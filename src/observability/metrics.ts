@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics for `GET /metrics` (docs/operations.md "Metrics", reliability.md §5).
+ * Prometheus metrics for `GET /metrics` (docs/operations.md "Metrics", docs/design/reliability.md §5).
  *
  * One prom-client `Registry` per engine, never the global default one, so tests can build several
  * engines in one process. Call metrics are counted from each finished call's `CallRecord`
@@ -46,7 +46,7 @@ export interface EngineMetrics {
   close(): void;
 }
 
-/** End of speech → first audio: the target is < 0.8 s at p95 (reliability.md §5). */
+/** End of speech → first audio: the target is < 0.8 s at p95 (docs/design/reliability.md §5). */
 const TURN_BUCKETS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1, 1.25, 1.5, 2, 3];
 const STAGE_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3];
 const PROVIDER_BUCKETS = [0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5];

@@ -1,7 +1,7 @@
 /**
  * Fallback composites: a cloud provider first, the embedded one when it fails, each behind the
  * interface the call already uses. The switch happens before the caller hears anything of the
- * failed attempt, so a failing cloud costs a pause, never a broken sentence (reliability.md §2):
+ * failed attempt, so a failing cloud costs a pause, never a broken sentence (docs/design/reliability.md §2):
  *
  * - agent: per turn. Primary fails, stalls or is paused before its first output → the same turn
  *   goes to the local receptionist. After output has started, the error goes to the call (apology).
@@ -20,7 +20,7 @@ import type { SttOptions, SttProvider, SttStream } from './stt/types.js';
 import type { TtsOptions, TtsProvider } from './tts/types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 
-/** Budgets per kind (reliability.md F9/F10, tightened to the 2 s silence rule). */
+/** Budgets per kind (docs/design/reliability.md F9/F10, tightened to the 2 s silence rule). */
 export interface ProviderBudgets {
   agent: StreamBudget;
   tts: StreamBudget;
@@ -98,7 +98,7 @@ export function fallbackTts(
 
 /** Frames of 20 ms kept from before speechStarted, for a replay into the fallback recognizer. */
 const PRE_ROLL_FRAMES = 20;
-/** An utterance longer than this is not replayed whole (60 s, reliability.md F13). */
+/** An utterance longer than this is not replayed whole (60 s, docs/design/reliability.md F13). */
 const MAX_UTTERANCE_FRAMES = 3_000;
 
 export function fallbackStt(primary: SttProvider, health: ProviderHealth, fallback: SttProvider, budget = DEFAULT_BUDGETS.sttFinalMs): SttProvider {

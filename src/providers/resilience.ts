@@ -3,7 +3,7 @@
  * that puts budgets on every provider call (first item, then each next item) instead of the SDKs'
  * minute-long defaults. Built on cockatiel (circuit breaker, retry with jittered backoff); the
  * fallback composites in ./fallback.ts use it to switch a call to the embedded providers before
- * the caller notices (reliability.md §2: rungs 2–3).
+ * the caller notices (docs/design/reliability.md §2: rungs 2–3).
  *
  * Cancellation is not failure: when the call aborts a request (barge-in, hang-up) nothing is
  * counted against the provider and nothing is retried.

@@ -1,7 +1,7 @@
 /**
- * Twilio Media Streams frames ⇄ domain messages (docs/twilio.md §3). The ONLY module that knows the
+ * Twilio Media Streams frames ⇄ domain messages (docs/design/twilio.md §3). The ONLY module that knows the
  * protocol's field names. `parseInbound` never throws: every frame becomes a message, `ignored`
- * (unknown event, counted by the caller) or `invalid` with a reason (reliability.md F2/F3).
+ * (unknown event, counted by the caller) or `invalid` with a reason (docs/design/reliability.md F2/F3).
  *
  * Validation: zod schemas for every event. `media` (50 frames/s per call) takes a hand-written fast
  * path, `mediaShapeOk`, equivalent to `MediaFrameSchema` (test/twilio/media-codec.test.ts checks the
@@ -146,7 +146,7 @@ const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 /**
  * Validates and decodes `media.payload`; returns the failure reason instead of throwing.
  * `Buffer.from(s, 'base64')` accepts anything ('!!!@@@' → 0 bytes, 'AAA' → 2), so the alphabet and
- * `length % 4` are checked first (reliability.md F3). The result is a slice of Node's Buffer pool:
+ * `length % 4` are checked first (docs/design/reliability.md F3). The result is a slice of Node's Buffer pool:
  * measured 0.5 µs vs 1.5 µs for an exact-size `new Uint8Array` (off-heap allocation). A receiver
  * that keeps frames for long (utterance buffers) copies them into its own storage.
  */
@@ -246,7 +246,7 @@ export function parseInbound(raw: string | Buffer, isBinary: boolean): InboundRe
   }
 }
 
-// ---- builders (docs/twilio.md §3.3: exactly these fields, nothing extra) -------------------
+// ---- builders (docs/design/twilio.md §3.3: exactly these fields, nothing extra) -------------------
 
 const toBase64 = (u: Uint8Array): string =>
   (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)).toString('base64');

@@ -25,13 +25,13 @@ export interface TwilioRestOptions {
   authToken: string;
   /** Replaces `https://api.twilio.com` in every request (tests: `http://127.0.0.1:PORT`). */
   baseUrl?: string;
-  /** Bound on one operation, the SDK's 429 retries included. Default 5000 (reliability F9). */
+  /** Bound on one operation, the SDK's 429 retries included. Default 5000 (docs/design/reliability.md F9). */
   timeoutMs?: number;
   logger?: Logger;
 }
 
 export const TWILIO_REST_TIMEOUT_MS = 5_000;
-/** reliability F11: 5 consecutive failures → open 30 s, one half-open probe. */
+/** docs/design/reliability.md F11: 5 consecutive failures → open 30 s, one half-open probe. */
 export const TWILIO_REST_BREAKER = { consecutiveFailures: 5, openMs: 30_000 } as const;
 /** 429 retries inside the SDK (full-jitter backoff of 200, 400, 800 ms at most; Retry-After is ignored). */
 const MAX_429_RETRIES = 3;

@@ -1,10 +1,10 @@
 /**
- * X-Twilio-Signature validation (docs twilio.md §2).
+ * X-Twilio-Signature validation (docs/design/twilio.md §2).
  *
  * The signed URL is always PUBLIC_BASE_URL + the raw request path (and query) as received, never
  * built from Host / X-Forwarded-Host / req.protocol: behind a TLS-terminating proxy those are wrong
  * for genuine requests, and they are chosen by the sender, so trusting them would let a request
- * Twilio signed for another URL of the account be replayed here (reliability.md F14).
+ * Twilio signed for another URL of the account be replayed here (docs/design/reliability.md F14).
  *
  * Results carry a reason code instead of a boolean so callers can log why a request failed without
  * logging the signature itself.
@@ -34,7 +34,7 @@ export type SignatureFailureReason =
   | 'mismatch'
   /** The raw URL is not origin-form (`/path?query`), e.g. an absolute-form request line. */
   | 'bad-url'
-  /** WebSocket upgrade with a query string: Twilio never sends one (twilio.md §1.2). */
+  /** WebSocket upgrade with a query string: Twilio never sends one (docs/design/twilio.md §1.2). */
   | 'query-on-upgrade'
   /** Validation is on but no token is configured: a wiring bug, refused rather than bypassed. */
   | 'no-token';

@@ -1,5 +1,5 @@
 /**
- * Socket-level handling of one Twilio Media Stream (docs/twilio.md §3.6, reliability.md F2–F5, F13).
+ * Socket-level handling of one Twilio Media Stream (docs/design/twilio.md §3.6, docs/design/reliability.md F2–F5, F13).
  * Listeners go on synchronously, so `connected`/`start` cannot be lost to an `await`. Frames are
  * parsed by the codec; nothing a peer sends, and nothing a handler throws, escapes a listener.
  *
@@ -51,7 +51,7 @@ export interface MediaStreamHandlers {
 }
 
 export interface MediaStreamOptions {
-  /** A valid `start` must arrive within this, else 1008 (reliability.md F5). */
+  /** A valid `start` must arrive within this, else 1008 (docs/design/reliability.md F5). */
   startTimeoutMs?: number;
   /** No inbound frame for this long after `start` → 1008 (Twilio streams silence). 0 = off. */
   idleTimeoutMs?: number;

@@ -1,7 +1,7 @@
 /**
- * TwiML builders (twilio.md §1.2, §1.5, §1.6). Built with `twilio.twiml.VoiceResponse` only, which
+ * TwiML builders (docs/design/twilio.md §1.2, §1.5, §1.6). Built with `twilio.twiml.VoiceResponse` only, which
  * escapes XML; never string templates. Every URL is absolute from PUBLIC_BASE_URL: TwiML pushed by
- * REST has no base URL, and Host-derived URLs are attacker-chosen (reliability.md F14).
+ * REST has no base URL, and Host-derived URLs are attacker-chosen (docs/design/reliability.md F14).
  */
 import twilio from 'twilio';
 import type VoiceResponse from 'twilio/lib/twiml/VoiceResponse.js';

@@ -1,5 +1,5 @@
 /**
- * One call's actor throwing must cost that call only (reliability.md F1): the crashed call ends with
+ * One call's actor throwing must cost that call only (docs/design/reliability.md F1): the crashed call ends with
  * outcome 'error', its stream is closed 1011 (so Twilio runs the fallback after </Connect>), the
  * failure is logged as VET_E_CALL_CRASHED, nothing escapes as an uncaught exception, and a call of
  * another clinic running at the same time carries on to a normal end.

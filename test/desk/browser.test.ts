@@ -17,7 +17,7 @@ import type { FollowUpInput } from '../../src/store/types.js';
 import { MINUTE, OAK, RIVER, TOKENS, followUp, recordingSid, startDesk, summary, tokenAccess, webhookDelivery, type DeskHarness } from './kit.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-/** docs/stack.md and the machine notes: what this machine's Chromium needs to start quietly (as test/inspector/browser.test.ts). */
+/** docs/design/stack.md §5: what this machine's Chromium needs to start quietly (as test/inspector/browser.test.ts). */
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',

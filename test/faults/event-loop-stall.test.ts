@@ -1,5 +1,5 @@
 /**
- * Fault 4 (reliability.md F12): the event loop blocked for 200 ms mid-call, once while the caller
+ * Fault 4 (docs/design/reliability.md F12): the event loop blocked for 200 ms mid-call, once while the caller
  * talks and once while our reply plays. Engine, fake Twilio and test share this process, so both
  * calls stall together, as every call on a real instance would. The calls must recover: no crash,
  * exactly one turn per question, every outbound frame sent once (none lost, none repeated), the

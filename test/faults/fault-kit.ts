@@ -1,5 +1,5 @@
 /**
- * Shared rig for the non-provider fault tests (reliability.md §1, §2, §4 recipe 5): a real engine on
+ * Shared rig for the non-provider fault tests (docs/design/reliability.md §1, §2, §4 recipe 5): a real engine on
  * 127.0.0.1 with the energy VAD, a scripted fake recognizer that always hears "what are your hours",
  * the rule-based receptionist and the fake synthesizer; Twilio REST and the journal are whatever the
  * test injects. Every fault test runs a second, healthy call beside the faulted one (`converse`) and
@@ -155,7 +155,7 @@ export async function journalOf(dir: string, callSid: string): Promise<Journal> 
 export type CutMode = 'fin' | 'rst' | 'blackhole';
 
 /**
- * A TCP proxy in front of the engine (reliability.md §4 recipe 5: "a small net proxy adds cut,
+ * A TCP proxy in front of the engine (docs/design/reliability.md §4 recipe 5: "a small net proxy adds cut,
  * blackhole"). `cut` acts on every Media Stream connection (the ones that sent an Upgrade):
  * `fin` closes both sides without a WebSocket close frame, `rst` resets the engine's side,
  * `blackhole` keeps both open and forwards nothing more.

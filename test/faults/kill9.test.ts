@@ -1,5 +1,5 @@
 /**
- * Fault 5 (reliability.md §4 recipe 5, docs/journal.md "Durability"): `kill -9` of an engine with
+ * Fault 5 (docs/design/reliability.md §4 recipe 5, docs/journal.md "Durability"): `kill -9` of an engine with
  * live calls. A child process runs the engine with a journal directory; three calls are in
  * different phases (talking, being answered, listening) when it is killed. Afterwards every journal
  * must read with the replay reader (src/replay/read.ts): each complete line parses, at most the last

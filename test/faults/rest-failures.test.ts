@@ -1,5 +1,5 @@
 /**
- * Fault 2 (reliability.md F9, §2 rung 5): Twilio REST failing while the engine transfers or hangs
+ * Fault 2 (docs/design/reliability.md F9, §2 rung 5): Twilio REST failing while the engine transfers or hangs
  * up, through the real client (src/twilio/rest.ts, the twilio package) against the fake REST server.
  * A failed transfer must reach the caller as the transferFailed clip within 2 s of the failure and
  * the call goes on; a failed hang-up still ends the call cleanly. A REST request that never

@@ -1,5 +1,5 @@
 /**
- * Fault 1 (reliability.md §2 rung 6): the Media Stream dies while the caller is talking, without
+ * Fault 1 (docs/design/reliability.md §2 rung 6): the Media Stream dies while the caller is talking, without
  * Twilio's `stop`. The call must end with a recorded outcome, release everything it held, keep its
  * journal intact up to the drop, and leave a neighbouring call alone. Variants: the fake Twilio's
  * socket destroyed, the engine's TCP connection closed (FIN) or reset (RST) by a proxy, and a

@@ -1,9 +1,9 @@
 /**
- * fast-check arbitraries for the Twilio Media Stream fuzz tests (reliability.md §4 recipe 1).
+ * fast-check arbitraries for the Twilio Media Stream fuzz tests (docs/design/reliability.md §4 recipe 1).
  *
  * Two families:
  * - `labelledFrame`: a frame whose codec result is known by construction, either a valid Twilio
- *   frame (docs/twilio.md §3.2) with the message it must decode to, or a valid frame with exactly
+ *   frame (docs/design/twilio.md §3.2) with the message it must decode to, or a valid frame with exactly
  *   one defect and the `InvalidReason` it must be rejected with. This is the oracle for the codec.
  * - `junkFrame`: anything a hostile or broken peer might send (JSON values, random strings, truncated
  *   JSON, deep nesting, huge strings); only "never throws" and "a typed result" are known for these.

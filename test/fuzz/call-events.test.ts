@@ -1,6 +1,6 @@
 /**
  * Property test of the call actor under random interleavings of every event the edge and the
- * children can send (reliability.md §4 recipe 2, conversation.md §7 "Races and replay"), on XState's
+ * children can send (docs/design/reliability.md §4 recipe 2, docs/design/conversation.md §7 "Races and replay"), on XState's
  * SimulatedClock through the call harness (its fake synthesizer, agent script, REST fakes and
  * Twilio playback model, which echoes marks as audio plays).
  *
@@ -13,7 +13,7 @@
  *   a clear of the same, newest generation;
  * - out.interrupted.heardMs ≤ audio sent for that generation and ≤ the highest mark echoed for it
  *   in its current epoch (marks of cleared epochs never count);
- * - stale events are dropped (conversation.md §2): agent output of another reply, synthesizer output
+ * - stale events are dropped (docs/design/conversation.md §2): agent output of another reply, synthesizer output
  *   of another generation, marks of another generation or a cleared epoch change neither state nor
  *   context and emit nothing;
  * - emergency wins: a non-negated keyword in a transcript, or the emergency key, takes the actor to
@@ -25,7 +25,7 @@
  * environment: no caller, no marks (a socket that stopped delivering them), no REST answers (no
  * microtask turn is given), only the children's own behaviour (the harness synthesizer speaks at
  * once, the scripted agent answers, on the clock when delayed). Every waiting state must then get
- * out through its own timer (conversation.md §3 "Engine dead air").
+ * out through its own timer (docs/design/conversation.md §3 "Engine dead air").
  */
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
@@ -86,7 +86,7 @@ function mustEmergency(before: Snap, event: CallEvent): boolean {
 /**
  * An event of a generation that is not the live one: an old or unknown reply's agent output, a
  * synthesizer's output for another generation, a mark of another generation or a cleared epoch.
- * conversation.md §2 "Generation IDs": stale ones are dropped.
+ * docs/design/conversation.md §2 "Generation IDs": stale ones are dropped.
  */
 function isStale(before: Snap, event: CallEvent): boolean {
   const c = before.context;

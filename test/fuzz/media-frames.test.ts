@@ -1,5 +1,5 @@
 /**
- * Bad input by the thousands, part 1: the Twilio Media Stream (reliability.md F2–F5, §4 recipe 1).
+ * Bad input by the thousands, part 1: the Twilio Media Stream (docs/design/reliability.md F2–F5, §4 recipe 1).
  *
  * 1. The codec against an oracle: frames built valid (with the message they must decode to) or
  *    with exactly one defect (with the reason they must be rejected for), then broken as text; and

@@ -1,5 +1,5 @@
 /**
- * Bad input by the thousands, part 2: the Twilio webhooks through `app.inject` (reliability.md F6,
+ * Bad input by the thousands, part 2: the Twilio webhooks through `app.inject` (docs/design/reliability.md F6,
  * F14–F16, §4 recipe 6). Random form bodies, forged and random signatures, forged Host and
  * X-Forwarded-*, content types, repeated fields, huge bodies, odd query strings.
  *
@@ -39,7 +39,7 @@ const hex32 = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLengt
 /** Text Twilio could send: whole graphemes, so it survives form encoding unchanged (no lone surrogates). */
 const anyText = (maxLength: number) => fc.string({ unit: 'grapheme', maxLength });
 
-/** A well-formed Twilio body for each route (twilio.md §1). */
+/** A well-formed Twilio body for each route (docs/design/twilio.md §1). */
 const baseParams = (route: Route, sid: string): Record<string, string> => {
   const call = { CallSid: `CA${sid}`, AccountSid: ACCOUNT };
   switch (route) {

@@ -1,5 +1,5 @@
 /**
- * Outbound backpressure over real sockets (reliability.md F13): a Twilio socket that stops reading
+ * Outbound backpressure over real sockets (docs/design/reliability.md F13): a Twilio socket that stops reading
  * must not make the process buffer without bound. Sends are dropped (and counted) while the socket's
  * `bufferedAmount` is over the cap; still over it `backpressureCloseMs` after the first drop, the
  * stream is closed 1013 and the call ends. Other streams are unaffected.

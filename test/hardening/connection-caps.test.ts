@@ -1,5 +1,5 @@
 /**
- * Connection caps on /twilio/ws over real sockets (reliability.md F5, F16): at most 32 sockets
+ * Connection caps on /twilio/ws over real sockets (docs/design/reliability.md F5, F16): at most 32 sockets
  * upgraded but not yet started per process and 4 per client IP; beyond that the upgrade is answered
  * 503 before the handshake. A slot comes back when its socket starts, closes or times out; started
  * calls never count against their address. Loopback aliases (127.0.0.2, …) stand in for clients.

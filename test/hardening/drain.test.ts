@@ -1,5 +1,5 @@
 /**
- * Drain (reliability.md §3, recipe 8). In process: a real engine on embedded providers, Twilio REST
+ * Drain (docs/design/reliability.md §3, recipe 8). In process: a real engine on embedded providers, Twilio REST
  * pointed at the fake REST server, three live calls over FakeTwilio, `engine.drain(3 s)` as SIGTERM
  * starts it. In a child process: the real entry point turns SIGTERM into the drain, a second SIGTERM
  * into the hand-off, and exits 0. (The config has no Twilio REST base URL, so the REST hand-off is

@@ -30,7 +30,7 @@ import { startEngine, TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const OAK_HILL = '+15550100200';
-/** docs/stack.md and the machine notes: what this machine's Chromium needs to start quietly. */
+/** docs/design/stack.md §5: what this machine's Chromium needs to start quietly. */
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',

@@ -156,7 +156,7 @@ describe.each(FIXTURES)('fixture %s', (name) => {
     expect(replay.outcome).not.toBeNull();
     expect(replay.outcome).toBe(replay.recordedOutcome);
     expect(firstDivergence(replay, load(name).replay)).toBeNull();
-    // XState's pure functions over the recorded events end the same way (style.md).
+    // XState's pure functions over the recorded events end the same way (docs/design/architecture.md §5).
     let [snapshot] = initialTransition(callMachine, journal.input);
     for (const { event } of journal.events) [snapshot] = transition(callMachine, snapshot, event);
     expect(snapshot.value).toBe('ended');

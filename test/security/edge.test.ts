@@ -1,5 +1,5 @@
 /**
- * Security at the edge against a real engine (reliability.md F14–F16, recipe 6), covering what
+ * Security at the edge against a real engine (docs/design/reliability.md F14–F16, recipe 6), covering what
  * test/http (fake registry) and test/e2e/stream-safety (replayed /twilio/voice, reused stream token)
  * do not: a forged Host on webhooks and on the stream upgrade, tenant spoofing through every channel
  * at once down to the live call, and a foreign AccountSid on every callback and on `start`.

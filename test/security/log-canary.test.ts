@@ -1,5 +1,5 @@
 /**
- * Log canary (reliability.md F17, recipe 7): a whole local call, an appointment request begun by
+ * Log canary (docs/design/reliability.md F17, recipe 7): a whole local call, an appointment request begun by
  * voice, with a unique string in every secret, a unique caller number in `From` (webhooks and
  * status callbacks) and the caller's and the pet's names spoken and transcribed. Every line
  * the engine logs, everything written to this process's stdout/stderr, and /metrics must contain

@@ -1,5 +1,5 @@
 /**
- * Short soak (reliability.md §4 recipe 3; the full one is `npm run soak`, docs/performance.md):
+ * Short soak (docs/design/reliability.md §4 recipe 3; the full one is `npm run soak`, docs/performance.md):
  * a few hundred short calls over the real protocol against one in-process engine must leave
  * nothing behind (registry, sockets, HTTP connections, open journals, call sessions/actors, timers
  * and handles back to the baseline) and memory flat after warm-up. The detector itself is checked:

@@ -1,6 +1,6 @@
 /**
- * FakeTwilio plays Twilio against a real engine listening on 127.0.0.1 (docs/twilio.md §5; style.md
- * "FakeTwilio speaks the protocol"). It signs webhooks for `publicBaseUrl` and sends them to
+ * FakeTwilio plays Twilio against a real engine listening on 127.0.0.1 (docs/design/twilio.md §5:
+ * it speaks the protocol). It signs webhooks for `publicBaseUrl` and sends them to
  * `serverUrl`, follows `<Connect><Stream>`, streams 20 ms inbound frames on a monotonic clock, plays
  * outbound audio at 8 bytes/ms × playbackSpeed, echoes marks by the §3.3 rule, and records every
  * outbound frame, validating it strictly (violations go to `protocolErrors`, never thrown).

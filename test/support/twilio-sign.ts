@@ -1,5 +1,5 @@
 /**
- * Plays Twilio's side of webhook signing with the real package (twilio.md §5): tests sign exactly
+ * Plays Twilio's side of webhook signing with the real package (docs/design/twilio.md §5): tests sign exactly
  * as Twilio does, production checks stay on. Default import only: the named ESM import throws.
  */
 import twilio from 'twilio';

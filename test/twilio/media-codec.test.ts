@@ -13,7 +13,7 @@ const FRAME = Uint8Array.from({ length: 160 }, (_, i) => (i * 37) & 0xff);
 const PAYLOAD = Buffer.from(FRAME).toString('base64');
 const SEED = 20_240_611;
 
-// Real-shaped frames (docs/twilio.md §3.2).
+// Real-shaped frames (docs/design/twilio.md §3.2).
 const connected = { event: 'connected', protocol: 'Call', version: '1.0.0' };
 const start = {
   event: 'start', sequenceNumber: '1', streamSid: STREAM,

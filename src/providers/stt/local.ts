@@ -1,6 +1,6 @@
 /**
  * Offline speech to text: soundswallower (PocketSphinx in WASM), its bundled 8 kHz en-US model and
- * a JSGF phrase grammar for a vet clinic's front desk (stack.md §3.5).
+ * a JSGF phrase grammar for a vet clinic's front desk (docs/design/stack.md §3.5).
  *
  * Understands one short utterance of the grammar in ./local-grammar.ts: an optional lead
  * (yes/no/okay/hi/hello), a core phrase, then optional details ("for bella", "tomorrow morning")

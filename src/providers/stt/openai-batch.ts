@@ -1,7 +1,7 @@
 /**
  * OpenAI speech to text, one request per utterance: the utterance (μ-law, with pre-roll) is wrapped
  * as an 8 kHz mono PCM16 WAV and sent to `POST /v1/audio/transcriptions` through the openai SDK
- * (`audio.transcriptions.create`, `toFile`), as docs/stack.md §3.2 does: PCM WAV is the safe upload.
+ * (`audio.transcriptions.create`, `toFile`), as docs/design/stack.md §3.2 does: PCM WAV is the safe upload.
  * No partials; the final arrives one round trip after speechEnded. Finals keep speechEnded order
  * even when two requests overlap.
  *
@@ -23,7 +23,7 @@ import type { SttOptions, SttProvider, SttStream } from './types.js';
 const RATE = 8000;
 const MS = RATE / 1000;
 export const OPENAI_STT_DEFAULT_MODEL = 'gpt-4o-mini-transcribe';
-/** Inbound utterance cap (docs reliability.md F13: 60 s, 480 KB of μ-law). */
+/** Inbound utterance cap (docs/design/reliability.md F13: 60 s, 480 KB of μ-law). */
 export const MAX_UTTERANCE_MS = 60_000;
 /** Less speech than this (pre-roll not counted) is a click or a cough: empty final, no request. */
 export const MIN_SPEECH_MS = 150;

@@ -56,7 +56,7 @@ export interface OpenAiSttOptions {
   preRollMs?: number;
   /** Opening handshake budget. Default 5000. */
   connectTimeoutMs?: number;
-  /** speechEnded → final budget (reliability.md F9: 2 s). Default 2000. */
+  /** speechEnded → final budget (docs/design/reliability.md F9: 2 s). Default 2000. */
   finalTimeoutMs?: number;
 }
 

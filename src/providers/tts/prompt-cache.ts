@@ -1,7 +1,7 @@
 /**
  * Fixed clips, pre-rendered per tenant at start-up so the engine plays them without waiting for
  * TTS: greeting, consent, emergency script, filler, silence nudges, say-again, goodbye, transfer
- * announcement and failure, the DTMF menu, and the emergency fallback. conversation.md wants the
+ * announcement and failure, the DTMF menu, and the emergency fallback. docs/design/conversation.md wants the
  * emergency audio within 500 ms and fillers that cost nothing; only a cache gives both.
  *
  * Keyed by tenant id + clip id. Rendering runs with a concurrency limit (default 2: local TTS is

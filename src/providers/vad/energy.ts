@@ -1,12 +1,12 @@
 /**
  * Energy VAD: frame loudness in dBFS with hysteresis and minimum durations.
  *
- * Why energy and not Silero (the project's stated choice in conversation.md §1.1):
+ * Why energy and not Silero (the project's stated choice in docs/design/conversation.md §1.1):
  * - Silero needs onnxruntime-node: 288 MB on disk and a postinstall download that must be disabled
  *   (`allowScripts`), plus 32 ms windows, so 20 ms Twilio frames would have to be re-chunked.
  * - This costs almost nothing: ~0.3 µs per 20 ms frame on this machine (2 cores, Node 20.20;
  *   test/providers/vad-energy.test.ts prints the figure), against 134 µs per Silero window
- *   (stack.md §4). Allocation-free per frame: only the rare speechStart/speechEnd event allocates.
+ *   (docs/design/stack.md §4). Allocation-free per frame: only the rare speechStart/speechEnd event allocates.
  * - It fires on loud line noise and misses very quiet callers. Its output only gates STT and
  *   barge-in, and the `VadProvider` seam lets Silero (or anything else) replace it per deployment.
  *
