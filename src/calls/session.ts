@@ -68,7 +68,7 @@ export interface SessionTap {
 
 /**
  * A transfer or hang-up request must finish within this: the caller hears silence while it runs,
- * and the silence rule is 3 s (reliability.md §2). Twilio answers calls.update in well under 1 s.
+ * and the silence rule is 3 s (docs/design/reliability.md §2). Twilio answers calls.update in well under 1 s.
  */
 const REST_TIMEOUT_MS = 2_500;
 
