@@ -17,6 +17,9 @@
 import type { Tenant } from '../../config/tenant.schema.js';
 import { clipTexts } from '../tts/prompt-cache.js';
 import { spokenOpenAnswer } from '../../config/hours.js';
+import {
+  SPECIES, SPECIES_RE, OTHER_NUMBER_RE, MESSAGE_RE, spokenNumber, readDigits, REASON_RE, PET_RE, FOR_PET_RE, OWNER_RE, STOP_NAME, norm, cap, clean, list, escape, sentence, findTime, nameFrom,
+} from './local-words.js';
 import { anonymousCall, type AgentAction, type AgentCallInfo, type AgentOutput, type AgentProvider, type AgentSession, type AgentTurn, type CallerRequest } from './types.js';
 
 type Callback = CallerRequest['callback'];
@@ -62,71 +65,6 @@ const QUESTION: Record<Flow, Partial<Record<Slot, string>>> = {
     reason: 'Which medication needs a refill?', preferredTime: 'When would you like to pick it up?', callback: CALLBACK_Q },
   message: { ownerName: 'Sure, I can take a message. What is your name, please?', message: "What's the message?", callback: CALLBACK_Q },
 };
-const SPECIES: Record<string, string> = {
-  dog: 'dog', puppy: 'dog', cat: 'cat', kitten: 'cat', rabbit: 'rabbit', bunny: 'rabbit', bird: 'bird', parrot: 'bird',
-  hamster: 'hamster', 'guinea pig': 'guinea pig', ferret: 'ferret', horse: 'horse', lizard: 'lizard', snake: 'snake', turtle: 'turtle',
-};
-const SPECIES_RE = new RegExp(`\\b(${Object.keys(SPECIES).join('|')})s?\\b`);
-const DIGIT_WORDS: Record<string, string> = {
-  zero: '0', oh: '0', o: '0', one: '1', two: '2', three: '3', four: '4', five: '5', six: '6', seven: '7', eight: '8', nine: '9',
-};
-const OTHER_NUMBER_RE = /\b(another|different|other|better|new) (number|phone)\b|\b(call|reach) me (at|on)\b|\bmy (cell|mobile|number|phone)\b/;
-const MESSAGE_RE = /\b(leave|take|send) (a |him a |her a )?message\b|\bmessage for\b/;
-
-/** The digits a caller said ("five five five, oh one…", "555 0100", "+1 555…"); null unless 7–15 of them. */
-function spokenNumber(t: string): string | null {
-  let digits = '';
-  for (const w of t.replace(/\+/g, ' ').split(/[\s,.-]+/)) {
-    if (/^\d+$/.test(w)) digits += w;
-    else if (DIGIT_WORDS[w] !== undefined) digits += DIGIT_WORDS[w];
-    else if (w === 'double' || w === 'triple') continue;
-  }
-  return digits.length >= 7 && digits.length <= 15 ? digits : null;
-}
-
-/** "5 5 5, 0 1 0, 0 2 0 0": digits spoken one by one, grouped like a phone number. */
-function readDigits(number: string): string {
-  const groups = number.length === 10 ? [number.slice(0, 3), number.slice(3, 6), number.slice(6)]
-    : number.length === 11 ? [number.slice(0, 1), number.slice(1, 4), number.slice(4, 7), number.slice(7)]
-      : number.match(/.{1,4}/g) ?? [number];
-  return groups.map((g) => g.split('').join(' ')).join(', ');
-}
-
-const HOUR = '(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\\d{1,2}(?::\\d{2})?)';
-const AMPM = "(?:o'clock|a\\.?m\\.?|p\\.?m\\.?)";
-const TIME_RE = new RegExp(
-  `\\b(?:today|tonight|tomorrow|(?:next |this )?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|week|weekend)|` +
-  `as soon as possible|asap|(?:in the )?(?:morning|afternoon|evening)|(?:at )?noon|at ${HOUR}(?: (?:fifteen|thirty|forty five))?(?: ${AMPM})?|` +
-  `${HOUR}(?: (?:fifteen|thirty|forty five))? ${AMPM})\\b`, 'g');
-const REASON_RE = /\b(check ?up|vaccin\w*|shots|booster|dental|teeth|vomit\w*|diarrh\w*|limp\w*|itch\w*|scratch\w*|skin|ears?|eyes?|lump|surgery|spay\w*|neuter\w*|not eating|cough\w*|sneez\w*|stitches|follow ?up)\b/;
-const PET_RE = /\b(?:(?:his|her|its|their|the|my (?:dog|cat|pet|puppy|kitten|rabbit|bird)(?:'s)?) name is|named|called)\s+([a-z']+)/;
-/** "for my dog bella", "about our cat max". */
-const FOR_PET_RE = /\b(?:for|about) (?:my|our) (?:dog|cat|puppy|kitten|rabbit|bunny|bird|parrot|hamster|ferret|horse) ([a-z']+)/;
-const OWNER_RE = /\b(?:my name is|my name's|this is)\s+([a-z']+(?: [a-z']+)?)/;
-const FILLER_RE = /^(?:(?:um+|uh+|er|well|so|okay|ok|yes|yeah|oh|it's|it is|its|his name is|her name is|its name is|the name is|my name is|my name's|this is|i'm|i am|he's|she's|called|named|for|a|an|the|it's for|because|he needs|she needs|they need|we need|i need|i'd like|i would like)\s+)+/;
-const STOP_NAME = new Set(('not sure no yes okay please thanks thank you my the i um uh a an him her them it his me us some ' +
-  'refill prescription appointment medication today tomorrow').split(' '));
-
-const norm = (t: string) => t.toLowerCase().replace(/[’‘]/g, "'").replace(/[^a-z0-9':. ]+/g, ' ').replace(/\s+/g, ' ').trim();
-const cap = (w: string) => w.replace(/(^|\s)([a-z])/g, (_m: string, s: string, c: string) => s + c.toUpperCase());
-const clean = (t: string) => t.replace(/[.?!]+$/, '').replace(FILLER_RE, '').trim();
-const list = (xs: readonly string[]) => (xs.length < 2 ? xs.join('') : `${xs.slice(0, -1).join(', ')} and ${xs[xs.length - 1]!}`);
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const sentence = (t: string) => t.trim().replace(/[.!?]*$/, '.');
-
-function findTime(t: string): string | null {
-  const hits = [...t.matchAll(TIME_RE)];
-  if (!hits.length) return null;
-  const first = hits[0]!;
-  const last = hits[hits.length - 1]!;
-  return t.slice(first.index, last.index + last[0].length);
-}
-
-function nameFrom(answer: string): string | null {
-  const words = clean(answer).split(' ').filter((w) => w && !STOP_NAME.has(w));
-  return words.length ? cap(words.slice(0, 2).join(' ')) : null;
-}
-
 class LocalAgentSession implements AgentSession {
   private mode: Mode = { kind: 'idle', askedAnythingElse: false };
   private req: Draft = emptyDraft();
