@@ -5,9 +5,10 @@
  */
 import { Writable } from 'node:stream';
 import { loadEnv } from '../../src/config/env.js';
-import { loadTenants } from '../../src/config/tenants.js';
+import { loadTenants, type TenantDirectory } from '../../src/config/tenants.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { createProviders, type ProviderTuning } from '../../src/providers/index.js';
+import { createProviders, type BuiltProviders, type ProviderTuning } from '../../src/providers/index.js';
+import type { FollowUpDeps } from '../../src/server.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { startElevenLabsFake, type FakeElevenLabs } from '../fakes/elevenlabs-server.js';
 import { startFakeOpenAi, type FakeOpenAi } from '../fakes/openai-server.js';
@@ -34,6 +35,20 @@ export async function startCloudEngine(opts: {
   env?: Record<string, string>;
   tuning?: ProviderTuning;
   journalDir?: string;
+  /** Clinic files (default: test/fixtures/tenants), for the providers' prompts and the engine alike. */
+  tenantsDir?: string;
+  /** Environment the clinic files' `secretEnv`/`tokenEnv` are read from (default: none). */
+  tenantEnv?: NodeJS.ProcessEnv;
+  /**
+   * Opt-in follow-through (store, outbox, desk), built from the loaded clinics; `summarizer` is the
+   * one `createProviders` built (the model's staff summary through the fake chat server).
+   */
+  followUps?: (tenants: TenantDirectory, built: Pick<BuiltProviders, 'summarizer'>) => FollowUpDeps;
+  /**
+   * What the engine's OPENAI_BASE_URL points at, given the fake's URL (default: the fake itself);
+   * e.g. a proxy in front of it that rewrites what the fake sends.
+   */
+  openaiFront?: (fakeUrl: string) => string | Promise<string>;
 } = {}): Promise<CloudRig> {
   const transcripts = [...(opts.transcripts ?? [])];
   const openai = await startFakeOpenAi({
@@ -42,10 +57,11 @@ export async function startCloudEngine(opts: {
     transcription: { responder: () => transcripts.shift() ?? '' },
   });
   const elevenlabs = await startElevenLabsFake({ apiKey: ELEVENLABS_KEY });
+  const tenantsDir = opts.tenantsDir ?? FIXTURE_TENANTS_DIR;
   const env = {
-    TENANTS_DIR: FIXTURE_TENANTS_DIR,
+    TENANTS_DIR: tenantsDir,
     OPENAI_API_KEY: OPENAI_KEY,
-    OPENAI_BASE_URL: openai.url,
+    OPENAI_BASE_URL: opts.openaiFront ? await opts.openaiFront(openai.url) : openai.url,
     ELEVENLABS_API_KEY: ELEVENLABS_KEY,
     ELEVENLABS_BASE_URL: elevenlabs.url,
     ...opts.env,
@@ -61,14 +77,17 @@ export async function startCloudEngine(opts: {
     }),
   });
   const config = loadEnv({ NODE_ENV: 'test', PUBLIC_BASE_URL: 'https://voice.test', ...env });
-  const tenants = await loadTenants(FIXTURE_TENANTS_DIR);
-  const { providers, prompts } = await createProviders(config, tenants.all(), logger, opts.tuning);
+  const tenants = await loadTenants(tenantsDir, { env: opts.tenantEnv ?? {}, nodeEnv: config.nodeEnv });
+  const { providers, prompts, summarizer } = await createProviders(config, tenants.all(), logger, opts.tuning);
+  const { followUps } = opts;
   const engine = await startEngine({
     providers,
     prompts,
     env,
     ...(opts.rest !== undefined ? { rest: opts.rest } : {}),
     ...(opts.journalDir ? { journalDir: opts.journalDir } : {}),
+    ...(opts.tenantEnv ? { tenantEnv: opts.tenantEnv } : {}),
+    ...(followUps ? { followUps: (loaded: TenantDirectory) => followUps(loaded, { summarizer }) } : {}),
   });
   return {
     engine,
