@@ -13,7 +13,6 @@ import type { Tenant } from '../config/tenant.schema.js';
 import { VetError } from '../errors.js';
 import { roundMs, statePath } from '../journal/format.js';
 import type { CallJournal, JournalFactory } from '../journal/writer.js';
-import type { CallActivity } from '../inspector/activity.js';
 import { callLogger } from '../observability/logger.js';
 import { sttVocabularyFor } from '../providers/stt/local-grammar.js';
 import type { Providers } from '../providers/types.js';
@@ -21,6 +20,7 @@ import type { DtmfMessage, MarkMessage, MediaMessage, StartMessage } from '../tw
 import type { TwilioRest } from '../twilio/rest-types.js';
 import type { MediaStreamHandle } from '../twilio/stream-socket.js';
 import { busyTwiml, dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
+import type { CallActivity } from './activity.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { bindCallActors, callMachineWithActors, type CallActorDeps, type Prompts } from './child-actors.js';

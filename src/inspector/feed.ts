@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { CallContext } from '../../machines/call/call.types.js';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallRecord } from '../calls/call-record.js';
-import type { CallActivity } from './activity.js';
+import type { CallActivity } from '../calls/activity.js';
 import { maskDeep } from './mask.js';
 import { actorDone, actorRegistration, machineDefinition, toStately, type StatelyInspectionEvent } from './stately.js';
 import { CallTrace, type CallSummary, type ReplyText, type SnapshotView, type TimelineItem } from './trace.js';

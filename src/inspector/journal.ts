@@ -7,7 +7,7 @@
  */
 import type { CallEvent, Outcome } from '../../machines/call/call.types.js';
 import { replayJournal, type Journal } from '../replay/replay.js';
-import type { CallActivity } from './activity.js';
+import type { CallActivity } from '../calls/activity.js';
 import { callDetail, type CallDetail } from './feed.js';
 import { CallTrace } from './trace.js';
 

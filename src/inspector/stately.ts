@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AnyStateMachine } from 'xstate';
-import type { CallActivity } from './activity.js';
+import type { CallActivity } from '../calls/activity.js';
 import { maskDeep } from './mask.js';
 
 /** Protocol version field (@statelyai/inspect writes its package version there). */

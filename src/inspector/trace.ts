@@ -8,7 +8,7 @@ import type { StateValue } from 'xstate';
 import type { CallContext, Outcome } from '../../machines/call/call.types.js';
 import { ENERGY_FLOOR_DB, frameEnergyDb, ulawEnergyDb } from '../audio/ulaw.js';
 import type { CallRecord } from '../calls/call-record.js';
-import type { CallActivity } from './activity.js';
+import type { CallActivity } from '../calls/activity.js';
 import { maskDeep } from './mask.js';
 import { isFallbackState, summarizeCommand, summarizeEvent, type Summary, type TimelineKind } from './summarize.js';
 import { activeIds, leafIds } from './state-ids.js';

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { StateValue } from 'xstate';
 import { initialContext } from '../../machines/call/call.setup.js';
 import type { CallContext, CallEvent } from '../../machines/call/call.types.js';
-import type { CallActivity } from '../../src/inspector/activity.js';
+import type { CallActivity } from '../../src/calls/activity.js';
 import { maskDeep, maskPhones } from '../../src/inspector/mask.js';
 import { activeIds, CallTrace, leafIds } from '../../src/inspector/trace.js';
 
