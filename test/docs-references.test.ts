@@ -15,27 +15,6 @@ const TEXT = /\.(ts|js|mjs|cjs|md|html|css|sh)$/;
 const SKIP_DIRS = new Set(['node_modules', '.git', 'fixtures', 'data', 'coverage', 'dist']);
 
 /**
- * Broken references in pages this change could not edit (docs/*.md belong to their authors). Each
- * entry must still be broken: fix the page, then delete its line here. Never add to this list.
- */
-const KNOWN_BROKEN = new Set([
-  // Test names (code lines, not comments): need docs/design/ in the string.
-  'test/e2e/stream-safety.test.ts: reliability.md F4',
-  'test/twilio/stream-socket.test.ts: reliability.md §4',
-  'test/replay/journal.test.ts: style.md',
-  // Pages outside this change.
-  'docs/journal.md: style.md',
-  'docs/operations.md: reliability.md §3',
-  'docs/operations.md: reliability.md §5',
-  'docs/operations.md: reliability.md F5',
-  'docs/performance.md: reliability.md §4',
-  'docs/performance.md: reliability.md §5',
-  'docs/performance.md: Reliability.md §4',
-  'docs/recordings.md: twilio.md §1.4',
-  'docs/reliability.md: ../shared/docs/reliability.md',
-]);
-
-/**
  * Pages the code already cites whose authors are writing them. References to them are checked once
  * the file exists; until then they are tolerated. Delete an entry when its page lands.
  */
@@ -189,8 +168,7 @@ function scan(): { broken: Map<string, string>; count: number } {
         const problems = problemsOf(ref, markdown);
         if (problems.length === 0) continue;
         const key = `${file}: ${ref.target}${ref.anchors.length ? ` ${ref.anchors.join(', ')}` : ''}`;
-        const shortKey = `${file}: ${ref.target}${ref.anchors[0] ? ` ${ref.anchors[0]}` : ''}`;
-        broken.set(KNOWN_BROKEN.has(shortKey) ? shortKey : key, `${file}:${ref.line}: ${ref.target} — ${problems.join('; ')}`);
+        broken.set(key, `${file}:${ref.line}: ${ref.target} — ${problems.join('; ')}`);
       }
     }
   }
@@ -205,13 +183,8 @@ describe('references to Markdown files', () => {
   });
 
   it('every referenced file exists and defines the cited § / F anchors', () => {
-    const unexpected = [...broken].filter(([key]) => !KNOWN_BROKEN.has(key)).map(([, message]) => message);
-    expect(unexpected, `broken references:\n${unexpected.join('\n')}`).toEqual([]);
-  });
-
-  it('the list of known broken references only shrinks', () => {
-    const fixed = [...KNOWN_BROKEN].filter((key) => !broken.has(key));
-    expect(fixed, `now resolve: delete from KNOWN_BROKEN in test/docs-references.test.ts:\n${fixed.join('\n')}`).toEqual([]);
+    const messages = [...broken.values()];
+    expect(messages, `broken references:\n${messages.join('\n')}`).toEqual([]);
   });
 
   it('catches a reference to a missing file, section, label or heading', () => {

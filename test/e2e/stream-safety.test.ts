@@ -171,7 +171,7 @@ describe.concurrent('silence, garbage and replays', () => {
     expect(call.protocolErrors).toEqual([]);
   }, 25_000);
 
-  it('a binary frame closes the stream 1003 (reliability.md F4) and the call ends cleanly', async (ctx) => {
+  it('a binary frame closes the stream 1003 (docs/design/reliability.md F4) and the call ends cleanly', async (ctx) => {
     const { expect } = ctx;
     const r = await rigFor(ctx, { agent: localAgent });
     const call = await r.dial(QUICK_VET);

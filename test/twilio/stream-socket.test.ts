@@ -197,7 +197,7 @@ describe('attachMediaStream over a real socket', () => {
   });
 });
 
-describe('frame fuzz over real sockets (reliability.md §4 recipe 1, scaled down)', () => {
+describe('frame fuzz over real sockets (docs/design/reliability.md §4 recipe 1, scaled down)', () => {
   it('2,000 seeded frames over 10 sockets: every socket ends cleanly, then a valid call completes', async () => {
     const frame = fc.oneof(
       fc.jsonValue().map((v) => JSON.stringify(v) ?? 'null'),
