@@ -25,7 +25,7 @@ import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
 import type { TtsProvider } from '../../src/providers/tts/types.js';
 import { energyVad } from '../../src/providers/vad/energy.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
-import { Player } from '../../src/audio/player.js';
+import { Player } from '../../src/twilio/player.js';
 import { takeSentences } from '../../machines/call/language.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder, type RestCall } from '../support/rest-recorder.js';

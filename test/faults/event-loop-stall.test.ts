@@ -7,7 +7,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'vitest';
-import { Player } from '../../src/audio/player.js';
+import { Player } from '../../src/twilio/player.js';
 import { replyMs, sleep, tone } from '../e2e/conversation-kit.js';
 import type { FakeTwilio } from '../support/fake-twilio.js';
 import { HOURS, converse, faultRig, later, untilState } from './fault-kit.js';

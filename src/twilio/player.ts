@@ -9,8 +9,8 @@
  * so `resume()` can replay from what the caller heard. The player ticks (on an interval shared by
  * all players) only while there is something sendable.
  */
-import { clearMessage, markMessage, mediaMessage } from '../twilio/media-codec.js';
-import { ULAW_SILENCE } from './ulaw.js';
+import { ULAW_SILENCE } from '../audio/ulaw.js';
+import { clearMessage, markMessage, mediaMessage } from './media-codec.js';
 
 export const LEAD_MS = 200;
 const FRAME_BYTES = 160; // 20 ms

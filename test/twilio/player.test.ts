@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LEAD_MS, Player } from '../../src/audio/player.js';
-import type { PlayerOptions, Scheduler } from '../../src/audio/player.js';
+import { LEAD_MS, Player } from '../../src/twilio/player.js';
+import type { PlayerOptions, Scheduler } from '../../src/twilio/player.js';
 
 const SID = 'MZ00000000000000000000000000000000';
 type Sent = { t: number; json: string; msg: { event: string; streamSid: string; media?: { payload: string }; mark?: { name: string } } };
