@@ -6,65 +6,14 @@
 import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
-import type { Logger } from 'pino';
-import type { Tenant } from '../config/tenant.schema.js';
-import type { CallRegistry } from '../calls/types.js';
 import { isVetError, VetError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
-import type { ProviderHealthSnapshot } from '../providers/resilience.js';
-import type { ValidationMode } from '../twilio/signature.js';
 import { TWILIO_PATHS, unavailableTwiml } from '../twilio/twiml.js';
+import { METRICS_PATH, SERVER_TIMEOUTS, type EdgeDeps } from './edge.js';
 import { registerTwilioRoutes } from './twilio-routes.js';
-import { METRICS_PATH } from '../observability/metrics.js';
-
-/** What the edge needs, kept narrow so src/main.ts can adapt AppConfig / TenantDirectory to it. */
-export interface EdgeDeps {
-  /** PUBLIC_BASE_URL: the https origin Twilio calls. Signatures, TwiML and stream URLs use only this. */
-  publicBaseUrl: string;
-  /** TWILIO_AUTH_TOKEN (primary). Null only with validation `off-development`. */
-  authToken: string | null;
-  /** TWILIO_ACCOUNT_SID; when set, every webhook's AccountSid must equal it. */
-  accountSid: string | null;
-  validation: ValidationMode;
-  tenants: { byNumber(e164: string): Tenant | null };
-  registry: CallRegistry;
-  logger: Logger;
-  /** Per client IP, failed signatures only. */
-  rateLimit: { maxFailuresPerMinute: number; banMinutes: number };
-  version: string;
-  draining(): boolean;
-  /** Cloud providers' breakers and recent record, shown on /twilio/health; absent: none. */
-  providerHealth?(): ProviderHealthSnapshot[];
-  /**
-   * Who may list live calls on GET /twilio/sessions (server.ts: the inspector's token rules, so
-   * production never lists calls without INSPECTOR_TOKEN). Absent: open (edge tests only).
-   */
-  sessionsAuthorized?(req: FastifyRequest): boolean;
-  /** The load balancer's addresses/CIDRs (F14). Never `true` or a hop count. Default: trust no proxy. */
-  trustProxy?: readonly string[];
-}
 
 /** Webhook bodies are a few hundred bytes; 16 KiB is ample and bounds memory per request (F6). */
 export const BODY_LIMIT_BYTES = 16 * 1024;
-
-/**
- * Server timeouts (docs/design/reliability.md F6). Fastify 5 defaults `requestTimeout` and `connectionTimeout`
- * to 0; `headersTimeout` stays Node's 60 s and the checker runs every 30 s, so a trickled request
- * lives on. All four are set at construction (the `http` options are read only by the server
- * constructor), so src/main.ts needs to apply nothing; it may assert them on `app.server`.
- */
-export const SERVER_TIMEOUTS = {
-  /** Whole request (headers + body). Twilio gives up at 15 s anyway. */
-  requestTimeoutMs: 15_000,
-  /** Headers must arrive first; Node requires headersTimeout ≤ requestTimeout. */
-  headersTimeoutMs: 10_000,
-  /** How often Node checks the two above (default 30 s would let a slowloris live 30 s longer). */
-  connectionsCheckingIntervalMs: 1_000,
-  /** Idle socket timeout (socket.setTimeout); upgraded WebSockets are not covered (F5). */
-  connectionTimeoutMs: 30_000,
-  /** `/twilio/voice` answers fallback TwiML at 8 s, well inside Twilio's 15 s. */
-  voiceHandlerTimeoutMs: 8_000,
-} as const;
 
 const pathOf = (url: string) => {
   const q = url.indexOf('?');

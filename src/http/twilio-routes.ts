@@ -15,8 +15,7 @@ import {
   MENU_MAX_ATTEMPTS, TWILIO_PATHS, busyTwiml, dialResultTwiml, hangupTwiml, menuActionFor, menuResultTwiml,
   notInServiceTwiml, streamTwiml, unavailableTwiml,
 } from '../twilio/twiml.js';
-import type { EdgeDeps } from './app.js';
-import { SERVER_TIMEOUTS } from './app.js';
+import { SERVER_TIMEOUTS, type EdgeDeps } from './edge.js';
 
 // ---------- form schemas: strings only (a repeated field arrives as an array → 400), unknown keys ignored ----------
 

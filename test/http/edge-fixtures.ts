@@ -10,7 +10,7 @@ import { TenantSchema } from '../../src/config/tenant.schema.js';
 import type { Tenant, TenantFile } from '../../src/config/tenant.schema.js';
 import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from '../../src/calls/types.js';
 import { buildApp } from '../../src/http/app.js';
-import type { EdgeDeps } from '../../src/http/app.js';
+import type { EdgeDeps } from '../../src/http/edge.js';
 import { signedForm } from '../support/twilio-sign.js';
 import type { FormParams } from '../support/twilio-sign.js';
 

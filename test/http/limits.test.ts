@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { InjectOptions } from 'fastify';
-import { SERVER_TIMEOUTS } from '../../src/http/app.js';
+import { SERVER_TIMEOUTS } from '../../src/http/edge.js';
 import { formBody } from '../support/twilio-sign.js';
 import { ACCOUNT, callSid, signed, useTestApps, voiceParams } from './edge-fixtures.js';
 

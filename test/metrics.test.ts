@@ -4,17 +4,17 @@
  * label; the record-to-metrics mapping is checked on its own with a hand-made CallRecord.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { initialContext } from '../../machines/call/call.context.js';
-import type { CallRecord } from '../../src/calls/call-record.js';
-import { createEngineMetrics, type MetricsSource } from '../../src/observability/metrics.js';
-import { createFakeAgent } from '../../src/providers/agent/fake.js';
-import { createFakeStt } from '../../src/providers/stt/fake.js';
-import { createFakeTts } from '../../src/providers/tts/fake.js';
-import { createFakeVad } from '../../src/providers/vad/fake.js';
-import { createStreamCounters } from '../../src/twilio/stream-socket.js';
-import { testTenant } from '../support/call-harness.js';
-import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { signedForm, type FormParams } from '../support/twilio-sign.js';
+import { initialContext } from '../machines/call/call.context.js';
+import type { CallRecord } from '../src/calls/call-record.js';
+import { createEngineMetrics, type MetricsSource } from '../src/metrics.js';
+import { createFakeAgent } from '../src/providers/agent/fake.js';
+import { createFakeStt } from '../src/providers/stt/fake.js';
+import { createFakeTts } from '../src/providers/tts/fake.js';
+import { createFakeVad } from '../src/providers/vad/fake.js';
+import { createStreamCounters } from '../src/twilio/stream-socket.js';
+import { testTenant } from './support/call-harness.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from './support/engine.js';
+import { signedForm, type FormParams } from './support/twilio-sign.js';
 
 const RIVERSIDE = '+15550100100'; // config/tenants/riverside-vet.json
 const CALLER = '+15557654321';

@@ -10,12 +10,10 @@
  * every other label takes values from a fixed set. Never a phone number, CallSid or free text.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
-import type { CallRecord } from '../calls/call-record.js';
-import type { JournalStats } from '../journal/writer.js';
-import type { ProviderHealth } from '../providers/resilience.js';
-import type { StreamCounters } from '../twilio/stream-socket.js';
-
-export const METRICS_PATH = '/metrics';
+import type { CallRecord } from './calls/call-record.js';
+import type { JournalStats } from './journal/writer.js';
+import type { ProviderHealth } from './providers/resilience.js';
+import type { StreamCounters } from './twilio/stream-socket.js';
 
 /** What the metrics read from the call registry (src/calls/registry.ts). */
 export interface MetricsSource {
