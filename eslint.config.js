@@ -3,6 +3,20 @@ import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
+/**
+ * Layers (issue 16 §3): the lower layers never reach up into the call, HTTP or inspector layers,
+ * type-only imports included; src/server.ts (wiring) and src/metrics.ts (reads every layer) are
+ * imported only by src/main.ts and src/server.ts. test/layers.test.ts also fails on any import cycle.
+ */
+const WIRING_MESSAGE = 'only src/main.ts and src/server.ts import the wiring (server.ts, metrics.ts, main.ts)';
+/** From a file under src/<dir>/ (`../`, `../../` …); a top-level src file is checked with `./` below. */
+const WIRING_ONLY = { regex: '^(\\.\\./)+(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE };
+const LOWER_LAYERS = ['providers', 'twilio', 'audio', 'journal', 'config', 'observability'];
+const UPPER = {
+  regex: '^(\\.\\./)+(calls|http|inspector)(/|$)',
+  message: 'src/providers, twilio, audio, journal, config and observability never import src/calls, src/http or src/inspector (move the shared type down instead)',
+};
+
 export default defineConfig(
   { ignores: ['node_modules/', 'data/', 'coverage/', 'visualizations/', 'dist/'] },
   js.configs.recommended,
@@ -39,6 +53,19 @@ export default defineConfig(
         },
       ],
     },
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [WIRING_ONLY] }] },
+  },
+  {
+    files: ['src/*.ts'],
+    ignores: ['src/main.ts', 'src/server.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ regex: '^\\./(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE }] }] },
+  },
+  {
+    files: LOWER_LAYERS.map((dir) => `src/${dir}/**/*.ts`),
+    rules: { 'no-restricted-imports': ['error', { patterns: [WIRING_ONLY, UPPER] }] },
   },
   {
     files: ['test/**/*.ts'],
