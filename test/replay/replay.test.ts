@@ -6,6 +6,10 @@
  *
  * VETLINE_WRITE_FIXTURES=1 also copies the barge-in and DTMF-transfer journals to
  * test/fixtures/journals/ (the fixtures test/replay/journal.test.ts replays).
+ *
+ * The refused transfer runs on the fake voice (same stack, short deterministic audio): what it
+ * checks is the REST failure's journaling, not speech, and on the local voice its transferFailed
+ * clip alone (the emergency number read out) played for ~14 s.
  */
 import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,10 +20,15 @@ import { decodeUlaw, encodeUlaw } from '../../src/audio/ulaw.js';
 import type { SessionTap } from '../../src/calls/session.js';
 import { summarizeCommand, type CommandSummary } from '../../src/journal/format.js';
 import { synthesizeUlaw } from '../../src/providers/tts/local.js';
+import { localAgent } from '../../src/providers/agent/local.js';
+import { createFakeStt } from '../../src/providers/stt/fake.js';
+import { createFakeTts } from '../../src/providers/tts/fake.js';
+import { energyVad } from '../../src/providers/vad/energy.js';
 import { readJournal, replayJournal, type ReplayResult } from '../../src/replay/replay.js';
+import { CPS, warmPrompts } from '../e2e/conversation-kit.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
-import { startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { FIXTURE_TENANTS_DIR, startEngine, startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/journals', import.meta.url));
 const QUICK_VET = '+15550109000';
@@ -36,19 +45,22 @@ const tap: SessionTap = {
   command: (callSid, command, t) => liveOf(callSid).commands.push({ t, ...summarizeCommand(command) }),
 };
 
+/** The embedded providers (local voice and recognizer). */
 let engine: TestEngine;
+/** The same engine on the fake voice and a fake recognizer. */
+let fakeVoice: TestEngine;
 let journalDir: string;
 let failTransfers = false;
 const twilioRest = restRecorder({ fail: (op) => op === 'update' && failTransfers });
 const calls: FakeTwilio[] = [];
 
-const dial = async () => {
-  const call = await FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
+const dial = async (on = engine) => {
+  const call = await FakeTwilio.call({ serverUrl: on.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
   calls.push(call);
   return call;
 };
 
-const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
+const stateOf = (callSid: string, on = engine) => on.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 
 const untilQuiet = (call: FakeTwilio, ms?: number, timeoutMs?: number) => call.untilQuiet(ms, timeoutMs);
 
@@ -59,9 +71,9 @@ const loud = (ulaw: Uint8Array, gain: number) => {
   return encodeUlaw(pcm);
 };
 
-async function ended(call: FakeTwilio) {
-  await call.waitFor(() => stateOf(call.callSid) === 'ended', 5_000, 'the call to end');
-  await engine.journal?.flushAll();
+async function ended(call: FakeTwilio, on = engine) {
+  await call.waitFor(() => stateOf(call.callSid, on) === 'ended', 5_000, 'the call to end');
+  await on.journal?.flushAll();
 }
 
 async function journalPath(callSid: string): Promise<string> {
@@ -71,7 +83,7 @@ async function journalPath(callSid: string): Promise<string> {
 }
 
 /** Replays the call's journal and checks it against what the live call did; returns the replay. */
-async function expectReplayMatchesLive(callSid: string): Promise<ReplayResult> {
+async function expectReplayMatchesLive(callSid: string, on = engine): Promise<ReplayResult> {
   const path = await journalPath(callSid);
   const journal = await readJournal(path);
   const replay = replayJournal(journal);
@@ -79,7 +91,7 @@ async function expectReplayMatchesLive(callSid: string): Promise<ReplayResult> {
   expect(replay.divergences).toEqual([]);
   expect(replay.transitions.map((s) => s.state)).toEqual(l.transitions.map((s) => s.state));
   expect(replay.commands.map(({ t: _t, ...c }) => c)).toEqual(l.commands.map(({ t: _t, ...c }) => c));
-  expect(replay.outcome).toBe(engine.registry.recentCalls().find((r) => r.callSid === callSid)?.outcome);
+  expect(replay.outcome).toBe(on.registry.recentCalls().find((r) => r.callSid === callSid)?.outcome);
   expect(replay.recordedOutcome).toBe(replay.outcome);
   // Times: replay stamps a transition with its cause's enqueue time; live sees it once the
   // macrostep and its side effects (child actors starting, a clip being queued) are done. So live
@@ -106,11 +118,20 @@ beforeAll(async () => {
     journalDir,
     tap,
   });
+  fakeVoice = await startEngine({
+    providers: { vad: energyVad, stt: createFakeStt(), tts: createFakeTts({ charsPerSecond: CPS }), agent: localAgent },
+    prompts: await warmPrompts(),
+    rest: twilioRest.rest,
+    journalDir,
+    tap,
+    env: { TENANTS_DIR: FIXTURE_TENANTS_DIR },
+  });
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all(calls.map((c) => c.dispose()));
   await engine?.close();
+  await fakeVoice?.close();
   if (journalDir) await rm(journalDir, { recursive: true, force: true });
 });
 
@@ -169,18 +190,18 @@ describe('replaying a journal reproduces the live call', () => {
     if (process.env.VETLINE_WRITE_FIXTURES === '1') await copyFile(await journalPath(call.callSid), join(FIXTURES, 'dtmf-transfer.jsonl'));
   }, 30_000);
 
-  it('DTMF 0 when Twilio refuses the transfer: the failure is journaled and replayed', async () => {
+  it('DTMF 0 when Twilio refuses the transfer: the failure is journaled and replayed (fake voice)', async () => {
     failTransfers = true;
     try {
-      const call = await dial();
+      const call = await dial(fakeVoice);
       await untilQuiet(call);
       call.dtmf('0');
       await call.waitFor(() => liveOf(call.callSid).transitions.some((s) => s.state === 'transferring.failed'), 8_000, 'the transfer to fail');
       await untilQuiet(call);
       await call.hangUp();
-      await ended(call);
+      await ended(call, fakeVoice);
 
-      const replay = await expectReplayMatchesLive(call.callSid);
+      const replay = await expectReplayMatchesLive(call.callSid, fakeVoice);
       expect(states(replay)).toContain('transferring.failed');
       const journal = await readJournal(await journalPath(call.callSid));
       const failure = journal.events.find((e) => e.event.type.startsWith('xstate.error.actor.'));
@@ -188,5 +209,5 @@ describe('replaying a journal reproduces the live call', () => {
     } finally {
       failTransfers = false;
     }
-  }, 45_000); // the transferFailed clip reads the emergency number out: ~14 s
+  }, 30_000);
 });
