@@ -4,6 +4,7 @@
  * on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
+import { BUDGETS } from '../machines/call/budgets.js';
 import { createRecordingTranscriber } from './calls/recording-transcriber.js';
 import { loadEnv, type AppConfig } from './config/env.js';
 import { loadTenants } from './config/tenants.js';
@@ -23,7 +24,7 @@ import { createRecordingFetcher } from './twilio/recording-download.js';
 import { createTwilioRest } from './twilio/rest.js';
 
 /** The hard exit fires this long after DRAIN_TIMEOUT_MS: hand-off (≤ 5 s REST + ≤ 5 s stop) and close fit inside. */
-const HARD_EXIT_AFTER_DRAIN_MS = 15_000;
+const HARD_EXIT_AFTER_DRAIN_MS = BUDGETS.hardExitAfterDrainMs;
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 

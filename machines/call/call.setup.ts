@@ -3,6 +3,7 @@
  * file refers to names only, so it reads like its diagram and tests can swap any piece.
  */
 import { assign, emit, enqueueActions, sendTo, setup } from 'xstate';
+import { BUDGETS } from './budgets.js';
 import { agentActor, handoffActor, hangupActor, sttActor, transferActor, ttsActor, vadActor } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import type { CallCommand, CallContext, CallEvent, CallInput, Outcome, Playback, Speech } from './call.types.js';
@@ -74,13 +75,13 @@ export const callSetup = setup({
       return Math.max(0, window - spent);
     },
     /** A final transcript owed after the caller stopped; past this we ask them to repeat. */
-    sttFinalTimeout: 2_000,
+    sttFinalTimeout: BUDGETS.sttFinalTimeoutMs,
     /** VAD stuck open (TV, wind): treat the segment as finished. */
     maxUtterance: 30_000,
     /** Slow turn: play "One moment." so the caller knows we are there. */
     filler: ({ context }) => context.tenant.timing.fillerAfterMs,
     /** No reply at all: apologise rather than leave the caller in silence. */
-    thinkingTimeout: 8_000,
+    thinkingTimeout: BUDGETS.thinkingTimeoutMs,
     /** The agent started but never finished: stop waiting. */
     replyTimeout: 20_000,
     /** Caller talking over us this long is a real interruption even before words are recognised. */
@@ -90,9 +91,9 @@ export const callSetup = setup({
     /** Waiting for a yes/no to the recording notice. */
     consentAnswerTimeout: 8_000,
     /** Twilio REST (transfer, hang-up) must answer within this (the caller hears silence meanwhile: ≤ 3 s). */
-    restTimeout: 3_000,
+    restTimeout: BUDGETS.restTimeoutMs,
     /** After a successful transfer request Twilio stops the stream; if it doesn't, end the actor anyway. */
-    handoffTimeout: 15_000,
+    handoffTimeout: BUDGETS.handoffTimeoutMs,
     interDigit: ({ context }) => context.tenant.timing.interDigitMs,
   },
   guards: {

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { BUDGETS } from '../../machines/call/budgets.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { StartMessage } from '../twilio/media-codec.js';
 import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
@@ -32,7 +33,7 @@ type Token = { callSid: string; expiresAt: number };
  */
 export const DRAIN_HANDSHAKE_WINDOW_MS = 10_000;
 /** After the drain hand-off, how long Twilio gets to stop the stream before we close it 1001. */
-export const HANDOFF_STOP_WAIT_MS = 5_000;
+export const HANDOFF_STOP_WAIT_MS = BUDGETS.handoffStopWaitMs;
 
 const TERMINAL = new Set(['completed', 'busy', 'failed', 'no-answer', 'canceled'] as const);
 type Terminal = typeof TERMINAL extends Set<infer T> ? T : never;
@@ -218,7 +219,7 @@ export class Registry implements CallRegistry {
     session.handOff('shutdown');
     if (!(await within(ended, stopWaitMs))) {
       stream.close(1001, 'server shutting down');
-      await within(ended, 1_000);
+      await within(ended, BUDGETS.handoffCloseWaitMs);
     }
   }
 

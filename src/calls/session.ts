@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import { BUDGETS } from '../../machines/call/budgets.js';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallCommand, CallContext, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
 import { decodeUlaw } from '../audio/ulaw.js';
@@ -70,7 +71,7 @@ export interface SessionTap {
  * A transfer or hang-up request must finish within this: the caller hears silence while it runs,
  * and the silence rule is 3 s (docs/design/reliability.md §2). Twilio answers calls.update in well under 1 s.
  */
-const REST_TIMEOUT_MS = 2_500;
+const REST_TIMEOUT_MS = BUDGETS.restRequestMs;
 
 export class CallSession {
   readonly log: Logger;

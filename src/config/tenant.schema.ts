@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BUDGETS } from '../../machines/call/budgets.js';
 
 /**
  * One clinic ("tenant"). One JSON file per clinic in TENANTS_DIR, validated by this schema.
@@ -56,7 +57,7 @@ export const Timing = z
     /** Longer when the caller gives names, times or numbers. */
     endOfTurnLongMs: ms(300, 3000).default(1800),
     /** Filler ("One moment.") if no reply audio this long after the turn ends. */
-    fillerAfterMs: ms(300, 10_000).default(1500),
+    fillerAfterMs: ms(300, 10_000).default(BUDGETS.fillerAfterMs),
     /** Minimum caller speech while we talk before it counts as a barge-in. */
     bargeInMinSpeechMs: ms(60, 2000).default(300),
     /** Inter-digit timeout for multi-digit DTMF entries. */

@@ -13,6 +13,7 @@
  * Every switch is reported through the options' `onFallback` (the call journals it as a
  * `provider.fallback` event) and counts in the provider's health.
  */
+import { BUDGETS } from '../../machines/call/budgets.js';
 import { ProviderError } from './errors.js';
 import { guardedStream, type ProviderHealth, type StreamBudget } from './resilience.js';
 import type { AgentCallInfo, AgentOutput, AgentProvider, AgentSession, AgentTurn } from './agent/types.js';
@@ -30,10 +31,10 @@ export interface ProviderBudgets {
 
 export const DEFAULT_BUDGETS: ProviderBudgets = {
   // The filler clip covers 1.5 s; the local receptionist answers in a few ms after a switch.
-  agent: { firstMs: 2_000, idleMs: 2_000 },
-  tts: { firstMs: 1_500, idleMs: 1_000 },
+  agent: { firstMs: BUDGETS.agentFirstOutputMs, idleMs: BUDGETS.agentIdleMs },
+  tts: { firstMs: BUDGETS.ttsFirstAudioMs, idleMs: BUDGETS.ttsIdleMs },
   // The call gives up on a transcript after 2 s; leave the local recognizer time to decode.
-  sttFinalMs: 1_200,
+  sttFinalMs: BUDGETS.sttFallbackFinalMs,
 };
 
 const reasonOf = (err: unknown) =>

@@ -17,6 +17,7 @@ import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, handleWhen } fr
 import type { Logger } from 'pino';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
+import { BUDGETS } from '../../machines/call/budgets.js';
 import { VetError } from '../errors.js';
 import type { TwilioMessaging, TwilioRest } from './rest-types.js';
 
@@ -30,7 +31,7 @@ export interface TwilioRestOptions {
   logger?: Logger;
 }
 
-export const TWILIO_REST_TIMEOUT_MS = 5_000;
+export const TWILIO_REST_TIMEOUT_MS = BUDGETS.restClientMs;
 /** docs/design/reliability.md F11: 5 consecutive failures → open 30 s, one half-open probe. */
 export const TWILIO_REST_BREAKER = { consecutiveFailures: 5, openMs: 30_000 } as const;
 /** 429 retries inside the SDK (full-jitter backoff of 200, 400, 800 ms at most; Retry-After is ignored). */

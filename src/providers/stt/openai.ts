@@ -34,6 +34,7 @@
  */
 import WebSocket from 'ws';
 import type { RawData } from 'ws';
+import { BUDGETS } from '../../../machines/call/budgets.js';
 import { ProviderError, failureForStatus } from '../errors.js';
 import type { ProviderFailure } from '../errors.js';
 import { MIN_SPEECH_MS, OPENAI_STT_DEFAULT_MODEL, UtteranceBuffer, createOpenAiBatchStt, isoLanguage, vocabularyPrompt } from './openai-batch.js';
@@ -83,7 +84,7 @@ export function createOpenAiStt(opts: OpenAiSttOptions): SttProvider {
     model: opts.model ?? OPENAI_STT_DEFAULT_MODEL,
     preRoll: Math.max(1, Math.round((opts.preRollMs ?? 300) * MS)),
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
-    finalTimeoutMs: opts.finalTimeoutMs ?? 2000,
+    finalTimeoutMs: opts.finalTimeoutMs ?? BUDGETS.sttFinalTimeoutMs,
   };
   return { name: 'openai', open: (o) => new RealtimeStream(cfg, o) };
 }
