@@ -267,7 +267,7 @@ describe('fixture journals (recorded from real runs)', () => {
     expect(replay.commands.filter((c) => c.type === 'out.clear')).toHaveLength(1);
   });
 
-  it('barge-in.jsonl, XState's pure way: transitions over the recorded events', async () => {
+  it('barge-in.jsonl, the pure way: XState transitions over the recorded events', async () => {
     const journal = await readJournal(FIXTURE('barge-in.jsonl'));
     let [snapshot] = initialTransition(callMachine, journal.input);
     for (const { event } of journal.events) [snapshot] = transition(callMachine, snapshot, event);
