@@ -56,8 +56,11 @@ export const Timing = z
     endOfTurnShortMs: ms(150, 3000).default(400),
     /** Longer when the caller gives names, times or numbers. */
     endOfTurnLongMs: ms(300, 3000).default(1800),
-    /** Filler ("One moment.") if no reply audio this long after the turn ends. */
-    fillerAfterMs: ms(300, 10_000).default(BUDGETS.fillerAfterMs),
+    /**
+     * Filler ("One moment.") if no reply audio this long after the turn ends. At most 6 s: the
+     * machine gives up thinking at 8 s (machines/call/budgets.ts), so a later filler would never play.
+     */
+    fillerAfterMs: ms(300, 6_000).default(BUDGETS.fillerAfterMs),
     /** Minimum caller speech while we talk before it counts as a barge-in. */
     bargeInMinSpeechMs: ms(60, 2000).default(300),
     /** Inter-digit timeout for multi-digit DTMF entries. */

@@ -1,6 +1,6 @@
 /**
  * `vetline_deliveries_total{channel,result}` for GET /metrics, in the style of
- * src/observability/metrics.ts: read at scrape time from the outbox's own running totals, labels
+ * src/metrics.ts: read at scrape time from the outbox's own running totals, labels
  * from fixed sets only (channel: webhook|email|sms; result: delivered|retried|failed). Kept here
  * so the engine's metrics module only has to be handed its registry.
  */

@@ -21,7 +21,7 @@ import type { SttOptions, SttProvider, SttStream } from './stt/types.js';
 import type { TtsOptions, TtsProvider } from './tts/types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 
-/** Budgets per kind (docs/design/reliability.md F9/F10, tightened to the 2 s silence rule). */
+/** Budgets per kind (docs/design/reliability.md F9/F10, tightened so the caller never waits past the 3 s silence rule). */
 export interface ProviderBudgets {
   agent: StreamBudget;
   tts: StreamBudget;

@@ -7,6 +7,7 @@
  * the wait. A healthy call on the same engine converses throughout.
  */
 import { beforeAll, describe, it } from 'vitest';
+import { BUDGETS } from '../../machines/call/budgets.js';
 import type { Tenant } from '../../src/config/tenant.schema.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import { clipTexts } from '../../src/providers/tts/prompt-cache.js';
@@ -21,7 +22,7 @@ import { converse, faultRig, later, firstAudioAfter, onCallClock, untilEntered, 
 /** The client's per-operation bound in these tests (production: the session bounds each request at 2.5 s), so a hang is detected fast. */
 const REST_TIMEOUT_MS = 1_000;
 /** The machine's own bound on a REST request (machines/call/call.setup.ts `restTimeout`). */
-const MACHINE_REST_TIMEOUT_MS = 3_000;
+const MACHINE_REST_TIMEOUT_MS = BUDGETS.restTimeoutMs;
 const FALLBACK_WITHIN_MS = 2_000;
 const MAX_SILENCE_MS = 3_000;
 

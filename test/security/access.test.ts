@@ -2,7 +2,7 @@
  * Nothing about live calls is visible without the right credentials in production: the call list
  * (/twilio/sessions), the inspector's call list and call detail (transcript, recordings). The
  * inspector's login, cookie and socket rules are in test/inspector/plugin.test.ts; /metrics in
- * test/observability/metrics.test.ts.
+ * test/metrics.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COOKIE_NAME, sessionValue } from '../../src/inspector/access.js';
