@@ -1,6 +1,29 @@
 /**
- * Contracts of the call's child actors. The machine only names them; src/calls supplies the real
- * implementations with `callMachine.provide({ actors })`, tests supply fakes. Calling a stub is a bug.
+ * The one table of the call's child actors: for each, its input, what it receives, what it sends
+ * back, and when it ends. The machine only names them (`callActors`, given to `setup`); every
+ * implementation set is checked against `CallActors` with `satisfies`: the live one
+ * (src/calls/child-actors.ts), replay's inert one (src/replay/replay.ts) and the test harnesses.
+ * Calling a stub is a bug.
+ *
+ * | actor    | input          | receives          | sends back (all tagged with `generation` where it has one)  | ends |
+ * |----------|----------------|-------------------|--------------------------------------------------------------|------|
+ * | vad      | `CallRef`      | `VadCommand`      | vad.speechStart, vad.speechEnd                               | with the call |
+ * | stt      | `CallRef`      | —                 | stt.partial, stt.final, stt.error, provider.fallback         | with the call |
+ * | agent    | `AgentInput`   | —                 | agent.delta…, agent.expect, agent.request, then agent.done or agent.error; provider.fallback | when the reply state exits |
+ * | tts      | `TtsInput`     | `TtsCommand`      | tts.chunk, tts.segment, then tts.done or tts.error; provider.fallback | when its state exits |
+ * | transfer | `TransferInput`| —                 | (promise) resolves once Twilio accepted the <Dial>           | done/error |
+ * | hangup   | `ReasonInput`  | —                 | (promise) resolves once Twilio ended the call                | done/error |
+ * | handoff  | `ReasonInput`  | —                 | (promise) resolves once Twilio accepted the front-desk TwiML | done/error |
+ *
+ * Ordering rules an implementation must keep (docs/design/conversation.md §2 for why):
+ * - vad sends its boundary event to the machine *before* it tells the recognizer, so a recognizer
+ *   that answers at once finds the machine already waiting for that transcript;
+ * - agent sends agent.request only after the request is committed, and nothing of the reply that
+ *   follows it before then; nothing at all after agent.done or once stopped;
+ * - tts sends chunks of one generation in order, tts.segment after a spoken item's last chunk, and
+ *   nothing after tts.done or once stopped.
+ * Audio frames never pass through the machine: vad and stt read them from the call's AudioHub
+ * (src/calls/audio-hub.ts), whose frame buffer is reused for the next frame (copy what you keep).
  */
 import { fromCallback, fromPromise, type EventObject } from 'xstate';
 import type { AgentAction, CallEvent, ChatTurn, Speech, TransferTarget } from './call.types.js';
@@ -9,26 +32,22 @@ const notProvided = (name: string) => () => {
   throw new Error(`call actor "${name}" was not provided (use callMachine.provide)`);
 };
 
-/** Voice activity detection on the call's inbound audio; sends vad.speechStart / vad.speechEnd. */
+/** The call an always-on actor (vad, stt) serves. */
+export interface CallRef {
+  callSid: string;
+}
+
+/** Voice activity detection: stricter while we speak (echo), looser while the caller has the floor. */
 export type VadCommand = { type: 'vad.mode'; mode: 'listening' | 'speaking' };
-export const vadActor = fromCallback<VadCommand, { callSid: string }>(notProvided('vad'));
 
-/** Speech to text on the call's inbound audio; sends stt.partial / stt.final / stt.error. */
-export const sttActor = fromCallback<EventObject, { callSid: string }>(notProvided('stt'));
-
-/** One reply: sends agent.delta…, then agent.done (or agent.error), all tagged with `generation`. */
+/** One reply to the caller's latest turn. */
 export interface AgentInput {
   generation: number;
   transcript: string;
   history: readonly ChatTurn[];
 }
-export const agentActor = fromCallback<EventObject, AgentInput>(notProvided('agent'));
 
-/**
- * Speech synthesis for one generation: speaks `speech` in order, then whatever arrives as
- * tts.say; after tts.end (or at once when not `streaming`) sends tts.done. Sends tts.chunk and
- * tts.segment as it goes; tts.error on failure.
- */
+/** Speaks `speech` in order, then whatever arrives as tts.say; after tts.end (or at once when not `streaming`) sends tts.done. */
 export type TtsCommand = { type: 'tts.say'; speech: Speech } | { type: 'tts.end' };
 export interface TtsInput {
   generation: number;
@@ -36,15 +55,28 @@ export interface TtsInput {
   /** More speech will follow through tts.say, closed by tts.end. */
   streaming: boolean;
 }
-export const ttsActor = fromCallback<TtsCommand, TtsInput>(notProvided('tts'));
 
-/** Hand the live call to a human (Twilio REST update with <Dial>). Resolves once Twilio accepted it. */
-export const transferActor = fromPromise<void, { target: TransferTarget; reason: string }>(notProvided('transfer'));
+export interface TransferInput {
+  target: TransferTarget;
+  reason: string;
+}
 
-/** Hand the live call to the front desk because the engine is shutting down (Twilio REST update). */
-export const handoffActor = fromPromise<void, { reason: string }>(notProvided('handoff'));
+export interface ReasonInput {
+  reason: string;
+}
 
-/** End the live call through Twilio REST. */
-export const hangupActor = fromPromise<void, { reason: string }>(notProvided('hangup'));
+/** The contract table as XState actor logic; `setup({ actors: callActors })` names them. */
+export const callActors = {
+  vad: fromCallback<VadCommand, CallRef>(notProvided('vad')),
+  stt: fromCallback<EventObject, CallRef>(notProvided('stt')),
+  agent: fromCallback<EventObject, AgentInput>(notProvided('agent')),
+  tts: fromCallback<TtsCommand, TtsInput>(notProvided('tts')),
+  transfer: fromPromise<void, TransferInput>(notProvided('transfer')),
+  hangup: fromPromise<void, ReasonInput>(notProvided('hangup')),
+  handoff: fromPromise<void, ReasonInput>(notProvided('handoff')),
+};
+
+/** What every implementation set must be: `{ … } satisfies CallActors`. */
+export type CallActors = typeof callActors;
 
 export type { AgentAction, CallEvent };

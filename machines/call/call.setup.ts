@@ -4,7 +4,7 @@
  */
 import { assign, emit, enqueueActions, sendTo, setup } from 'xstate';
 import { BUDGETS } from './budgets.js';
-import { agentActor, handoffActor, hangupActor, sttActor, transferActor, ttsActor, vadActor } from './call.actors.js';
+import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import type { CallCommand, CallContext, CallEvent, CallInput, Outcome, Playback, Speech } from './call.types.js';
 import { findEmergency, heardText, isRealInterruption, takeSentences, yesNo } from './language.js';
@@ -48,15 +48,7 @@ export const callSetup = setup({
     input: {} as CallInput,
     emitted: {} as CallCommand,
   },
-  actors: {
-    vad: vadActor,
-    stt: sttActor,
-    agent: agentActor,
-    tts: ttsActor,
-    transfer: transferActor,
-    hangup: hangupActor,
-    handoff: handoffActor,
-  },
+  actors: callActors,
   delays: {
     /** Twilio normally starts the stream within a second; past this the call is dead. */
     streamStartTimeout: 60_000,

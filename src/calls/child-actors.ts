@@ -2,15 +2,18 @@
  * The real implementations of the call machine's child actors. Each turns a provider
  * (src/providers) into events for the machine and releases everything when it stops.
  *
- * The actor logic (`callActors`) is one set for the whole process, so the machine is provided with
- * it once (`callMachineWithActors`), not per call: building a provided machine costs more CPU than
- * the rest of a call's set-up. Each call binds its own dependencies to its actor system
- * (`bindCallActors`), which is one per call actor tree, and the logic looks them up there.
+ * Contracts (inputs, what each actor receives and sends, ordering rules) are the table in
+ * machines/call/call.actors.ts; this set is checked against it with `satisfies`.
+ *
+ * The actor logic (`liveActors`) is one set for the whole process, so the machine is provided with
+ * it once, not per call: building a provided machine costs more CPU than the rest of a call's
+ * set-up. `createCallActor` makes a call's actor and binds that call's dependencies to its actor
+ * system (one per call actor tree) in the same step; the logic looks them up there.
  */
-import { fromCallback, fromPromise, type CallbackLogicFunction, type EventObject } from 'xstate';
+import { createActor, fromCallback, fromPromise, type Actor, type ActorOptions, type CallbackLogicFunction, type EventObject } from 'xstate';
 import type { callMachine } from '../../machines/call/call.machine.js';
-import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
-import type { CallerRequest as MachineRequest, CallEvent, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
+import type { AgentInput, CallActors, CallRef, ReasonInput, TransferInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
+import type { CallerRequest as MachineRequest, CallEvent, CallInput, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { AgentAction, AgentSession, CallerRequest, FallbackReport } from '../providers/agent/types.js';
 import type { SttProvider } from '../providers/stt/types.js';
@@ -79,33 +82,34 @@ const boundCalls = new WeakMap<object, CallActorBodies>();
 
 function bodiesOf(system: object): CallActorBodies {
   const bodies = boundCalls.get(system);
-  if (!bodies) throw new Error('call actors were not bound to this call (bindCallActors before start)');
+  if (!bodies) throw new Error('call actors were not bound to this call (make call actors with createCallActor)');
   return bodies;
 }
 
-/** The child actor logic of every call; each instance runs its own call's bound implementation. */
-const callActors = {
-  vad: fromCallback<VadCommand, { callSid: string }>((args) => bodiesOf(args.system).vad(args)),
-  stt: fromCallback<EventObject, { callSid: string }>((args) => bodiesOf(args.system).stt(args)),
+/** The child actor logic of every call (the contract table's shape); each instance runs its own call's bound implementation. */
+const liveActors = {
+  vad: fromCallback<VadCommand, CallRef>((args) => bodiesOf(args.system).vad(args)),
+  stt: fromCallback<EventObject, CallRef>((args) => bodiesOf(args.system).stt(args)),
   agent: fromCallback<EventObject, AgentInput>((args) => bodiesOf(args.system).agent(args)),
   tts: fromCallback<TtsCommand, TtsInput>((args) => bodiesOf(args.system).tts(args)),
-  transfer: fromPromise<void, { target: TransferTarget; reason: string }>(({ input, signal, system }) => bodiesOf(system).transfer(input.target, signal)),
-  hangup: fromPromise<void, { reason: string }>(({ signal, system }) => bodiesOf(system).hangup(signal)),
-  handoff: fromPromise<void, { reason: string }>(({ signal, system }) => bodiesOf(system).handoff(signal)),
-};
+  transfer: fromPromise<void, TransferInput>(({ input, signal, system }) => bodiesOf(system).transfer(input.target, signal)),
+  hangup: fromPromise<void, ReasonInput>(({ signal, system }) => bodiesOf(system).hangup(signal)),
+  handoff: fromPromise<void, ReasonInput>(({ signal, system }) => bodiesOf(system).handoff(signal)),
+} satisfies CallActors;
 
 const provided = new WeakMap<typeof callMachine, typeof callMachine>();
 
-/** `machine` with `callActors`, built once per machine (tests pass variants of the call machine). */
-export function callMachineWithActors(machine: typeof callMachine): typeof callMachine {
+/**
+ * The only way to make a call actor: the machine (provided with the live actors once per machine,
+ * tests pass variants) and this call's dependencies bound to its actor system in one step, so no
+ * actor can start with its dependencies forgotten.
+ */
+export function createCallActor(machine: typeof callMachine, options: ActorOptions<typeof callMachine> & { input: CallInput }, deps: CallActorDeps): Actor<typeof callMachine> {
   let withActors = provided.get(machine);
-  if (!withActors) provided.set(machine, (withActors = machine.provide({ actors: callActors })));
-  return withActors;
-}
-
-/** Binds one call's dependencies to its actor (`actor.system`); before the actor starts. */
-export function bindCallActors(system: object, deps: CallActorDeps): void {
-  boundCalls.set(system, createCallActorBodies(deps));
+  if (!withActors) provided.set(machine, (withActors = machine.provide({ actors: liveActors })));
+  const actor = createActor(withActors, options);
+  boundCalls.set(actor.system, createCallActorBodies(deps));
+  return actor;
 }
 
 function createCallActorBodies(deps: CallActorDeps): CallActorBodies {

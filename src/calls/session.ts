@@ -3,7 +3,7 @@
  * The only place where the machine's commands become Twilio messages and REST calls.
  */
 import type { Logger } from 'pino';
-import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { Actor, InspectionEvent } from 'xstate';
 import { BUDGETS } from '../../machines/call/budgets.js';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallCommand, CallContext, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
@@ -24,7 +24,7 @@ import { busyTwiml, dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
 import type { CallActivity } from './activity.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
-import { bindCallActors, callMachineWithActors, type CallActorDeps, type Prompts } from './child-actors.js';
+import { createCallActor, type CallActorDeps, type Prompts } from './child-actors.js';
 import { countUsage, emergencyOf, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
 import type { CallFollowUps, FollowThrough } from './follow-through.js';
 import { TurnClock } from './turn-clock.js';
@@ -141,7 +141,6 @@ export class CallSession {
         this.deps.onActivity?.({ type: 'event', callSid, t: this.durationMs, source: 'child', event });
       },
     };
-    const machine = callMachineWithActors(deps.machine ?? callMachine);
     const input = { callSid, tenant: toCallTenant(tenant, openNow) };
     this.journal =
       deps.journal?.open({
@@ -153,8 +152,11 @@ export class CallSession {
       }) ?? null;
     // The journal listens at the actor's mailbox: edge events, child events, promise results and
     // timer firings alike, in exactly the order the machine consumes them (docs/journal.md).
-    this.actor = createActor(machine, { input, ...(this.journal ? { inspect: (e: InspectionEvent) => this.journalEvent(e) } : {}) });
-    bindCallActors(this.actor.system, actorDeps);
+    this.actor = createCallActor(
+      deps.machine ?? callMachine,
+      { input, ...(this.journal ? { inspect: (e: InspectionEvent) => this.journalEvent(e) } : {}) },
+      actorDeps,
+    );
     this.actor.on('*', (command) => {
       deps.tap?.command?.(callSid, command, this.elapsedMs());
       this.execute(command);

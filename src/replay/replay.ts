@@ -10,9 +10,9 @@
  * timers (or with a changed machine).
  */
 import { createActor, fromCallback, fromPromise, SimulatedClock, type ActorSystem, type ActorSystemInfo, type EventObject, type SnapshotFrom } from 'xstate';
-import type { AgentInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
+import type { AgentInput, CallActors, CallRef, ReasonInput, TransferInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
 import { callMachine } from '../../machines/call/call.machine.js';
-import type { CallCommand, ClipId, Outcome, Speech, TransferTarget } from '../../machines/call/call.types.js';
+import type { CallCommand, ClipId, Outcome, Speech } from '../../machines/call/call.types.js';
 import { statePath, summarizeCommand, type CommandSummary } from '../journal/format.js';
 import type { Journal, JournalEntry } from './read.js';
 
@@ -170,8 +170,8 @@ const never = () => new Promise<never>(() => undefined);
 /** Child actors that do nothing: their effects on the machine are all in the journal. */
 function inertActors(spoken: (generation: number, speech: Speech) => void) {
   return {
-    vad: fromCallback<VadCommand, { callSid: string }>(() => undefined),
-    stt: fromCallback<EventObject, { callSid: string }>(() => undefined),
+    vad: fromCallback<VadCommand, CallRef>(() => undefined),
+    stt: fromCallback<EventObject, CallRef>(() => undefined),
     agent: fromCallback<EventObject, AgentInput>(() => undefined),
     tts: fromCallback<TtsCommand, TtsInput>(({ input, receive }) => {
       for (const speech of input.speech) spoken(input.generation, speech);
@@ -179,10 +179,10 @@ function inertActors(spoken: (generation: number, speech: Speech) => void) {
         if (cmd.type === 'tts.say') spoken(input.generation, cmd.speech);
       });
     }),
-    transfer: fromPromise<void, { target: TransferTarget; reason: string }>(never),
-    hangup: fromPromise<void, { reason: string }>(never),
-    handoff: fromPromise<void, { reason: string }>(never),
-  };
+    transfer: fromPromise<void, TransferInput>(never),
+    hangup: fromPromise<void, ReasonInput>(never),
+    handoff: fromPromise<void, ReasonInput>(never),
+  } satisfies CallActors;
 }
 
 export function replayJournal(journal: Journal, options: ReplayOptions = {}): ReplayResult {

@@ -18,6 +18,7 @@ import {
 } from 'xstate';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { callMachine } from '../../machines/call/call.machine.js';
+import type { CallActors } from '../../machines/call/call.actors.js';
 import type { CallEvent, CallTenant } from '../../machines/call/call.types.js';
 import { testTenant } from '../support/call-harness.js';
 import { LONG } from '../support/long.js';
@@ -131,7 +132,7 @@ const inert = callMachine.provide({
     transfer: fromPromise(() => new Promise<void>(() => undefined)),
     hangup: fromPromise(() => new Promise<void>(() => undefined)),
     handoff: fromPromise(() => new Promise<void>(() => undefined)),
-  },
+  } satisfies CallActors,
 });
 
 const base = testTenant();

@@ -6,6 +6,7 @@
 import { createActor, fromCallback, fromPromise, SimulatedClock, type Actor, type EventObject } from 'xstate';
 import type { AgentInput, TtsCommand, TtsInput } from '../../machines/call/call.actors.js';
 import { callMachine } from '../../machines/call/call.machine.js';
+import type { CallActors } from '../../machines/call/call.actors.js';
 import type { AgentAction, CallCommand, CallEvent, CallTenant, ClipId, Speech } from '../../machines/call/call.types.js';
 
 export const testTenant = (overrides: Partial<CallTenant> = {}): CallTenant => ({
@@ -112,7 +113,7 @@ export function createCallHarness(options: HarnessOptions = {}) {
         restCalls.push(`handoff:${input.reason}`);
         return options.transferFails ? Promise.reject(new Error('busy')) : Promise.resolve();
       }),
-    },
+    } satisfies CallActors,
   });
 
   const actor: Actor<typeof machine> = createActor(machine, {
