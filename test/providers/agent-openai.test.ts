@@ -159,6 +159,13 @@ describe('openai agent: replies', () => {
     expect(emergency.outputs.at(-1)).toEqual({ type: 'action', action: { type: 'emergency', reason: 'dog ate chocolate' } });
   });
 
+  it('after words of its own, the request confirmation starts a new sentence', async () => {
+    fake.respondWith(() => ({ text: 'Perfect!', toolCalls: [{ name: 'request_appointment',
+      arguments: { kind: 'refill', pet_name: 'Max', pet_species: null, owner_name: null, reason: null, preferred_time: null, callback_number: null, urgency: 'routine' } }] }));
+    const run = await turn({ transcript: 'yes' });
+    expect(run.text).toBe("Perfect! Great. I've sent your refill request to the team. They'll call you to confirm. Anything else I can help with?");
+  });
+
   it('maps request_appointment to a request output (nulls kept), with no action', async () => {
     fake.respondWith(() => ({ toolCalls: [{ name: 'request_appointment',
       arguments: { kind: 'appointment', pet_name: 'Daisy', pet_species: 'dog', owner_name: 'Sam Green', reason: 'annual vaccinations', preferred_time: null,

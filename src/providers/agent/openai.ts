@@ -126,7 +126,9 @@ class OpenAiAgentSession implements AgentSession {
     const lines = effects.filter((e) => e.request || said.trim() === '').map((e) => e.line);
     if (lines.length > 0) {
       spoken = lines.join(' ');
-      for (const word of spoken.split(/(?<= )/)) {
+      // After words the model said, the line starts a new sentence, not glued to the last one.
+      const lead = said !== '' && !/\s$/.test(said) ? ' ' : '';
+      for (const word of `${lead}${spoken}`.split(/(?<= )/)) {
         if (signal.aborted) return;
         yield { type: 'delta', text: word };
       }
