@@ -1,19 +1,43 @@
 import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
+const cores = availableParallelism();
+
+/**
+ * CPU-bound files without wall-clock assertions (docs/testing.md "How the suite is organised"):
+ * they run first, one per core, so that none of them shares a core with a test that times the
+ * engine in real time.
+ */
+const COMPUTE = [
+  'test/machines/**/*.test.ts',
+  'test/fuzz/**/*.test.ts',
+  'test/soak/**/*.test.ts',
+  'test/visualize.test.ts',
+  'test/boot.test.ts',
+  'test/twilio/media-codec.test.ts',
+  'test/providers/stt-local.test.ts',
+  'test/providers/tts-local.test.ts',
+  'test/calls/recording-transcriber.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     environment: 'node',
     testTimeout: 20_000,
     hookTimeout: 20_000,
     // Child processes, not worker threads: tests spawn engines, send signals and listen for process
     // warnings (threads measured no faster here).
     pool: 'forks',
-    // Most files wait on real-time calls rather than compute, so one more worker than cores (3 on
-    // 2 cores; vitest's default, cores - 1, ran the suite one file at a time). docs/testing.md.
-    maxWorkers: availableParallelism() + 1,
     globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/clip-cache.setup.ts'],
+    projects: [
+      { extends: true, test: { name: 'compute', include: COMPUTE, maxWorkers: cores, sequence: { groupOrder: 0 } } },
+      {
+        extends: true,
+        // The rest mostly waits on real-time calls rather than computing: one more worker than
+        // cores (vitest's default, cores - 1, ran this suite one file at a time on 2 cores).
+        test: { name: 'calls', include: ['test/**/*.test.ts'], exclude: COMPUTE, maxWorkers: cores + 1, sequence: { groupOrder: 1 } },
+      },
+    ],
   },
 });

@@ -16,12 +16,26 @@ declare module 'vitest' {
   }
 }
 
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+type Shared = { dir: Promise<string>; users: number };
+/**
+ * One directory for the whole run: vitest runs every project's global setup (each may load this
+ * module anew), so the directory is kept on globalThis, and the last teardown removes it.
+ */
+const SLOT = Symbol.for('vetline.clipCache.run');
+const slot = globalThis as { [SLOT]?: Shared | undefined };
+
+export default function setup(project: TestProject): Promise<() => Promise<void>> {
   const preset = process.env.VETLINE_CLIP_CACHE ?? '';
   const off = preset === 'off';
-  const dir = off ? '' : preset || (await mkdtemp(join(tmpdir(), 'vetline-clips-')));
-  project.provide('clipCacheDir', dir);
-  return async () => {
-    if (!off && !preset) await rm(dir, { recursive: true, force: true });
-  };
+  const own = !off && !preset;
+  const run = (slot[SLOT] ??= { dir: own ? mkdtemp(join(tmpdir(), 'vetline-clips-')) : Promise.resolve(off ? '' : preset), users: 0 });
+  run.users++;
+  return run.dir.then((dir) => {
+    project.provide('clipCacheDir', dir);
+    return async () => {
+      if (--run.users > 0) return;
+      slot[SLOT] = undefined;
+      if (own) await rm(dir, { recursive: true, force: true });
+    };
+  });
 }
