@@ -1,6 +1,6 @@
 /**
  * `npm run bench:delivery -- [--followups N] [--concurrency C] [--per-call K] [--talk-ms T] [--db sqlite|postgres]`
- * (docs/performance.md "Follow-up delivery").
+ * (figures in docs/performance.md).
  *
  * How fast what a call produced reaches the clinic's webhook, through the engine's own code: the
  * follow-through of src/calls/follow-through.ts (`FollowThrough.forCall(...).commit` during the call,
