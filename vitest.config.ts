@@ -2,6 +2,8 @@ import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 const cores = availableParallelism();
+/** `npm run test:long` (docs/testing.md): the scaled-up files one at a time, with room for their size. */
+const long = process.env.VETLINE_LONG === '1';
 
 /**
  * CPU-bound files without wall-clock assertions (docs/testing.md "How the suite is organised"):
@@ -23,15 +25,15 @@ const COMPUTE = [
 export default defineConfig({
   test: {
     environment: 'node',
-    testTimeout: 20_000,
-    hookTimeout: 20_000,
+    testTimeout: long ? 900_000 : 20_000,
+    hookTimeout: long ? 900_000 : 20_000,
     // Child processes, not worker threads: tests spawn engines, send signals and listen for process
     // warnings (threads measured no faster here).
     pool: 'forks',
     globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/clip-cache.setup.ts'],
     projects: [
-      { extends: true, test: { name: 'compute', include: COMPUTE, maxWorkers: cores, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'compute', include: COMPUTE, maxWorkers: long ? 1 : cores, sequence: { groupOrder: 0 } } },
       {
         extends: true,
         // The rest mostly waits on real-time calls rather than computing: one more worker than

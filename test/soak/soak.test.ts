@@ -29,7 +29,7 @@ describe('soak', () => {
     expect(r.recentOutcomes).toEqual({ callerHungUp: 200 }); // the registry keeps the last 200
     expect(r.engineLog.errors).toBe(0);
     expect(r.pass).toBe(true);
-  }, sized(50_000, 300_000));
+  }, sized(50_000, 900_000));
 
   it('a planted leak of 64 KiB per call is measured and fails the run', async () => {
     const planted = 64 * 1024;
