@@ -16,7 +16,7 @@ import type { FastifyRequest } from 'fastify';
 import type { NodeEnv } from '../config/env.js';
 import type { TenantDirectory } from '../config/tenants.js';
 import { VetError } from '../errors.js';
-import { safeEqual } from '../inspector/access.js';
+import { bearerOf, cookieOf, safeEqual } from '../inspector/access.js';
 
 export type DeskAccess =
   | { mode: 'open' }
@@ -115,20 +115,6 @@ export function tokenOfScope(access: DeskAccess, scope: DeskScope): string | nul
   return null;
 }
 
-function cookieOf(header: string | undefined, name: string): string | null {
-  if (!header) return null;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return null;
-}
-
-function bearerOf(header: string | undefined): string | null {
-  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return m?.[1] ?? null;
-}
 
 function scopeOfCookie(access: DeskAccess & { mode: 'token' }, value: string): DeskScope | null {
   const dot = value.indexOf('.');

@@ -33,7 +33,8 @@ export function sessionValue(token: string): string {
   return createHmac('sha256', token).update('vetline-inspector-session-v1').digest('base64url');
 }
 
-function cookieOf(header: string | undefined, name: string): string | null {
+/** One cookie's value from a Cookie header, or null. */
+export function cookieOf(header: string | undefined, name: string): string | null {
   if (!header) return null;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
@@ -43,7 +44,8 @@ function cookieOf(header: string | undefined, name: string): string | null {
   return null;
 }
 
-function bearerOf(header: string | undefined): string | null {
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerOf(header: string | undefined): string | null {
   const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
   return m?.[1] ?? null;
 }
