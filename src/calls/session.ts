@@ -11,7 +11,7 @@ import { decodeUlaw } from '../audio/ulaw.js';
 import { openAt } from '../config/hours.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { VetError } from '../errors.js';
-import { roundMs, statePath } from '../journal/format.js';
+import { roundMs, sameStateValue, statePath } from '../journal/format.js';
 import type { CallJournal, JournalFactory } from '../journal/writer.js';
 import { callLogger } from '../observability/logger.js';
 import { sttVocabularyFor } from '../providers/stt/local-grammar.js';
@@ -392,13 +392,3 @@ export class CallSession {
     this.onEnded(this);
   }
 }
-
-/** Structural equality of two XState state values (strings and nested objects of them). */
-function sameStateValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => Object.hasOwn(b, k) && sameStateValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
-}
-

@@ -133,3 +133,12 @@ export function statePath(value: unknown): string {
   const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? ['', ''];
   return `${key}.${statePath(child)}`;
 }
+
+/** Structural equality of two XState state values (strings and nested objects of them). */
+export function sameStateValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.hasOwn(b, k) && sameStateValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
