@@ -215,6 +215,62 @@ export const FollowUps = z
   .strict()
   .prefault({});
 
+/**
+ * Cost and abuse bounds (docs/configuration.md "Limits", docs/providers.md "Cost per call"). Every
+ * field has a default, so a clinic file may omit the block.
+ */
+export const Limits = z
+  .object({
+    /**
+     * Longest conversation with the assistant. When it is reached the caller hears a short wrap-up,
+     * then the front desk (open) or goodbye (closed); never during an emergency or a transfer.
+     * 15 minutes: three times a long booking call, short enough that a stuck or looping caller
+     * cannot hold one of MAX_CALLS for hours.
+     */
+    maxCallSeconds: z.number().int().min(60).max(7200).default(900),
+    /**
+     * Calls from one caller number to this clinic that may be with the assistant at once; over it,
+     * the caller gets the front desk (open) or the key menu (closed), never a dead line. 2: a caller
+     * who redials while the first call is still ending is not refused; a third at once is a dialer.
+     */
+    concurrentCallsPerCaller: z.number().int().min(1).max(50).default(2),
+    /**
+     * Calls from one caller number that may reach the assistant in any 60 minutes (sliding window);
+     * over it, as above. 10: an anxious owner calling back stays well under it; an autodialer does not.
+     */
+    callsPerCallerPerHour: z.number().int().min(1).max(1000).default(10),
+    /**
+     * Caller and assistant lines of the conversation the cloud receptionist is sent each turn (the
+     * latest ones; older ones are dropped, what was already sent to the clinic is summarised). 20
+     * lines: a whole appointment request, asked one question at a time, with room to spare.
+     */
+    historyTurns: z.number().int().min(2).max(200).default(20),
+    /**
+     * `max_completion_tokens` of each cloud receptionist reply. Replies are one or two spoken
+     * sentences (~40 tokens) or one tool call (~120 tokens with every appointment field); 300 only
+     * stops a runaway reply.
+     */
+    maxCompletionTokens: z.number().int().min(50).max(4000).default(300),
+    /**
+     * What the clinic's calls may consume from cloud providers per UTC day (docs/providers.md
+     * "Daily budget"). A warning is logged at 80 % of any of the three; at 100 % the clinic's new
+     * calls use the embedded providers until midnight UTC. Defaults: about 300 two-minute calls.
+     */
+    dailyProviderBudget: z
+      .object({
+        /** Chat tokens billed (input + output). */
+        agentTokens: z.number().int().min(1).max(1_000_000_000).default(5_000_000),
+        /** Characters sent to the cloud synthesizer. */
+        ttsCharacters: z.number().int().min(1).max(100_000_000).default(500_000),
+        /** Caller speech sent to the cloud recognizer, in seconds. */
+        sttSeconds: z.number().int().min(1).max(10_000_000).default(6_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .prefault({});
+
 export const TenantSchema = z
   .object({
     $schema: z.string().optional(),
@@ -301,6 +357,7 @@ export const TenantSchema = z
       })
       .strict()
       .prefault({}),
+    limits: Limits,
     providers: z
       .object({
         stt: z.enum(['auto', 'local', 'openai', 'fake']).default('auto'),

@@ -7,7 +7,8 @@
  * The stream is what OpenAI sends: a role chunk, one chunk per word of text (`delta.content`),
  * tool calls as fragments (`delta.tool_calls[{index, id, type, function: {name, arguments}}]`, the
  * arguments split into small pieces), a chunk with `finish_reason`, with `stream_options.include_usage`
- * a usage chunk with empty `choices`, then `data: [DONE]`.
+ * a usage chunk with empty `choices`, then `data: [DONE]`. Generation stops at `max_completion_tokens`
+ * (finish_reason `length`), each word or tool-call fragment counting as one token.
  *
  * Scriptable: a responder turns each request body into a reply (text and/or tool calls); each
  * request takes the next FaultPlan from `faults` (delays, stall, drop, HTTP status with an
@@ -101,6 +102,11 @@ function fragments(s: string): string[] {
   return out;
 }
 
+/** Tokens the whole reply takes in this fake: one per word, tool call name and argument fragment. */
+const replyTokens = (reply: FakeChatReply) =>
+  words(reply.text ?? '').length +
+  (reply.toolCalls ?? []).reduce((n, c) => n + 1 + fragments(typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments)).length, 0);
+
 /** The SSE events of one streamed reply, `[DONE]` last. */
 function replyEvents(body: FakeChatBody, reply: FakeChatReply, rec: FakeChatRequest): string[] {
   const id = `chatcmpl-${randomBytes(12).toString('hex')}`;
@@ -113,13 +119,23 @@ function replyEvents(body: FakeChatBody, reply: FakeChatReply, rec: FakeChatRequ
   const choice = (delta: object, finish: string | null = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
 
   const events = [chunk([choice({ role: 'assistant', content: reply.toolCalls?.length && !reply.text ? null : '', refusal: null })])];
-  for (const w of words(reply.text ?? '')) events.push(chunk([choice({ content: w })]));
+  // Like OpenAI, generation stops at max_completion_tokens (max_tokens, its deprecated name) with
+  // finish_reason "length", mid-word or mid-arguments; here every content or tool fragment is one token.
+  const limit = body.max_completion_tokens ?? body.max_tokens ?? Infinity;
+  let tokens = 0;
+  const push = (delta: object) => {
+    if (tokens >= limit) return;
+    tokens++;
+    events.push(chunk([choice(delta)]));
+  };
+  for (const w of words(reply.text ?? '')) push({ content: w });
   (reply.toolCalls ?? []).forEach((call, index) => {
     const args = typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments);
-    events.push(chunk([choice({ tool_calls: [{ index, id: `call_${randomBytes(12).toString('hex')}`, type: 'function', function: { name: call.name, arguments: '' } }] })]));
-    for (const piece of fragments(args)) events.push(chunk([choice({ tool_calls: [{ index, function: { arguments: piece } }] })]));
+    push({ tool_calls: [{ index, id: `call_${randomBytes(12).toString('hex')}`, type: 'function', function: { name: call.name, arguments: '' } }] });
+    for (const piece of fragments(args)) push({ tool_calls: [{ index, function: { arguments: piece } }] });
   });
-  events.push(chunk([choice({}, reply.toolCalls?.length ? 'tool_calls' : 'stop')]));
+  const cut = tokens >= limit && tokens < replyTokens(reply);
+  events.push(chunk([choice({}, cut ? 'length' : reply.toolCalls?.length ? 'tool_calls' : 'stop')]));
   if (withUsage) {
     const usage = {
       prompt_tokens: Math.ceil(JSON.stringify(body.messages).length / 4),

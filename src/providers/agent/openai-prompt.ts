@@ -117,10 +117,33 @@ export const AGENT_TOOLS: readonly OpenAI.ChatCompletionFunctionTool[] = [
   }),
 ];
 
-/** The call so far plus the caller's latest words, as chat messages after the system prompt. */
-export function chatMessages(system: string, history: readonly ChatTurn[], transcript: string): OpenAI.ChatCompletionMessageParam[] {
-  const turns: OpenAI.ChatCompletionMessageParam[] = history
-    .filter((t) => t.text.trim() !== '')
-    .map((t) => (t.role === 'caller' ? { role: 'user', content: t.text } : { role: 'assistant', content: t.text }));
-  return [{ role: 'system', content: system }, ...turns, { role: 'user', content: transcript }];
+/** What the model is sent of a long call (tenant `limits.historyTurns`) and what it already sent on. */
+export interface HistoryWindow {
+  /** The latest lines of the conversation kept; older ones are dropped. */
+  maxTurns: number;
+  /** Requests this call already passed to the team, oldest first, e.g. "an appointment request for Daisy". */
+  sent: readonly string[];
+}
+
+/**
+ * The call so far plus the caller's latest words, as chat messages after the system prompt. Each
+ * turn resends the whole prompt, so at most `window.maxTurns` lines of history go; when lines were
+ * dropped, a note says how many and which requests were already sent, so the model neither starts
+ * over nor sends them twice.
+ */
+export function chatMessages(system: string, history: readonly ChatTurn[], transcript: string, window?: HistoryWindow): OpenAI.ChatCompletionMessageParam[] {
+  const spoken = history.filter((t) => t.text.trim() !== '');
+  const kept = window ? spoken.slice(Math.max(0, spoken.length - window.maxTurns)) : spoken;
+  const dropped = spoken.length - kept.length;
+  const turns: OpenAI.ChatCompletionMessageParam[] = kept.map((t) =>
+    t.role === 'caller' ? { role: 'user', content: t.text } : { role: 'assistant', content: t.text });
+  const note: OpenAI.ChatCompletionMessageParam[] =
+    dropped > 0
+      ? [{
+          role: 'system',
+          content: `The call has gone on for a while: its first ${dropped} lines are not shown. ` +
+            (window?.sent.length ? `Already sent to the team this call: ${window.sent.join('; ')}. Do not send these again.` : 'Nothing has been sent to the team yet this call.'),
+        }]
+      : [];
+  return [{ role: 'system', content: system }, ...note, ...turns, { role: 'user', content: transcript }];
 }

@@ -55,6 +55,8 @@ export function createOpenAiAgent(opts: OpenAiAgentOptions): AgentProvider {
 class OpenAiAgentSession implements AgentSession {
   /** Built once per call: the clinic's facts do not change mid-call. */
   private readonly system: string;
+  /** Requests passed on this call, for the note that replaces dropped history (openai-prompt.ts). */
+  private readonly sent: string[] = [];
 
   constructor(private readonly client: OpenAI, private readonly tenant: Tenant, private readonly call: AgentCallInfo, private readonly timeoutMs: number) {
     this.system = systemPrompt(tenant, call);
@@ -67,12 +69,16 @@ class OpenAiAgentSession implements AgentSession {
     const calls: PendingCall[] = [];
     let said = '';
     let finished = false;
+    let cut = false;
+    const { limits } = this.tenant;
     try {
       const stream = await this.client.chat.completions.create({
         model: this.tenant.providers.model,
-        messages: chatMessages(this.system, turn.history, turn.transcript),
+        messages: chatMessages(this.system, turn.history, turn.transcript, { maxTurns: limits.historyTurns, sent: this.sent }),
         tools: [...AGENT_TOOLS],
         parallel_tool_calls: false,
+        // A spoken reply or one tool call needs far less; this only stops a runaway reply (cost bound).
+        max_completion_tokens: limits.maxCompletionTokens,
         stream: true,
         stream_options: { include_usage: true },
       }, { signal });
@@ -98,6 +104,7 @@ class OpenAiAgentSession implements AgentSession {
           call.args += part.function?.arguments ?? '';
         }
         if (choice.finish_reason) finished = true;
+        if (choice.finish_reason === 'length') cut = true;
       }
     } catch (err) {
       if (turn.signal.aborted) return;
@@ -108,7 +115,15 @@ class OpenAiAgentSession implements AgentSession {
     if (turn.signal.aborted) return;
     if (backstop.fired) throw backstop.error();
     if (!finished) throw new ProviderError(PROVIDER, 'protocol', 'openai chat: the stream ended without a finish_reason');
-    yield* this.afterText(said, calls.filter(Boolean).map((c) => this.effect(c)), turn.signal);
+    if (cut) {
+      // Stopped at max_completion_tokens: a tool call's arguments are incomplete, so only the words stand.
+      if (said.trim() === '') throw new ProviderError(PROVIDER, 'protocol', `openai chat: the reply reached max_completion_tokens (${limits.maxCompletionTokens}) before any words`);
+      yield* this.afterText(said, [], turn.signal);
+      return;
+    }
+    const effects = calls.filter(Boolean).map((c) => this.effect(c));
+    for (const e of effects) if (e.request) this.sent.push(sentLine(e.request));
+    yield* this.afterText(said, effects, turn.signal);
   }
 
   /**
@@ -180,6 +195,13 @@ class OpenAiAgentSession implements AgentSession {
         throw new ProviderError(PROVIDER, 'protocol', `openai chat: the model called an unknown tool (${call.name.slice(0, 64)})`);
     }
   }
+}
+
+/** "an appointment request for Daisy", "a message for Dr. Lee": what the history note lists. */
+function sentLine(r: CallerRequest): string {
+  const what = r.kind === 'message' ? 'a message' : r.kind === 'refill' ? 'a refill request' : 'an appointment request';
+  const about = r.kind === 'message' ? (r.recipient ? ` for ${r.recipient}` : ' for the clinic') : r.petName ? ` for ${r.petName}` : '';
+  return `${what}${about}`;
 }
 
 const REQUEST_TOOLS: ReadonlySet<string> = new Set<ToolName>(['request_appointment', 'take_message']);
