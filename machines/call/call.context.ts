@@ -27,6 +27,7 @@ export function initialContext({ callSid, tenant }: CallInput): CallContext {
     interruptions: 0,
     falseInterruptions: 0,
     sttDown: false,
+    timeLimitReached: false,
     outcome: null,
   };
 }

@@ -5,10 +5,13 @@
  * - an emergency (keyword in a partial or final transcript, or the emergency key) preempts every
  *   state but `ended`, once; the emergency script cannot be interrupted;
  * - recording starts only after consent when the clinic requires it;
- * - every waiting state has a timeout.
+ * - every waiting state has a timeout;
+ * - the clinic's maximum call length wraps the conversation up (never the emergency script or a transfer).
  */
 import { and } from 'xstate';
-import { EMERGENCY_DIGIT, EMERGENCY_SPEECH, failedTurnPrompt, handingOffState, outcome, playsClip, TTS_EVENTS } from './call.parts.js';
+import {
+  EMERGENCY_DIGIT, EMERGENCY_SPEECH, failedTurnPrompt, handingOffState, outcome, playsClip, TTS_EVENTS, WRAP_UP_WHEN_DUE, wrappingUpState,
+} from './call.parts.js';
 import { callSetup, initialContext } from './call.setup.js';
 
 export const callMachine = callSetup.createMachine({
@@ -19,6 +22,8 @@ export const callMachine = callSetup.createMachine({
     { id: 'stt', src: 'stt', input: ({ context }) => ({ callSid: context.callSid }), onError: { actions: 'markSttDown' } },
   ],
   initial: 'connecting',
+  after: { maxCallDuration: { actions: 'noteTimeLimit' } },
+  always: WRAP_UP_WHEN_DUE,
   on: {
     'twilio.stop': { target: '.ended', actions: outcome('callerHungUp') },
     'twilio.closed': { target: '.ended', actions: outcome('callerHungUp') },
@@ -357,6 +362,8 @@ export const callMachine = callSetup.createMachine({
     },
 
     handingOff: handingOffState,
+
+    wrappingUp: wrappingUpState,
 
     ended: { type: 'final', entry: [outcome('completed'), 'emitEnded'] },
   },

@@ -2,7 +2,7 @@
  * Pieces of the call statechart that several states share (transitions, the clip-playing state
  * shape, the failed-turn prompt) and the drain hand-off state; call.machine.ts assembles them.
  */
-import { and } from 'xstate';
+import { and, or, stateIn } from 'xstate';
 import type { TtsInput } from './call.actors.js';
 import type { CallContext, CallEvent, ClipId } from './call.types.js';
 
@@ -62,7 +62,9 @@ export const handingOffState = {
     requesting: {
       invoke: {
         src: 'handoff',
-        input: ({ event }: { event: CallEvent }) => ({ reason: event.type === 'call.handoff' ? event.reason : 'shutdown' }),
+        input: ({ context, event }: { context: CallContext; event: CallEvent }) => ({
+          reason: context.outcome === 'timeLimit' ? 'timeLimit' : event.type === 'call.handoff' ? event.reason : 'shutdown',
+        }),
         onDone: 'handedOff',
         onError: { target: '#call.ended', actions: outcome('handedOff') },
       },
@@ -82,4 +84,38 @@ export const handingOffState = {
       after: { handoffTimeout: { target: '#call.ended', actions: outcome('handedOff') } },
     },
   },
+} as const;
+
+/**
+ * `limits.maxCallSeconds` (the root's `maxCallDuration` timer sets `timeLimitReached`): the
+ * conversation — greeting, consent, listening or a reply — wraps up at once, a reply cut short. The
+ * emergency script, a transfer, a goodbye or a hand-off in progress finish first; if the call comes
+ * back to the conversation (a transfer that failed), it wraps up then.
+ */
+export const WRAP_UP_WHEN_DUE = {
+  guard: and([
+    'timeLimitReached',
+    or([stateIn('#call.greeting'), stateIn('#call.consent'), stateIn('#call.listening'), stateIn('#call.reply')]),
+  ]),
+  target: '.wrappingUp',
+} as const;
+
+const TO_FRONT_DESK = { target: '#call.handingOff', actions: outcome('timeLimit') } as const;
+// The clip said goodbye: no second farewell.
+const TO_GOODBYE = { target: '#call.hangingUp.requesting', actions: outcome('timeLimit') } as const;
+
+/**
+ * "We're near the end of the time I can spend on one call…", then the front desk through the
+ * hand-off (a REST <Dial>; if Twilio refuses, the key menu after </Connect>) when the clinic was
+ * open at the call's start, else goodbye. Keys are ignored; an emergency still preempts.
+ */
+export const wrappingUpState = {
+  entry: 'beginPlayback',
+  ...playsClip((c) => (c.tenant.openNow ? 'timeLimit' : 'timeLimitClosed')),
+  on: { ...TTS_EVENTS, 'dtmf.entered': {} },
+  always: [
+    { guard: and(['playbackComplete', 'clinicOpen']), ...TO_FRONT_DESK },
+    { guard: 'playbackComplete', ...TO_GOODBYE },
+  ],
+  after: { promptTimeout: [{ guard: 'clinicOpen', ...TO_FRONT_DESK }, TO_GOODBYE] },
 } as const;

@@ -87,6 +87,8 @@ export const callSetup = setup({
     /** After a successful transfer request Twilio stops the stream; if it doesn't, end the actor anyway. */
     handoffTimeout: BUDGETS.handoffTimeoutMs,
     interDigit: ({ context }) => context.tenant.timing.interDigitMs,
+    /** The clinic's `limits.maxCallSeconds`, from the call's start: then the conversation wraps up. */
+    maxCallDuration: ({ context }) => context.tenant.limits.maxCallMs,
   },
   guards: {
     isEmergencySpeech: ({ context, event }) => context.emergency === null && emergencyKeyword(context, event) !== null,
@@ -136,6 +138,8 @@ export const callSetup = setup({
     emergencyHasLine: ({ context }) => context.tenant.emergency.hasLine,
     transferIsEmergency: ({ context }) => context.transfer?.target === 'emergency',
     isSttDown: ({ context }) => context.sttDown,
+    timeLimitReached: ({ context }) => context.timeLimitReached,
+    clinicOpen: ({ context }) => context.tenant.openNow,
   },
   actions: {
     assignStream: assign({ streamSid: ({ event }) => (event.type === 'twilio.start' ? event.streamSid : null) }),
@@ -332,6 +336,7 @@ export const callSetup = setup({
       if (context.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.digits });
     }),
     markSttDown: assign({ sttDown: true }),
+    noteTimeLimit: assign({ timeLimitReached: true }),
     storeRecording: assign({
       recordings: ({ context, event }) =>
         event.type === 'call.recording' ? [...context.recordings, { recordingSid: event.recordingSid, status: event.status }] : context.recordings,

@@ -31,7 +31,11 @@ export type ClipId =
   | 'transfer'
   | 'transferFailed'
   | 'menu'
-  | 'apology';
+  | 'apology'
+  /** `limits.maxCallSeconds` reached, clinic open: the wrap-up before the front desk. */
+  | 'timeLimit'
+  /** The same, clinic closed: the wrap-up and goodbye. */
+  | 'timeLimitClosed';
 
 /** The slice of a clinic's configuration the machine needs; copied into each call at its start. */
 export interface CallTenant {
@@ -48,6 +52,8 @@ export interface CallTenant {
   menu: Readonly<Record<string, MenuEntry>>;
   backchannels: readonly string[];
   timing: CallTiming;
+  /** `maxCallMs`: the conversation's length before the wrap-up (the clinic's `limits.maxCallSeconds`). */
+  limits: { maxCallMs: number };
 }
 
 export interface CallTiming {
@@ -124,7 +130,9 @@ export type Outcome =
   /** The engine failed; the caller was handed to the fallback menu. */
   | 'error'
   /** The engine shut down mid-call (drain deadline): the caller was handed to the front desk, or to the key menu. */
-  | 'handedOff';
+  | 'handedOff'
+  /** The call reached the clinic's `limits.maxCallSeconds`: wrap-up, then the front desk (open) or goodbye (closed). */
+  | 'timeLimit';
 
 export type EmergencySource = { via: 'speech'; keyword: string } | { via: 'dtmf'; digit: string } | { via: 'agent'; reason: string };
 
@@ -245,5 +253,7 @@ export interface CallContext {
   interruptions: number;
   falseInterruptions: number;
   sttDown: boolean;
+  /** The call has lasted `limits.maxCallMs`: the conversation wraps up as soon as it is in one. */
+  timeLimitReached: boolean;
   outcome: Outcome | null;
 }

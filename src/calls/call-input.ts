@@ -17,5 +17,6 @@ export function toCallTenant(tenant: Tenant, openNow = true): CallTenant {
     menu: tenant.menu,
     backchannels: tenant.backchannels,
     timing: { ...tenant.timing },
+    limits: { maxCallMs: tenant.limits.maxCallSeconds * 1000 },
   };
 }

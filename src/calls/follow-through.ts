@@ -257,6 +257,7 @@ const OUTCOME_TEXT: Record<NonNullable<CallContext['outcome']>, string> = {
   notConnected: 'The call did not connect.',
   error: 'The receptionist failed; the caller was sent to the key menu.',
   handedOff: 'The receptionist was shutting down; the caller was handed to the front desk.',
+  timeLimit: "The call reached the clinic's maximum length; the caller was put through to the front desk, or told goodbye after hours.",
 };
 
 const REQUEST_TEXT: Record<StoredRequest['kind'], string> = { appointment: 'Appointment request', refill: 'Refill request', message: 'Message' };

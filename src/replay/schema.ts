@@ -37,6 +37,8 @@ const callInput = z.object({
       bargeInMinSpeechMs: z.number(),
       interDigitMs: z.number(),
     }),
+    /** Journals before `limits.maxCallSeconds` had no limit: the longest timer a clock takes (24.8 days). */
+    limits: z.object({ maxCallMs: z.number() }).default({ maxCallMs: 2 ** 31 - 1 }),
   }),
 }) satisfies z.ZodType<CallInput>;
 
@@ -116,7 +118,7 @@ export const errorPayload = z.object({ error: z.object({ name: z.string().option
 export const outcomeLine = z.object({
   t: z.number().nonnegative(),
   type: z.literal('outcome'),
-  outcome: z.enum(['callerHungUp', 'completed', 'transferred', 'emergency', 'silence', 'noStream', 'notConnected', 'error', 'handedOff']),
+  outcome: z.enum(['callerHungUp', 'completed', 'transferred', 'emergency', 'silence', 'noStream', 'notConnected', 'error', 'handedOff', 'timeLimit']),
   record: z.looseObject({
     durationMs: z.number(),
     turns: z.array(

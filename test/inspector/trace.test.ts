@@ -18,6 +18,7 @@ const base: CallContext = initialContext({
     id: 'oak', openNow: true, consent: { required: false, onRefusal: 'continue' }, recordingEnabled: false,
     emergency: { keywords: ['bleeding'], digit: '9', hasLine: true }, menu: {}, backchannels: [],
     timing: { silencePromptMs: 1, silencePromptsBeforeGoodbye: 1, endOfTurnMs: 1, endOfTurnShortMs: 1, endOfTurnLongMs: 1, fillerAfterMs: 1, bargeInMinSpeechMs: 1, interDigitMs: 1 },
+    limits: { maxCallMs: 900_000 },
   },
 });
 

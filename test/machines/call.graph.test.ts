@@ -51,6 +51,7 @@ function abstractState(s: Snap): string {
     failed: inListening || inReply ? Math.min(c.failedTurns, 3) : null,
     digits: inListening && c.digits.length > 0,
     expect: inListening ? c.expect : null,
+    timeUp: c.timeLimitReached,
   });
 }
 
@@ -58,6 +59,7 @@ function abstractState(s: Snap): string {
 const PLAYING = new Set([
   'call.greeting', 'call.emergency', 'call.reply', 'call.consent.asking', 'call.listening.nudging', 'call.listening.reprompting',
   'call.listening.apologizing', 'call.listening.menu', 'call.transferring.announcing', 'call.transferring.failed', 'call.hangingUp.farewell',
+  'call.wrappingUp',
 ]);
 const playsAudio = (s: Snap) => s._nodes.some((n) => PLAYING.has(n.id));
 

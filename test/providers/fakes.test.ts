@@ -137,6 +137,9 @@ describe('prompt cache', () => {
     expect(t.menu).toBe('Press 1 for appointments. Press 0 for the front desk. Press star to hear these options again. If this is an emergency, press 9.');
     expect(t.emergencyFallback).toMatch(/call 5 5 5, 1 2 3, 0 0 0 0 now\..*Stay on the line\. If we get cut off, call the emergency hospital\.$/);
     expect(t.transferFailed).toMatch(/^I'm sorry, nobody could take the call right now\./);
+    expect(t.timeLimit).toMatch(/^We're near the end of the time I can spend on one call, so I'll put you through to the front desk/);
+    expect(t.timeLimitClosed).toBe("We're near the end of the time I can spend on one call. If your pet needs urgent care, please call " +
+      '5 5 5, 1 2 3, 0 0 0 0. If you still need help, please call us back. Thank you for calling Riverside Vet Clinic. Goodbye.');
     expect(speakablePhone('+447700900123')).toBe('4 4 7, 7 0 0, 9 0 0, 1 2 3');
   });
 

@@ -31,6 +31,7 @@ export const testTenant = (overrides: Partial<CallTenant> = {}): CallTenant => (
     bargeInMinSpeechMs: 300,
     interDigitMs: 2500,
   },
+  limits: { maxCallMs: 900_000 },
   ...overrides,
 });
 

@@ -61,7 +61,7 @@ const clock = (ms) => {
 const secs = (ms) => `+${(ms / 1000).toFixed(2)}s`;
 const shortSid = (sid) => `${sid.slice(0, 6)}…${sid.slice(-4)}`;
 const leafPath = (active) => active.filter((id) => !active.some((o) => o.startsWith(`${id}.`))).map((id) => id.replace(/^call\./, '')).join(' | ');
-const OUTCOME_LABEL = { completed: 'completed', callerHungUp: 'caller hung up', transferred: 'transferred', emergency: 'emergency', silence: 'silence', noStream: 'no stream', notConnected: 'not connected', error: 'error' };
+const OUTCOME_LABEL = { completed: 'completed', callerHungUp: 'caller hung up', transferred: 'transferred', emergency: 'emergency', silence: 'silence', noStream: 'no stream', notConnected: 'not connected', error: 'error', handedOff: 'handed off', timeLimit: 'time limit' };
 
 function badges(call) {
   const out = [];

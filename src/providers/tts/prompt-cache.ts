@@ -30,6 +30,8 @@ export const CLIP_IDS = [
   'transferFailed',
   'menu',
   'apology',
+  'timeLimit',
+  'timeLimitClosed',
 ] as const satisfies readonly MachineClipId[];
 export type ClipId = (typeof CLIP_IDS)[number];
 // Every clip the call machine can ask for is rendered (and nothing it cannot).
@@ -81,6 +83,11 @@ export function clipTexts(tenant: Tenant): Record<ClipId, string> {
       'I can take a message for the team, or keep helping you myself.',
     menu: menuLines.join(' '),
     apology: "Sorry, I didn't manage that. Could you say it again, or press 0 for the front desk?",
+    timeLimit: "We're near the end of the time I can spend on one call, so I'll put you through to the front desk now. They can help with anything else.",
+    timeLimitClosed:
+      "We're near the end of the time I can spend on one call. " +
+      (em ? `If your pet needs urgent care, please call ${speakablePhone(em)}. ` : '') +
+      `If you still need help, please call us back. Thank you for calling ${tenant.name}. Goodbye.`,
   };
 }
 
