@@ -1,6 +1,7 @@
 /**
  * FakeTwilio against a tiny engine stand-in (plain http + ws, checking signatures like the real one):
- * message shapes both ways, inbound pacing, the §3.3 mark rule, strict outbound validation.
+ * message shapes both ways, inbound pacing, the §3.3 mark rule, strict outbound validation, and the
+ * phone line's impairments (echo, jitter and bursts, late marks).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,6 +9,8 @@ import { performance } from 'node:perf_hooks';
 import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { encodeUlaw, ulawEnergyDb } from '../../src/audio/ulaw.js';
+import { Line, PHONE_LINE, withSeed } from './fake-line.js';
 import { FakeTwilio, type FakeCallOptions } from './fake-twilio.js';
 
 const TOKEN = 'fake-twilio-test-token';
@@ -219,5 +222,105 @@ describe('FakeTwilio', () => {
     await expect(fake.waitFor(() => false, 30, 'never')).rejects.toThrow(/timed out after 30 ms: never\noutbound media×0/);
     fake.dropConnection();
     expect((await fake.waitForClose(1000)).code).toBe(1006);
+  });
+});
+
+/** A 400 Hz tone at amplitude 8000 (about -15 dBFS), μ-law: what the engine "says". */
+function encodeTone(bytes: number): Uint8Array {
+  return encodeUlaw(Int16Array.from({ length: bytes }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 400 * i) / 8000))));
+}
+const mediaFrames = (conn: Conn) => ofEvent(conn, 'media').map(({ at, m }) => {
+  const media = m.media as { chunk: string; payload: string };
+  return { at, chunk: Number(media.chunk), seq: Number(m.sequenceNumber), db: ulawEnergyDb(Buffer.from(media.payload, 'base64')) };
+});
+
+describe('FakeTwilio on a phone line', () => {
+  it('draws the same line from the same seed, inside the profile\'s ranges', () => {
+    const a = new Line(withSeed(PHONE_LINE, 7));
+    const b = new Line(withSeed(PHONE_LINE, 7));
+    const c = new Line(withSeed(PHONE_LINE, 8));
+    expect(a.echo).toEqual(b.echo);
+    expect(a.echo).not.toEqual(c.echo);
+    for (const l of [a, c]) {
+      expect(l.echo!.attenuationDb).toBeGreaterThanOrEqual(-30);
+      expect(l.echo!.attenuationDb).toBeLessThanOrEqual(-20);
+      expect(l.echo!.delayMs).toBeGreaterThanOrEqual(40);
+      expect(l.echo!.delayMs).toBeLessThanOrEqual(120);
+    }
+    const times = Array.from({ length: 500 }, (_, n) => a.deliveryMs(n, 20 * (n + 1)));
+    expect(times.every((t, n) => t >= 20 * (n + 1) && t <= 20 * (n + 1) + 60 && t >= (times[n - 1] ?? 0))).toBe(true);
+    expect(a.stats.bursts).toBeGreaterThan(0);
+  });
+
+  it('echoes the engine\'s audio into the caller\'s frames: attenuated, delayed, and gone after a clear', async () => {
+    const { fake, conn } = await connect({ line: { echo: { attenuationDb: -20, delayMs: 100 } } });
+    const sid = fake.streamSid;
+    await sleep(100);
+    const sentAt = performance.now();
+    conn.ws.send(JSON.stringify({ event: 'media', streamSid: sid, media: { payload: Buffer.from(encodeTone(4000)).toString('base64') } })); // 500 ms
+    await sleep(300);
+    conn.ws.send(JSON.stringify({ event: 'clear', streamSid: sid }));
+    const clearedAt = performance.now();
+    await sleep(400);
+    const frames = mediaFrames(conn);
+    const loud = frames.filter((f) => f.db > -45);
+    const toneDb = ulawEnergyDb(encodeTone(160));
+    // Onset: the first frame holding echo left 100 ms (the delay) to 120 ms (its own length) after the audio played.
+    expect(loud[0]!.at - sentAt).toBeGreaterThanOrEqual(95);
+    expect(loud[0]!.at - sentAt).toBeLessThan(100 + 20 + 40);
+    // Level: frames wholly inside the echo are the tone 20 dB down (line noise is ~30 dB below that).
+    const inside = loud.slice(1, -1);
+    expect(inside.length).toBeGreaterThanOrEqual(8);
+    for (const f of inside) expect(Math.abs(f.db - (toneDb - 20))).toBeLessThan(1);
+    // The clear cut playback, so the echo ends a delay later: nothing of the last 200 ms of audio.
+    expect(loud.at(-1)!.at - clearedAt).toBeLessThan(100 + 20 + 40);
+    expect(frames.filter((f) => f.at > clearedAt + 160).every((f) => f.db < -55)).toBe(true);
+  });
+
+  it('delivers frames late and in bursts of three, in order, keys after the frames before them', async () => {
+    const { fake, conn } = await connect({ line: { seed: 3, jitter: { maxLateMs: 60, burstChance: 0.15 } } });
+    await sleep(1_200);
+    fake.dtmf('7');
+    await fake.waitFor(() => ofEvent(conn, 'dtmf').length === 1, 500, 'the key');
+    const frames = mediaFrames(conn);
+    expect(frames.map((f) => f.chunk)).toEqual(frames.map((_, i) => i + 1));
+    const seqs = conn.msgs.slice(2).map((x) => Number(x.m.sequenceNumber));
+    expect(seqs).toEqual(seqs.map((_, i) => i + 2)); // sequence numbers in send order, the key's included
+    // Lateness against the on-time schedule (its origin: the earliest frame, which the line made at most 60 ms late).
+    const lateness = frames.map((f, i) => f.at - 20 * (i + 1));
+    const spread = Math.max(...lateness) - Math.min(...lateness);
+    expect(spread).toBeGreaterThan(30);
+    expect(spread).toBeLessThan(60 + 25);
+    let triples = 0;
+    for (let i = 2; i < frames.length; i++) if (frames[i]!.at - frames[i - 2]!.at < 3) triples++;
+    expect(triples).toBeGreaterThan(0);
+    expect(fake.line!.stats.bursts).toBeGreaterThan(0);
+    expect(fake.line!.stats.maxLateMs).toBeLessThanOrEqual(60);
+  });
+
+  it('echoes marks late when playback passes them, in order; a clear\'s echoes are not delayed further', async () => {
+    const { fake, conn } = await connect({ streamAudio: false, line: { lateMarksMs: 80 } });
+    const sid = fake.streamSid;
+    const send = (m: Record<string, unknown>) => conn.ws.send(JSON.stringify({ streamSid: sid, ...m }));
+    const recv = (name: string) => fake.outbound.find((r) => r.message?.event === 'mark' && r.message.mark.name === name)?.atMs ?? NaN;
+    const echo = (name: string) => fake.marksEchoed.find((e) => e.name === name);
+
+    send({ event: 'media', media: { payload: Buffer.alloc(800, 1).toString('base64') } }); // 100 ms
+    send({ event: 'mark', mark: { name: 'a' } });
+    send({ event: 'mark', mark: { name: 'b' } });
+    await fake.waitFor((c) => c.marksEchoed.length === 2, 1_000, 'a and b');
+    expect(echo('a')?.cause).toBe('played');
+    expect(echo('a')!.atMs - recv('a')).toBeGreaterThanOrEqual(100 + 80 - 5);
+    expect(echo('b')!.atMs).toBeGreaterThanOrEqual(echo('a')!.atMs);
+
+    send({ event: 'media', media: { payload: Buffer.alloc(1600, 1).toString('base64') } });
+    send({ event: 'mark', mark: { name: 'c' } });
+    await sleep(50);
+    send({ event: 'clear' });
+    await fake.waitFor((c) => c.marksEchoed.length === 3, 1_000, 'c');
+    expect(echo('c')?.cause).toBe('clear');
+    expect(echo('c')!.atMs - fake.clears[0]!).toBeLessThan(40);
+    await fake.waitFor(() => ofEvent(conn, 'mark').length === 3, 500, 'echoes at the server');
+    expect(ofEvent(conn, 'mark').map((x) => (x.m.mark as { name: string }).name)).toEqual(['a', 'b', 'c']);
   });
 });

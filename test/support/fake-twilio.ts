@@ -4,13 +4,16 @@
  * `serverUrl`, follows `<Connect><Stream>`, streams 20 ms inbound frames on a monotonic clock, plays
  * outbound audio at 8 bytes/ms × playbackSpeed, echoes marks by the §3.3 rule, and records every
  * outbound frame, validating it strictly (violations go to `protocolErrors`, never thrown).
+ * With `line` (test/support/fake-line.ts) the line is a phone line's: the engine's audio echoes
+ * back into the caller's frames, frames arrive late and in bursts, marks come back late.
  * Times (`atMs`, `now()`) are ms since the fake was created.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import twilio from 'twilio';
 import { WebSocket, type RawData } from 'ws';
-import { pcmToUlawSample } from '../../src/audio/ulaw.js';
+import { pcmToUlawSample, ulawToPcmSample } from '../../src/audio/ulaw.js';
+import { Line, mixEcho, type LineProfile } from './fake-line.js';
 import { formBody } from './twilio-sign.js';
 
 export interface FakeCallOptions {
@@ -31,6 +34,8 @@ export interface FakeCallOptions {
   start?: { callSid?: string; accountSid?: string; customParameters?: Record<string, string> };
   /** Stream inbound frames every 20 ms (default true). */
   streamAudio?: boolean;
+  /** Impairments of the line (default: none, a perfect line). */
+  line?: LineProfile;
 }
 
 export interface ParsedTwiml {
@@ -56,6 +61,8 @@ type Obj = Record<string, unknown>;
 type Segment = { startMs: number; endMs: number; bytes: Uint8Array; cutMs: number | null };
 type Speech = { bytes: Uint8Array; offset: number; done: (sent: boolean) => void };
 type Waiter = { check: () => void; cancel: () => void };
+/** A message on its way to the engine: frames and keys leave in order, each at `at` (performance ms). */
+type Outgoing = { at: number; msg: () => Obj; finished: Speech[] };
 
 const FRAME_BYTES = 160;
 const FRAME_MS = 20;
@@ -109,10 +116,18 @@ export class FakeTwilio {
   private frameTimer: NodeJS.Timeout | null = null;
   private markTimer: NodeJS.Timeout | null = null;
   private readonly waiters = new Set<Waiter>();
+  /** The line's impairments; null for a perfect line. */
+  readonly line: Line | null;
+  private outbox: Outgoing[] = [];
+  private outboxTimer: NodeJS.Timeout | null = null;
+  private markOutbox: { at: number; name: string; cause: MarkEcho['cause'] }[] = [];
+  private markOutTimer: NodeJS.Timeout | null = null;
+  private readonly echoPcm = new Int16Array(FRAME_BYTES);
 
   private constructor(private readonly opts: FakeCallOptions) {
     this.callSid = opts.callSid ?? `CA${hex(16)}`;
     this.speed = opts.playbackSpeed ?? 1;
+    this.line = opts.line ? new Line(opts.line) : null;
   }
 
   /** Webhook, then (if the TwiML has `<Connect><Stream>`) the socket with `connected` + `start`. */
@@ -178,14 +193,16 @@ export class FakeTwilio {
     return new Promise((done) => this.speech.push({ bytes: ulaw, offset: 0, done }));
   }
 
+  /** A key press, sent after any frames still on their way (same socket, same order). */
   dtmf(digit: string): void {
-    this.send({ event: 'dtmf', streamSid: this.streamSid, sequenceNumber: this.nextSeq(), dtmf: { track: 'inbound_track', digit } });
+    this.deliver(performance.now(), () => ({ event: 'dtmf', streamSid: this.streamSid, sequenceNumber: this.nextSeq(), dtmf: { track: 'inbound_track', digit } }), []);
   }
 
   /** `stop`, then close 1000 (what Twilio does when the caller hangs up). */
   async stop(): Promise<void> {
     if (!this.ws) return;
     const { accountSid } = this.opts;
+    this.flushOutbox(Infinity); // what is on its way arrives before the stop
     this.send({ event: 'stop', sequenceNumber: this.nextSeq(), streamSid: this.streamSid, stop: { accountSid, callSid: this.callSid } });
     this.halt();
     if (this.isOpen()) this.ws.close(1000);
@@ -228,7 +245,8 @@ export class FakeTwilio {
 
   private sendFrame(): void {
     const n = this.frame++;
-    const out = new Uint8Array(FRAME_BYTES);
+    const dueMs = this.audioT0 + FRAME_MS * (n + 1);
+    let out: Uint8Array = new Uint8Array(FRAME_BYTES);
     const finished: Speech[] = [];
     let i = 0;
     for (let s = this.speech[0]; s && i < FRAME_BYTES; s = this.speech[0]) {
@@ -239,9 +257,60 @@ export class FakeTwilio {
       if (s.offset >= s.bytes.length) finished.push(this.speech.shift() ?? s);
     }
     for (; i < FRAME_BYTES; i++) out[i] = this.noiseByte();
+    const echo = this.line?.echo;
+    if (echo && this.echoOf(dueMs - this.epoch - FRAME_MS - echo.delayMs)) out = mixEcho(out, this.echoPcm, echo.gain);
     const media = { track: 'inbound', chunk: String(n + 1), timestamp: String(n * FRAME_MS), payload: Buffer.from(out).toString('base64') };
-    this.send({ event: 'media', sequenceNumber: this.nextSeq(), media, streamSid: this.streamSid });
-    for (const s of finished) s.done(true);
+    const at = this.line?.delaysFrames ? this.line.deliveryMs(n, dueMs) : dueMs;
+    this.deliver(at, () => ({ event: 'media', sequenceNumber: this.nextSeq(), media, streamSid: this.streamSid }), finished);
+  }
+
+  /**
+   * Fills `echoPcm` with the 20 ms of engine audio the caller's phone played from `fromMs` (this
+   * fake's clock); false if none of it was audio (nothing to echo).
+   */
+  private echoOf(fromMs: number): boolean {
+    let any = false;
+    let k = this.segments.length - 1;
+    for (let i = FRAME_BYTES - 1; i >= 0; i--) {
+      const t = fromMs + i / 8;
+      while (k >= 0 && this.segments[k]!.startMs > t) k--;
+      const s = k >= 0 ? this.segments[k]! : null;
+      const end = s ? Math.min(s.endMs, s.cutMs ?? Infinity) : -Infinity;
+      const byte = s && t < end ? s.bytes[Math.floor((t - s.startMs) * 8 * this.speed)] : undefined;
+      this.echoPcm[i] = byte === undefined ? 0 : ulawToPcmSample(byte);
+      any ||= byte !== undefined;
+    }
+    return any;
+  }
+
+  /** Sends `msg` at `at` (performance ms), after everything queued before it. */
+  private deliver(at: number, msg: () => Obj, finished: Speech[]): void {
+    if (this.outbox.length === 0 && at <= performance.now() + 1) {
+      this.send(msg());
+      for (const s of finished) s.done(true);
+      return;
+    }
+    this.outbox.push({ at, msg, finished });
+    this.armOutbox();
+  }
+
+  private flushOutbox(until: number): void {
+    for (let o = this.outbox[0]; o && o.at <= until; o = this.outbox[0]) {
+      this.outbox.shift();
+      this.send(o.msg());
+      for (const s of o.finished) s.done(true);
+    }
+  }
+
+  private armOutbox(): void {
+    if (this.outboxTimer) return;
+    const next = this.outbox[0];
+    if (!next || !this.isOpen()) return;
+    this.outboxTimer = setTimeout(() => {
+      this.outboxTimer = null;
+      this.flushOutbox(performance.now() + 1);
+      this.armOutbox();
+    }, Math.max(0, next.at - performance.now()));
   }
 
   /** Line noise, not digital silence: 2–4 μ-law steps from zero (±16–32 PCM, about -63 dBFS). */
@@ -349,8 +418,34 @@ export class FakeTwilio {
   }
 
   private echo(name: string, cause: MarkEcho['cause']): void {
+    if (this.line?.delaysMarks) {
+      this.markOutbox.push({ name, cause, at: this.line.markMs(this.now(), cause !== 'clear') });
+      this.armMarkOut();
+      return;
+    }
+    this.sendMark(name, cause);
+  }
+
+  private sendMark(name: string, cause: MarkEcho['cause']): void {
     this.marksEchoed.push({ name, atMs: this.now(), cause });
     this.send({ event: 'mark', sequenceNumber: this.nextSeq(), streamSid: this.streamSid, mark: { name } });
+  }
+
+  /** Late mark echoes leave in order, each at its time. */
+  private armMarkOut(): void {
+    if (this.markOutTimer) return;
+    const next = this.markOutbox[0];
+    if (!next || !this.isOpen()) return;
+    this.markOutTimer = setTimeout(() => {
+      this.markOutTimer = null;
+      const now = this.now();
+      for (let m = this.markOutbox[0]; m && m.at <= now + 1; m = this.markOutbox[0]) {
+        this.markOutbox.shift();
+        this.sendMark(m.name, m.cause);
+      }
+      this.armMarkOut();
+      this.poke();
+    }, Math.max(0, next.at - this.now()));
   }
 
   // ---- what the caller heard -------------------------------------------------------------------
@@ -510,11 +605,12 @@ export class FakeTwilio {
   // ---- teardown ------------------------------------------------------------------------------
 
   private halt(): void {
-    if (this.frameTimer) clearTimeout(this.frameTimer);
-    if (this.markTimer) clearTimeout(this.markTimer);
-    this.frameTimer = this.markTimer = null;
+    for (const t of [this.frameTimer, this.markTimer, this.outboxTimer, this.markOutTimer]) if (t) clearTimeout(t);
+    this.frameTimer = this.markTimer = this.outboxTimer = this.markOutTimer = null;
     this.cutPlayback(this.now()); // playback ends with the stream
     for (const s of this.speech.splice(0)) s.done(false);
+    for (const o of this.outbox.splice(0)) for (const s of o.finished) s.done(false);
+    this.markOutbox = [];
     this.poke();
   }
 
