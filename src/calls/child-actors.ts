@@ -132,8 +132,12 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       },
     });
     receive((cmd) => detector.setMode(cmd.mode));
+    let quiet = new Int16Array(160);
     return hub.onFrame((pcm, atMs) => {
-      const decision = detector.process(pcm, atMs);
+      // Echo guard: a frame that may be only our own voice coming back is silence to the VAD (the
+      // recognizer still gets it; docs/design/conversation.md §2).
+      if (quiet.length !== pcm.length) quiet = new Int16Array(pcm.length);
+      const decision = detector.process(hub.mayBeEcho(pcm, atMs) ? quiet : pcm, atMs);
       if (!decision) return;
       // The machine hears of the boundary first, then the recognizer: a recognizer that answers at
       // once (the local one) must find the machine already waiting for that transcript.

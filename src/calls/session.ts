@@ -219,6 +219,7 @@ export class CallSession {
         handle.send(json);
       },
       onError: (err) => this.log.warn({ err }, 'player send failed'),
+      echo: this.hub.echo,
     });
     // The socket counts as started only once this handler returns: start the call (and its greeting
     // audio) just after, or the first frames would be dropped as sent before `start`.

@@ -77,6 +77,8 @@ export interface PlayerOptions {
   /** Unplayed audio accepted per generation; beyond it `enqueue` drops (counted). */
   maxQueuedMs?: number;
   onError?: (err: unknown) => void;
+  /** Told what plays when (monotonic ms), and when a `clear` cuts it: the echo guard's reference. */
+  echo?: { played(atMs: number, audio: Uint8Array): void; cut(atMs: number): void };
 }
 
 export interface PlayerStats {
@@ -118,6 +120,7 @@ export class Player {
   private readonly retainBytes: number;
   private readonly maxQueuedBytes: number;
   private readonly onError: ((err: unknown) => void) | undefined;
+  private readonly echo: PlayerOptions['echo'];
 
   private gen = -1;
   private epochN = 0;
@@ -146,6 +149,7 @@ export class Player {
     this.retainBytes = (opts.retainMs ?? 60_000) * BYTES_PER_MS;
     this.maxQueuedBytes = (opts.maxQueuedMs ?? 120_000) * BYTES_PER_MS;
     this.onError = opts.onError;
+    this.echo = opts.echo;
   }
 
   get generation(): number { return this.gen; }
@@ -195,6 +199,7 @@ export class Player {
     this.stopTimer();
     this.anchor = this.now() - this.sentMs; // Twilio dropped what it held
     this.stats.clears++;
+    this.echo?.cut(this.now());
     this.emit(clearMessage(this.streamSid));
     return { epoch: this.epochN };
   }
@@ -298,6 +303,7 @@ export class Player {
     }
     this.stats.bytesSent += n;
     this.stats.mediaMessages++;
+    this.echo?.played(this.anchor + this.sentMs, audio);
     this.emit(mediaMessage(this.streamSid, audio));
     const name = `${this.gen}:${this.epochN}:${Math.floor(this.cursor / BYTES_PER_MS)}`;
     this.stats.marksSent++;

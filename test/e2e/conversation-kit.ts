@@ -27,6 +27,7 @@ import { energyVad } from '../../src/providers/vad/energy.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { Player } from '../../src/twilio/player.js';
 import { takeSentences } from '../../machines/call/language.js';
+import type { LineProfile } from '../support/fake-line.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder, type RestCall } from '../support/rest-recorder.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
@@ -84,7 +85,7 @@ export interface Rig {
   calls: FakeTwilio[];
   /** Runs when the engine makes a REST request (before it resolves). */
   onRest: ((call: RestEvent) => void) | null;
-  dial(to?: string, extra?: { callSid?: string; start?: { callSid?: string; customParameters?: Record<string, string> } }): Promise<FakeTwilio>;
+  dial(to?: string, extra?: { callSid?: string; start?: { callSid?: string; customParameters?: Record<string, string> }; line?: LineProfile }): Promise<FakeTwilio>;
   /** The stable states this call went through, in order (consecutive duplicates removed). */
   trace(callSid: string): string[];
   /** Current dotted state, or 'ended' once the registry dropped the call. */
@@ -104,6 +105,8 @@ export interface RigOptions {
   tenantsDir?: string;
   /** Extra engine options (follow-through, clinic secrets, environment). */
   engine?: Pick<Parameters<typeof startEngine>[0], 'followUps' | 'tenantEnv' | 'env'>;
+  /** The line every call of this rig is dialled over (default: a perfect line); `dial` may override. */
+  line?: LineProfile;
 }
 
 const pathOf = (value: unknown): string => {
@@ -172,7 +175,7 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
     async dial(to = QUICK_VET, extra = {}) {
       const call = await FakeTwilio.call({
         serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT,
-        to, from: '+15557654321', ...extra,
+        to, from: '+15557654321', ...(opts.line ? { line: opts.line } : {}), ...extra,
       });
       rig.calls.push(call);
       return call;

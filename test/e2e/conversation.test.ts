@@ -2,12 +2,14 @@
  * End to end over the real Media Streams protocol, part 1: consent before recording, and a booking
  * taken over several turns by the local receptionist. Real server, energy VAD on the caller's audio,
  * scripted recognizer, fake synthesizer; Twilio REST recorded in one timeline with the call's states.
+ * Every call is on a phone line (test/support/fake-line.ts): echo, late and bunched frames, late marks.
  */
 import { beforeAll, describe, it } from 'vitest';
 import { localAgent } from '../../src/providers/agent/local.js';
 import { clipTexts } from '../../src/providers/tts/prompt-cache.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import type { Tenant } from '../../src/config/tenant.schema.js';
+import { PHONE_LINE, withSeed } from '../support/fake-line.js';
 import type { FakeTwilio } from '../support/fake-twilio.js';
 import {
   CONSENT_VET, QUICK_VET, TENANTS, generationAudioMs, indexOf, rigFor, speechMs, tone, untilState, visitedInOrder, warmPrompts, type Rig,
@@ -30,7 +32,7 @@ async function answer(r: Rig, call: FakeTwilio, ms = 300): Promise<void> {
 describe.concurrent('consent before recording (consent-vet)', () => {
   it('greets, asks consent, records only after "yes", then answers a question', async (ctx) => {
     const { expect } = ctx;
-    const r = await rigFor(ctx, { agent: localAgent, stt: ['yes', 'what are your hours'] });
+    const r = await rigFor(ctx, { agent: localAgent, stt: ['yes', 'what are your hours'], line: withSeed(PHONE_LINE, 21) });
     const call = await r.dial(CONSENT_VET);
     const sid = call.callSid;
     // Every spoken item is a playback generation: greeting 1, consent disclosure 2.
@@ -92,7 +94,7 @@ describe.concurrent('consent before recording (consent-vet)', () => {
 
   it('"no" continues the call without any recording request', async (ctx) => {
     const { expect } = ctx;
-    const r = await rigFor(ctx, { agent: localAgent, stt: ['no', 'where are you located'] });
+    const r = await rigFor(ctx, { agent: localAgent, stt: ['no', 'where are you located'], line: withSeed(PHONE_LINE, 22) });
     const call = await r.dial(CONSENT_VET);
     const sid = call.callSid;
 
@@ -122,6 +124,7 @@ describe.concurrent('a booking over several turns with the local receptionist (q
     const r = await rigFor(ctx, {
       agent: localAgent,
       stt: ['I want to book an appointment', 'Rex', 'my name is Jane Smith', 'his vaccinations', 'tomorrow at 10 am', '555 010 0200', 'yes'],
+      line: withSeed(PHONE_LINE, 23),
     });
     const call = await r.dial(QUICK_VET);
     const sid = call.callSid;

@@ -59,7 +59,8 @@ export interface HttpResult { status: number; body: string }
 
 type Obj = Record<string, unknown>;
 type Segment = { startMs: number; endMs: number; bytes: Uint8Array; cutMs: number | null };
-type Speech = { bytes: Uint8Array; offset: number; done: (sent: boolean) => void };
+/** `at`: when it was queued (performance ms); frames that ended before then never hold it. */
+type Speech = { bytes: Uint8Array; offset: number; at: number; done: (sent: boolean) => void };
 type Waiter = { check: () => void; cancel: () => void };
 /** A message on its way to the engine: frames and keys leave in order, each at `at` (performance ms). */
 type Outgoing = { at: number; msg: () => Obj; finished: Speech[] };
@@ -190,7 +191,7 @@ export class FakeTwilio {
   say(ulaw: Uint8Array): Promise<boolean> {
     if (ulaw.length === 0) return Promise.resolve(true);
     if (!this.isOpen()) return Promise.resolve(false);
-    return new Promise((done) => this.speech.push({ bytes: ulaw, offset: 0, done }));
+    return new Promise((done) => this.speech.push({ bytes: ulaw, offset: 0, at: performance.now(), done }));
   }
 
   /** A key press, sent after any frames still on their way (same socket, same order). */
@@ -249,7 +250,8 @@ export class FakeTwilio {
     let out: Uint8Array = new Uint8Array(FRAME_BYTES);
     const finished: Speech[] = [];
     let i = 0;
-    for (let s = this.speech[0]; s && i < FRAME_BYTES; s = this.speech[0]) {
+    // A late timer makes overdue frames in a row: those due before the caller spoke stay quiet.
+    for (let s = this.speech[0]; s && s.at < dueMs && i < FRAME_BYTES; s = this.speech[0]) {
       const take = Math.min(FRAME_BYTES - i, s.bytes.length - s.offset);
       out.set(s.bytes.subarray(s.offset, s.offset + take), i);
       i += take;

@@ -219,6 +219,24 @@ describe('Player barge-in', () => {
   });
 });
 
+describe('Player echo reference', () => {
+  it('tells the echo guard what plays when, and where a clear cut it', () => {
+    const played: { atMs: number; bytes: number }[] = [];
+    const cuts: number[] = [];
+    const { player, media } = setup({ echo: { played: (atMs, audio) => played.push({ atMs: atMs - t0, bytes: audio.length }), cut: (atMs) => cuts.push(atMs - t0) } });
+    player.enqueue(1, tone(600));
+    vi.advanceTimersByTime(250);
+    // Back to back from the first byte's playback at t=0, each message where the last one ends.
+    let at = 0;
+    expect(played).toEqual(media().map((m) => ({ atMs: (at += m.length / 8) - m.length / 8, bytes: m.length })));
+    player.clear();
+    expect(cuts).toEqual([250]);
+    const before = played.length;
+    player.resume(1, 250);
+    expect(played[before]?.atMs).toBe(250); // Twilio dropped its buffer: the resumed audio plays now
+  });
+});
+
 describe('Player.parseMark', () => {
   it('inverts the mark names and rejects anything else', () => {
     expect(Player.parseMark('7:2:1840')).toEqual({ generation: 7, epoch: 2, endMs: 1840 });
