@@ -8,6 +8,7 @@ import { BUDGETS } from '../../machines/call/budgets.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { StartMessage } from '../twilio/media-codec.js';
 import type { MediaStreamHandle, StartDecision } from '../twilio/stream-socket.js';
+import { sameSid } from '../twilio/sid.js';
 import type { RecordingTranscriber, RecordingTranscript } from './recording-transcriber.js';
 import type { CallRecord } from './call-record.js';
 import { CallSession, type SessionDeps } from './session.js';
@@ -128,7 +129,7 @@ export class Registry implements CallRegistry {
     this.tokenByCall.delete(entry.callSid);
     if (entry.expiresAt < performance.now()) return { reject: 'expired stream token' };
     if (entry.callSid !== start.callSid) return { reject: 'stream token belongs to another call' };
-    if (this.opts.accountSid && start.accountSid !== this.opts.accountSid) return { reject: 'stream from another account' };
+    if (this.opts.accountSid && !sameSid(start.accountSid, this.opts.accountSid)) return { reject: 'stream from another account' };
     const session = this.calls.get(entry.callSid);
     if (!session || session.streamConnected) return { reject: 'call is not waiting for a stream' };
     session.attachStream(handle, start);

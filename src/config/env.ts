@@ -191,7 +191,8 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
     ).default('127.0.0.1'),
     PUBLIC_BASE_URL: production ? origin : origin.optional(),
     TWILIO_ACCOUNT_SID: variable(
-      (t) => (/^AC[0-9a-fA-F]{32}$/.test(t) ? t : undefined),
+      // Canonical form (Twilio sends lower-case hex): a SID pasted in upper case matches webhooks and streams alike.
+      (t) => (/^AC[0-9a-f]{32}$/i.test(t) ? `AC${t.slice(2).toLowerCase()}` : undefined),
       'must be "AC" followed by 32 hex digits (value not shown)',
       'copy the Account SID from the Twilio console or unset it',
       { secret: true }, // not a secret, but easily swapped with the auth token: never echo it

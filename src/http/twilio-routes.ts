@@ -11,6 +11,7 @@ import type { Tenant } from '../config/tenant.schema.js';
 import type { OpenCallResult } from '../calls/types.js';
 import type { ErrorCode } from '../errors.js';
 import { SIGNATURE_HEADER, originOf, verifyWebhook, webSocketOrigin } from '../twilio/signature.js';
+import { sameSid } from '../twilio/sid.js';
 import {
   MENU_MAX_ATTEMPTS, TWILIO_PATHS, busyTwiml, dialResultTwiml, hangupTwiml, menuActionFor, menuResultTwiml,
   notInServiceTwiml, streamTwiml, unavailableTwiml,
@@ -48,7 +49,6 @@ function parseForm<S extends z.ZodType>(schema: S, body: unknown): z.output<S> |
 }
 
 const intOrNull = (s: string | undefined) => (s !== undefined && /^\d{1,9}$/.test(s) ? Number(s) : null);
-const sameSid = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 
 // ---------- replies ----------
 
