@@ -16,7 +16,7 @@ COPY src ./src
 COPY machines ./machines
 COPY config ./config
 COPY visualizations ./visualizations
-RUN mkdir -p /app/data/journals && chown -R node:node /app/data
+RUN mkdir -p /app/data/journals && chown -R node:node /app/data && chmod 700 /app/data /app/data/journals
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

@@ -10,8 +10,8 @@
  * is still written).
  */
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, open, type FileHandle } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { access, chmod, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { EventObject } from 'xstate';
 import type { CallInput, Outcome } from '../../machines/call/call.types.js';
@@ -99,13 +99,33 @@ export function journalFileName(startedAt: string, callSid: string): string {
   return `${startedAt.replace(/:/g, '-')}_${callSid.replace(/[^A-Za-z0-9_-]/g, '_')}.jsonl`;
 }
 
+/** Journals hold what callers said: files 0600, directories 0700 (the umask can only narrow these). */
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
 /**
- * Creates JOURNAL_DIR if needed and checks it is writable. Rejects when it is not: the caller
- * decides whether to run without a journal (main.ts does, with a warning).
+ * Creates JOURNAL_DIR if needed (0700, parents included) and checks it is writable. Rejects when it
+ * is not: the caller decides whether to run without a journal (main.ts does, with a warning). An
+ * existing directory others may read is left as it is (it may be a shared mount) but reported.
  */
 export async function createJournalFactory(opts: JournalOptions): Promise<JournalFactory> {
   const dir = resolve(opts.dir);
-  await mkdir(dir, { recursive: true });
+  const created = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  if (created !== undefined) {
+    // Exactly 0700 from the first directory created down to JOURNAL_DIR, whatever the umask took away.
+    for (let d = dir; ; d = dirname(d)) {
+      await chmod(d, DIR_MODE);
+      if (d === resolve(created) || d === dirname(d)) break;
+    }
+  } else {
+    const mode = (await stat(dir)).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      opts.logger.warn(
+        { code: 'VET_E_JOURNAL', journalDir: dir, mode: mode.toString(8) },
+        'JOURNAL_DIR can be read by other users of this machine (journals hold what callers said): chmod 700 it',
+      );
+    }
+  }
   await access(dir, fsConstants.W_OK);
   return new Journals(dir, opts);
 }
@@ -258,7 +278,7 @@ class FileJournal implements CallJournal {
       return;
     }
     try {
-      this.handle ??= await open(this.path, 'a');
+      this.handle ??= await open(this.path, 'a', FILE_MODE);
       await this.handle.appendFile(data); // loops over partial writes, unlike write()
       await this.checkLinked();
       this.owner.stats.linesWritten += lines;

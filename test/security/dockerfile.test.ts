@@ -1,6 +1,7 @@
 /**
  * The image runs as a non-root user: the runtime stage of the Dockerfile switches to one before
- * its CMD and never back to root.
+ * its CMD and never back to root. The data directories it prepares (journals, the SQLite file) are
+ * that user's alone: 0700.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -41,6 +42,14 @@ describe('Dockerfile', () => {
     expect(users.length).toBeGreaterThan(0);
     expect(isRoot(users.at(-1)?.args ?? '')).toBe(false);
     expect(stage.slice(cmd).some((i) => i.op === 'USER')).toBe(false);
+  });
+
+  it('prepares /app/data and /app/data/journals 0700, owned by the engine user', () => {
+    const runs = stage.filter((i) => i.op === 'RUN').map((i) => i.args);
+    const prepare = runs.find((r) => r.includes('/app/data/journals'));
+    expect(prepare).toBeDefined();
+    expect(prepare).toMatch(/chown -R node:node \/app\/data/);
+    expect(prepare).toMatch(/chmod (0)?700 \/app\/data \/app\/data\/journals/);
   });
 
   it('the parser sees a root USER when there is one', () => {
