@@ -191,8 +191,9 @@ export async function runSoak(options: Partial<SoakOptions> = {}): Promise<SoakR
   const started = performance.now();
   const journalDir = o.journal ? await mkdtemp(join(tmpdir(), 'vetline-soak-')) : null;
   const log = countingLog();
+  // VETLINE_DEV=1: the inspector's live feed is built and fed, as on a developer's engine (its caches count too).
   const config = loadEnv({
-    NODE_ENV: 'test', PUBLIC_BASE_URL: TEST_BASE_URL, TWILIO_AUTH_TOKEN: TEST_TOKEN, TWILIO_ACCOUNT_SID: TEST_ACCOUNT,
+    NODE_ENV: 'test', VETLINE_DEV: '1', PUBLIC_BASE_URL: TEST_BASE_URL, TWILIO_AUTH_TOKEN: TEST_TOKEN, TWILIO_ACCOUNT_SID: TEST_ACCOUNT,
     TENANTS_DIR: FIXTURE_TENANTS_DIR, LOG_LEVEL: 'warn', MAX_CALLS: String(Math.max(500, o.concurrency * 2)),
   });
   const logger = createLogger({ level: config.logLevel, destination: log.destination });

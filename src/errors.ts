@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   VET_E_INTERNAL: 'An unexpected error in an HTTP handler; details are in the server log, never in the response.',
   VET_E_DESK_AUTH: 'A front-desk request had no valid desk token or session, or a cookie-authenticated change came from another site.',
   VET_E_DESK_BUSY: 'A front-desk live event stream was refused: too many are open in this process.',
+  VET_E_LOCAL_ONLY: 'A development convenience (open inspector, call list, metrics or desk; unsigned webhooks) was refused: the request did not come from this machine, or named another host.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -122,6 +122,7 @@ async function main(): Promise<void> {
   logger.info(
     {
       version,
+      mode: config.mode,
       clinics: tenants.all().map((t) => t.id),
       providers: config.providers,
       webhookValidation: config.webhookValidation,

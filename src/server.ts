@@ -20,12 +20,15 @@ import { registerDesk } from './desk/plugin.js';
 import type { CallSummarizer, Providers } from './providers/types.js';
 import type { FollowUpStore } from './store/types.js';
 import type { AppConfig } from './config/env.js';
+import { devConveniences, type EngineMode } from './config/mode.js';
 import type { Tenant } from './config/tenant.schema.js';
 import type { TenantDirectory } from './config/tenants.js';
 import { buildApp } from './http/app.js';
+import { createDevGate, deny, type AccessVerdict, type DevGate } from './http/dev-gate.js';
 import { METRICS_PATH } from './http/edge.js';
 import { registerStreamRoute, STREAM_PATH } from './http/stream-route.js';
-import { inspectorAccess, isAuthorized } from './inspector/access.js';
+import { checkAccess, inspectorAccess } from './inspector/access.js';
+import { bearerOf, matchesAny } from './inspector/credentials.js';
 import { InspectorFeed } from './inspector/feed.js';
 import { registerInspector } from './inspector/plugin.js';
 import type { JournalFactory } from './journal/writer.js';
@@ -93,10 +96,38 @@ export interface Drain {
   handOffNow(): void;
 }
 
+/** What each mode means, for the start-up line (docs/configuration.md "Modes"). */
+const MODE_MEANING: Record<EngineMode, string> = {
+  production: 'tokens required for the inspector, /twilio/sessions, /metrics and the desk; webhooks signed',
+  protected: 'not production, but reachable beyond this machine: production access rules (tokens; webhooks signed)',
+  development: 'development conveniences (unsigned webhooks without TWILIO_AUTH_TOKEN; inspector, /twilio/sessions, /metrics, desk and softphone without a token) for requests naming this server',
+  local: 'development conveniences (unsigned webhooks without TWILIO_AUTH_TOKEN; inspector, /twilio/sessions, /metrics, desk and softphone without a token) for requests from this machine only',
+};
+
+/** GET /metrics: a bearer METRICS_TOKEN or INSPECTOR_TOKEN when either is set; else the development conveniences' rule. */
+function metricsAccess(config: AppConfig, gate: DevGate): (req: Parameters<DevGate['check']>[0]) => AccessVerdict {
+  const tokens = [config.metricsToken, config.inspector.token].filter((t): t is string => t !== null);
+  return (req) => {
+    if (tokens.length > 0) {
+      const bearer = bearerOf(req.headers.authorization);
+      return bearer !== null && matchesAny(bearer, tokens) ? { ok: true } : { ok: false, status: 401 };
+    }
+    if (!gate.enabled) return { ok: false, status: 401 };
+    const why = gate.check(req);
+    return why === null ? { ok: true } : { ok: false, status: 403, why };
+  };
+}
+
 export async function buildServer(deps: EngineDeps): Promise<Engine> {
   const { config } = deps;
+  deps.logger[devConveniences(config.mode) ? 'warn' : 'info'](
+    { mode: config.mode, reason: config.modeReason },
+    `mode ${config.mode}: ${MODE_MEANING[config.mode]}`,
+  );
+  // Which requests may use the development conveniences (none outside development and local mode).
+  const gate = createDevGate(config);
   // The inspector's live feed; not even built when the inspector is disabled (production, no token).
-  const access = inspectorAccess(config);
+  const access = inspectorAccess(config, gate);
   const feed = access.mode === 'disabled' ? null : new InspectorFeed({ logger: deps.logger });
   const fu = deps.followUps ?? null;
   const deskEvents = fu ? new DeskEvents({ onError: (err) => deps.logger.error({ err, code: 'VET_E_INTERNAL' }, 'desk listener failed') }) : null;
@@ -139,16 +170,17 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     version: deps.version,
     draining: () => registry.isDraining,
     providerHealth: () => (deps.providers.health ?? []).map((h) => h.snapshot()),
+    devGate: gate,
     // Call listings follow the inspector's rules: the token when set, nothing in production without one.
-    sessionsAuthorized: (req) => isAuthorized(access, req),
+    sessionsAccess: (req) => checkAccess(access, req),
     ...(config.trustProxy ? { trustProxy: config.trustProxy } : {}),
   });
-  await registerStreamRoute(app, { signature, registry, ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}) });
-  if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants });
+  await registerStreamRoute(app, { signature, registry, devGate: gate, ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}) });
+  if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants, access });
   if (fu && deskEvents) {
     await registerDesk(app, {
       store: fu.store,
-      access: deskAccess({ nodeEnv: config.nodeEnv, operatorToken: config.inspector.token, clinicTokens: clinicDeskTokens(deps.tenants) }),
+      access: deskAccess({ gate, operatorToken: config.inspector.token, clinicTokens: clinicDeskTokens(deps.tenants) }),
       events: deskEvents,
       clinicName: (id) => deps.tenants.byId(id)?.name ?? null,
       ...(fu.fetchRecording ? { fetchRecording: fu.fetchRecording } : {}),
@@ -157,8 +189,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     });
   }
 
-  // Prometheus scrape (docs/operations.md "Metrics"): open like /twilio/health unless INSPECTOR_TOKEN
-  // is set, then `Authorization: Bearer <token>` is required. Never expose it publicly.
+  // Prometheus scrape (docs/operations.md "Metrics"): `Authorization: Bearer <METRICS_TOKEN or
+  // INSPECTOR_TOKEN>`; without either, only as a development convenience (metricsAccess).
   const metrics = createEngineMetrics({
     calls: registry,
     streams: deps.streamOptions?.counters ?? streamCounters,
@@ -166,9 +198,10 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     ...(deps.providers.health ? { providers: deps.providers.health } : {}),
   });
   if (fu?.outbox) registerDeliveryMetrics(metrics.register, fu.outbox);
-  const token = config.inspector.token;
+  const scrapeAccess = metricsAccess(config, gate);
   app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
-    if (token !== null && !isAuthorized({ mode: 'token', token }, req)) return reply.code(401).send();
+    const verdict = scrapeAccess(req);
+    if (!verdict.ok) return deny(req, reply, verdict);
     const text = await metrics.render();
     return reply.type(metrics.register.contentType).header('cache-control', 'no-store').send(text);
   });

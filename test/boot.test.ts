@@ -33,6 +33,11 @@ describe('npm start', () => {
       const health = (await res.json()) as Record<string, unknown>;
       expect(health).toMatchObject({ status: 'ok', activeCalls: 0, webhookValidation: 'off-development' });
       expect(output).toContain('TWILIO WEBHOOK SIGNATURES ARE NOT VALIDATED');
+      // One line says which mode and why: conveniences for this machine only (NODE_ENV unset, loopback).
+      const mode = output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => typeof l.reason === 'string' && l.mode !== undefined);
+      expect(mode).toMatchObject({ mode: 'local', reason: expect.stringContaining('NODE_ENV is unset') as unknown });
+      expect((await fetch(`http://127.0.0.1:${port}/twilio/sessions`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/twilio/sessions`, { headers: { 'x-forwarded-for': '203.0.113.9' } })).status).toBe(403);
     } finally {
       child.kill('SIGTERM');
     }

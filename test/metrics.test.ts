@@ -83,10 +83,10 @@ describe('GET /metrics', () => {
   });
 
   it('requires INSPECTOR_TOKEN as a bearer token when it is set', async () => {
-    const e = await engine({ INSPECTOR_TOKEN: 'metrics-secret-0123456789' });
+    const e = await engine({ INSPECTOR_TOKEN: 'metrics-secret-0123456789abcdef0123456' });
     expect((await scrape(e)).statusCode).toBe(401);
     expect((await scrape(e, { authorization: 'Bearer wrong' })).statusCode).toBe(401);
-    const ok = await scrape(e, { authorization: 'Bearer metrics-secret-0123456789' });
+    const ok = await scrape(e, { authorization: 'Bearer metrics-secret-0123456789abcdef0123456' });
     expect(ok.statusCode).toBe(200);
     expect(ok.body).toContain('vetline_calls_active 0');
   });

@@ -8,6 +8,9 @@ import { inspect } from 'node:util';
 import type { LevelWithSilent } from 'pino';
 import { z } from 'zod';
 import { VetError } from '../errors.js';
+import { engineMode, type EngineMode, type ModeDecision } from './mode.js';
+
+export type { EngineMode } from './mode.js';
 
 export type NodeEnv = 'development' | 'production' | 'test';
 export type SttProviderName = 'openai' | 'local' | 'fake';
@@ -21,13 +24,20 @@ export type VadProviderName = 'energy' | 'local' | 'fake';
  */
 export interface AppConfig {
   readonly nodeEnv: NodeEnv;
+  /**
+   * How far the engine trusts a request without credentials (src/config/mode.ts): development
+   * conveniences only in `development` (VETLINE_DEV=1) and `local` (loopback, per request).
+   */
+  readonly mode: EngineMode;
+  /** Why this mode, one line for the start-up log. */
+  readonly modeReason: string;
   readonly port: number;
   readonly host: string;
   /** Origin Twilio calls (no trailing slash). Signed URL = publicBaseUrl + raw path, never the Host header. */
   readonly publicBaseUrl: string;
   readonly logLevel: LevelWithSilent;
   readonly twilio: { readonly accountSid: string | null; readonly authToken: string | null };
-  /** 'on' whenever a token is set; 'off-development' only outside production without one (log it loudly). */
+  /** 'on' whenever a token is set; 'off-development' only in development or local mode without one (log it loudly). */
   readonly webhookValidation: 'on' | 'off-development';
   readonly openai: {
     readonly apiKey: string | null;
@@ -64,6 +74,8 @@ export interface AppConfig {
   /** Fastify `trustProxy` as an address/CIDR list; null = trust no proxy headers. */
   readonly trustProxy: readonly string[] | null;
   readonly inspector: { readonly token: string | null };
+  /** METRICS_TOKEN: a bearer token for GET /metrics only (INSPECTOR_TOKEN is accepted there too). */
+  readonly metricsToken: string | null;
   /**
    * SMTP server for follow-up e-mails (src/delivery/email.ts): `smtp://` (STARTTLS when offered)
    * or `smtps://` (TLS), credentials percent-encoded in the URL. Null: no e-mail delivery.
@@ -74,7 +86,7 @@ export interface AppConfig {
   readonly databaseUrl: string | null;
 }
 
-const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'SMTP_URL'] as const;
+const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'SMTP_URL'] as const;
 
 /** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
 const shown = (text: string) => {
@@ -119,6 +131,18 @@ const secret = (fix: string, missing?: string) =>
     secret: true,
     ...(missing === undefined ? {} : { missing }),
   });
+
+/**
+ * A bearer token a person types or a scraper sends: 32+ characters without whitespace (128 bits as
+ * hex) and not a few characters repeated (a cheap guard against "aaaa…" and "passwordpassword…").
+ */
+const strongToken = () =>
+  variable(
+    (t) => (/^\S{32,512}$/.test(t) && new Set(t).size >= 10 ? t : undefined),
+    'too weak: use at least 32 random characters without spaces, not a few repeated (value not shown)',
+    'generate one with `openssl rand -hex 32`',
+    { secret: true },
+  ).optional();
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
@@ -167,9 +191,11 @@ const provider = <const V extends readonly string[]>(name: string, values: V, cl
     if (value === cloud && !hasKey) ctx.addIssue({ code: 'custom', message: `${cloud} needs ${keyVar}; set ${keyVar} or set ${name}=auto` });
   });
 
-/** The schema depends on three facts read first, so cross-variable rules report with the rest. */
-const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey: boolean) => {
+/** The schema depends on facts read first (the mode, the keys), so cross-variable rules report with the rest. */
+const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsKey: boolean) => {
+  const production = decision.mode === 'production';
   const required = (what: string) => `required when NODE_ENV=production (${what})`;
+  const authToken = (fix: string) => secret('copy the primary auth token from the Twilio console', fix);
   const origin = variable(
     (t) => {
       const u = parseUrl(t);
@@ -183,6 +209,13 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
   );
   return z.object({
     NODE_ENV: oneOf('NODE_ENV', ['development', 'production', 'test'], 'development'),
+    VETLINE_DEV: variable((t) => (t === '1' ? true : t === '0' ? false : undefined), 'must be 1 or 0', 'set VETLINE_DEV=1 for development or unset it')
+      .optional()
+      .superRefine((on, ctx) => {
+        if (on && production) {
+          ctx.addIssue({ code: 'custom', message: 'cannot be 1 when NODE_ENV=production (development conveniences: unsigned webhooks, an open inspector); unset VETLINE_DEV' });
+        }
+      }),
     PORT: integer('PORT', 1, 65535, 3000),
     HOST: variable(
       (t) => (isIP(t) !== 0 || HOSTNAME.test(t) ? t : undefined),
@@ -198,8 +231,13 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
       { secret: true }, // not a secret, but easily swapped with the auth token: never echo it
     ).optional(),
     TWILIO_AUTH_TOKEN: production
-      ? secret('copy the primary auth token from the Twilio console', `${required('webhook signatures are checked with it')}; set TWILIO_AUTH_TOKEN to the account's primary auth token`)
-      : secret('copy the primary auth token from the Twilio console, or unset it').optional(),
+      ? authToken(`${required('webhook signatures are checked with it')}; set TWILIO_AUTH_TOKEN to the account's primary auth token`)
+      : decision.mode === 'protected'
+        ? authToken(
+            `required when the engine is reachable beyond this machine (${decision.exposed.join(' and ')}): webhooks must be signed; ` +
+              "set TWILIO_AUTH_TOKEN to the account's primary auth token, or VETLINE_DEV=1 to run unsigned for development",
+          )
+        : secret('copy the primary auth token from the Twilio console, or unset it').optional(),
     OPENAI_API_KEY: secret('paste the key without surrounding whitespace, or unset it').optional(),
     ELEVENLABS_API_KEY: secret('paste the key without surrounding whitespace, or unset it').optional(),
     OPENAI_BASE_URL: baseUrl('OPENAI_BASE_URL', 'https://api.openai.com/v1'),
@@ -229,12 +267,8 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
       'must be a comma-separated list of proxy addresses or CIDRs such as 10.0.0.0/8, never true or a hop count (a forged X-Forwarded-For would then be believed)',
       "set TRUST_PROXY to the load balancer's address range, or unset it",
     ).optional(),
-    INSPECTOR_TOKEN: variable(
-      (t) => (/^\S{16,}$/.test(t) ? t : undefined),
-      'must be at least 16 characters without spaces (value not shown)',
-      'generate one with `openssl rand -base64 24`, or unset it',
-      { secret: true },
-    ).optional(),
+    INSPECTOR_TOKEN: strongToken(),
+    METRICS_TOKEN: strongToken(),
     SMTP_URL: variable(
       (t) => {
         const u = parseUrl(t);
@@ -255,7 +289,7 @@ const envSchema = (production: boolean, hasOpenAiKey: boolean, hasElevenLabsKey:
 };
 
 /** Every variable loadEnv reads (docs/configuration.md documents each; a test checks). */
-export const ENV_VARS = Object.freeze(Object.keys(envSchema(false, false, false).shape));
+export const ENV_VARS = Object.freeze(Object.keys(envSchema({ mode: 'local', reason: '', exposed: [] }, false, false).shape));
 
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -281,6 +315,7 @@ function withoutSecrets(c: AppConfig) {
     openai: { ...c.openai, apiKey: set(c.openai.apiKey) },
     elevenlabs: { ...c.elevenlabs, apiKey: set(c.elevenlabs.apiKey) },
     inspector: { token: set(c.inspector.token) },
+    metricsToken: set(c.metricsToken),
     smtpUrl: c.smtpUrl === null ? null : withoutPassword(c.smtpUrl),
     databaseUrl: c.databaseUrl === null || c.databaseUrl.startsWith('sqlite:') ? c.databaseUrl : withoutPassword(c.databaseUrl),
   };
@@ -293,7 +328,19 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     const v = env[name];
     raw[name] = v === undefined || v.trim() === '' ? undefined : v;
   }
-  const parsed = envSchema(raw.NODE_ENV === 'production', raw.OPENAI_API_KEY !== undefined, raw.ELEVENLABS_API_KEY !== undefined).safeParse(raw);
+  // The mode is decided from the values as given; an invalid HOST or PUBLIC_BASE_URL reports its own
+  // line and does not add a second one (such as "TWILIO_AUTH_TOKEN required") to the message.
+  const validHost = (t: string | undefined): t is string => t !== undefined && (isIP(t) !== 0 || HOSTNAME.test(t));
+  const validOrigin = (t: string | undefined): t is string => t !== undefined && /^https?:$/.test(parseUrl(t)?.protocol ?? '') && parseUrl(t)?.origin === t;
+  const derivedBaseUrl = (host: string, port: string | number) => `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const modeHost = validHost(raw.HOST) ? raw.HOST : '127.0.0.1';
+  const decision = engineMode({
+    nodeEnv: raw.NODE_ENV,
+    vetlineDev: raw.VETLINE_DEV === '1',
+    host: modeHost,
+    publicBaseUrl: validOrigin(raw.PUBLIC_BASE_URL) ? raw.PUBLIC_BASE_URL : derivedBaseUrl(modeHost, /^\d{1,5}$/.test(raw.PORT ?? '') ? (raw.PORT ?? '') : 3000),
+  });
+  const parsed = envSchema(decision, raw.OPENAI_API_KEY !== undefined, raw.ELEVENLABS_API_KEY !== undefined).safeParse(raw);
 
   if (!parsed.success) {
     const lines = new Map<string, string>(); // first problem per variable: one line each
@@ -311,12 +358,13 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
   }
 
   const e = parsed.data;
-  const hostInUrl = isIP(e.HOST) === 6 ? `[${e.HOST}]` : e.HOST;
   const config: AppConfig = {
     nodeEnv: e.NODE_ENV,
+    mode: decision.mode,
+    modeReason: decision.reason,
     port: e.PORT,
     host: e.HOST,
-    publicBaseUrl: e.PUBLIC_BASE_URL ?? `http://${hostInUrl}:${e.PORT}`,
+    publicBaseUrl: e.PUBLIC_BASE_URL ?? derivedBaseUrl(e.HOST, e.PORT),
     logLevel: e.LOG_LEVEL,
     twilio: { accountSid: e.TWILIO_ACCOUNT_SID ?? null, authToken: e.TWILIO_AUTH_TOKEN ?? null },
     webhookValidation: e.TWILIO_AUTH_TOKEN === undefined ? 'off-development' : 'on',
@@ -342,6 +390,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     journalRetentionDays: e.JOURNAL_RETENTION_DAYS,
     trustProxy: e.TRUST_PROXY ?? null,
     inspector: { token: e.INSPECTOR_TOKEN ?? null },
+    metricsToken: e.METRICS_TOKEN ?? null,
     smtpUrl: e.SMTP_URL ?? null,
     databaseUrl: e.DATABASE_URL ?? null,
   };

@@ -1,33 +1,43 @@
 /**
  * Who may open the front desk, and which clinic's data they see (the scope).
  *
- * - Token mode (any desk token configured, any NODE_ENV): each clinic has its own token (the clinic
+ * - Token mode (any desk token configured, any mode): each clinic has its own token (the clinic
  *   file's `desk.tokenEnv` names the variable); it sees and changes only that clinic. The operator's
  *   token (`INSPECTOR_TOKEN`) sees every clinic. A token is presented as `Authorization: Bearer
- *   <token>` or through the session cookie the sign-in form sets: `<scope tag>.<HMAC of the token>`
- *   (never the token itself; HttpOnly, SameSite=Strict, Path=/desk). Compared in constant time.
- * - No token at all, outside production: open, every clinic (development aid; the page says so).
- * - No token at all in production: disabled; the routes are not even registered (404).
+ *   <token>` or through the session cookie the sign-in form sets (src/inspector/session.ts: tagged
+ *   with the scope, signed with its token, never the token itself; expires after 30 days, revoked on
+ *   sign-out; HttpOnly, SameSite=Strict, Path=/desk). Compared in constant time.
+ * - No token at all, development or local mode: open, every clinic (development aid; the page says
+ *   so), to the requests src/http/dev-gate.ts lets through.
+ * - No token at all, production or protected mode: disabled; the routes are not even registered (404).
  *
  * Mutations authenticated by the cookie must come from the page's own origin (see `originAllowed`).
  */
-import { createHmac } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { NodeEnv } from '../config/env.js';
 import type { TenantDirectory } from '../config/tenants.js';
 import { VetError } from '../errors.js';
-import { bearerOf, cookieOf, safeEqual } from '../inspector/access.js';
+import type { DevGate } from '../http/dev-gate.js';
+import { bearerOf, cookieOf, safeEqual } from '../inspector/credentials.js';
+import { SignedSessions, type Session } from '../inspector/session.js';
 
 export type DeskAccess =
-  | { mode: 'open' }
-  | { mode: 'token'; operatorToken: string | null; clinicTokens: ReadonlyMap<string /* clinicId */, string /* token */> }
+  | { mode: 'open'; gate: DevGate }
+  | {
+      mode: 'token';
+      operatorToken: string | null;
+      clinicTokens: ReadonlyMap<string /* clinicId */, string /* token */>;
+      sessions: SignedSessions;
+    }
   | { mode: 'disabled' };
 
 /** What one request may see: `clinic` is bounded to one clinic; `operator` and `open` see all. */
 export type DeskScope = { kind: 'open' } | { kind: 'operator' } | { kind: 'clinic'; clinicId: string };
 
-/** How the request proved its scope: the cookie is ambient (a browser sends it anywhere), so it needs the origin check. */
-export type DeskAuth = { scope: DeskScope; via: 'open' | 'bearer' | 'cookie' };
+/**
+ * How the request proved its scope: the cookie is ambient (a browser sends it anywhere), so it needs
+ * the origin check. `session`: the signed-in session a cookie carried (to sign it out).
+ */
+export type DeskAuth = { scope: DeskScope; via: 'open' | 'bearer' | 'cookie'; session?: Session };
 
 export const DESK_COOKIE_NAME = 'vetline_desk';
 export const DESK_COOKIE_PATH = '/desk';
@@ -46,7 +56,7 @@ export const scopeSees = (scope: DeskScope, clinicId: string): boolean => scope.
  * The desk's access mode from configuration. Throws VET_E_CONFIG (naming the clinic, never the
  * value) when a token is too short, or when two scopes share a token: one token must mean one scope.
  */
-export function deskAccess(cfg: { nodeEnv: NodeEnv; operatorToken: string | null; clinicTokens: ReadonlyMap<string, string> }): DeskAccess {
+export function deskAccess(cfg: { gate: DevGate; operatorToken: string | null; clinicTokens: ReadonlyMap<string, string> }): DeskAccess {
   const problems: string[] = [];
   if (cfg.operatorToken !== null && !TOKEN_SHAPE.test(cfg.operatorToken)) {
     problems.push('the operator token (INSPECTOR_TOKEN) must be 16–512 characters without spaces');
@@ -64,9 +74,10 @@ export function deskAccess(cfg: { nodeEnv: NodeEnv; operatorToken: string | null
   }
   if (problems.length > 0) throw new VetError('VET_E_CONFIG', `desk tokens:\n${problems.join('\n')}`);
   if (cfg.operatorToken !== null || cfg.clinicTokens.size > 0) {
-    return { mode: 'token', operatorToken: cfg.operatorToken, clinicTokens: new Map(cfg.clinicTokens) };
+    const sessions = new SignedSessions({ purpose: 'desk', ttlMs: DESK_COOKIE_MAX_AGE_S * 1000 });
+    return { mode: 'token', operatorToken: cfg.operatorToken, clinicTokens: new Map(cfg.clinicTokens), sessions };
   }
-  return cfg.nodeEnv === 'production' ? { mode: 'disabled' } : { mode: 'open' };
+  return cfg.gate.enabled ? { mode: 'open', gate: cfg.gate } : { mode: 'disabled' };
 }
 
 /** Each clinic's desk token (its file's `desk.tokenEnv`, read and checked by loadTenants), by clinic id. */
@@ -81,16 +92,14 @@ export function clinicDeskTokens(tenants: Pick<TenantDirectory, 'all' | 'secrets
 
 /** `operator` or `c-<clinicId>` (clinic ids are lower-case letters, digits and dashes: cookie-safe). */
 const tagOf = (scope: DeskScope): string => (scope.kind === 'clinic' ? `c-${scope.clinicId}` : 'operator');
+const scopeOfTag = (tag: string): DeskScope | null =>
+  tag === 'operator' ? { kind: 'operator' } : tag.startsWith('c-') ? { kind: 'clinic', clinicId: tag.slice(2) } : null;
 
-/** The cookie's MAC: keyed by the token, bound to the scope; stable across restarts, useless to forge without the token. */
-function sessionMac(token: string, tag: string): string {
-  return createHmac('sha256', token).update(`vetline-desk-session-v1\n${tag}`).digest('base64url');
-}
-
-/** The cookie value for a scope signed in with `token`. */
-export function deskSessionValue(scope: DeskScope, token: string): string {
-  const tag = tagOf(scope);
-  return `${tag}.${sessionMac(token, tag)}`;
+/** A fresh session cookie value for a scope signed in with its token (survives restarts; dies with the token). */
+export function deskSessionValue(access: Extract<DeskAccess, { mode: 'token' }>, scope: DeskScope): string {
+  const token = tokenOfScope(access, scope);
+  if (token === null) throw new Error('deskSessionValue: no token backs this scope');
+  return access.sessions.issue(tagOf(scope), token);
 }
 
 /**
@@ -115,17 +124,14 @@ export function tokenOfScope(access: DeskAccess, scope: DeskScope): string | nul
   return null;
 }
 
-
-function scopeOfCookie(access: DeskAccess & { mode: 'token' }, value: string): DeskScope | null {
-  const dot = value.indexOf('.');
-  if (dot === -1) return null;
-  const tag = value.slice(0, dot);
-  const scope: DeskScope | null = tag === 'operator' ? { kind: 'operator' } : tag.startsWith('c-') ? { kind: 'clinic', clinicId: tag.slice(2) } : null;
-  if (scope === null) return null;
-  const token = tokenOfScope(access, scope);
-  // An unknown tag is compared against a throwaway MAC anyway: same work either way.
-  const expected = sessionMac(token ?? 'vetline-desk-no-such-scope', tag);
-  return safeEqual(value.slice(dot + 1), expected) && token !== null ? scope : null;
+/** The scope and session a cookie carries, when signed by the scope's current token, unexpired and not signed out. */
+function sessionOfCookie(access: DeskAccess & { mode: 'token' }, value: string): { scope: DeskScope; session: Session } | null {
+  const session = access.sessions.verify(value, (tag) => {
+    const scope = scopeOfTag(tag);
+    return scope === null ? null : tokenOfScope(access, scope);
+  });
+  const scope = session === null ? null : scopeOfTag(session.tag);
+  return session !== null && scope !== null ? { scope, session } : null;
 }
 
 /**
@@ -133,7 +139,7 @@ function scopeOfCookie(access: DeskAccess & { mode: 'token' }, value: string): D
  * refused outright (no fallback to the cookie).
  */
 export function authenticate(access: DeskAccess, req: FastifyRequest): DeskAuth | null {
-  if (access.mode === 'open') return { scope: { kind: 'open' }, via: 'open' };
+  if (access.mode === 'open') return access.gate.check(req) === null ? { scope: { kind: 'open' }, via: 'open' } : null;
   if (access.mode === 'disabled') return null;
   const bearer = bearerOf(req.headers.authorization);
   if (bearer !== null) {
@@ -142,8 +148,8 @@ export function authenticate(access: DeskAccess, req: FastifyRequest): DeskAuth 
   }
   const cookie = cookieOf(req.headers.cookie, DESK_COOKIE_NAME);
   if (cookie === null) return null;
-  const scope = scopeOfCookie(access, cookie);
-  return scope ? { scope, via: 'cookie' } : null;
+  const found = sessionOfCookie(access, cookie);
+  return found ? { scope: found.scope, via: 'cookie', session: found.session } : null;
 }
 
 /**

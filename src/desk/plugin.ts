@@ -25,6 +25,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
+import { refuseLocalOnly } from '../http/dev-gate.js';
+import { createLoginLimiter } from '../http/login-limit.js';
 import { FOLLOW_UP_STATUSES, type FollowUp, type FollowUpStatus, type FollowUpStore } from '../store/types.js';
 import {
   authenticate,
@@ -101,6 +103,7 @@ const MESSAGES = {
   notFound: 'No follow-up with this id for your clinic.',
   recordingNotFound: 'No such recording for your clinic.',
   busy: 'Too many live desk pages are open on this server; close some, the page retries by itself.',
+  tooManyFailures: 'Too many wrong tokens from your address: try again later.',
   clinicParam: 'clinic= is for the operator token only; a clinic token always sees its own clinic.',
   id: 'The id must be 1–64 letters, digits, dashes or underscores.',
   json: 'Send JSON with Content-Type: application/json.',
@@ -195,9 +198,14 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       return fail(reply, 500, 'VET_E_INTERNAL', 'Unexpected error; the details are in the server log.');
     });
 
+    const logins = await createLoginLimiter(scope);
     const opts = { config: { rateLimit: false as const } };
+    /** Open mode: the development convenience refused to this request (a proxy, another host), or null. */
+    const refusedLocally = (req: FastifyRequest) => (access.mode === 'open' ? access.gate.check(req) : null);
     /** Every API route: a valid token or session (401 otherwise), and for mutations the origin check. */
     const guard = async (req: FastifyRequest, reply: FastifyReply) => {
+      const refused = refusedLocally(req);
+      if (refused !== null) return refuseLocalOnly(req, reply, refused);
       const auth = authenticate(access, req);
       if (!auth) {
         reply.header('www-authenticate', 'Bearer realm="vetline-desk"');
@@ -215,6 +223,8 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
     const bodyLimit = 16 * 1024;
 
     scope.get(DESK_PATH, opts, async (req, reply) => {
+      const refused = refusedLocally(req);
+      if (refused !== null) return refuseLocalOnly(req, reply, refused);
       if (!authenticate(access, req)) return reply.code(401).type('text/html; charset=utf-8').send(loginPage(null));
       return reply.type('text/html; charset=utf-8').send(page);
     });
@@ -225,22 +235,32 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
         req.log.warn({ code: 'VET_E_DESK_AUTH', ip: req.ip }, 'desk cross-site sign-in refused');
         return fail(reply, 403, 'VET_E_DESK_AUTH', MESSAGES.origin);
       }
+      const json = isJson(req);
+      const retryAfterS = await logins.blockedFor(req);
+      if (retryAfterS !== null) {
+        req.log.info({ code: 'VET_E_RATE_LIMITED', ip: req.ip }, 'desk sign-in blocked: too many failures');
+        reply.header('retry-after', retryAfterS);
+        if (json) return fail(reply, 429, 'VET_E_RATE_LIMITED', MESSAGES.tooManyFailures);
+        return reply.code(429).type('text/html; charset=utf-8').send(loginPage(MESSAGES.tooManyFailures));
+      }
       const form = LoginBody.safeParse(req.body);
       const found = form.success ? scopeOfToken(access, form.data.token.trim()) : null;
-      const json = isJson(req);
       if (!form.success || !found) {
+        await logins.failed(req);
         req.log.warn({ code: 'VET_E_DESK_AUTH', ip: req.ip }, 'desk sign-in refused');
         if (json) return fail(reply, 401, 'VET_E_DESK_AUTH', 'That token is not a desk token of this server.');
         return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not right.'));
       }
-      const token = form.data.token.trim();
       req.log.info({ scope: found.kind, clinicId: scopeClinic(found) }, 'desk sign-in');
-      reply.header('set-cookie', deskSessionCookie(deskSessionValue(found, token), secure(req)));
+      reply.header('set-cookie', deskSessionCookie(deskSessionValue(access, found), secure(req)));
       return json ? reply.code(204).send() : reply.redirect(DESK_PATH, 303);
     });
 
+    // Signing out ends the session on the server too (a copy of the cookie is worth nothing after it).
     scope.post(`${DESK_PATH}/logout`, opts, async (req, reply) => {
       if (!originAllowed(req, 'login')) return fail(reply, 403, 'VET_E_DESK_AUTH', MESSAGES.origin);
+      const session = authenticate(access, req)?.session;
+      if (session && access.mode === 'token') access.sessions.revoke(session);
       return reply.header('set-cookie', deskClearedCookie).redirect(DESK_PATH, 303);
     });
 

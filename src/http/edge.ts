@@ -8,6 +8,7 @@ import type { CallRegistry } from '../calls/types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { ProviderHealthSnapshot } from '../providers/resilience.js';
 import type { ValidationMode } from '../twilio/signature.js';
+import type { AccessVerdict, DevGate } from './dev-gate.js';
 
 /** Prometheus scrape path (src/metrics.ts renders it; server.ts serves it; the edge does not log it). */
 export const METRICS_PATH = '/metrics';
@@ -21,6 +22,11 @@ export interface EdgeDeps {
   /** TWILIO_ACCOUNT_SID; when set, every webhook's AccountSid must equal it. */
   accountSid: string | null;
   validation: ValidationMode;
+  /**
+   * With validation `off-development`, which unsigned requests are let through (src/http/dev-gate.ts);
+   * the others fail like a bad signature. Default: the strict `local` rules (this machine only).
+   */
+  devGate?: DevGate;
   tenants: { byNumber(e164: string): Tenant | null };
   registry: CallRegistry;
   logger: Logger;
@@ -31,10 +37,10 @@ export interface EdgeDeps {
   /** Cloud providers' breakers and recent record, shown on /twilio/health; absent: none. */
   providerHealth?(): ProviderHealthSnapshot[];
   /**
-   * Who may list live calls on GET /twilio/sessions (server.ts: the inspector's token rules, so
+   * Who may list live calls on GET /twilio/sessions (server.ts: the inspector's access rules, so
    * production never lists calls without INSPECTOR_TOKEN). Absent: open (edge tests only).
    */
-  sessionsAuthorized?(req: FastifyRequest): boolean;
+  sessionsAccess?(req: FastifyRequest): AccessVerdict;
   /** The load balancer's addresses/CIDRs (F14). Never `true` or a hop count. Default: trust no proxy. */
   trustProxy?: readonly string[];
 }

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from '../calls/registry.js';
 import type { CallSession } from '../calls/session.js';
 import { upgradeSignatureHook, type SignatureConfig } from '../twilio/signature.js';
+import { createDevGate, type DevGate } from './dev-gate.js';
 import {
   attachMediaStream, CLOSE, MEDIA_STREAM_WS_OPTIONS, PENDING_STREAM_LIMITS, streamCounters, type MediaStreamOptions,
 } from '../twilio/stream-socket.js';
@@ -52,7 +53,7 @@ export class PendingStreams {
 
 export async function registerStreamRoute(
   app: FastifyInstance,
-  deps: { signature: SignatureConfig; registry: Registry; streamOptions?: MediaStreamOptions },
+  deps: { signature: SignatureConfig; registry: Registry; streamOptions?: MediaStreamOptions; devGate?: DevGate },
 ): Promise<void> {
   const counters = deps.streamOptions?.counters ?? streamCounters;
   const pending = new PendingStreams({
@@ -76,8 +77,19 @@ export async function registerStreamRoute(
     return reply.code(503).send();
   };
 
+  // With signatures off (development bypass), an unsigned upgrade only from where the mode allows
+  // (src/http/dev-gate.ts; default: this machine only); refused like a bad signature.
+  const devGate = deps.devGate ?? createDevGate({ mode: 'local', publicBaseUrl: deps.signature.publicBaseUrl });
+  const bypassAllowed = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    if (deps.signature.validation !== 'off-development') return undefined;
+    const why = devGate.check(req);
+    if (why === null) return undefined;
+    req.log.warn({ code: 'VET_E_SIGNATURE', reason: `development bypass refused (${why})` }, 'stream upgrade refused');
+    return reply.code(403).send();
+  };
+
   await app.register(websocket, { options: { ...MEDIA_STREAM_WS_OPTIONS } });
-  const preValidation = [upgradeSignatureHook(deps.signature), reserveSlot];
+  const preValidation = [bypassAllowed, upgradeSignatureHook(deps.signature), reserveSlot];
   app.get(STREAM_PATH, { websocket: true, preValidation, config: { rateLimit: false } }, (socket, request) => {
     let session: CallSession | undefined;
     let backpressureDrops = 0;

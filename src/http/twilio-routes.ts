@@ -16,6 +16,7 @@ import {
   MENU_MAX_ATTEMPTS, TWILIO_PATHS, busyTwiml, dialResultTwiml, hangupTwiml, menuActionFor, menuResultTwiml,
   notInServiceTwiml, streamTwiml, unavailableTwiml,
 } from '../twilio/twiml.js';
+import { createDevGate, deny } from './dev-gate.js';
 import { SERVER_TIMEOUTS, type EdgeDeps } from './edge.js';
 
 // ---------- form schemas: strings only (a repeated field arrives as an array → 400), unknown keys ignored ----------
@@ -101,6 +102,7 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
     const base = originOf(deps.publicBaseUrl);
     const sigCfg = { publicBaseUrl: base, authToken: deps.authToken, validation: deps.validation };
     const recordFailure = await createFailureGate(scope, deps.rateLimit);
+    const devGate = deps.devGate ?? createDevGate({ mode: 'local', publicBaseUrl: base });
 
     /** Twilio posts forms only; refuse anything else before reading a byte of body (F6). */
     const formOnly = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -113,13 +115,16 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
     const signed = async (req: FastifyRequest, reply: FastifyReply) => {
       const body: unknown = req.body;
       const params = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-      const result = verifyWebhook(sigCfg, { rawUrl: req.raw.url ?? '', header: req.headers[SIGNATURE_HEADER], params });
-      if (result.ok) return undefined;
+      // Unsigned (development bypass) only for the requests the mode allows; the rest fail like a bad signature.
+      const bypassRefused = deps.validation === 'off-development' ? devGate.check(req) : null;
+      const result = bypassRefused === null ? verifyWebhook(sigCfg, { rawUrl: req.raw.url ?? '', header: req.headers[SIGNATURE_HEADER], params }) : null;
+      if (result?.ok) return undefined;
+      const reason = result ? result.reason : `development bypass refused (${bypassRefused})`;
       const verdict = await recordFailure(req);
       const path = req.routeOptions.url;
       switch (verdict.kind) {
         case 'counted':
-          req.log.warn({ code: 'VET_E_SIGNATURE', reason: result.reason, path, ip: req.ip }, 'webhook signature rejected');
+          req.log.warn({ code: 'VET_E_SIGNATURE', reason, path, ip: req.ip }, 'webhook signature rejected');
           return reply.code(403).send();
         case 'limited':
           req.log.debug({ code: 'VET_E_RATE_LIMITED', path, ip: req.ip }, 'failed-signature limit exceeded');
@@ -280,9 +285,10 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
     }));
 
     // Field by field, so nothing the registry might add (numbers, transcripts) leaks by accident.
-    // CallSids and clinic ids are not public: 401 unless the caller may (INSPECTOR_TOKEN, see app.ts).
+    // CallSids and clinic ids are not public: 401 unless the caller may (INSPECTOR_TOKEN, see server.ts).
     scope.get(TWILIO_PATHS.sessions, open, (req, reply) => {
-      if (deps.sessionsAuthorized?.(req) === false) return reply.code(401).send();
+      const verdict = deps.sessionsAccess?.(req) ?? { ok: true };
+      if (!verdict.ok) return deny(req, reply, verdict);
       return reply.send({
         calls: deps.registry.list().map((c) => ({
           callSid: c.callSid, tenantId: c.tenantId, state: c.state, startedAt: c.startedAt,

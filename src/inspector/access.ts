@@ -1,77 +1,71 @@
 /**
- * Who may open the inspector.
- * - `INSPECTOR_TOKEN` set (any NODE_ENV): the token must be presented, as `Authorization: Bearer
- *   <token>` or through the session cookie the login form sets (an HMAC of the token, never the
- *   token itself; HttpOnly, SameSite=Strict, Path=/inspector). Compared in constant time.
- * - no token, outside production: open (development aid).
- * - no token in production: disabled; the routes are not even registered.
- * WebSocket upgrades must also come from the page's own origin (no cross-site socket hijacking).
+ * Who may open the inspector (docs/inspector.md "Opening it").
+ * - `INSPECTOR_TOKEN` set (any mode): the token must be presented, as `Authorization: Bearer
+ *   <token>` or through the session cookie the sign-in form sets (session.ts: signed with the token,
+ *   expires after 12 hours, revoked on sign-out; HttpOnly, SameSite=Strict, Path=/inspector).
+ *   Compared in constant time.
+ * - no token, development or local mode: open to the requests src/http/dev-gate.ts lets through;
+ *   the others get 403 VET_E_LOCAL_ONLY.
+ * - no token, production or protected mode: disabled; the routes are not even registered.
+ * WebSocket upgrades and sign-in/sign-out posts must come from the page's own origin.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { NodeEnv } from '../config/env.js';
+import { originMatches, type AccessVerdict, type DevGate } from '../http/dev-gate.js';
+import { bearerOf, cookieOf, safeEqual } from './credentials.js';
+import { SignedSessions, type Session } from './session.js';
 
-export type InspectorAccess = { mode: 'open' } | { mode: 'token'; token: string } | { mode: 'disabled' };
+export { bearerOf, cookieOf, safeEqual } from './credentials.js';
+
+export type InspectorAccess =
+  | { mode: 'open'; gate: DevGate }
+  | { mode: 'token'; token: string; sessions: SignedSessions }
+  | { mode: 'disabled' };
 
 export const COOKIE_NAME = 'vetline_inspector';
 export const COOKIE_PATH = '/inspector';
+/** An operator's sign-in lasts a working day; the server refuses the cookie after that. */
+export const INSPECTOR_SESSION_TTL_MS = 12 * 3_600_000;
+/** The one scope the inspector knows: whoever holds INSPECTOR_TOKEN. */
+const OPERATOR = 'operator';
 
-export function inspectorAccess(config: { nodeEnv: NodeEnv; inspector: { token: string | null } }): InspectorAccess {
-  if (config.inspector.token !== null) return { mode: 'token', token: config.inspector.token };
-  return config.nodeEnv === 'production' ? { mode: 'disabled' } : { mode: 'open' };
+export function inspectorAccess(config: { inspector: { token: string | null } }, gate: DevGate): InspectorAccess {
+  const token = config.inspector.token;
+  if (token !== null) return { mode: 'token', token, sessions: new SignedSessions({ purpose: 'inspector', ttlMs: INSPECTOR_SESSION_TTL_MS }) };
+  return gate.enabled ? { mode: 'open', gate } : { mode: 'disabled' };
 }
 
-/** Constant-time string equality: both sides hashed first, so lengths leak nothing either. */
-export function safeEqual(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a, 'utf8').digest();
-  const hb = createHash('sha256').update(b, 'utf8').digest();
-  return timingSafeEqual(ha, hb);
-}
+const OK: AccessVerdict = { ok: true };
+const UNAUTHORIZED: AccessVerdict = { ok: false, status: 401 };
 
-/** The cookie value for a token: stable across restarts, useless without the token to forge. */
-export function sessionValue(token: string): string {
-  return createHmac('sha256', token).update('vetline-inspector-session-v1').digest('base64url');
-}
-
-/** One cookie's value from a Cookie header, or null. */
-export function cookieOf(header: string | undefined, name: string): string | null {
-  if (!header) return null;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return null;
-}
-
-/** The token of an `Authorization: Bearer <token>` header, or null. */
-export function bearerOf(header: string | undefined): string | null {
-  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return m?.[1] ?? null;
-}
-
-export function isAuthorized(access: InspectorAccess, req: FastifyRequest): boolean {
-  if (access.mode === 'open') return true;
-  if (access.mode === 'disabled') return false;
-  const bearer = bearerOf(req.headers.authorization);
-  if (bearer !== null) return safeEqual(bearer, access.token);
+/** The request's signed-in session (token mode), or null. */
+export function sessionOf(access: InspectorAccess, req: FastifyRequest): Session | null {
+  if (access.mode !== 'token') return null;
   const cookie = cookieOf(req.headers.cookie, COOKIE_NAME);
-  return cookie !== null && safeEqual(cookie, sessionValue(access.token));
+  return cookie === null ? null : access.sessions.verify(cookie, (tag) => (tag === OPERATOR ? access.token : null));
 }
 
-/** A browser's WebSocket upgrade names its page in `Origin`: it must be this host. Non-browsers send none. */
-export function sameOrigin(req: FastifyRequest): boolean {
-  const origin = req.headers.origin;
-  if (origin === undefined) return true;
-  try {
-    return new URL(origin).host === req.headers.host;
-  } catch {
-    return false;
+/** A wrong bearer token is refused outright (no fallback to the cookie). */
+export function checkAccess(access: InspectorAccess, req: FastifyRequest): AccessVerdict {
+  if (access.mode === 'disabled') return UNAUTHORIZED;
+  if (access.mode === 'open') {
+    const why = access.gate.check(req);
+    return why === null ? OK : { ok: false, status: 403, why };
   }
+  const bearer = bearerOf(req.headers.authorization);
+  if (bearer !== null) return safeEqual(bearer, access.token) ? OK : UNAUTHORIZED;
+  return sessionOf(access, req) ? OK : UNAUTHORIZED;
 }
 
-export function sessionCookie(token: string, secure: boolean): string {
-  return `${COOKIE_NAME}=${sessionValue(token)}; Path=${COOKIE_PATH}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+export const isAuthorized = (access: InspectorAccess, req: FastifyRequest): boolean => checkAccess(access, req).ok;
+
+/** A browser's upgrade or form post names its page in `Origin`: it must be this host. Non-browsers send none. */
+export const sameOrigin = originMatches;
+
+/** Set-Cookie for a fresh session (token mode). */
+export function sessionCookie(access: Extract<InspectorAccess, { mode: 'token' }>, secure: boolean): string {
+  const value = access.sessions.issue(OPERATOR, access.token);
+  const maxAge = Math.floor(access.sessions.ttlMs / 1000);
+  return `${COOKIE_NAME}=${value}; Path=${COOKIE_PATH}; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
 }
 
-export const clearedCookie = `${COOKIE_NAME}=; Path=${COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age=0`;
+export const clearedCookie = `${COOKIE_NAME}=; Path=${COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Strict`;

@@ -6,15 +6,16 @@
  * | route                          | what                                                     |
  * |--------------------------------|----------------------------------------------------------|
  * | GET  /inspector                | the page (or, with a token and no session, the login form) |
- * | POST /inspector/login, /logout | set / clear the session cookie                           |
+ * | POST /inspector/login, /logout | sign in (session cookie) / out (`everywhere=1`: every session) |
  * | GET  /inspector/assets/:name   | inspector.js, inspector.css, softphone.js, softphone-worklet.js |
  * | WS   /inspector/ws             | live feed: summaries, state, updates, levels; `watch` in |
  * | WS   /inspector/xstate         | XState inspection events (@statelyai/inspect shape)      |
  * | GET  /inspector/api/calls[/:callSid] | the call list / one call's detail as JSON          |
  * | POST /inspector/api/journal    | a call journal (JSON Lines) replayed into a call's detail |
  *
- * Access rules: see access.ts. The softphone is offered only while webhook signatures are off
- * (development without TWILIO_AUTH_TOKEN): it calls /twilio/voice and /twilio/ws like Twilio would.
+ * Access rules: see access.ts; failed sign-ins are limited per address (src/http/login-limit.ts).
+ * The softphone is offered only while webhook signatures are off (development or local mode without
+ * TWILIO_AUTH_TOKEN): it calls /twilio/voice and /twilio/ws like Twilio would.
  */
 import { readFile } from 'node:fs/promises';
 import websocket from '@fastify/websocket';
@@ -23,7 +24,11 @@ import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { Tenant } from '../config/tenant.schema.js';
-import { clearedCookie, inspectorAccess, isAuthorized, safeEqual, sameOrigin, sessionCookie, type InspectorAccess } from './access.js';
+import { createDevGate, deny } from '../http/dev-gate.js';
+import { createLoginLimiter } from '../http/login-limit.js';
+import {
+  checkAccess, clearedCookie, inspectorAccess, safeEqual, sameOrigin, sessionCookie, sessionOf, type InspectorAccess,
+} from './access.js';
 import { JournalError, parseJournal } from '../replay/replay.js';
 import type { FeedClient, InspectorFeed } from './feed.js';
 import { journalDetail } from './journal.js';
@@ -33,7 +38,9 @@ export const INSPECTOR_PATH = '/inspector';
 
 export interface InspectorDeps {
   feed: InspectorFeed;
-  config: Pick<AppConfig, 'nodeEnv' | 'inspector' | 'webhookValidation' | 'twilio'>;
+  config: Pick<AppConfig, 'nodeEnv' | 'mode' | 'publicBaseUrl' | 'inspector' | 'webhookValidation' | 'twilio'>;
+  /** Built by server.ts and shared with /twilio/sessions; default: from `config`. */
+  access?: InspectorAccess;
   tenants: { all(): readonly Tenant[] };
   /** The ELK-laid-out statechart; default visualizations/call.svg. */
   chartSvg?: URL;
@@ -64,6 +71,7 @@ const JOURNAL_TYPES = ['application/x-ndjson', 'application/jsonl'];
 
 const ClientMessage = z.object({ type: z.literal('watch'), callSid: z.string().max(64).nullable() });
 const LoginForm = z.object({ token: z.string().max(512) });
+const LogoutForm = z.object({ everywhere: z.literal('1').optional() });
 
 /** The SVG as an inline fragment: no XML declaration or comments. */
 async function loadChart(url: URL): Promise<string> {
@@ -90,9 +98,9 @@ ${message ? `<span class="err">${escapeHtml(message)}</span>` : ''}<button type=
 }
 
 export async function registerInspector(app: FastifyInstance, deps: InspectorDeps): Promise<InspectorAccess> {
-  const access = inspectorAccess(deps.config);
+  const access = deps.access ?? inspectorAccess(deps.config, createDevGate(deps.config));
   if (access.mode === 'disabled') {
-    app.log.info({ inspector: 'disabled' }, 'inspector disabled: production without INSPECTOR_TOKEN');
+    app.log.info({ inspector: 'disabled', mode: deps.config.mode }, 'inspector disabled: no INSPECTOR_TOKEN, and this mode has no development conveniences');
     return access;
   }
   if (!app.hasDecorator('websocketServer')) await app.register(websocket);
@@ -121,17 +129,17 @@ export async function registerInspector(app: FastifyInstance, deps: InspectorDep
       : null,
   });
 
-  await app.register((scope, _opts, registered) => {
+  await app.register(async (scope) => {
     scope.addHook('onRequest', (_req, reply, next) => {
       reply.headers(SECURITY_HEADERS);
       next();
     });
+    const logins = await createLoginLimiter(scope);
     const opts = { config: { rateLimit: false as const } };
-    const denied = (reply: FastifyReply) => reply.code(401).type('text/html; charset=utf-8').send(loginPage(null));
+    const html = (reply: FastifyReply, status: number, message: string | null) => reply.code(status).type('text/html; charset=utf-8').send(loginPage(message));
     const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-      // Empty body, like a failed signature: no error code of its own in the catalog (errors.ts).
-      if (!isAuthorized(access, req)) return reply.code(401).send();
-      return undefined;
+      const verdict = checkAccess(access, req);
+      return verdict.ok ? undefined : deny(req, reply, verdict);
     };
     const guardSocket = async (req: FastifyRequest, reply: FastifyReply) => {
       if (!sameOrigin(req)) return reply.code(403).send();
@@ -139,22 +147,47 @@ export async function registerInspector(app: FastifyInstance, deps: InspectorDep
     };
 
     scope.get(INSPECTOR_PATH, opts, async (req, reply) => {
-      if (!isAuthorized(access, req)) return denied(reply);
-      return reply.type('text/html; charset=utf-8').send(page);
+      const verdict = checkAccess(access, req);
+      if (verdict.ok) return reply.type('text/html; charset=utf-8').send(page);
+      return verdict.status === 403 ? deny(req, reply, verdict) : html(reply, 401, null);
     });
 
     scope.post(`${INSPECTOR_PATH}/login`, opts, async (req, reply) => {
       if (access.mode !== 'token') return reply.redirect(INSPECTOR_PATH, 303);
+      if (!sameOrigin(req)) {
+        req.log.warn({ ip: req.ip }, 'inspector cross-site sign-in refused');
+        return reply.code(403).send();
+      }
+      const retryAfterS = await logins.blockedFor(req);
+      if (retryAfterS !== null) {
+        req.log.info({ code: 'VET_E_RATE_LIMITED', ip: req.ip }, 'inspector sign-in blocked: too many failures');
+        const minutes = Math.ceil(retryAfterS / 60);
+        return html(reply.header('retry-after', retryAfterS), 429, `Too many wrong tokens from your address: try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`);
+      }
       const form = LoginForm.safeParse(req.body);
       if (!form.success || !safeEqual(form.data.token, access.token)) {
+        await logins.failed(req);
         req.log.warn({ ip: req.ip }, 'inspector login refused');
-        return reply.code(401).type('text/html; charset=utf-8').send(loginPage('That token is not right.'));
+        return html(reply, 401, 'That token is not right.');
       }
       const secure = req.protocol === 'https' || deps.config.nodeEnv === 'production';
-      return reply.header('set-cookie', sessionCookie(access.token, secure)).redirect(INSPECTOR_PATH, 303);
+      return reply.header('set-cookie', sessionCookie(access, secure)).redirect(INSPECTOR_PATH, 303);
     });
 
-    scope.post(`${INSPECTOR_PATH}/logout`, opts, async (_req, reply) => reply.header('set-cookie', clearedCookie).redirect(INSPECTOR_PATH, 303));
+    // Sign out ends this session on the server too; `everywhere=1` (signed in, or with the bearer
+    // token) ends every session issued so far. Without a valid session it only clears the cookie.
+    scope.post(`${INSPECTOR_PATH}/logout`, opts, async (req, reply) => {
+      if (!sameOrigin(req)) return reply.code(403).send();
+      if (access.mode === 'token') {
+        const everywhere = LogoutForm.safeParse(req.body ?? {}).data?.everywhere === '1';
+        const session = sessionOf(access, req);
+        if (everywhere && checkAccess(access, req).ok) {
+          access.sessions.revokeAll();
+          req.log.info({ ip: req.ip }, 'inspector: every session signed out');
+        } else if (session) access.sessions.revoke(session);
+      }
+      return reply.header('set-cookie', clearedCookie).redirect(INSPECTOR_PATH, 303);
+    });
 
     scope.get<{ Params: { name: string } }>(`${INSPECTOR_PATH}/assets/:name`, { ...opts, preValidation: guard }, async (req, reply) => {
       const asset = assets.get(req.params.name);
@@ -224,7 +257,6 @@ export async function registerInspector(app: FastifyInstance, deps: InspectorDep
       socket.on('error', (err) => req.log.debug({ err }, 'inspection socket error'));
       socket.on('close', off);
     });
-    registered();
   });
 
   app.log.info({ inspector: access.mode, softphone }, `inspector at ${INSPECTOR_PATH}`);

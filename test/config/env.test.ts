@@ -7,6 +7,9 @@ import { VetError } from '../../src/errors.js';
 const SID = `AC${'0123456789abcdef'.repeat(2)}`;
 const TOKEN = 'canary-auth-token-8f3a9c';
 const PROD = { NODE_ENV: 'production', TWILIO_AUTH_TOKEN: TOKEN, PUBLIC_BASE_URL: 'https://vetline.example.com' };
+/** What `openssl rand -hex 32` prints, and a 32-character `openssl rand -base64 24`. */
+const INSPECTOR = '5c0e9b2f7a4d1e8c3b6a9f2e5d8c1b4a7e0d3c6b9a2f5e8d1c4b7a0e3d6c9b2f';
+const METRICS = 'q3Vt9xK2mPz7Lw4Rj8Nc5Hb1Yd6Fs0Ga';
 
 /** The VET_E_CONFIG message of a failing env, split into its lines. */
 function failure(env: NodeJS.ProcessEnv): string[] {
@@ -52,7 +55,7 @@ describe('loadEnv defaults', () => {
   });
 
   it('builds the development PUBLIC_BASE_URL from HOST and PORT (IPv6 in brackets)', () => {
-    expect(loadEnv({ HOST: '0.0.0.0', PORT: '8080' }).publicBaseUrl).toBe('http://0.0.0.0:8080');
+    expect(loadEnv({ HOST: '0.0.0.0', PORT: '8080', VETLINE_DEV: '1' }).publicBaseUrl).toBe('http://0.0.0.0:8080');
     expect(loadEnv({ HOST: '::1' }).publicBaseUrl).toBe('http://[::1]:3000');
   });
 
@@ -74,7 +77,8 @@ describe('loadEnv defaults', () => {
       RATE_LIMIT_BAN_MINUTES: '30',
       MAX_CALLS: '20',
       TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,fd00::/8,loopback',
-      INSPECTOR_TOKEN: 'inspector-token-0123456789',
+      INSPECTOR_TOKEN: INSPECTOR,
+      METRICS_TOKEN: METRICS,
     });
     expect(c).toMatchObject({
       nodeEnv: 'production',
@@ -92,7 +96,9 @@ describe('loadEnv defaults', () => {
       rateLimit: { maxFailuresPerMinute: 5, banMinutes: 30 },
       maxCalls: 20,
       trustProxy: ['10.0.0.0/8', '192.168.1.7', 'fd00::/8', 'loopback'],
-      inspector: { token: 'inspector-token-0123456789' },
+      inspector: { token: INSPECTOR },
+      metricsToken: METRICS,
+      mode: 'production',
     });
   });
 
@@ -154,6 +160,57 @@ describe('webhook validation and production', () => {
   it('requires https in production, accepts http elsewhere', () => {
     expect(failure({ ...PROD, PUBLIC_BASE_URL: 'http://vetline.example.com' })[0]).toMatch(/^PUBLIC_BASE_URL: must be an https origin/);
     expect(loadEnv({ PUBLIC_BASE_URL: 'http://localhost:3000' }).publicBaseUrl).toBe('http://localhost:3000');
+  });
+});
+
+describe('modes (docs/configuration.md "Modes")', () => {
+  it('NODE_ENV unset on loopback (npm start): local, with development conveniences for this machine only', () => {
+    const c = loadEnv({});
+    expect(c).toMatchObject({ mode: 'local', webhookValidation: 'off-development' });
+    expect(c.modeReason).toMatch(/NODE_ENV is unset.*HOST=127\.0\.0\.1.*PUBLIC_BASE_URL=http:\/\/127\.0\.0\.1:3000.*loopback/);
+    expect(loadEnv({ NODE_ENV: 'development', HOST: '::1' }).mode).toBe('local');
+    expect(loadEnv({ HOST: 'localhost', PUBLIC_BASE_URL: 'http://localhost:3000' }).mode).toBe('local');
+    expect(loadEnv({ VETLINE_DEV: '0' }).mode).toBe('local');
+  });
+
+  it('VETLINE_DEV=1: development, wherever it listens', () => {
+    const c = loadEnv({ VETLINE_DEV: '1', HOST: '0.0.0.0', PUBLIC_BASE_URL: 'https://dev.example.com' });
+    expect(c).toMatchObject({ mode: 'development', webhookValidation: 'off-development' });
+    expect(c.modeReason).toContain('VETLINE_DEV=1');
+    // With a Twilio token, signatures stay on even so.
+    expect(loadEnv({ VETLINE_DEV: '1', TWILIO_AUTH_TOKEN: TOKEN }).webhookValidation).toBe('on');
+  });
+
+  it('reachable beyond loopback without VETLINE_DEV: protected (production access rules), so a Twilio token is required', () => {
+    const c = loadEnv({ HOST: '0.0.0.0', TWILIO_AUTH_TOKEN: TOKEN });
+    expect(c).toMatchObject({ mode: 'protected', webhookValidation: 'on' });
+    expect(c.modeReason).toContain('HOST=0.0.0.0 is not loopback');
+    expect(loadEnv({ PUBLIC_BASE_URL: 'https://vetline.example.com', TWILIO_AUTH_TOKEN: TOKEN, NODE_ENV: 'test' }).mode).toBe('protected');
+    const [line, ...rest] = failure({ HOST: '0.0.0.0' });
+    expect(rest).toEqual([]);
+    expect(line).toMatch(/^TWILIO_AUTH_TOKEN: required when the engine is reachable beyond this machine \(HOST=0\.0\.0\.0 is not loopback.*\).*; set TWILIO_AUTH_TOKEN.* or VETLINE_DEV=1/);
+    expect(failure({ PUBLIC_BASE_URL: 'https://abc.trycloudflare.com' })[0]).toMatch(/^TWILIO_AUTH_TOKEN: .*PUBLIC_BASE_URL=https:\/\/abc\.trycloudflare\.com is not loopback/);
+  });
+
+  it('production: never with VETLINE_DEV=1; VETLINE_DEV is 1 or 0', () => {
+    expect(loadEnv(PROD)).toMatchObject({ mode: 'production', modeReason: 'NODE_ENV=production' });
+    expect(failure({ ...PROD, VETLINE_DEV: '1' })).toEqual([
+      'VETLINE_DEV: cannot be 1 when NODE_ENV=production (development conveniences: unsigned webhooks, an open inspector); unset VETLINE_DEV',
+    ]);
+    expect(failure({ VETLINE_DEV: 'yes' })).toEqual(['VETLINE_DEV: must be 1 or 0 (got "yes"); set VETLINE_DEV=1 for development or unset it']);
+  });
+});
+
+describe('access tokens', () => {
+  it.each(['INSPECTOR_TOKEN', 'METRICS_TOKEN'])('%s must be strong: 32+ characters, not a few repeated', (name) => {
+    for (const weak of ['inspector-token-0123456789', 'a'.repeat(40), 'abcabcabcabcabcabcabcabcabcabcabcabc', 'secret passphrase with spaces in it 1234']) {
+      const lines = failure({ ...PROD, [name]: weak });
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^${name}: too weak: .*\\(value not shown\\); generate one with \`openssl rand -hex 32\``));
+      expect(lines[0]).not.toContain(weak);
+    }
+    expect(loadEnv({ ...PROD, [name]: INSPECTOR })).toBeTruthy();
+    expect(loadEnv({ ...PROD, [name]: METRICS })).toBeTruthy();
   });
 });
 
@@ -237,7 +294,7 @@ describe('secrets', () => {
   });
 
   it('are shown as "[set]" when the config is logged or inspected', () => {
-    const c = loadEnv({ ...PROD, OPENAI_API_KEY: 'sk-canary-1', INSPECTOR_TOKEN: 'canary-inspector-token' });
+    const c = loadEnv({ ...PROD, OPENAI_API_KEY: 'sk-canary-1', INSPECTOR_TOKEN: 'canary-inspector-token-5e1f9a3c7b2d', METRICS_TOKEN: 'canary-metrics-token-8c2e4a6f0b1d3' });
     for (const text of [JSON.stringify(c), JSON.stringify({ config: c }), inspect(c, { depth: 5 })]) {
       expect(text).not.toMatch(/canary/);
       expect(text).toContain('[set]');

@@ -8,9 +8,9 @@ import { randomUUID } from 'node:crypto';
 import type { ReadableStream } from 'node:stream/web';
 import type { LightMyRequestResponse } from 'fastify';
 import { Agent, fetch, type Headers } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Tenant } from '../../src/config/tenant.schema.js';
-import { clinicDeskTokens, deskAccess, DESK_COOKIE_NAME, deskSessionValue } from '../../src/desk/access.js';
+import { clinicDeskTokens, deskAccess, DESK_COOKIE_NAME, deskSessionValue, type DeskAccess } from '../../src/desk/access.js';
 import { DeskEvents } from '../../src/desk/events.js';
 import { isVetError } from '../../src/errors.js';
 import type { FollowUpInput } from '../../src/store/types.js';
@@ -22,6 +22,7 @@ import {
   SECRET_WORDS,
   TOKENS,
   followUp,
+  gateFor,
   recordingSid,
   startDesk,
   summary,
@@ -110,24 +111,23 @@ async function list(h: DeskHarness, token: string, query = '') {
 
 describe('deskAccess', () => {
   const none = new Map<string, string>();
-  it('is open in development and test without any token, disabled in production', () => {
-    expect(deskAccess({ nodeEnv: 'development', operatorToken: null, clinicTokens: none })).toEqual({ mode: 'open' });
-    expect(deskAccess({ nodeEnv: 'test', operatorToken: null, clinicTokens: none })).toEqual({ mode: 'open' });
-    expect(deskAccess({ nodeEnv: 'production', operatorToken: null, clinicTokens: none })).toEqual({ mode: 'disabled' });
+  it('is open in development and local mode without any token, disabled in production and protected mode', () => {
+    for (const mode of ['development', 'local'] as const) expect(deskAccess({ gate: gateFor(mode), operatorToken: null, clinicTokens: none }).mode).toBe('open');
+    for (const mode of ['production', 'protected'] as const) expect(deskAccess({ gate: gateFor(mode), operatorToken: null, clinicTokens: none })).toEqual({ mode: 'disabled' });
   });
 
   it('asks for tokens in any environment as soon as one is configured (a clinic token alone is enough)', () => {
     const one = new Map([[OAK, TOKENS[OAK]]]);
-    for (const nodeEnv of ['development', 'production'] as const) {
-      expect(deskAccess({ nodeEnv, operatorToken: null, clinicTokens: one }).mode).toBe('token');
-      expect(deskAccess({ nodeEnv, operatorToken: TOKENS.operator, clinicTokens: none }).mode).toBe('token');
+    for (const mode of ['development', 'local', 'production'] as const) {
+      expect(deskAccess({ gate: gateFor(mode), operatorToken: null, clinicTokens: one }).mode).toBe('token');
+      expect(deskAccess({ gate: gateFor(mode), operatorToken: TOKENS.operator, clinicTokens: none }).mode).toBe('token');
     }
   });
 
   it('refuses short tokens and tokens shared by two scopes, naming the clinic but never the value', () => {
     const attempt = (operatorToken: string | null, clinicTokens: Map<string, string>) => {
       try {
-        deskAccess({ nodeEnv: 'production', operatorToken, clinicTokens });
+        deskAccess({ gate: gateFor('production'), operatorToken, clinicTokens });
         return null;
       } catch (err) {
         if (!isVetError(err)) throw err;
@@ -157,7 +157,7 @@ describe('clinicDeskTokens', () => {
 
 describe('desk modes', () => {
   it('production without any token: not routed at all (404)', async () => {
-    desk = await startDesk({ access: deskAccess({ nodeEnv: 'production', operatorToken: null, clinicTokens: new Map() }) });
+    desk = await startDesk({ access: deskAccess({ gate: gateFor('production'), operatorToken: null, clinicTokens: new Map() }) });
     for (const url of ['/desk', '/desk/api/followups', '/desk/api/events', '/desk/api/session', '/desk/assets/desk.js']) {
       expect((await desk.app.inject(url)).statusCode, url).toBe(404);
     }
@@ -165,7 +165,7 @@ describe('desk modes', () => {
   });
 
   it('development without tokens: open to anyone, every clinic, with a visible banner', async () => {
-    desk = await startDesk({ access: deskAccess({ nodeEnv: 'development', operatorToken: null, clinicTokens: new Map() }) });
+    desk = await startDesk({ access: deskAccess({ gate: gateFor('development'), operatorToken: null, clinicTokens: new Map() }) });
     const s = await seed(desk);
     const page = await desk.app.inject('/desk');
     expect(page.statusCode).toBe(200);
@@ -179,6 +179,24 @@ describe('desk modes', () => {
     expect(cross.statusCode).toBe(403);
     const ok = await desk.app.inject({ method: 'PATCH', url: `/desk/api/followups/${s.riverAppt.id}`, headers: { host: HOST, origin: ORIGIN }, payload: { status: 'done' } });
     expect(ok.statusCode).toBe(200);
+    // DNS rebinding: a page of another name that now resolves to this server.
+    const rebound = await desk.app.inject({ url: '/desk/api/followups', headers: { host: 'rebind.attacker.example' } });
+    expect(rebound.statusCode).toBe(403);
+    expect(rebound.json()).toMatchObject({ code: 'VET_E_LOCAL_ONLY' });
+  });
+
+  it('local mode without tokens: open to this machine only, not through a proxy on it', async () => {
+    desk = await startDesk({ access: deskAccess({ gate: gateFor('local'), operatorToken: null, clinicTokens: new Map() }) });
+    await seed(desk);
+    expect((await desk.app.inject({ url: '/desk/api/followups', headers: { host: '127.0.0.1:3000' } })).statusCode).toBe(200);
+    for (const headers of [{ host: '127.0.0.1:3000', 'x-forwarded-for': '203.0.113.9' }, { host: HOST }]) {
+      for (const url of ['/desk', '/desk/api/followups']) {
+        const res = await desk.app.inject({ url, headers });
+        expect([url, headers, res.statusCode]).toEqual([url, headers, 403]);
+        expect(res.json()).toMatchObject({ code: 'VET_E_LOCAL_ONLY' });
+        expect(res.body).not.toContain('Biscuit');
+      }
+    }
   });
 
   it('with tokens: the page asks for one, no banner, strict security headers', async () => {
@@ -216,7 +234,9 @@ describe('authentication', () => {
   it('answers 401 VET_E_DESK_AUTH with what to do, on every API route, for missing, wrong or forged credentials', async () => {
     const h = desk!;
     const s = await seed(h);
-    const forged = `c-${RIVER}.${deskSessionValue({ kind: 'clinic', clinicId: OAK }, TOKENS[OAK]).split('.')[1]}`; // Oak's MAC under Riverside's tag
+    const access = h.access as Extract<DeskAccess, { mode: 'token' }>;
+    const oakSession = deskSessionValue(access, { kind: 'clinic', clinicId: OAK });
+    const forged = `c-${RIVER}.${oakSession.split('.').slice(1).join('.')}`; // Oak's session and MAC under Riverside's tag
     const credentials: Record<string, string>[] = [
       { host: HOST },
       bearer('not-a-token-at-all-0000'),
@@ -225,7 +245,7 @@ describe('authentication', () => {
       { cookie: `${DESK_COOKIE_NAME}=${TOKENS[OAK]}`, host: HOST }, // the token itself is not a session
       { cookie: `${DESK_COOKIE_NAME}=operator.AAAA`, host: HOST },
       // A wrong bearer is not rescued by a good cookie.
-      { authorization: 'Bearer wrong-token-0123456789', cookie: `${DESK_COOKIE_NAME}=${deskSessionValue({ kind: 'clinic', clinicId: OAK }, TOKENS[OAK])}`, host: HOST },
+      { authorization: 'Bearer wrong-token-0123456789', cookie: `${DESK_COOKIE_NAME}=${oakSession}`, host: HOST },
     ];
     const routes = [
       { method: 'GET' as const, url: '/desk/api/followups' },
@@ -257,7 +277,7 @@ describe('authentication', () => {
     expect(form.statusCode).toBe(303);
     expect(form.headers.location).toBe('/desk');
     const setCookie = String(form.headers['set-cookie']);
-    expect(setCookie).toMatch(new RegExp(`^${DESK_COOKIE_NAME}=c-${OAK}\\.[\\w-]{43}; Path=/desk; Max-Age=\\d+; HttpOnly; SameSite=Strict$`));
+    expect(setCookie).toMatch(new RegExp(`^${DESK_COOKIE_NAME}=c-${OAK}\\.[\\w-]{16}\\.[0-9a-z]+\\.[\\w-]{43}; Path=/desk; Max-Age=2592000; HttpOnly; SameSite=Strict$`));
     expect(setCookie).not.toContain(TOKENS[OAK]);
     const cookie = setCookie.split(';')[0]!;
 
@@ -293,6 +313,37 @@ describe('authentication', () => {
     const logout = await h.app.inject({ method: 'POST', url: '/desk/logout', headers: { cookie, host: HOST, origin: ORIGIN } });
     expect(logout.statusCode).toBe(303);
     expect(String(logout.headers['set-cookie'])).toMatch(new RegExp(`^${DESK_COOKIE_NAME}=; Path=/desk; Max-Age=0`));
+    // Signed out on the server too: a copy of the cookie taken before is refused.
+    expect((await h.app.inject({ url: '/desk/api/followups', headers: { cookie, host: HOST } })).statusCode).toBe(401);
+  });
+
+  it('a session expires after 30 days on the server, whatever the browser kept', async () => {
+    const h = desk!;
+    const t0 = Date.parse('2030-03-01T09:00:00Z');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(t0);
+      const login = await h.app.inject({ method: 'POST', url: '/desk/login', headers: { host: HOST }, payload: { token: TOKENS[OAK] } });
+      const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+      vi.setSystemTime(t0 + 30 * 86_400_000 - 1000);
+      expect((await h.app.inject({ url: '/desk/api/session', headers: { cookie, host: HOST } })).statusCode).toBe(200);
+      vi.setSystemTime(t0 + 30 * 86_400_000 + 1000);
+      expect((await h.app.inject({ url: '/desk/api/session', headers: { cookie, host: HOST } })).statusCode).toBe(401);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('limits failed sign-ins per address: 10 in 15 minutes, then 429 even for the right token', async () => {
+    const h = desk!;
+    const login = (token: string, remoteAddress: string) => h.app.inject({ method: 'POST', url: '/desk/login', headers: { host: HOST }, payload: { token }, remoteAddress });
+    for (let i = 0; i < 10; i++) expect((await login(`wrong-desk-token-${i}-0123456789`, '198.51.100.7')).statusCode).toBe(401);
+    const blocked = await login(TOKENS[OAK], '198.51.100.7');
+    expect(blocked.statusCode).toBe(429);
+    expect(blocked.json()).toMatchObject({ code: 'VET_E_RATE_LIMITED' });
+    expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0);
+    expect(blocked.headers['set-cookie']).toBeUndefined();
+    expect((await login(TOKENS[OAK], '198.51.100.8')).statusCode).toBe(204);
   });
 
   it('refuses a wrong token and a cross-site sign-in; the operator token signs in to every clinic; Secure in production', async () => {

@@ -5,8 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { NodeEnv } from '../../src/config/env.js';
+import type { EngineMode } from '../../src/config/mode.js';
 import { deskAccess, type DeskAccess } from '../../src/desk/access.js';
+import { createDevGate, type DevGate } from '../../src/http/dev-gate.js';
 import { DeskEvents } from '../../src/desk/events.js';
 import { registerDesk, type DeskDeps } from '../../src/desk/plugin.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -26,9 +27,15 @@ export const SECRET_WORDS = ['+15557650101', '+15557650202', '+15557650303', 'Se
 
 export const MINUTE = 60_000;
 
-export function tokenAccess(nodeEnv: NodeEnv = 'production'): DeskAccess {
+/** The desk's host in these tests (PUBLIC_BASE_URL https://desk.clinic.example). */
+export const DESK_HOST = 'desk.clinic.example';
+
+/** The development-convenience gate of an engine in `mode` served at https://desk.clinic.example. */
+export const gateFor = (mode: EngineMode): DevGate => createDevGate({ mode, publicBaseUrl: `https://${DESK_HOST}` });
+
+export function tokenAccess(mode: EngineMode = 'production'): DeskAccess {
   return deskAccess({
-    nodeEnv,
+    gate: gateFor(mode),
     operatorToken: TOKENS.operator,
     clinicTokens: new Map([
       [OAK, TOKENS[OAK]],
@@ -99,6 +106,7 @@ export interface DeskHarness {
   store: FollowUpStore;
   events: DeskEvents;
   logs: string[];
+  access: DeskAccess;
   close(): Promise<void>;
 }
 
@@ -130,6 +138,7 @@ export async function startDesk(opts: {
     store,
     events,
     logs,
+    access: opts.access,
     close: async () => {
       await app.close();
       await store.close();

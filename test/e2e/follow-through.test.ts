@@ -105,7 +105,7 @@ async function engineOn(dbPath: string, clockOffsetMs = 0): Promise<{ rig: Rig; 
     tenantsDir,
     engine: {
       tenantEnv,
-      env: { INSPECTOR_TOKEN: 'operator-token-0123456789abcdef' },
+      env: { INSPECTOR_TOKEN: 'operator-token-0123456789abcdef01' },
       followUps: (tenants) => {
         const clinic = clinicDeliveries(tenants, { smtp: true, sms: false });
         outbox = createOutbox({
@@ -213,7 +213,7 @@ describe('follow-through: a booked appointment reaches the clinic', () => {
         e.rig.engine.app.inject({ method: 'GET', url: '/desk/api/followups', headers: { authorization: `Bearer ${token}` } }).then((r) => r.json<{ followUps: { id: string }[] }>());
       expect((await desk(QUICK_DESK)).followUps.map((f) => f.id)).toContain(id);
       expect((await desk(CONSENT_DESK)).followUps.map((f) => f.id)).not.toContain(id);
-      expect((await desk('operator-token-0123456789abcdef')).followUps.map((f) => f.id)).toContain(id);
+      expect((await desk('operator-token-0123456789abcdef01')).followUps.map((f) => f.id)).toContain(id);
 
       // Nothing personal in the logs.
       const logs = e.rig.engine.logs.join('');

@@ -189,10 +189,11 @@ describe('drain in the real entry point (child process)', () => {
     const longDrainMs = 30_000;
     const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: root,
-      // No Twilio credentials (development bypass): the machine's hand-off cannot update the call, so it
-      // ends the call at once and closes the stream; Twilio then plays the key menu after </Connect>.
+      // No Twilio credentials (development bypass, opted in with VETLINE_DEV=1: PUBLIC_BASE_URL is not
+      // loopback): the machine's hand-off cannot update the call, so it ends the call at once and
+      // closes the stream; Twilio then plays the key menu after </Connect>.
       env: {
-        PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1',
+        PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1', VETLINE_DEV: '1',
         PUBLIC_BASE_URL: TEST_BASE_URL, TENANTS_DIR: FIXTURE_TENANTS_DIR, DRAIN_TIMEOUT_MS: String(longDrainMs), LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'pipe', 'pipe'],

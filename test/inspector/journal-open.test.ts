@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { NodeEnv } from '../../src/config/env.js';
+import type { EngineMode } from '../../src/config/mode.js';
 import type { Tenant } from '../../src/config/tenant.schema.js';
 import { InspectorFeed } from '../../src/inspector/feed.js';
 import type { JournalDetail } from '../../src/inspector/journal.js';
@@ -24,10 +24,12 @@ afterEach(async () => {
   app = null;
 });
 
-async function start(nodeEnv: NodeEnv, token: string | null) {
+async function start(mode: EngineMode, token: string | null) {
   app = Fastify();
   await app.register(formbody);
-  await registerInspector(app, { feed: new InspectorFeed(), tenants, config: { nodeEnv, inspector: { token }, webhookValidation: 'on', twilio: { accountSid: null, authToken: null } } });
+  const nodeEnv = mode === 'production' ? 'production' : 'development';
+  const config = { nodeEnv, mode, publicBaseUrl: 'https://vetline.example', inspector: { token }, webhookValidation: 'on', twilio: { accountSid: null, authToken: null } } as const;
+  await registerInspector(app, { feed: new InspectorFeed(), tenants, config });
   await app.ready();
   return app;
 }
@@ -76,7 +78,7 @@ describe('opening a journal in the inspector', () => {
   });
 
   it('accepts text/plain too, and a DTMF transfer ends transferred', async () => {
-    const app = await start('test', null);
+    const app = await start('local', null);
     const res = await post(app, DTMF, { 'content-type': 'text/plain; charset=utf-8' }, 'dtmf transfer?.jsonl');
     expect(res.statusCode).toBe(200);
     const detail = res.json<JournalDetail>();

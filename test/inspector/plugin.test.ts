@@ -1,14 +1,17 @@
 /**
  * GET /inspector and its socket: who gets in (open in development, token in production, disabled in
  * production without one), the login cookie, constant-time comparison, same-origin sockets, the
- * page's self-hosted assets and the inlined ELK statechart.
+ * page's self-hosted assets and the inlined ELK statechart. Sign-in limits, expiry and revocation on
+ * a whole engine: test/inspector/session.test.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { NodeEnv } from '../../src/config/env.js';
+import type { EngineMode } from '../../src/config/mode.js';
 import type { Tenant } from '../../src/config/tenant.schema.js';
-import { COOKIE_NAME, inspectorAccess, safeEqual, sessionValue } from '../../src/inspector/access.js';
+import { createDevGate } from '../../src/http/dev-gate.js';
+import { COOKIE_NAME, inspectorAccess, safeEqual } from '../../src/inspector/access.js';
+import { SignedSessions } from '../../src/inspector/session.js';
 import { InspectorFeed } from '../../src/inspector/feed.js';
 import { registerInspector } from '../../src/inspector/plugin.js';
 
@@ -36,14 +39,18 @@ async function hello(app: FastifyInstance, headers: Record<string, string> = {})
   return message;
 }
 
-async function start(nodeEnv: NodeEnv, token: string | null, validation: 'on' | 'off-development' = 'on') {
+const PUBLIC_BASE_URL = 'https://vetline.example';
+const gate = (mode: EngineMode) => createDevGate({ mode, publicBaseUrl: PUBLIC_BASE_URL });
+
+async function start(mode: EngineMode, token: string | null, validation: 'on' | 'off-development' = 'on') {
   app = Fastify();
   await app.register(formbody);
   const feed = new InspectorFeed();
+  const nodeEnv = mode === 'production' ? 'production' : 'development';
   const access = await registerInspector(app, {
     feed,
     tenants,
-    config: { nodeEnv, inspector: { token }, webhookValidation: validation, twilio: { accountSid: null, authToken: null } },
+    config: { nodeEnv, mode, publicBaseUrl: PUBLIC_BASE_URL, inspector: { token }, webhookValidation: validation, twilio: { accountSid: null, authToken: null } },
   });
   await app.ready();
   return { app, access };
@@ -75,6 +82,7 @@ describe('inspector access', () => {
   it('is not even routed in production without INSPECTOR_TOKEN', async () => {
     const { app, access } = await start('production', null);
     expect(access).toEqual({ mode: 'disabled' });
+    expect((await start('protected', null)).access).toEqual({ mode: 'disabled' });
     expect((await app.inject('/inspector')).statusCode).toBe(404);
     expect((await app.inject('/inspector/api/calls')).statusCode).toBe(404);
   });
@@ -105,7 +113,9 @@ describe('inspector access', () => {
     expect(cookie).not.toContain(TOKEN); // an HMAC of the token, never the token
     const value = cookie.split(';')[0] ?? '';
     expect((await app.inject({ url: '/inspector', headers: { cookie: value } })).statusCode).toBe(200);
-    expect((await app.inject({ url: '/inspector', headers: { cookie: `${COOKIE_NAME}=${sessionValue('another-token-0123456789')}` } })).statusCode).toBe(401);
+    // A session signed with another token (another server, or the token before rotation) is refused.
+    const foreign = new SignedSessions({ purpose: 'inspector', ttlMs: 3_600_000 }).issue('operator', 'another-token-0123456789abcdef0123');
+    expect((await app.inject({ url: '/inspector', headers: { cookie: `${COOKIE_NAME}=${foreign}` } })).statusCode).toBe(401);
   });
 
   it('refuses a socket without the token, or opened from another origin', async () => {
@@ -119,18 +129,24 @@ describe('inspector access', () => {
 
   it('offers the softphone only while webhook signatures are off (development)', async () => {
     const { app } = await start('development', null, 'off-development');
-    const message = (await hello(app)) as { softphone: { accountSid: string; clinics: unknown[] } | null };
+    const message = (await hello(app, { host: '127.0.0.1:3000' })) as { softphone: { accountSid: string; clinics: unknown[] } | null };
+    // Not to a page of another name resolving here (DNS rebinding), nor to a socket opened by another site.
+    await expect(app.injectWS('/inspector/ws', { headers: { host: 'rebind.attacker.example:3000' } })).rejects.toThrow(/403/);
+    await expect(app.injectWS('/inspector/ws', { headers: { host: '127.0.0.1:3000', origin: 'https://attacker.example' } })).rejects.toThrow(/403/);
     expect(message.softphone?.accountSid).toMatch(/^AC0{32}$/);
     expect(message.softphone?.clinics).toEqual([{ id: 'oak', name: 'Oak Hill', number: '+15550100200', shown: '+•••••••••00' }]);
   });
 });
 
 describe('inspectorAccess and safeEqual', () => {
-  it('maps NODE_ENV and INSPECTOR_TOKEN to a mode', () => {
-    expect(inspectorAccess({ nodeEnv: 'development', inspector: { token: null } })).toEqual({ mode: 'open' });
-    expect(inspectorAccess({ nodeEnv: 'test', inspector: { token: null } })).toEqual({ mode: 'open' });
-    expect(inspectorAccess({ nodeEnv: 'production', inspector: { token: null } })).toEqual({ mode: 'disabled' });
-    expect(inspectorAccess({ nodeEnv: 'development', inspector: { token: TOKEN } })).toEqual({ mode: 'token', token: TOKEN });
+  it('maps the engine mode and INSPECTOR_TOKEN to an access mode', () => {
+    expect(inspectorAccess({ inspector: { token: null } }, gate('development')).mode).toBe('open');
+    expect(inspectorAccess({ inspector: { token: null } }, gate('local')).mode).toBe('open');
+    expect(inspectorAccess({ inspector: { token: null } }, gate('protected'))).toEqual({ mode: 'disabled' });
+    expect(inspectorAccess({ inspector: { token: null } }, gate('production'))).toEqual({ mode: 'disabled' });
+    for (const mode of ['development', 'local', 'protected', 'production'] as const) {
+      expect(inspectorAccess({ inspector: { token: TOKEN } }, gate(mode))).toMatchObject({ mode: 'token', token: TOKEN });
+    }
   });
 
   it('compares whole strings of any length', () => {

@@ -13,7 +13,7 @@ import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { startElevenLabsFake, type FakeElevenLabs } from '../fakes/elevenlabs-server.js';
 import { startFakeOpenAi, type FakeOpenAi } from '../fakes/openai-server.js';
 import type { ChatResponder } from '../fakes/openai-chat-server.js';
-import { FIXTURE_TENANTS_DIR, startEngine, type TestEngine } from './engine.js';
+import { FIXTURE_TENANTS_DIR, startEngine, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from './engine.js';
 
 export const OPENAI_KEY = 'sk-canary-openai-0123456789abcdefCANARY';
 export const ELEVENLABS_KEY = 'canary-xi-key-5e4d3c2b1a09f8e7';
@@ -76,7 +76,8 @@ export async function startCloudEngine(opts: {
       },
     }),
   });
-  const config = loadEnv({ NODE_ENV: 'test', PUBLIC_BASE_URL: 'https://voice.test', ...env });
+  // The providers' config, from the environment startEngine parses too (its test defaults: signed webhooks).
+  const config = loadEnv({ NODE_ENV: 'test', PUBLIC_BASE_URL: TEST_BASE_URL, TWILIO_AUTH_TOKEN: TEST_TOKEN, ...env });
   const tenants = await loadTenants(tenantsDir, { env: opts.tenantEnv ?? {}, nodeEnv: config.nodeEnv });
   const { providers, prompts, summarizer } = await createProviders(config, tenants.all(), logger, opts.tuning);
   const { followUps } = opts;

@@ -1,6 +1,11 @@
 /**
  * Starts a real engine on 127.0.0.1 (port 0) for end-to-end tests: real config parsing, the
  * shipped example clinics, real HTTP/WebSocket stack; providers and Twilio REST are injected.
+ *
+ * The environment is NODE_ENV=test with PUBLIC_BASE_URL https://voice.test and a Twilio token
+ * (signatures on), plus VETLINE_DEV=1 unless `dev: false`: most tests read /twilio/sessions,
+ * /metrics and the inspector without a token, as a developer does. Tests of access rules pass
+ * `dev: false` (and NODE_ENV=production, or an empty NODE_ENV for `npm start`'s local mode).
  */
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +38,8 @@ export async function startEngine(opts: {
   prompts: Prompts;
   rest?: TwilioRest | null;
   env?: Record<string, string>;
+  /** VETLINE_DEV=1 (development conveniences: open inspector, call list, metrics, desk). Default true. */
+  dev?: boolean;
   streamOptions?: MediaStreamOptions;
   /** Opt-in: journal every call into this directory (docs/journal.md). */
   journalDir?: string;
@@ -50,6 +57,7 @@ export async function startEngine(opts: {
     TWILIO_ACCOUNT_SID: TEST_ACCOUNT,
     TENANTS_DIR,
     LOG_LEVEL: 'debug',
+    ...(opts.dev === false ? {} : { VETLINE_DEV: '1' }),
     ...opts.env,
   });
   const logs: string[] = [];

@@ -558,6 +558,7 @@ function onMessage(m) {
 
 function onHello(m) {
   ui.clinics = m.clinics;
+  $('logout').hidden = m.access !== 'token';
   const filter = $('filter-clinic');
   filter.replaceChildren(el('option', { value: '', text: 'all clinics' }), ...m.clinics.map((c) => el('option', { value: c.id, text: c.name })));
   filter.value = ui.filterClinic;
