@@ -14,7 +14,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export const SIGNATURE_HEADER = 'x-twilio-signature';
 
-/** `off-development` is the seed's bypass: only allowed outside production, announced loudly. */
+/** `off-development` is the seed's bypass: only in development or local mode (docs/configuration.md "Modes": there only for the requests the mode allows), announced loudly. */
 export type ValidationMode = 'on' | 'off-development';
 
 export interface SignatureConfig {
