@@ -6,6 +6,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { CallerLimits } from './calls/caller-limits.js';
+import { registerLimitMetrics } from './calls/limit-metrics.js';
+import { ProviderBudget } from './calls/provider-budget.js';
 import { Registry } from './calls/registry.js';
 import type { Prompts } from './calls/child-actors.js';
 import type { RecordingTranscriber } from './calls/recording-transcriber.js';
@@ -144,6 +147,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
         logger: deps.logger,
       })
     : null;
+  const budget = new ProviderBudget({ tenants: deps.tenants.all(), logger: deps.logger });
   const registry = new Registry({
     providers: deps.providers,
     prompts: deps.prompts,
@@ -157,14 +161,17 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     ...(deps.tap ? { tap: deps.tap } : {}),
     ...(feed ? { onActivity: feed.onActivity } : {}),
     ...(followThrough ? { followThrough } : {}),
+    budget,
   });
   feed?.useSessions(registry);
+  const callers = new CallerLimits({ secret: config.callerKeySecret, liveCalls: (clinic, key, except) => registry.liveCallsFrom(clinic, key, except) });
   const signature = { publicBaseUrl: config.publicBaseUrl, authToken: config.twilio.authToken, validation: config.webhookValidation };
   const app = await buildApp({
     ...signature,
     accountSid: config.twilio.accountSid,
     tenants: deps.tenants,
     registry,
+    callers,
     logger: deps.logger,
     rateLimit: config.rateLimit,
     version: deps.version,
@@ -198,6 +205,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     ...(deps.providers.health ? { providers: deps.providers.health } : {}),
   });
   if (fu?.outbox) registerDeliveryMetrics(metrics.register, fu.outbox);
+  registerLimitMetrics(metrics.register, { callers, budget });
   const scrapeAccess = metricsAccess(config, gate);
   app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
     const verdict = scrapeAccess(req);

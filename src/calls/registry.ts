@@ -55,6 +55,8 @@ export class Registry implements CallRegistry {
   private readonly dialListeners = new Set<(record: CallRecord, dialStatus: string) => void>();
   /** Completed recordings of calls still live: transcribed when the call ends. */
   private readonly transcribeAfterEnd = new Map<string, RecordingInfo[]>();
+  /** Live calls' caller keys (caller-limits.ts), for the per-caller concurrency limit. */
+  private readonly callerKeys = new Map<string, { tenantId: string; key: string }>();
 
   constructor(private readonly opts: RegistryOptions) {
     this.log = opts.logger;
@@ -97,7 +99,7 @@ export class Registry implements CallRegistry {
     return () => this.dialListeners.delete(listener);
   }
 
-  open({ callSid, tenant, from = null }: { callSid: string; tenant: Tenant; from?: string | null }): OpenCallResult {
+  open({ callSid, tenant, from = null, callerKey = null }: { callSid: string; tenant: Tenant; from?: string | null; callerKey?: string | null }): OpenCallResult {
     const existing = this.calls.get(callSid);
     if (existing) {
       const token = this.tokenByCall.get(callSid);
@@ -109,6 +111,7 @@ export class Registry implements CallRegistry {
 
     const session = new CallSession(callSid, tenant, this.opts, (s) => this.ended(s), { from });
     this.calls.set(callSid, session);
+    if (callerKey !== null) this.callerKeys.set(callSid, { tenantId: tenant.id, key: callerKey });
     const token = randomBytes(24).toString('base64url');
     this.tokens.set(token, { callSid, expiresAt: performance.now() + (this.opts.tokenTtlMs ?? 60_000) });
     this.tokenByCall.set(callSid, token);
@@ -135,6 +138,13 @@ export class Registry implements CallRegistry {
     session.attachStream(handle, start);
     this.streams.set(entry.callSid, handle);
     return 'accept';
+  }
+
+  /** Live calls of clinic `tenantId` from the caller `key` (caller-limits.ts), `exceptCallSid` not counted. */
+  liveCallsFrom(tenantId: string, key: string, exceptCallSid: string): number {
+    let n = 0;
+    for (const [callSid, c] of this.callerKeys) if (c.key === key && c.tenantId === tenantId && callSid !== exceptCallSid) n++;
+    return n;
   }
 
   session(callSid: string): CallSession | undefined {
@@ -245,6 +255,7 @@ export class Registry implements CallRegistry {
 
   private ended(session: CallSession): void {
     this.calls.delete(session.callSid);
+    this.callerKeys.delete(session.callSid);
     this.streams.delete(session.callSid);
     const token = this.tokenByCall.get(session.callSid);
     if (token) this.tokens.delete(token);

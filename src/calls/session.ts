@@ -27,6 +27,7 @@ import { toCallTenant } from './call-input.js';
 import { createCallActor, type CallActorDeps, type Prompts } from './child-actors.js';
 import { countUsage, emergencyOf, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
 import type { CallFollowUps, FollowThrough } from './follow-through.js';
+import type { ProviderBudget } from './provider-budget.js';
 import { TurnClock } from './turn-clock.js';
 
 export interface SessionDeps {
@@ -53,6 +54,8 @@ export interface SessionDeps {
    * Absent (unit tests, bench): requests are kept in the call's context and journal only.
    */
   followThrough?: FollowThrough;
+  /** The clinics' daily provider budgets: usage counted, the embedded providers once one is used up. */
+  budget?: ProviderBudget;
 }
 
 /** What the webhook told about a call beyond its CallSid. */
@@ -103,7 +106,9 @@ export class CallSession {
     this.startedAtMs = this.stateSinceMs = this.now();
     this.log = callLogger(deps.logger, { callSid, streamSid: null, tenantId: tenant.id });
     const { vad } = deps.providers;
-    const { stt, tts, agent } = deps.providers.select?.(tenant) ?? deps.providers;
+    const budgeted = deps.budget?.forCall(tenant, deps.providers);
+    const { stt, tts, agent } = budgeted?.set ?? deps.providers.select?.(tenant) ?? deps.providers;
+    if (budgeted?.overBudget) this.log.info("the clinic's daily provider budget is used up: this call runs on the embedded providers");
     this.record = newCallRecord(callSid, tenant.id, { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name });
     const startedAt = (deps.clock ?? Date.now)();
     const openNow = openAt(tenant.hours, startedAt);
@@ -131,9 +136,13 @@ export class CallSession {
         this.log.info({ followUpId: id, kind: request.kind }, 'request stored');
         return id;
       },
-      usage: (u) => countUsage(this.record.usage, u),
+      usage: (u) => {
+        countUsage(this.record.usage, u);
+        budgeted?.usage(u);
+      },
       observe: (event) => {
         noteChildEvent(this.record, event);
+        budgeted?.event(event);
         if (event.type === 'provider.fallback') {
           this.log.warn({ kind: event.kind, from: event.from, to: event.to, reason: event.reason }, 'provider fallback');
         }

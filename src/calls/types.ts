@@ -3,6 +3,7 @@
  * translate validated webhooks into these calls. Kept as an interface so route tests can use a fake.
  */
 import type { Tenant } from '../config/tenant.schema.js';
+import type { CallerVerdict } from './caller-limits.js';
 
 /** Terminal call statuses Twilio reports on the status callback. */
 export type TerminalCallStatus = 'completed' | 'busy' | 'failed' | 'no-answer' | 'canceled';
@@ -37,8 +38,11 @@ export interface CallListing {
 }
 
 export interface CallRegistry {
-  /** `from`: the signed caller number (kept only as the clinic's privacy setting allows). */
-  open(params: { callSid: string; tenant: Tenant; from?: string | null }): OpenCallResult;
+  /**
+   * `from`: the signed caller number (kept only as the clinic's privacy setting allows). `callerKey`:
+   * its keyed hash from `CallerAdmission.admit`, counted while the call is live.
+   */
+  open(params: { callSid: string; tenant: Tenant; from?: string | null; callerKey?: string | null }): OpenCallResult;
   /** Terminal status callback; idempotent and order-tolerant. Returns false for an unknown call. */
   status(params: { callSid: string; status: string; sequenceNumber: number | null }): boolean;
   /** Recording status callback; deduplicated on RecordingSid + status. */
@@ -47,4 +51,12 @@ export interface CallRegistry {
   dialResult(params: { callSid: string; dialStatus: string }): boolean;
   list(): CallListing[];
   readonly activeCount: number;
+}
+
+/** The per-caller limits at /twilio/voice (src/calls/caller-limits.ts). */
+export interface CallerAdmission {
+  /** `from`: the caller's own number, or null when there is none or it was withheld (never limited). */
+  admit(params: { callSid: string; tenant: Tenant; from: string | null }): Promise<CallerVerdict>;
+  /** An admitted call that did not reach the assistant (the registry refused it): its slot back. */
+  release(params: { callSid: string; tenant: Tenant; key: string }): Promise<void>;
 }

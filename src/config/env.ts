@@ -84,9 +84,11 @@ export interface AppConfig {
   readonly smtpUrl: string | null;
   /** DATABASE_URL: null → SQLite `data/vetline.db`; `sqlite:<path>`; `postgres://…` (may hold a password). */
   readonly databaseUrl: string | null;
+  /** CALLER_KEY_SECRET: HMAC key of caller numbers for the per-caller limits; null: random per process. */
+  readonly callerKeySecret: string | null;
 }
 
-const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'SMTP_URL'] as const;
+const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'SMTP_URL', 'CALLER_KEY_SECRET'] as const;
 
 /** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
 const shown = (text: string) => {
@@ -279,6 +281,8 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
       'set SMTP_URL=smtps://user:password@smtp.example.com (percent-encode special characters in the password) or unset it',
       { secret: true },
     ).optional(),
+    // Phone numbers are few enough to try them all: a weak key would make the hashes reversible.
+    CALLER_KEY_SECRET: strongToken(),
     DATABASE_URL: variable(
       (t) => (/^sqlite:\S+$/.test(t) || (/^postgres(ql)?:\/\/\S+$/.test(t) && parseUrl(t) !== null) ? t : undefined),
       'must be sqlite:<path> or a postgres:// URL (value not shown: it may hold a password)',
@@ -317,6 +321,7 @@ function withoutSecrets(c: AppConfig) {
     inspector: { token: set(c.inspector.token) },
     metricsToken: set(c.metricsToken),
     smtpUrl: c.smtpUrl === null ? null : withoutPassword(c.smtpUrl),
+    callerKeySecret: set(c.callerKeySecret),
     databaseUrl: c.databaseUrl === null || c.databaseUrl.startsWith('sqlite:') ? c.databaseUrl : withoutPassword(c.databaseUrl),
   };
 }
@@ -393,6 +398,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     metricsToken: e.METRICS_TOKEN ?? null,
     smtpUrl: e.SMTP_URL ?? null,
     databaseUrl: e.DATABASE_URL ?? null,
+    callerKeySecret: e.CALLER_KEY_SECRET ?? null,
   };
   const safe = () => withoutSecrets(config);
   Object.defineProperty(config, 'toJSON', { value: safe });

@@ -4,7 +4,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { CallRegistry } from '../calls/types.js';
+import type { CallerAdmission, CallRegistry } from '../calls/types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { ProviderHealthSnapshot } from '../providers/resilience.js';
 import type { ValidationMode } from '../twilio/signature.js';
@@ -29,6 +29,8 @@ export interface EdgeDeps {
   devGate?: DevGate;
   tenants: { byNumber(e164: string): Tenant | null };
   registry: CallRegistry;
+  /** Per-caller limits at /twilio/voice (server.ts builds them); absent: none (edge tests). */
+  callers?: CallerAdmission;
   logger: Logger;
   /** Per client IP, failed signatures only. */
   rateLimit: { maxFailuresPerMinute: number; banMinutes: number };

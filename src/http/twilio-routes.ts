@@ -7,13 +7,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
+import { openAt } from '../config/hours.js';
 import type { Tenant } from '../config/tenant.schema.js';
+import type { CallerVerdict } from '../calls/caller-limits.js';
 import type { OpenCallResult } from '../calls/types.js';
+import { identifiableCaller } from '../twilio/caller-id.js';
 import type { ErrorCode } from '../errors.js';
 import { SIGNATURE_HEADER, originOf, verifyWebhook, webSocketOrigin } from '../twilio/signature.js';
 import { sameSid } from '../twilio/sid.js';
 import {
-  MENU_MAX_ATTEMPTS, TWILIO_PATHS, busyTwiml, dialResultTwiml, hangupTwiml, menuActionFor, menuResultTwiml,
+  MENU_MAX_ATTEMPTS, TWILIO_PATHS, busyTwiml, callerLimitedTwiml, dialResultTwiml, hangupTwiml, menuActionFor, menuResultTwiml,
   notInServiceTwiml, streamTwiml, unavailableTwiml,
 } from '../twilio/twiml.js';
 import { createDevGate, deny } from './dev-gate.js';
@@ -171,12 +174,24 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
       if (!accountOk(form.AccountSid, tenant)) return mismatch(req, reply);
       const ctx = { baseUrl: base, callerId: form.To };
       let result: OpenCallResult;
+      let caller: CallerVerdict = { kind: 'admitted', key: null };
       try {
-        result = deps.registry.open({ callSid: form.CallSid, tenant, from: form.From ?? null });
+        if (deps.callers) caller = await deps.callers.admit({ callSid: form.CallSid, tenant, from: identifiableCaller(form.From) });
+        if (caller.kind === 'limited') {
+          // Never the number: the clinic and which limit are enough to see a dialer in the logs.
+          const openNow = openAt(tenant.hours, Date.now());
+          log.info({ limit: caller.limit, openNow }, 'caller over the per-caller limit; front desk or key menu instead of the assistant');
+          return xml(reply, callerLimitedTwiml(tenant, ctx, openNow));
+        }
+        result = deps.registry.open({ callSid: form.CallSid, tenant, from: form.From ?? null, callerKey: caller.key });
       } catch (err) {
         // The caller is on the line: a 500 would play Twilio's "application error". Dial the clinic.
-        log.error({ err, code: 'VET_E_INTERNAL' }, 'registry.open failed; dialling the front desk');
+        log.error({ err, code: 'VET_E_INTERNAL' }, 'call admission failed; dialling the front desk');
         return xml(reply, busyTwiml(tenant, ctx));
+      }
+      if (result.kind === 'refused' && caller.key !== null) {
+        const key = caller.key;
+        await deps.callers?.release({ callSid: form.CallSid, tenant, key }).catch((err: unknown) => log.warn({ err }, 'caller slot not released'));
       }
       log.info({ outcome: result.kind }, 'incoming call');
       switch (result.kind) {

@@ -116,6 +116,7 @@ export async function createProviders(config: AppConfig, tenants: readonly Tenan
     ...base,
     vad: deployment.vad === 'fake' ? createFakeVad() : energyVad,
     select: (tenant) => byTenant.get(tenant.id) ?? base,
+    embedded: { stt: localStt ?? base.stt, tts: localTts ?? base.tts, agent: localAgent },
     health,
   };
   logger.info({ providers: { stt: base.stt.name, tts: base.tts.name, agent: base.agent.name, vad: providers.vad.name } }, 'providers ready');

@@ -17,6 +17,11 @@ export interface Providers {
   agent: AgentProvider;
   /** A clinic's own choice (tenant `providers`); absent: every clinic uses the ones above. */
   select?(tenant: Tenant): Pick<Providers, 'stt' | 'tts' | 'agent'>;
+  /**
+   * The embedded providers (no key, no network, no cost): a clinic's calls once its daily provider
+   * budget is used up (src/calls/provider-budget.ts). Absent: calls never switch, and all usage counts.
+   */
+  embedded?: Pick<Providers, 'stt' | 'tts' | 'agent'>;
   /** Breakers and recent record of the cloud providers, for /twilio/health and /metrics. */
   health?: readonly ProviderHealth[];
 }

@@ -32,6 +32,7 @@ const LINES = {
   lastResort: 'Let me connect you to the front desk.',
   emergencyOffer: 'If this is an emergency',
   unavailable: 'Sorry, we cannot take your call right now. Please call again later. Goodbye.',
+  assistantUnavailable: 'Sorry, our assistant cannot take this call.',
 } as const;
 
 type SayLanguage = NonNullable<VoiceResponse.SayAttributes['language']>;
@@ -185,6 +186,16 @@ const frontDesk = (tenant: Tenant, ctx: TwimlContext, sayFirst: string, lastReso
 /** Draining or at capacity: no stream, straight to the front desk (never a 429/5xx, F16). */
 export function busyTwiml(tenant: Tenant, ctx: TwimlContext): string {
   return dialTwiml(frontDesk(tenant, ctx, LINES.busy));
+}
+
+/**
+ * A caller over the clinic's per-caller limits (docs/configuration.md "Limits"): never the
+ * assistant, never a dead line. Open: the front desk. Closed: the key menu (its emergency key and
+ * options), which ends at the front desk after MENU_MAX_ATTEMPTS prompts like any fallback menu.
+ */
+export function callerLimitedTwiml(tenant: Tenant, ctx: TwimlContext, openNow: boolean): string {
+  if (openNow) return dialTwiml(frontDesk(tenant, ctx, LINES.busy));
+  return menuTwiml(tenant, { baseUrl: ctx.baseUrl, attempt: 1, sayFirst: LINES.assistantUnavailable });
 }
 
 function emergencyTwiml(tenant: Tenant, ctx: TwimlContext): string {
