@@ -113,3 +113,47 @@ export function readBody(req: IncomingMessage, maxBytes: number, done: (body: st
   });
   req.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
 }
+
+/**
+ * Paces, counts and sabotages the chunks of one response or session, as its FaultPlan says:
+ * `chunkDelayMs` between chunks, `stallAfterChunks` stops sending, `dropAfterChunks` destroys the
+ * connection, `malformedAfterChunks` writes `malformed` (cut JSON) once after that many good chunks.
+ */
+export class ChunkGate {
+  private sent = 0;
+  private chain = Promise.resolve();
+  stopped = false;
+
+  constructor(
+    private readonly plan: FaultPlan,
+    private readonly out: { write(s: string): void; destroy(): void },
+    private readonly malformed = '{"type":"conversation.item.inp',
+  ) {}
+
+  /** Queues a chunk; chunks go out in order. */
+  push(chunk: string): void {
+    this.chain = this.chain.then(() => this.emit(chunk));
+  }
+
+  done(): Promise<void> {
+    return this.chain;
+  }
+
+  private async emit(chunk: string): Promise<void> {
+    const p = this.plan;
+    if (this.stopped) return;
+    if (this.sent > 0 && p.chunkDelayMs) await sleep(p.chunkDelayMs);
+    if (this.stopped) return;
+    if (p.dropAfterChunks !== undefined && this.sent >= p.dropAfterChunks) {
+      this.stopped = true;
+      return this.out.destroy();
+    }
+    if (p.stallAfterChunks !== undefined && this.sent >= p.stallAfterChunks) {
+      this.stopped = true;
+      return;
+    }
+    if (p.malformedAfterChunks !== undefined && this.sent === p.malformedAfterChunks) this.out.write(this.malformed);
+    this.out.write(chunk);
+    this.sent++;
+  }
+}

@@ -32,7 +32,7 @@ import wavefile from 'wavefile';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { encodeUlaw } from '../../src/audio/ulaw.js';
-import { FaultScript, listenOnLoopback, sleep } from './fault-plan.js';
+import { ChunkGate, FaultScript, listenOnLoopback, sleep } from './fault-plan.js';
 import type { FaultPlan } from './fault-plan.js';
 
 /** A canary key: tests assert it appears in no error or log line. */
@@ -151,42 +151,6 @@ function errorHeaders(status: number, plan: FaultPlan): Record<string, string> {
 }
 
 const bearer = (req: IncomingMessage): string => /^Bearer (.*)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-
-/** Paces, counts and sabotages the chunks of one response or session, as its FaultPlan says. */
-class ChunkGate {
-  private sent = 0;
-  private chain = Promise.resolve();
-  stopped = false;
-
-  constructor(private readonly plan: FaultPlan, private readonly out: { write(s: string): void; destroy(): void }) {}
-
-  /** Queues a chunk; chunks go out in order. */
-  push(chunk: string): void {
-    this.chain = this.chain.then(() => this.emit(chunk));
-  }
-
-  done(): Promise<void> {
-    return this.chain;
-  }
-
-  private async emit(chunk: string): Promise<void> {
-    const p = this.plan;
-    if (this.stopped) return;
-    if (this.sent > 0 && p.chunkDelayMs) await sleep(p.chunkDelayMs);
-    if (this.stopped) return;
-    if (p.dropAfterChunks !== undefined && this.sent >= p.dropAfterChunks) {
-      this.stopped = true;
-      return this.out.destroy();
-    }
-    if (p.stallAfterChunks !== undefined && this.sent >= p.stallAfterChunks) {
-      this.stopped = true;
-      return;
-    }
-    if (p.malformedAfterChunks !== undefined && this.sent === p.malformedAfterChunks) this.out.write('{"type":"conversation.item.inp');
-    this.out.write(chunk);
-    this.sent++;
-  }
-}
 
 export async function startFakeOpenAiTranscription(options: FakeOpenAiTranscriptionOptions = {}): Promise<FakeOpenAiTranscription> {
   const apiKey = options.apiKey ?? FAKE_OPENAI_KEY;

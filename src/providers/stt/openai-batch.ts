@@ -16,19 +16,18 @@
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, toFile } from 'openai';
 import wavefile from 'wavefile';
-import { decodeUlaw, encodeUlaw } from '../../audio/ulaw.js';
+import { decodeUlaw } from '../../audio/ulaw.js';
 import { ProviderError, failureForStatus } from '../errors.js';
 import type { SttOptions, SttProvider, SttStream } from './types.js';
+import { MIN_SPEECH_MS, UtteranceBuffer } from './utterance-buffer.js';
+import { isoLanguage, vocabularyPrompt } from './vocabulary.js';
+
+export { MAX_UTTERANCE_MS, MIN_SPEECH_MS, UtteranceBuffer } from './utterance-buffer.js';
+export { isoLanguage, vocabularyPrompt } from './vocabulary.js';
 
 const RATE = 8000;
 const MS = RATE / 1000;
 export const OPENAI_STT_DEFAULT_MODEL = 'gpt-4o-mini-transcribe';
-/** Inbound utterance cap (docs/design/reliability.md F13: 60 s, 480 KB of μ-law). */
-export const MAX_UTTERANCE_MS = 60_000;
-/** Less speech than this (pre-roll not counted) is a click or a cough: empty final, no request. */
-export const MIN_SPEECH_MS = 150;
-/** Prompt length cap: well under whisper-1's 224 prompt tokens. */
-const MAX_PROMPT_CHARS = 600;
 
 export interface TranscribeOptions {
   model: string;
@@ -48,38 +47,6 @@ export function ulawToWav(ulaw: Uint8Array): Uint8Array {
   const wav = new wavefile.WaveFile();
   wav.fromScratch(1, RATE, '16', decodeUlaw(ulaw));
   return wav.toBuffer();
-}
-
-/** `en-US` → `en`: the transcription API takes ISO-639-1. */
-export const isoLanguage = (tag: string): string => tag.split(/[-_]/)[0]!.trim().toLowerCase();
-
-/** Species and the drugs callers name most (refills, reactions), spelled as clinics write them. */
-const VET_TERMS = [
-  'dog', 'cat', 'puppy', 'kitten', 'rabbit', 'guinea pig', 'ferret', 'parakeet', 'bearded dragon',
-  'Apoquel', 'Cytopoint', 'carprofen', 'Rimadyl', 'meloxicam', 'gabapentin', 'trazodone', 'Bravecto',
-  'NexGard', 'Simparica', 'Heartgard', 'Revolution', 'Frontline', 'Clavamox', 'cephalexin',
-  'metronidazole', 'prednisone', 'Vetmedin', 'insulin', 'spay', 'neuter', 'microchip', 'parvo',
-];
-
-/**
- * The call's vocabulary as a transcription prompt: deduplicated, in order, cut at a whole term
- * once MAX_PROMPT_CHARS is reached. Empty vocabulary → empty prompt.
- */
-export function vocabularyPrompt(vocabulary: readonly string[]): string {
-  const head = 'A phone call to a veterinary clinic. Names and terms: ';
-  const seen = new Set<string>();
-  let out = '';
-  // The clinic's own terms first (they are cut last), then what every vet practice hears.
-  for (const raw of vocabulary.length > 0 ? [...vocabulary, ...VET_TERMS] : []) {
-    const term = raw.replace(/\s+/g, ' ').trim();
-    const key = term.toLowerCase();
-    if (!term || seen.has(key)) continue;
-    const next = out ? `${out}, ${term}` : term;
-    if (head.length + next.length + 1 > MAX_PROMPT_CHARS) break;
-    seen.add(key);
-    out = next;
-  }
-  return out ? `${head}${out}.` : '';
 }
 
 /** Translates an openai SDK error into a ProviderError; rethrows our own abort unchanged. */
@@ -138,87 +105,6 @@ export function createOpenAiBatchStt(opts: OpenAiBatchSttOptions): SttProvider {
     name: 'openai-batch',
     open: (o) => new BatchStream(client, { model, timeoutMs }, o, preRoll),
   };
-}
-
-/**
- * μ-law pre-roll ring plus the utterance buffer, shared with the realtime adapter: keeps the last
- * `preRoll` samples while idle and the utterance (pre-roll first) while speaking, up to the cap.
- */
-export class UtteranceBuffer {
-  private readonly ring: Uint8Array;
-  private ringPos = 0;
-  private ringFull = false;
-  private buf = new Uint8Array(0);
-  /** Bytes (= samples) of the utterance, pre-roll included. */
-  len = 0;
-  /** Samples written since speechStarted (pre-roll not counted). */
-  speech = 0;
-
-  constructor(preRoll: number, private readonly max = MAX_UTTERANCE_MS * MS) {
-    this.ring = new Uint8Array(preRoll);
-  }
-
-  get capped(): boolean {
-    return this.len >= this.max;
-  }
-
-  /** Adds a frame to the pre-roll ring (idle). */
-  remember(pcm: Int16Array): void {
-    const ulaw = encodeUlaw(pcm);
-    for (let i = 0; i < ulaw.length; i++) {
-      this.ring[this.ringPos++] = ulaw[i]!;
-      if (this.ringPos === this.ring.length) {
-        this.ringPos = 0;
-        this.ringFull = true;
-      }
-    }
-  }
-
-  /** Starts an utterance with the pre-roll; returns the pre-roll bytes. */
-  start(): Uint8Array {
-    this.len = this.speech = 0;
-    if (this.ringFull) this.append(this.ring.subarray(this.ringPos));
-    this.append(this.ring.subarray(0, this.ringPos));
-    this.ringPos = 0;
-    this.ringFull = false;
-    return this.buf.subarray(0, this.len);
-  }
-
-  /** Adds a speech frame (up to the cap); returns the μ-law bytes taken. */
-  add(pcm: Int16Array): Uint8Array {
-    const from = this.len;
-    const taken = this.append(encodeUlaw(pcm));
-    this.speech += taken;
-    return this.buf.subarray(from, from + taken);
-  }
-
-  /** The utterance so far (a view, valid until the next call). */
-  current(): Uint8Array {
-    return this.buf.subarray(0, this.len);
-  }
-
-  /** A copy of the utterance; the buffer is reset. */
-  take(): Uint8Array {
-    const out = this.buf.slice(0, this.len);
-    this.reset();
-    return out;
-  }
-
-  reset(): void {
-    this.len = this.speech = 0;
-  }
-
-  private append(bytes: Uint8Array): number {
-    const n = Math.min(bytes.length, this.max - this.len);
-    if (this.len + n > this.buf.length) {
-      const grown = new Uint8Array(Math.min(this.max, Math.max(this.len + n, this.buf.length * 2, 8 * RATE)));
-      grown.set(this.buf.subarray(0, this.len));
-      this.buf = grown;
-    }
-    this.buf.set(bytes.subarray(0, n), this.len);
-    this.len += n;
-    return n;
-  }
 }
 
 class BatchStream implements SttStream {

@@ -37,7 +37,9 @@ import type { RawData } from 'ws';
 import { BUDGETS } from '../../../machines/call/budgets.js';
 import { ProviderError, failureForStatus } from '../errors.js';
 import type { ProviderFailure } from '../errors.js';
-import { MIN_SPEECH_MS, OPENAI_STT_DEFAULT_MODEL, UtteranceBuffer, createOpenAiBatchStt, isoLanguage, vocabularyPrompt } from './openai-batch.js';
+import { OPENAI_STT_DEFAULT_MODEL, createOpenAiBatchStt } from './openai-batch.js';
+import { MIN_SPEECH_MS, UtteranceBuffer } from './utterance-buffer.js';
+import { isoLanguage, vocabularyPrompt } from './vocabulary.js';
 import type { SttOptions, SttProvider, SttStream } from './types.js';
 
 export { createOpenAiBatchStt, transcribeUlaw } from './openai-batch.js';
