@@ -25,7 +25,7 @@ import { createFakeStt, type FakeSttUtterance } from '../src/providers/stt/fake.
 import { createFakeTts } from '../src/providers/tts/fake.js';
 import { energyVad } from '../src/providers/vad/energy.js';
 import { readJournal, replayJournal } from '../src/replay/replay.js';
-import { CONSENT_VET, CPS, QUICK_VET, TENANTS, lastGeneration, playedOf, tone, warmPrompts } from '../test/e2e/conversation-kit.js';
+import { CONSENT_VET, CPS, QUICK_VET, TENANTS, lastGeneration, playedOf, streamingRecognizer, tone, warmPrompts } from '../test/e2e/conversation-kit.js';
 import { FakeTwilio } from '../test/support/fake-twilio.js';
 import { restRecorder } from '../test/support/rest-recorder.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../test/support/engine.js';
@@ -147,7 +147,7 @@ export const SCENARIOS: readonly Scenario[] = [
     stt: [ASK, { partials: ['I think my dog is bleeding'], final: 'I think my dog is bleeding a lot' }],
     async run(c) {
       await midReply(c, 800);
-      const spoken = c.call.say(tone(1_500));
+      const spoken = c.call.say(tone(2_400)); // six words of partial need ~1.8 s of speech
       await c.until('emergency', 3_000);
       await spoken;
       await c.until('transferring.handedOff', 6_000);
@@ -236,8 +236,8 @@ async function record(s: Scenario, dir: string): Promise<{ path: string; live: L
     transition: (_sid, state) => live.states.push(state),
     command: (_sid, command) => live.commands.push(summarizeCommand(command)),
   };
-  // Finals (and partials) 30 ms after the VAD boundary, as in test/e2e/conversation-kit.ts.
-  const stt = createFakeStt({ script: s.stt, partialsAt: 'start', schedule: (deliver) => void setTimeout(deliver, 30) });
+  // The recognizer of test/e2e/conversation-kit.ts: partials as the caller speaks, finals 30 ms after the VAD boundary.
+  const stt = createFakeStt({ script: s.stt, ...streamingRecognizer, schedule: (deliver) => void setTimeout(deliver, 30) });
   const engine = await startEngine({
     providers: { vad: energyVad, stt, tts: createFakeTts({ charsPerSecond: CPS }), agent: s.agent() },
     prompts: await warmPrompts(),

@@ -19,7 +19,7 @@ import type { TestContext } from 'vitest';
 import { encodeUlaw } from '../../src/audio/ulaw.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import type { AgentProvider } from '../../src/providers/agent/types.js';
-import { createFakeStt, type FakeSttProvider, type FakeSttUtterance } from '../../src/providers/stt/fake.js';
+import { createFakeStt, type FakeSttOptions, type FakeSttProvider, type FakeSttUtterance } from '../../src/providers/stt/fake.js';
 import { createFakeTts, fakeTtsBytes } from '../../src/providers/tts/fake.js';
 import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
 import type { TtsProvider } from '../../src/providers/tts/types.js';
@@ -44,6 +44,18 @@ export const speechMs = (text: string, cps = CPS) => fakeTtsBytes(text, cps) / 8
 
 /** Audio length (ms) of an agent reply: the engine synthesizes it sentence by sentence. */
 export const replyMs = (text: string, cps = CPS) => takeSentences(`${text} `).sentences.reduce((ms, s) => ms + speechMs(s, cps), 0);
+
+/**
+ * The scripted recognizer as a streaming vendor (ElevenLabs Scribe Realtime) behaves: each partial
+ * once the caller has spoken its words (300 ms of audio a word, counted from speechStarted), then
+ * 100–200 ms of vendor latency; finals 30 ms after the VAD boundary (set by each rig), never before
+ * the machine has heard vad.speechEnd. A partial of four words therefore needs ~1.2 s of speech.
+ */
+export const streamingRecognizer: Pick<FakeSttOptions, 'partialsAt' | 'wordMs' | 'partialSchedule'> = {
+  partialsAt: 'spoken',
+  wordMs: 300,
+  partialSchedule: (deliver) => void setTimeout(deliver, 100 + Math.random() * 100),
+};
 
 /** A loud 300 Hz tone (about -15 dBFS): what the energy VAD hears as the caller talking. */
 export function tone(ms: number, amplitude = 8000): Uint8Array {
@@ -124,9 +136,7 @@ export async function rigFor(ctx: Pick<TestContext, 'onTestFinished'>, opts: Rig
 
 export async function startRig(opts: RigOptions): Promise<Rig> {
   const cache = await warmPrompts();
-  // Finals (and partials) come 30 ms after the VAD boundary, as a real recognizer's would: never
-  // before the machine has heard vad.speechEnd / vad.speechStart.
-  const stt = createFakeStt({ script: opts.stt ?? [], partialsAt: 'start', schedule: (deliver) => void setTimeout(deliver, 30) });
+  const stt = createFakeStt({ script: opts.stt ?? [], ...streamingRecognizer, schedule: (deliver) => void setTimeout(deliver, 30) });
   const recorder = restRecorder({ fail: (op) => op === 'update' && opts.failUpdate === true });
   const rest: RestEvent[] = [];
   const timeline: TimelineEntry[] = [];

@@ -6,6 +6,7 @@
  * Every call is on a phone line (test/support/fake-line.ts): the engine's voice echoes back into
  * the caller's frames, frames arrive up to 60 ms late and in bursts, marks come back late.
  */
+import { performance } from 'node:perf_hooks';
 import { beforeAll, describe, it, type TestContext } from 'vitest';
 import { createFakeAgent, type FakeAgentProvider } from '../../src/providers/agent/fake.js';
 import { clipTexts } from '../../src/providers/tts/prompt-cache.js';
@@ -66,13 +67,19 @@ describe.concurrent('barge-in', () => {
     const sid = call.callSid;
 
     const onsetMs = call.now();
-    const spoken = call.say(tone(900));
+    // Long enough for the recognizer to have heard "how much does surgery" (four words, ~1.2 s
+    // after the VAD opened) while the caller still talks: the partial confirms the interruption.
+    const spoken = call.say(tone(2_000));
     await call.waitFor((c) => c.clears.length > 0, 2_000, 'clear');
     const clearLatencyMs = call.clears[0]! - onsetMs;
     // The echo guard needs 300 ms of speech; the clear follows in the same tick, not a turn later.
     expect(clearLatencyMs).toBeGreaterThanOrEqual(BARGE_IN_MIN_MS - 50);
     expect(clearLatencyMs).toBeLessThan(BARGE_IN_MIN_MS + 150 + LINE_LATE_MS);
-    await untilState(r, call, (s) => s.startsWith('listening.'), 1_000);
+    // Confirmed by the partial, while the caller still talks (~1.5 s after the clear).
+    let stillTalking = true;
+    void spoken.then(() => (stillTalking = false));
+    await untilState(r, call, (s) => s.startsWith('listening.'), 2_500);
+    expect(stillTalking).toBe(true);
     await spoken;
 
     await untilState(r, call, 'reply.speaking', 5_000);
@@ -169,9 +176,10 @@ describe.concurrent('emergencies preempt a reply', () => {
     const sid = call.callSid;
     const scriptMs = speechMs(clipTexts(quickVet).emergency);
 
+    // Six words: the recognizer has heard "bleeding" ~1.8 s after the VAD opened (300 ms in).
     let stillTalking = true;
-    const spoken = call.say(tone(1_500)).then(() => (stillTalking = false));
-    await untilState(r, call, 'emergency', 2_000);
+    const spoken = call.say(tone(2_800)).then(() => (stillTalking = false));
+    await untilState(r, call, 'emergency', 3_500);
     expect(stillTalking).toBe(true); // acted on the interim, not the final
     expect(call.clears).toHaveLength(1);
     await spoken;
@@ -184,8 +192,12 @@ describe.concurrent('emergencies preempt a reply', () => {
     // The script, a new generation, played in full although the caller kept talking over it.
     expect(playedOf(call, replyGeneration + 1)).toBe(scriptMs);
     expect(call.clears).toHaveLength(1);
+    // The script starts at once when the keyword is heard (the reply was already cleared at the barge-in).
+    const entered = r.timeline.find((e) => e.callSid === sid && e.kind === 'state' && e.what.startsWith('emergency'))!;
+    const emergencyAtMs = entered.atPerfMs - (performance.now() - call.now());
     const firstScriptAudio = outboundOf(call, 'media').find((m) => m.atMs > call.clears[0]!)!;
-    expect(firstScriptAudio.atMs - call.clears[0]!).toBeLessThan(500);
+    expect(firstScriptAudio.atMs).toBeGreaterThan(emergencyAtMs);
+    expect(firstScriptAudio.atMs - emergencyAtMs).toBeLessThan(500);
     expect(r.engine.registry.session(sid)?.context.emergency).toEqual({ via: 'speech', keyword: 'bleeding' });
     expect(visitedInOrder(r.trace(sid), [
       'reply.speaking', 'reply.interrupted.callerTalking', 'emergency', 'transferring.dialing', 'transferring.handedOff',

@@ -18,7 +18,7 @@ import { energyVad } from '../../src/providers/vad/energy.js';
 import { readJournal, type Journal } from '../../src/replay/read.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import type { MediaStreamOptions } from '../../src/twilio/stream-socket.js';
-import { CPS, QUICK_VET, TENANTS, outboundOf, tone, warmPrompts } from '../e2e/conversation-kit.js';
+import { CPS, QUICK_VET, TENANTS, outboundOf, streamingRecognizer, tone, warmPrompts } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 
@@ -45,7 +45,7 @@ export async function faultRig(
 ): Promise<FaultRig> {
   const prompts = await warmPrompts();
   // Every caller says the same thing, so the shared FIFO script does not care which call asks first.
-  const stt = createFakeStt({ script: Array<string>(50).fill(HOURS), partialsAt: 'start', schedule: (deliver) => void setTimeout(deliver, 30) });
+  const stt = createFakeStt({ script: Array<string>(50).fill(HOURS), ...streamingRecognizer, schedule: (deliver) => void setTimeout(deliver, 30) });
   const states: FaultRig['states'] = [];
   const tap: SessionTap = { transition: (callSid, state) => void states.push({ callSid, state, atPerf: performance.now() }) };
   const engine = await startEngine({

@@ -62,7 +62,7 @@ describe('inspector feed over a real call', () => {
     await call.waitFor((c) => lastGeneration(c) > greeting, 1_000, "the reply's first mark");
     const reply = lastGeneration(call);
     await call.waitFor((c) => playedOf(c, reply) >= 1_400, 6_000, 'part of the reply heard');
-    await call.say(tone(900)); // real words over the answer
+    await call.say(tone(2_000)); // real words over the answer: long enough for the recognizer to hear four of them
     await untilState(r, call, 'reply.speaking', 5_000);
     await untilState(r, call, 'listening.waiting', 6_000);
     await call.hangUp();

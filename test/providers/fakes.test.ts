@@ -58,21 +58,43 @@ describe('fake STT', () => {
     expect(log[log.length - 1]).toBe('final::null');
   });
 
-  it('can deliver partials at speechStarted, deferred by an injected scheduler, and stops on abort', () => {
+  it('a streaming recognizer: each partial only once its words were spoken, deferred by an injected scheduler; stops on abort', () => {
     const queue: Array<() => void> = [];
-    const stt = new FakeSttProvider({ partialsAt: 'start', schedule: (f) => queue.push(f), script: [{ partials: ['he is'], final: 'he is choking' }] });
+    const stt = new FakeSttProvider({
+      partialsAt: 'spoken', wordMs: 300, partialSchedule: (f) => queue.push(f),
+      script: [{ partials: ['he is', 'he is choking on', 'he is choking on a bone'], final: 'he is choking on a bone' }],
+    });
     const ac = new AbortController();
     const log: string[] = [];
-    const s = stt.open({ language: 'en-US', vocabulary: ['Bella'], signal: ac.signal, onPartial: (t) => log.push(t), onFinal: (t) => log.push(t), onError: () => {} });
+    const s = stt.open({ language: 'en-US', vocabulary: ['Bella'], signal: ac.signal, onPartial: (t) => log.push(t), onFinal: (t) => log.push(`final:${t}`), onError: () => {} });
+    const speak = (ms: number) => { for (let t = 0; t < ms; t += 20) s.write(new Int16Array(160)); };
+    speak(400); // before speech: nothing is due
     s.speechStarted();
-    expect(log).toEqual([]);
+    speak(580);
+    expect(queue).toHaveLength(0); // two words need 600 ms of speech
+    speak(20);
+    expect(queue).toHaveLength(1);
     queue.shift()!();
     expect(log).toEqual(['he is']);
-    s.speechEnded();
+    speak(600); // four words at 1.2 s
+    expect(queue).toHaveLength(1);
+    s.speechEnded(); // the six-word partial was never due: only the final follows
+    expect(log).toEqual(['he is', 'final:he is choking on a bone']);
     ac.abort();
     queue.shift()!();
-    expect(log).toEqual(['he is']);
+    expect(log).toEqual(['he is', 'final:he is choking on a bone']);
     expect(stt.streams[0]!.options.vocabulary).toEqual(['Bella']);
+  });
+
+  it('a recognizer of committed audio: partials only after speechEnded, however long the caller talked', () => {
+    const stt = new FakeSttProvider({ script: [{ partials: ['my dog'], final: 'my dog is bleeding' }] });
+    const log: string[] = [];
+    const s = stt.open({ language: 'en-US', vocabulary: [], signal: new AbortController().signal, onPartial: (t) => log.push(t), onFinal: (t) => log.push(`final:${t}`), onError: () => {} });
+    s.speechStarted();
+    for (let t = 0; t < 3000; t += 20) s.write(new Int16Array(160));
+    expect(log).toEqual([]);
+    s.speechEnded();
+    expect(log).toEqual(['my dog', 'final:my dog is bleeding']);
   });
 });
 

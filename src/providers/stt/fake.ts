@@ -1,12 +1,19 @@
 /**
- * Scriptable, observable STT for tests and the `fake` provider name. Each speechEnded consumes the
- * next scripted utterance (shared FIFO across the provider's streams) and emits its partials, then
- * its final; with `partialsAt: 'start'` the partials come at speechStarted instead, the way
- * interim results arrive while the caller still talks. An `{ error }` entry fails the stream.
- * `schedule` defers delivery (default: synchronous). Streams record frames, samples, starts,
- * ends and closes; emitPartial/emitFinal/emitError drive a stream by hand. Only the most recent
- * `keep` streams stay listed: a stream holds its call's callbacks, and one fake serves every call
- * of an engine started with `STT_PROVIDER=fake` (the load bench).
+ * Scriptable, observable STT for tests and the `fake` provider name. Each utterance consumes the
+ * next scripted entry (shared FIFO across the provider's streams) and emits its partials, then its
+ * final at speechEnded. An `{ error }` entry fails the stream. When partials come is the vendor's
+ * behaviour the fake plays, and it is honest about it:
+ * - `partialsAt: 'end'` (default): after speechEnded, just before the final, like a recognizer that
+ *   transcribes only committed audio (OpenAI's gpt-4o(-mini)-transcribe in a Realtime session).
+ * - `partialsAt: 'spoken'`: while the caller talks, like a streaming recognizer (ElevenLabs Scribe
+ *   Realtime): a partial only once the audio for its words has been written since speechStarted
+ *   (`wordMs` of audio per word, default 300 ms); partials still due when speechEnded comes are
+ *   dropped (the final covers them). A recognizer cannot know words it has not heard.
+ * `schedule` defers finals and errors, `partialSchedule` partials (default: `schedule`; default of
+ * both: synchronous). Streams record frames, samples, starts, ends and closes;
+ * emitPartial/emitFinal/emitError drive a stream by hand. Only the most recent `keep` streams stay
+ * listed: a stream holds its call's callbacks, and one fake serves every call of an engine started
+ * with `STT_PROVIDER=fake` (the load bench).
  */
 import type { SttOptions, SttProvider, SttStream } from './types.js';
 
@@ -17,8 +24,11 @@ export type FakeSttUtterance =
 
 export interface FakeSttOptions {
   script?: readonly FakeSttUtterance[];
-  partialsAt?: 'start' | 'end';
+  partialsAt?: 'spoken' | 'end';
+  /** 'spoken': audio per word before its partial is due. Default 300. */
+  wordMs?: number;
   schedule?: (deliver: () => void) => void;
+  partialSchedule?: (deliver: () => void) => void;
   /** Streams kept in `streams` (most recent). Default 100. */
   keep?: number;
 }
@@ -31,6 +41,9 @@ export class FakeSttStream implements SttStream {
   closed = false;
   readonly finals: string[] = [];
   private current: FakeSttUtterance | null = null;
+  /** 'spoken': samples written since speechStarted, and the next scripted partial to send. */
+  private spoken = 0;
+  private nextPartial = 0;
   private readonly onAbort = () => this.close();
 
   constructor(readonly options: SttOptions, private readonly provider: FakeSttProvider) {
@@ -42,26 +55,33 @@ export class FakeSttStream implements SttStream {
     if (this.closed) return;
     this.frames++;
     this.samples += pcm.length;
+    const u = this.current;
+    if (!u || typeof u === 'string' || !('final' in u) || !u.partials) return;
+    this.spoken += pcm.length;
+    while (this.nextPartial < u.partials.length && this.spoken / 8 >= wordCount(u.partials[this.nextPartial]!) * this.provider.wordMs) {
+      this.emitPartial(u.partials[this.nextPartial++]!);
+    }
   }
 
   speechStarted(): void {
     if (this.closed) return;
     this.starts++;
-    if (this.provider.partialsAt !== 'start') return;
-    const u = (this.current = this.provider.next());
-    if (u && typeof u !== 'string' && 'final' in u) for (const p of u.partials ?? []) this.emitPartial(p);
+    if (this.provider.partialsAt !== 'spoken') return;
+    this.current = this.provider.next();
+    this.spoken = 0;
+    this.nextPartial = 0;
   }
 
   speechEnded(): void {
     if (this.closed) return;
     this.ends++;
     const u = this.current ?? this.provider.next();
-    const partialsDone = this.current !== null;
+    const streaming = this.current !== null;
     this.current = null;
     if (u === null) return this.emitFinal('', null);
     if (typeof u === 'string') return this.emitFinal(u, 0.9);
     if ('error' in u) return this.emitError(u.error);
-    if (!partialsDone) for (const p of u.partials ?? []) this.emitPartial(p);
+    if (!streaming) for (const p of u.partials ?? []) this.emitPartial(p);
     this.emitFinal(u.final, u.confidence === undefined ? 0.9 : u.confidence);
   }
 
@@ -71,7 +91,7 @@ export class FakeSttStream implements SttStream {
   }
 
   emitPartial(text: string): void {
-    this.provider.schedule(() => !this.closed && this.options.onPartial(text));
+    this.provider.partialSchedule(() => !this.closed && this.options.onPartial(text));
   }
 
   emitFinal(text: string, confidence: number | null): void {
@@ -94,15 +114,19 @@ export class FakeSttStream implements SttStream {
 export class FakeSttProvider implements SttProvider {
   readonly name = 'fake';
   readonly streams: FakeSttStream[] = [];
-  readonly partialsAt: 'start' | 'end';
+  readonly partialsAt: 'spoken' | 'end';
+  readonly wordMs: number;
   readonly schedule: (deliver: () => void) => void;
+  readonly partialSchedule: (deliver: () => void) => void;
   private readonly script: FakeSttUtterance[];
   private readonly keep: number;
 
   constructor(options: FakeSttOptions = {}) {
     this.script = [...(options.script ?? [])];
     this.partialsAt = options.partialsAt ?? 'end';
+    this.wordMs = options.wordMs ?? 300;
     this.schedule = options.schedule ?? ((deliver) => deliver());
+    this.partialSchedule = options.partialSchedule ?? this.schedule;
     this.keep = options.keep ?? 100;
   }
 
@@ -127,5 +151,7 @@ export class FakeSttProvider implements SttProvider {
     return this.streams[this.streams.length - 1];
   }
 }
+
+const wordCount = (text: string) => text.split(/\s+/).filter(Boolean).length;
 
 export const createFakeStt = (options: FakeSttOptions = {}) => new FakeSttProvider(options);
