@@ -13,7 +13,7 @@ import { engineMode, type EngineMode, type ModeDecision } from './mode.js';
 export type { EngineMode } from './mode.js';
 
 export type NodeEnv = 'development' | 'production' | 'test';
-export type SttProviderName = 'openai' | 'local' | 'fake';
+export type SttProviderName = 'openai' | 'elevenlabs' | 'local' | 'fake';
 export type TtsProviderName = 'elevenlabs' | 'local' | 'fake';
 export type AgentProviderName = 'openai' | 'local' | 'fake';
 export type VadProviderName = 'energy' | 'local' | 'fake';
@@ -52,6 +52,8 @@ export interface AppConfig {
     /** Voice for clinics without `voice.cloud`. */
     readonly voiceId: string;
     readonly modelId: string;
+    /** Scribe Realtime model for speech to text (`STT_PROVIDER=elevenlabs`). */
+    readonly sttModel: string;
     /** `http`: one streamed request per sentence; `websocket`: the stream-input socket. */
     readonly transport: 'http' | 'websocket';
   };
@@ -188,10 +190,19 @@ const proxyEntry = (e: string) => {
   return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
 };
 
-const provider = <const V extends readonly string[]>(name: string, values: V, cloud: V[number], keyVar: string, hasKey: boolean) =>
+/** A provider variable; `needs` names the key each cloud value requires and whether it is set. */
+const provider = <const V extends readonly string[]>(name: string, values: V, needs: Partial<Record<V[number], readonly [keyVar: string, hasKey: boolean]>>) =>
   oneOf(name, values, 'auto').superRefine((value, ctx) => {
-    if (value === cloud && !hasKey) ctx.addIssue({ code: 'custom', message: `${cloud} needs ${keyVar}; set ${keyVar} or set ${name}=auto` });
+    const need = needs[value as V[number]];
+    if (need && !need[1]) ctx.addIssue({ code: 'custom', message: `${value} needs ${need[0]}; set ${need[0]} or set ${name}=auto` });
   });
+
+/**
+ * `STT_PROVIDER=auto`: the first cloud recognizer whose key is set, in this order, else `local`.
+ * Scribe first: it sends partials while the caller talks, OpenAI's transcription models only after
+ * the commit (docs/providers.md, "Which recognizer by default").
+ */
+export const STT_AUTO_ORDER = ['elevenlabs', 'openai'] as const;
 
 /** The schema depends on facts read first (the mode, the keys), so cross-variable rules report with the rest. */
 const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsKey: boolean) => {
@@ -248,13 +259,16 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
     OPENAI_STT_MODE: oneOf('OPENAI_STT_MODE', ['realtime', 'batch'], 'realtime'),
     ELEVENLABS_VOICE_ID: modelName('ELEVENLABS_VOICE_ID', DEFAULT_ELEVENLABS_VOICE),
     ELEVENLABS_MODEL: modelName('ELEVENLABS_MODEL', 'eleven_flash_v2_5'),
+    ELEVENLABS_STT_MODEL: modelName('ELEVENLABS_STT_MODEL', 'scribe_v2_realtime'),
     ELEVENLABS_TRANSPORT: oneOf('ELEVENLABS_TRANSPORT', ['http', 'websocket'], 'http'),
     LOG_LEVEL: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     TENANTS_DIR: z.string().default('config/tenants'),
     JOURNAL_DIR: z.string().default('data/journals'),
-    STT_PROVIDER: provider('STT_PROVIDER', ['auto', 'local', 'openai', 'fake'], 'openai', 'OPENAI_API_KEY', hasOpenAiKey),
-    TTS_PROVIDER: provider('TTS_PROVIDER', ['auto', 'local', 'elevenlabs', 'fake'], 'elevenlabs', 'ELEVENLABS_API_KEY', hasElevenLabsKey),
-    AGENT_PROVIDER: provider('AGENT_PROVIDER', ['auto', 'local', 'openai', 'fake'], 'openai', 'OPENAI_API_KEY', hasOpenAiKey),
+    STT_PROVIDER: provider('STT_PROVIDER', ['auto', 'local', 'openai', 'elevenlabs', 'fake'], {
+      openai: ['OPENAI_API_KEY', hasOpenAiKey], elevenlabs: ['ELEVENLABS_API_KEY', hasElevenLabsKey],
+    }),
+    TTS_PROVIDER: provider('TTS_PROVIDER', ['auto', 'local', 'elevenlabs', 'fake'], { elevenlabs: ['ELEVENLABS_API_KEY', hasElevenLabsKey] }),
+    AGENT_PROVIDER: provider('AGENT_PROVIDER', ['auto', 'local', 'openai', 'fake'], { openai: ['OPENAI_API_KEY', hasOpenAiKey] }),
     VAD_PROVIDER: oneOf('VAD_PROVIDER', ['auto', 'local', 'energy', 'fake'], 'auto'),
     RATE_LIMIT_MAX_FAILURES: integer('RATE_LIMIT_MAX_FAILURES', 1, 10_000, 10),
     RATE_LIMIT_BAN_MINUTES: integer('RATE_LIMIT_BAN_MINUTES', 1, 1440, 10),
@@ -379,12 +393,13 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
       baseUrl: e.ELEVENLABS_BASE_URL ?? null,
       voiceId: e.ELEVENLABS_VOICE_ID,
       modelId: e.ELEVENLABS_MODEL,
+      sttModel: e.ELEVENLABS_STT_MODEL,
       transport: e.ELEVENLABS_TRANSPORT,
     },
     tenantsDir: e.TENANTS_DIR,
     journalDir: e.JOURNAL_DIR,
     providers: {
-      stt: e.STT_PROVIDER === 'auto' ? (e.OPENAI_API_KEY ? 'openai' : 'local') : e.STT_PROVIDER,
+      stt: e.STT_PROVIDER === 'auto' ? (STT_AUTO_ORDER.find((p) => (p === 'openai' ? e.OPENAI_API_KEY : e.ELEVENLABS_API_KEY)) ?? 'local') : e.STT_PROVIDER,
       tts: e.TTS_PROVIDER === 'auto' ? (e.ELEVENLABS_API_KEY ? 'elevenlabs' : 'local') : e.TTS_PROVIDER,
       agent: e.AGENT_PROVIDER === 'auto' ? (e.OPENAI_API_KEY ? 'openai' : 'local') : e.AGENT_PROVIDER,
       vad: e.VAD_PROVIDER === 'auto' ? 'local' : e.VAD_PROVIDER, // no cloud VAD

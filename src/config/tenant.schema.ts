@@ -360,7 +360,7 @@ export const TenantSchema = z
     limits: Limits,
     providers: z
       .object({
-        stt: z.enum(['auto', 'local', 'openai', 'fake']).default('auto'),
+        stt: z.enum(['auto', 'local', 'openai', 'elevenlabs', 'fake']).default('auto'),
         tts: z.enum(['auto', 'local', 'elevenlabs', 'fake']).default('auto'),
         agent: z.enum(['auto', 'local', 'openai', 'fake']).default('auto'),
         /** Chat model when the OpenAI agent is active. */

@@ -20,6 +20,7 @@ import type { AgentProvider } from './agent/types.js';
 import { DEFAULT_BUDGETS, fallbackAgent, fallbackStt, fallbackTts, type ProviderBudgets } from './fallback.js';
 import { DEFAULT_BREAKER, ProviderHealth, type BreakerOptions } from './resilience.js';
 import { createFakeStt } from './stt/fake.js';
+import { createElevenLabsStt } from './stt/elevenlabs.js';
 import { createLocalStt } from './stt/local.js';
 import { createOpenAiBatchStt, createOpenAiStt } from './stt/openai.js';
 import type { SttProvider } from './stt/types.js';
@@ -101,6 +102,10 @@ export async function createProviders(config: AppConfig, tenants: readonly Tenan
     agent.set('openai', fallbackAgent(cloud, guarded('agent', cloud.name), localAgent, budgets.agent));
   }
   const elevenKey = config.elevenlabs.apiKey;
+  if (elevenKey && localStt && needed('stt', 'elevenlabs')) {
+    const cloud = createElevenLabsStt({ apiKey: elevenKey, baseUrl: config.elevenlabs.baseUrl, model: config.elevenlabs.sttModel });
+    stt.set('elevenlabs', fallbackStt(cloud, guarded('stt', cloud.name), localStt, budgets.sttFinalMs));
+  }
   if (elevenKey && localTts && needed('tts', 'elevenlabs')) {
     await loadElevenLabs(); // 1.2–1.6 s to import: pay it at start-up, not on the first call
     const { voiceId: defaultVoice, modelId, baseUrl, transport } = config.elevenlabs;

@@ -117,7 +117,16 @@ describe('loadEnv defaults', () => {
 describe('providers', () => {
   it('resolves auto to the cloud provider when its key is set, else local', () => {
     expect(loadEnv({ OPENAI_API_KEY: 'sk-1' }).providers).toEqual({ stt: 'openai', tts: 'local', agent: 'openai', vad: 'local' });
-    expect(loadEnv({ ELEVENLABS_API_KEY: 'el-1' }).providers).toEqual({ stt: 'local', tts: 'elevenlabs', agent: 'local', vad: 'local' });
+    expect(loadEnv({ ELEVENLABS_API_KEY: 'el-1' }).providers).toEqual({ stt: 'elevenlabs', tts: 'elevenlabs', agent: 'local', vad: 'local' });
+  });
+
+  it('auto speech-to-text prefers Scribe when both keys are set; either can be named', () => {
+    expect(loadEnv({ OPENAI_API_KEY: 'sk-1', ELEVENLABS_API_KEY: 'el-1' }).providers.stt).toBe('elevenlabs');
+    expect(loadEnv({ OPENAI_API_KEY: 'sk-1', ELEVENLABS_API_KEY: 'el-1', STT_PROVIDER: 'openai' }).providers.stt).toBe('openai');
+    expect(loadEnv({ ELEVENLABS_API_KEY: 'el-1', STT_PROVIDER: 'elevenlabs' }).elevenlabs.sttModel).toBe('scribe_v2_realtime');
+    expect(failure({ STT_PROVIDER: 'elevenlabs', OPENAI_API_KEY: 'sk-1' })).toEqual([
+      'STT_PROVIDER: elevenlabs needs ELEVENLABS_API_KEY; set ELEVENLABS_API_KEY or set STT_PROVIDER=auto',
+    ]);
   });
 
   it('keeps an explicit choice even when a key is set', () => {

@@ -6,7 +6,8 @@
  * hear an answer anyway (the embedded provider takes over) and the journal must say so.
  *
  * The caller's voice is a tone the energy VAD hears; the fake transcription server decides what
- * was said (scripted per utterance), except where the embedded recognizer takes over.
+ * was said (scripted per utterance), except where the embedded recognizer takes over. The same
+ * call on ElevenLabs Scribe (partials while the caller talks): test/e2e/cloud-scribe.test.ts.
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,7 +51,7 @@ async function start(opts: Parameters<typeof startCloudEngine>[0] = {}) {
   const rest = restRecorder();
   const journalDir = mkdtempSync(join(tmpdir(), 'vetline-cloud-'));
   dirs.push(journalDir);
-  const rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, journalDir, ...opts });
+  const rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, journalDir, stt: 'openai', ...opts });
   rigs.push(rig);
   // Realistic provider latencies for every request that has no fault scripted.
   rig.openai.chat.faults.setDefault({ firstByteMs: 250, chunkDelayMs: 15 });

@@ -1,8 +1,8 @@
 /**
  * Follow-through on the cloud receptionist (docs/follow-ups.md): the same acceptance as the first
  * test of follow-through.test.ts, but the receptionist is the OpenAI adapter talking to the fake
- * chat server (test/fakes/openai-chat-server.ts) through the engine's OPENAI_BASE_URL, with OpenAI
- * Realtime transcription and ElevenLabs synthesis on their fakes too (startCloudEngine).
+ * chat server (test/fakes/openai-chat-server.ts) through the engine's OPENAI_BASE_URL, with the
+ * recognizer `auto` picks (Scribe Realtime) and ElevenLabs synthesis on their fakes too (startCloudEngine).
  *
  * The fake model asks its questions, reads the details back, and on the confirming turn answers
  * with a `request_appointment` (or `take_message`) tool call. Then:

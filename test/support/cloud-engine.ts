@@ -2,6 +2,12 @@
  * The engine as deployed with keys: providers built by the real `createProviders` from the real
  * config, the OpenAI and ElevenLabs adapters talking their wire protocols to local fake servers,
  * the embedded providers behind them as fallbacks. Used by the cloud end-to-end tests and figures.
+ *
+ * Both recognizers' fakes run and answer from the same `transcripts`: the OpenAI Realtime one per
+ * commit, Scribe per utterance at its first speech. Which one the engine uses is `stt` (default:
+ * what `STT_PROVIDER=auto` picks with both keys set, Scribe). ElevenLabs has one base URL for
+ * synthesis and recognition, so a front (test/fakes/front.ts) routes `/v1/speech-to-text/` to the
+ * Scribe fake and the rest to the synthesis fake.
  */
 import { Writable } from 'node:stream';
 import { loadEnv } from '../../src/config/env.js';
@@ -10,7 +16,9 @@ import { createLogger } from '../../src/observability/logger.js';
 import { createProviders, type BuiltProviders, type ProviderTuning } from '../../src/providers/index.js';
 import type { FollowUpDeps } from '../../src/server.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
+import { startFakeScribe, type FakeScribe } from '../fakes/elevenlabs-scribe-server.js';
 import { startElevenLabsFake, type FakeElevenLabs } from '../fakes/elevenlabs-server.js';
+import { portOf, startFront } from '../fakes/front.js';
 import { startFakeOpenAi, type FakeOpenAi } from '../fakes/openai-server.js';
 import type { ChatResponder } from '../fakes/openai-chat-server.js';
 import { FIXTURE_TENANTS_DIR, startEngine, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from './engine.js';
@@ -22,6 +30,8 @@ export interface CloudRig {
   engine: TestEngine;
   openai: FakeOpenAi;
   elevenlabs: FakeElevenLabs;
+  /** Scribe Realtime (speech to text), behind the same ElevenLabs origin. */
+  scribe: FakeScribe;
   /** Log lines written while the providers were built (start-up), before the engine's own. */
   startupLogs: string[];
   close(): Promise<void>;
@@ -31,6 +41,8 @@ export async function startCloudEngine(opts: {
   responder?: ChatResponder;
   /** Transcript for each committed utterance, in order (then ''). */
   transcripts?: string[];
+  /** STT_PROVIDER for the engine (default: auto, which picks Scribe with both keys set). */
+  stt?: 'openai' | 'elevenlabs';
   rest?: TwilioRest | null;
   env?: Record<string, string>;
   tuning?: ProviderTuning;
@@ -57,13 +69,16 @@ export async function startCloudEngine(opts: {
     transcription: { responder: () => transcripts.shift() ?? '' },
   });
   const elevenlabs = await startElevenLabsFake({ apiKey: ELEVENLABS_KEY });
+  const scribe = await startFakeScribe({ apiKey: ELEVENLABS_KEY, responder: () => transcripts.shift() ?? '' });
+  const elevenFront = await startFront((path) => (path.startsWith('/v1/speech-to-text/') ? portOf(scribe.url) : portOf(elevenlabs.url)));
   const tenantsDir = opts.tenantsDir ?? FIXTURE_TENANTS_DIR;
   const env = {
     TENANTS_DIR: tenantsDir,
     OPENAI_API_KEY: OPENAI_KEY,
     OPENAI_BASE_URL: opts.openaiFront ? await opts.openaiFront(openai.url) : openai.url,
     ELEVENLABS_API_KEY: ELEVENLABS_KEY,
-    ELEVENLABS_BASE_URL: elevenlabs.url,
+    ELEVENLABS_BASE_URL: elevenFront.origin,
+    ...(opts.stt ? { STT_PROVIDER: opts.stt } : {}),
     ...opts.env,
   };
   const startupLogs: string[] = [];
@@ -94,10 +109,12 @@ export async function startCloudEngine(opts: {
     engine,
     openai,
     elevenlabs,
+    scribe,
     startupLogs,
     async close() {
       await engine.close();
-      await Promise.all([openai.close(), elevenlabs.close()]);
+      await elevenFront.close();
+      await Promise.all([openai.close(), elevenlabs.close(), scribe.close()]);
     },
   };
 }
