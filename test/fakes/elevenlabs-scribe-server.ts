@@ -12,7 +12,8 @@
  * partials come while the caller talks. The segment's words are revealed one per `wordMs` of
  * speech received (20 ms frames at or above -45 dBFS; keep-alive silence and line noise are not
  * speech), each partial `partialMs` after the audio that completed its word; the committed
- * transcript `finalMs` after the commit. Each delay varies by ±`jitterMs` (uniform).
+ * transcript `finalMs` after the commit. Each delay varies by ±`jitterMs` (uniform), never
+ * reordering a session's messages.
  * The segment's text is the responder's answer, asked once at the segment's first speech frame
  * with the segment's audio so far (pre-roll included); a segment without speech commits ''.
  *
@@ -26,7 +27,7 @@
  * upgrade. The server's messages are the chunks (session_started is chunk 0): `chunkDelayMs`,
  * `stallAfterChunks`, `dropAfterChunks`, `malformedAfterChunks`. `inband` scripts one vendor error
  * message per session (`{ type: 'quota_exceeded', at: 'commit' }`: sent instead of the first
- * committed transcript, then the socket is closed).
+ * committed transcript, then the socket is closed); `inject` sends any message on the open sessions.
  *
  * Observable: `sessions` record what the server received. No vitest imports (the bench uses it).
  */
@@ -120,6 +121,8 @@ export interface FakeScribe {
   jitterMs: number;
   wordMs: number;
   idleTimeoutMs: number;
+  /** Sends `message` now on every open session (a message the script does not produce by itself). */
+  inject(message: Record<string, unknown>): void;
   close(): Promise<void>;
 }
 
@@ -140,6 +143,7 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
   const sockets = new Set<Socket | Duplex>();
   const timers = new Set<NodeJS.Timeout>();
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  const senders = new Set<(msg: Record<string, unknown>) => void>();
   let nextId = 1;
 
   const later = (ms: number, fn: () => void) => {
@@ -161,6 +165,9 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
     jitterMs: options.jitterMs ?? 40,
     wordMs: options.wordMs ?? 300,
     idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
+    inject: (message) => {
+      for (const send of senders) send(message);
+    },
     close: async () => {
       for (const t of timers) clearTimeout(t);
       timers.clear();
@@ -198,12 +205,20 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
     let serverEnded = false;
     const gate = new ChunkGate(plan, { write: (m) => ws.send(m), destroy: () => { serverEnded = true; ws.terminate(); } }, '{"message_type":"partial_tr');
     const send = (msg: Record<string, unknown>) => gate.push(JSON.stringify(msg));
+    senders.add(send);
     const endWith = (type: string, error: string) => {
       send({ message_type: type, error });
       void gate.done().then(() => {
         serverEnded = true;
         ws.close(1008, type);
       });
+    };
+    // Messages keep their order whatever the jitter: each is due no earlier than the one before.
+    let lastDue = 0;
+    const inOrder = (delayMs: number, fn: () => void) => {
+      const due = Math.max(performance.now() + delayMs, lastDue);
+      lastDue = due;
+      later(due - performance.now(), fn);
     };
     // The open segment: its audio, speech so far, text (chosen at its first speech) and words revealed.
     let audio: Buffer[] = [];
@@ -214,6 +229,7 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
 
     ws.on('error', () => undefined);
     ws.on('close', (code) => {
+      senders.delete(send);
       clearTimeout(idle);
       s.closeCode = code;
       s.closedBy ??= serverEnded ? 'server' : 'client';
@@ -269,7 +285,7 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
       if (due <= revealed) return;
       revealed = due;
       const partial = all.slice(0, due).join(' ');
-      later(jittered(fake.partialMs), () => {
+      inOrder(jittered(fake.partialMs), () => {
         s.partials.push(partial);
         send({ message_type: 'partial_transcript', text: partial });
       });
@@ -283,8 +299,8 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
       speechMs = 0;
       text = null;
       revealed = 0;
-      if (inband?.at === 'commit' && s.commits.length === 1) return void later(jittered(fake.finalMs), () => endWith(inband.type, `Scripted ${inband.type}.`));
-      later(jittered(fake.finalMs), () => send({ message_type: 'committed_transcript', text: committed }));
+      if (inband?.at === 'commit' && s.commits.length === 1) return inOrder(jittered(fake.finalMs), () => endWith(inband.type, `Scripted ${inband.type}.`));
+      inOrder(jittered(fake.finalMs), () => send({ message_type: 'committed_transcript', text: committed }));
     }
 
     function onIdle(): void {
