@@ -25,8 +25,10 @@
  * Bounds: one transcription at a time per transcriber (others wait in a queue of `maxQueued`);
  * the first `maxAudioMs` (15 min) of audio only (`truncatedAtMs` says so); `timeoutMs` (10 min)
  * for download + decoding + recognition; the event loop is yielded (setImmediate) at least every
- * `sliceMs` of work and between segments. The STT provider's own synchronous costs (the local
- * one: ~1.9 ms per 20 ms frame of speech, ~50–200 ms to set a grammar on a decoder) still apply.
+ * `sliceMs` of work and between segments. With the local STT the recognition itself runs in a
+ * speech worker (src/providers/speech/pool.ts): this loop only copies frames (~µs each), and the
+ * worker decodes a segment in 200 ms steps taken in turn with the live calls pinned to it, so a
+ * recording never holds a call's transcript up by more than a step.
  *
  * Never throws: failures come back as `status: 'failed'` with a message built from our own words
  * (no URL, credentials or phone numbers; provider messages are scrubbed).

@@ -4,6 +4,7 @@
  * Secret values never appear in those lines (they are also scrubbed from every other line).
  */
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { inspect } from 'node:util';
 import type { LevelWithSilent } from 'pino';
 import { z } from 'zod';
@@ -69,6 +70,8 @@ export interface AppConfig {
   /** Per-IP limit on requests that fail validation (signature, shape); over it the IP is banned. */
   readonly rateLimit: { readonly maxFailuresPerMinute: number; readonly banMinutes: number };
   readonly maxCalls: number;
+  /** Worker threads for the embedded recognizer and synthesizer (default: the number of cores). */
+  readonly speechWorkers: number;
   /** After SIGTERM, live calls may go on this long before they are ended politely. */
   readonly drainTimeoutMs: number;
   /** Journals older than this are deleted (0: keep forever). */
@@ -273,6 +276,7 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
     RATE_LIMIT_MAX_FAILURES: integer('RATE_LIMIT_MAX_FAILURES', 1, 10_000, 10),
     RATE_LIMIT_BAN_MINUTES: integer('RATE_LIMIT_BAN_MINUTES', 1, 1440, 10),
     MAX_CALLS: integer('MAX_CALLS', 1, 100_000, 500),
+    SPEECH_WORKERS: integer('SPEECH_WORKERS', 1, 64, Math.min(64, availableParallelism())),
     DRAIN_TIMEOUT_MS: integer('DRAIN_TIMEOUT_MS', 0, 3_600_000, 30_000),
     JOURNAL_RETENTION_DAYS: integer('JOURNAL_RETENTION_DAYS', 0, 36_500, 30),
     TRUST_PROXY: variable(
@@ -406,6 +410,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     },
     rateLimit: { maxFailuresPerMinute: e.RATE_LIMIT_MAX_FAILURES, banMinutes: e.RATE_LIMIT_BAN_MINUTES },
     maxCalls: e.MAX_CALLS,
+    speechWorkers: e.SPEECH_WORKERS,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     journalRetentionDays: e.JOURNAL_RETENTION_DAYS,
     trustProxy: e.TRUST_PROXY ?? null,

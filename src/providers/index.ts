@@ -19,6 +19,7 @@ import { createOpenAiSummarizer } from './agent/openai-summary.js';
 import type { AgentProvider } from './agent/types.js';
 import { DEFAULT_BUDGETS, fallbackAgent, fallbackStt, fallbackTts, type ProviderBudgets } from './fallback.js';
 import { DEFAULT_BREAKER, ProviderHealth, type BreakerOptions } from './resilience.js';
+import { speechPool } from './speech/pool.js';
 import { createFakeStt } from './stt/fake.js';
 import { createElevenLabsStt } from './stt/elevenlabs.js';
 import { createLocalStt } from './stt/local.js';
@@ -79,9 +80,12 @@ export async function createProviders(config: AppConfig, tenants: readonly Tenan
     return h;
   };
 
-  // Embedded providers: used directly, and as every cloud provider's fallback.
-  const localStt = needed('stt', 'local') ? await createLocalStt({ onWarning: (message) => logger.debug({ message }, 'local stt') }) : null;
-  const localTts = needed('tts', 'local') ? createLocalTts() : null;
+  // Embedded providers: used directly, and as every cloud provider's fallback. Their engines run in
+  // the speech worker threads (SPEECH_WORKERS), off the event loop.
+  const speech = needed('stt', 'local') || needed('tts', 'local') ? speechPool({ workers: config.speechWorkers }) : null;
+  speech?.onWorkerStopped((message) => logger.error({ code: 'VET_E_PROVIDER' }, message));
+  const localStt = speech && needed('stt', 'local') ? await createLocalStt({ pool: speech, onWarning: (message) => logger.debug({ message }, 'local stt') }) : null;
+  const localTts = speech && needed('tts', 'local') ? createLocalTts({ pool: speech }) : null;
 
   const stt = new Map<Choice, SttProvider>();
   const tts = new Map<Choice, TtsProvider>();

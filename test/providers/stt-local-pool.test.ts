@@ -1,20 +1,24 @@
 import alawmulaw from 'alawmulaw';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SpeechPool } from '../../src/providers/speech/pool.js';
 import { createLocalStt } from '../../src/providers/stt/local.js';
 import type { SttProvider, SttStream } from '../../src/providers/stt/types.js';
 import { synthesizeUlaw } from '../../src/providers/tts/local.js';
 
-// A pool of one decoder (this file runs in its own process): a second caller who starts talking
-// while the first one holds the decoder is buffered and decoded when it frees up.
+// One worker with one decoder: a second caller who starts talking while the first one holds the
+// decoder is buffered in the worker and decoded when it frees up.
+const pool = new SpeechPool({ workers: 1, maxDecoders: 1 });
 let stt: SttProvider;
 let front: Int16Array;
 let hours: Int16Array;
 
 beforeAll(async () => {
-  stt = await createLocalStt({ maxDecoders: 1, onWarning: () => {} });
-  front = alawmulaw.mulaw.decode(await synthesizeUlaw('front desk'));
-  hours = alawmulaw.mulaw.decode(await synthesizeUlaw('what are your hours'));
+  stt = await createLocalStt({ pool, onWarning: () => {} });
+  front = alawmulaw.mulaw.decode(await synthesizeUlaw('front desk', 'kal', { pool }));
+  hours = alawmulaw.mulaw.decode(await synthesizeUlaw('what are your hours', 'kal', { pool }));
 });
+
+afterAll(() => pool.close());
 
 const quiet = new Int16Array(2400); // 300 ms of digital silence
 const feed = (s: SttStream, pcm: Int16Array) => {
@@ -27,9 +31,10 @@ function open(finals: string[], order: string[] = []): SttStream {
   feed(s, quiet);
   return s;
 }
+const until = (check: () => void) => vi.waitFor(check, { timeout: 15_000, interval: 2 });
 
 describe('local STT with every decoder busy', () => {
-  it('buffers the second caller and catches up when the decoder is released', () => {
+  it('buffers the second caller and catches up when the decoder is released', async () => {
     const order: string[] = [];
     const a: string[] = [];
     const b: string[] = [];
@@ -41,9 +46,11 @@ describe('local STT with every decoder busy', () => {
     feed(sb, front);
     feed(sb, quiet);
     sb.speechEnded(); // final deferred until a decoder is free
+    await new Promise((r) => setTimeout(r, 300));
     expect(b).toEqual([]);
     feed(sa, quiet);
-    sa.speechEnded(); // A's final, then the decoder goes to B, which catches up at once
+    sa.speechEnded(); // A's final, then the decoder goes to B, which catches up
+    await until(() => expect(b).toHaveLength(1));
     expect(a).toEqual(['what are your hours']);
     expect(b).toEqual(['front desk']);
     expect(order).toEqual(['what are your hours', 'front desk']);
@@ -51,7 +58,7 @@ describe('local STT with every decoder busy', () => {
     sb.close();
   });
 
-  it('a closed stream gives up its place in the queue', () => {
+  it('a closed stream gives up its place in the queue', async () => {
     const a: string[] = [];
     const b: string[] = [];
     const c: string[] = [];
@@ -66,6 +73,7 @@ describe('local STT with every decoder busy', () => {
     feed(sa, front);
     feed(sa, quiet);
     sa.speechEnded();
+    await until(() => expect(c).toHaveLength(1));
     expect([a, b, c]).toEqual([['front desk'], [], ['front desk']]);
     sa.close();
     sc.close();

