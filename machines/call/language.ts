@@ -1,6 +1,7 @@
 /**
  * Text rules the machine decides with: emergency keywords (with negation), yes/no, backchannels,
- * sentence splitting, and cutting a reply to what the caller heard. Pure functions, no I/O.
+ * sentence and first-clause splitting, cutting a reply to what the caller heard, and how a turn
+ * ends (the end-of-turn window, same meaning). Pure functions, no I/O.
  */
 
 /** Lower-case, unify apostrophes and "cannot"-style spellings, keep clause punctuation as boundaries. */
@@ -120,4 +121,148 @@ export function heardText(segments: readonly { text: string; endMs: number }[], 
     startMs = seg.endMs;
   }
   return out.join(' ');
+}
+
+// ── Speech items: the first clause of a reply goes to the synthesizer on its own ─────────────────
+
+/** Words a reply's first clause needs before it is synthesized on its own (shorter: the whole sentence). */
+export const FIRST_CLAUSE_MIN_WORDS = 4;
+/** A finished first sentence is split only when what follows its first clause has at least this many words. */
+const CLAUSE_REST_MIN_WORDS = 3;
+
+const wordCount = (text: string) => text.split(/\s+/).filter((w) => /[A-Za-z0-9]/.test(w)).length;
+
+/**
+ * Where the first clause of `text` ends (index just after its boundary), or null: the first comma,
+ * semicolon, colon or dash followed by a space, or the space before "but" / "because", after at
+ * least FIRST_CLAUSE_MIN_WORDS words. `complete`: `text` is a whole sentence, so the rest must be
+ * long enough to be worth a second request.
+ */
+function firstClauseEnd(text: string, complete: boolean): number | null {
+  const re = /[,;:\u2014](?=\s)|\s(?=(?:but|because)\s)/g;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    const end = m.index + m[0].length;
+    if (wordCount(text.slice(0, end)) < FIRST_CLAUSE_MIN_WORDS) continue;
+    if (complete && wordCount(text.slice(end)) < CLAUSE_REST_MIN_WORDS) return null;
+    return end;
+  }
+  return null;
+}
+
+/**
+ * Streamed reply text → items to synthesize now, and the unfinished rest. Items are whole
+ * sentences (takeSentences), except the reply's first item (`first`): a long first sentence is cut
+ * at its first clause, even before the sentence is finished, so the first audio request does not
+ * wait for the whole sentence (docs/design/conversation.md §1.4).
+ */
+export function takeSpeech(buffer: string, first: boolean): { items: string[]; rest: string } {
+  const { sentences, rest } = takeSentences(buffer);
+  if (!first) return { items: sentences, rest };
+  const head = sentences[0];
+  if (head !== undefined) {
+    const cut = firstClauseEnd(head, true);
+    if (cut === null) return { items: sentences, rest };
+    return { items: [head.slice(0, cut).trim(), head.slice(cut).trim(), ...sentences.slice(1)], rest };
+  }
+  const cut = firstClauseEnd(rest, false);
+  if (cut === null) return { items: [], rest };
+  return { items: [rest.slice(0, cut).trim()], rest: rest.slice(cut).replace(/^\s+/, '') };
+}
+
+// ── End of turn: how the caller's words end decides how long we wait ────────────────────────────
+
+/**
+ * `complete`: a question, a punctuated sentence or a short answer; `incomplete`: trailing off on a
+ * word no sentence ends with ("and", "um", "my dog is"), or in the middle of a number or a spelling;
+ * `open`: anything else (docs/design/conversation.md §1.2).
+ */
+export type TurnEnd = 'complete' | 'open' | 'incomplete';
+
+const FILLERS = new Set(['um', 'umm', 'uh', 'uhh', 'uhm', 'er', 'erm', 'hmm', 'mm', 'ah', 'eh']);
+
+/** Words no sentence ends on: conjunctions, prepositions, determiners, fillers, "I want…", "it's called…". */
+const DANGLING = new Set([
+  ...FILLERS,
+  'and', 'or', 'but', 'so', 'because', 'cause', "'cause", 'then', 'if', 'when', 'while', 'although', 'though', 'plus', 'than', 'that', 'which', 'who', 'whose', 'where',
+  'to', 'for', 'with', 'about', 'of', 'in', 'on', 'at', 'from', 'by', 'into', 'onto', 'like', 'after', 'before', 'until', 'since', 'as', 'per', 'between',
+  'a', 'an', 'the', 'my', 'your', 'his', 'her', 'our', 'their', 'its', 'this', 'these', 'those', 'some', 'any', 'every', 'each', 'another',
+  "he's", "she's", "it's", "i'm", "we're", "they're", "that's", "there's",
+  'i', 'want', 'need', 'wanted', 'needed', 'think', 'mean', 'guess', 'gonna', 'wanna', 'gotta', 'trying', 'going', 'wondering', 'called', 'named',
+  'well', 'also', 'just', 'really', 'very', 'maybe', 'actually', 'basically',
+]);
+
+/** Verbs a statement does not end on ("my dog is…") but a question may ("what services do you have"). */
+const AUXILIARIES = new Set([
+  'is', 'are', 'was', 'were', 'am', 'be', 'been', 'being', 'has', 'have', 'had', 'do', 'does', 'did', 'will', 'would', 'can', 'could', 'should',
+  'may', 'might', 'must', 'shall',
+]);
+
+const NUMBER_WORDS = new Set([
+  'zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve', 'thirteen', 'fourteen', 'fifteen',
+  'sixteen', 'seventeen', 'eighteen', 'nineteen', 'twenty', 'thirty', 'forty', 'fifty', 'sixty', 'seventy', 'eighty', 'ninety', 'hundred',
+  'thousand', 'double', 'triple',
+]);
+
+const QUESTION_WORDS = new Set([
+  'what', "what's", 'where', "where's", 'when', 'why', 'who', 'which', 'how', "how's", 'do', 'does', 'did', 'can', 'could', 'will', 'would',
+  'is', 'are', 'should', 'may', 'have', 'has',
+]);
+
+/** Words a short answer or closing is made of ("yes please", "no thank you", "that's all"). */
+const ANSWER_WORDS = new Set([
+  ...YES, ...NO, 'thanks', 'thank', 'you', 'bye', 'goodbye', 'great', 'perfect', 'right', 'that', "that's", 'all', 'it', 'is', 'good', 'sounds', 'nothing', 'else',
+]);
+
+const isNumberish = (w: string) => /^\d+$/.test(w) || NUMBER_WORDS.has(w);
+const isLetter = (w: string) => /^[a-z]$/.test(w) && w !== 'a' && w !== 'i';
+
+/** How the caller's words so far end (partial or final transcript, several segments joined). */
+export function classifyTurnEnd(text: string): TurnEnd {
+  const raw = text.trim();
+  if (raw === '') return 'open';
+  if (/(\.\.\.|\u2026|[-\u2014])$/.test(raw)) return 'incomplete';
+  const said = clauses(raw);
+  const last = said.at(-1) ?? [];
+  const all = said.flat();
+  const lastWord = all.at(-1) ?? '';
+  if (DANGLING.has(lastWord) || isNumberish(lastWord)) return 'incomplete';
+  if (all.length >= 2 && isLetter(lastWord) && isLetter(all.at(-2) ?? '')) return 'incomplete';
+  const question = QUESTION_WORDS.has(last[0] ?? '') && last.length >= 3;
+  if (AUXILIARIES.has(lastWord) && !question) return 'incomplete';
+  if (question || /[?.!]["')\]]*$/.test(raw)) return 'complete';
+  if (all.every((w) => ANSWER_WORDS.has(w))) return 'complete';
+  return 'open';
+}
+
+export interface EndOfTurnTiming {
+  endOfTurnMs: number;
+  endOfTurnShortMs: number;
+  endOfTurnLongMs: number;
+  endOfTurnCompleteMs: number;
+}
+
+/**
+ * The end-of-turn window, from the end of the caller's speech: long while the words are
+ * incomplete; the complete-utterance window after a finished question or answer (the normal one
+ * when the receptionist asked for a name, time or number); otherwise what the receptionist's last
+ * question expects.
+ */
+export function endOfTurnWindow(kind: TurnEnd, expect: 'short' | 'normal' | 'long', t: EndOfTurnTiming): number {
+  const expected = expect === 'long' ? t.endOfTurnLongMs : expect === 'short' ? t.endOfTurnShortMs : t.endOfTurnMs;
+  if (kind === 'incomplete') return Math.max(t.endOfTurnLongMs, expected);
+  if (kind === 'complete') return expect === 'long' ? t.endOfTurnMs : Math.min(t.endOfTurnCompleteMs, expected);
+  return expected;
+}
+
+/** Words that carry meaning: lower-case, no punctuation, no fillers. */
+const meaningWords = (text: string) => clauses(text).flat().filter((w) => !FILLERS.has(w));
+
+/**
+ * Do two transcripts of the same words mean the same? Equal once case, punctuation and fillers
+ * are set aside; a reply prepared on one stands for the other (docs/design/conversation.md §1.5).
+ */
+export function sameMeaning(a: string, b: string): boolean {
+  const x = meaningWords(a);
+  const y = meaningWords(b);
+  return x.length === y.length && x.every((w, i) => w === y[i]);
 }

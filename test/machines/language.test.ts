@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findEmergency, heardText, isRealInterruption, takeSentences, yesNo } from '../../machines/call/language.js';
+import { classifyTurnEnd, endOfTurnWindow, findEmergency, heardText, isRealInterruption, sameMeaning, takeSentences, takeSpeech, yesNo } from '../../machines/call/language.js';
 
 const KEYWORDS = ['emergency', 'bleeding', 'poison', "can't breathe", 'seizure'];
 const BACKCHANNELS = ['mm-hmm', 'uh-huh', 'yeah', 'okay', 'right'];
@@ -54,5 +54,71 @@ describe('call language rules', () => {
     expect(heardText(segments, 1490)).toBe('We are open today. Anything else…');
     // Marks carry whole ms: the last fraction of a millisecond still counts as heard.
     expect(heardText(segments, 2000)).toBe('We are open today. Anything else I can help with?');
+  });
+
+  it('sends a long first sentence to the synthesizer from its first clause, later ones whole', () => {
+    // Streaming: the first clause goes as soon as its comma is followed by a space.
+    expect(takeSpeech('We are open Monday to Friday, from eight', true)).toEqual({ items: ['We are open Monday to Friday,'], rest: 'from eight' });
+    expect(takeSpeech('We are open Monday to Friday,', true)).toEqual({ items: [], rest: 'We are open Monday to Friday,' });
+    // Too few words before the comma: wait for the sentence.
+    expect(takeSpeech('Yes, our vets see cats', true)).toEqual({ items: [], rest: 'Yes, our vets see cats' });
+    expect(takeSpeech('Yes, our vets see cats. And', true)).toEqual({ items: ['Yes, our vets see cats.'], rest: 'And' });
+    // A whole first sentence is cut only when enough follows its first clause.
+    expect(takeSpeech('A checkup costs sixty dollars, plus tax. ', true)).toEqual({ items: ['A checkup costs sixty dollars, plus tax.'], rest: '' });
+    expect(takeSpeech('A checkup costs about sixty dollars; vaccinations are extra. Ok', true)).toEqual({
+      items: ['A checkup costs about sixty dollars;', 'vaccinations are extra.'],
+      rest: 'Ok',
+    });
+    expect(takeSpeech('We see cats and dogs every day but not on Sundays', true).items).toEqual(['We see cats and dogs every day']);
+    // "1,000": a comma without a space is not a boundary; later items are whole sentences only.
+    expect(takeSpeech('It costs about 1,000 dollars in total', true).items).toEqual([]);
+    expect(takeSpeech('We are open Monday to Friday, from eight', false)).toEqual({ items: [], rest: 'We are open Monday to Friday, from eight' });
+  });
+
+  it.each([
+    ['what are your hours', 'complete'],
+    ['What services do you have', 'complete'],
+    ['I need to book an appointment for my dog.', 'complete'],
+    ['Is the doctor in today?', 'complete'],
+    ['yes please', 'complete'],
+    ['no thank you', 'complete'],
+    ["that's all", 'complete'],
+    ['my dog is', 'incomplete'],
+    ['my dog is…', 'incomplete'],
+    ["I'd like to book an appointment and", 'incomplete'],
+    ['so um', 'incomplete'],
+    ['I was wondering if', 'incomplete'],
+    ['my number is 555 0134', 'incomplete'],
+    ['my number is five five five', 'incomplete'],
+    ["it's spelled B E L", 'incomplete'],
+    ['B-E-L-L', 'incomplete'],
+    ['what is', 'incomplete'],
+    ['my dog has been limping', 'open'],
+    ['Bella', 'open'],
+    ['', 'open'],
+  ])('"%s" reads as %s', (text, kind) => {
+    expect(classifyTurnEnd(text)).toBe(kind);
+  });
+
+  it('chooses the window from how the words end and what the receptionist asked', () => {
+    const t = { endOfTurnMs: 500, endOfTurnShortMs: 400, endOfTurnLongMs: 1800, endOfTurnCompleteMs: 250 };
+    expect(endOfTurnWindow('complete', 'normal', t)).toBe(250);
+    expect(endOfTurnWindow('complete', 'short', t)).toBe(250);
+    // Asked for a name, time or number: finished-looking words still get the normal window.
+    expect(endOfTurnWindow('complete', 'long', t)).toBe(500);
+    expect(endOfTurnWindow('open', 'normal', t)).toBe(500);
+    expect(endOfTurnWindow('open', 'short', t)).toBe(400);
+    expect(endOfTurnWindow('open', 'long', t)).toBe(1800);
+    expect(endOfTurnWindow('incomplete', 'short', t)).toBe(1800);
+    // A clinic whose complete window is longer than its yes/no window keeps the shorter one.
+    expect(endOfTurnWindow('complete', 'short', { ...t, endOfTurnCompleteMs: 450 })).toBe(400);
+  });
+
+  it('two transcripts mean the same when only case, punctuation and fillers differ', () => {
+    expect(sameMeaning('what are your hours', 'What are your hours?')).toBe(true);
+    expect(sameMeaning('um what are your hours', 'What are, uh, your hours?')).toBe(true);
+    expect(sameMeaning('what are your hours', 'what are your hours today')).toBe(false);
+    expect(sameMeaning('my dog is sick', 'my cat is sick')).toBe(false);
+    expect(sameMeaning('', 'hello')).toBe(false);
   });
 });
