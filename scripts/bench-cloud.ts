@@ -24,11 +24,14 @@ import type { Duplex } from 'node:stream';
 import { takeSentences } from '../machines/call/language.js';
 import { decodeUlaw } from '../src/audio/ulaw.js';
 import { energyVad, energyVadParams } from '../src/providers/vad/energy.js';
+import { startFakeScribe, type FakeScribe, type ScribeAudio } from '../test/fakes/elevenlabs-scribe-server.js';
 import { startElevenLabsFake, type FakeElevenLabs } from '../test/fakes/elevenlabs-server.js';
 import { startOpenAiChatServer, type FakeChatBody, type FakeOpenAiChat } from '../test/fakes/openai-chat-server.js';
 import { startFakeOpenAiTranscription, type FakeOpenAiTranscription } from '../test/fakes/openai-transcription-server.js';
 
 export type TtsTransport = 'http' | 'websocket';
+export type SttVendor = 'openai' | 'elevenlabs';
+const SCRIBE_PATH = '/v1/speech-to-text/';
 
 /** Vendor latencies the fakes play (docs/design/conversation.md §6 budget figures; the e2e cloud test uses the same). */
 export const CLOUD_LATENCY = { sttFinalMs: 300, llmFirstByteMs: 250, llmChunkDelayMs: 20, ttsFirstByteMs: 200, ttsChunkDelayMs: 20 } as const;
@@ -296,7 +299,14 @@ function sseDeltas(state: { rest: string }, chunk: Buffer): { text: string; done
   return { text, done };
 }
 
-export async function startCloudFakes(transport: TtsTransport): Promise<CloudFakes> {
+/**
+ * `stt`: which recognizer the engine uses. Both fakes give the final 300 ms after the commit; the
+ * OpenAI one streams its deltas only after it, Scribe sends a partial per word while the caller
+ * talks (a word per 300 ms of speech, 150 ms later), as the vendors do. No jitter in the bench, so
+ * the two differ only by protocol. Scribe's turn is stamped by its commit (the client's chunk with
+ * `commit: true`) and its `committed_transcript`.
+ */
+export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 'openai'): Promise<CloudFakes> {
   const L = CLOUD_LATENCY;
   const openaiKey = `sk-bench-${randomBytes(12).toString('hex')}`;
   const elevenKey = `xi-bench-${randomBytes(12).toString('hex')}`;
@@ -308,20 +318,18 @@ export async function startCloudFakes(transport: TtsTransport): Promise<CloudFak
     return m ? (turns.get(Number(m[1])) ?? null) : null;
   };
 
-  const transcription: FakeOpenAiTranscription = await startFakeOpenAiTranscription({
-    apiKey: openaiKey,
-    finalMs: L.sttFinalMs,
-    responder: ({ ulaw }) => {
-      const at = performance.now();
-      const call = readTag(ulaw);
-      const ref = ++counts.commits;
-      if (call === null) counts.untagged++;
-      const k = call === null ? ref : (perCall.get(call) ?? 0);
-      if (call !== null) perCall.set(call, k + 1);
-      turns.set(ref, { ref, call, commitRx: at, finalTx: null, chatRx: null, sentenceTx: null, ttsRx: null, ttsFirstTx: null });
-      return `${SCRIPT[((call ?? 0) + k) % SCRIPT.length]!.question}, ref ${ref}`;
-    },
-  });
+  const answer = ({ ulaw }: ScribeAudio) => {
+    const at = performance.now();
+    const call = readTag(ulaw);
+    const ref = ++counts.commits;
+    if (call === null) counts.untagged++;
+    const k = call === null ? ref : (perCall.get(call) ?? 0);
+    if (call !== null) perCall.set(call, k + 1);
+    turns.set(ref, { ref, call, commitRx: at, finalTx: null, chatRx: null, sentenceTx: null, ttsRx: null, ttsFirstTx: null });
+    return `${SCRIPT[((call ?? 0) + k) % SCRIPT.length]!.question}, ref ${ref}`;
+  };
+  const transcription: FakeOpenAiTranscription = await startFakeOpenAiTranscription({ apiKey: openaiKey, finalMs: L.sttFinalMs, responder: answer });
+  const scribe: FakeScribe | null = stt === 'elevenlabs' ? await startFakeScribe({ apiKey: elevenKey, finalMs: L.sttFinalMs, jitterMs: 0, responder: answer }) : null;
   const chat: FakeOpenAiChat = await startOpenAiChatServer({
     apiKey: openaiKey,
     responder: (body) => {
@@ -371,13 +379,29 @@ export async function startCloudFakes(transport: TtsTransport): Promise<CloudFak
   const firstAudio = (turn: ProviderTurn | null, at: number) => {
     if (turn && turn.ttsFirstTx === null) turn.ttsFirstTx = at;
   };
-  const elevenFront = await startTap(() => portOf(eleven.url), {
+  const elevenFront = await startTap((path) => (scribe && path.startsWith(SCRIBE_PATH) ? portOf(scribe.url) : portOf(eleven.url)), {
     http: (x, body) => {
       counts.ttsRequests++;
       const turn = claim(textOf(body), x.at);
       return turn ? (_chunk, at) => firstAudio(turn, at) : null;
     },
     ws: (x) => {
+      if (x.path.startsWith(SCRIBE_PATH)) {
+        const commits: number[] = [];
+        return {
+          fromClient: (text, at) => {
+            if (text.includes('"commit":true')) commits.push(at);
+          },
+          fromServer: (text, at) => {
+            if (!text.includes('"committed_transcript"')) return;
+            const committedAt = commits.shift();
+            const turn = turnOf(text);
+            if (!turn || turn.finalTx !== null) return;
+            turn.finalTx = at;
+            if (committedAt !== undefined) turn.commitRx = committedAt;
+          },
+        };
+      }
       counts.ttsRequests++;
       let sent = '';
       let turn: ProviderTurn | null = null;
@@ -396,7 +420,7 @@ export async function startCloudFakes(transport: TtsTransport): Promise<CloudFak
 
   return {
     env: {
-      STT_PROVIDER: 'openai',
+      STT_PROVIDER: stt,
       AGENT_PROVIDER: 'openai',
       TTS_PROVIDER: 'elevenlabs',
       OPENAI_API_KEY: openaiKey,
@@ -409,7 +433,7 @@ export async function startCloudFakes(transport: TtsTransport): Promise<CloudFak
     counts,
     async close() {
       await Promise.all([closeServer(openaiFront.server), closeServer(elevenFront.server)]);
-      await Promise.all([transcription.close(), chat.close(), eleven.close()]);
+      await Promise.all([transcription.close(), chat.close(), eleven.close(), scribe?.close()]);
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
+ * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
  * (docs/design/reliability.md §4 recipe 4, §5; docs/design/conversation.md §1.4 and §6).
  *
  * Starts the engine in its own process (`node --import tsx src/main.ts`, loopback, a free port) and,
@@ -788,6 +788,8 @@ interface RunOptions {
   calls: number;
   durationS: number;
   providers: ProviderSet;
+  /** cloud: the recognizer (OpenAI Realtime or ElevenLabs Scribe Realtime). */
+  stt: 'openai' | 'elevenlabs';
   ttsTransport: 'http' | 'websocket';
   seed: number;
   probe: boolean;
@@ -811,7 +813,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   log(`starting engine (${o.providers} providers)…`);
   // cloud: the fake vendor servers live in this process, so their CPU is the load generator's.
   const cloudKit = o.providers === 'cloud' ? await import('./bench-cloud.js') : null;
-  const cloud = cloudKit ? await cloudKit.startCloudFakes(o.ttsTransport) : null;
+  const cloud = cloudKit ? await cloudKit.startCloudFakes(o.ttsTransport, o.stt) : null;
   const lines = cloudKit ? baseLines.map((l) => ({ ...l, speechEndFrames: cloudKit.framesToSpeechEnd(l.ulaw) })) : baseLines;
   let engine: EngineChild;
   try {
@@ -940,7 +942,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       providers: o.providers === 'local'
         ? { vad: 'energy', stt: 'local', tts: 'local', agent: 'local' }
         : o.providers === 'cloud'
-          ? { vad: 'energy', stt: 'openai (realtime)', tts: `elevenlabs (${o.ttsTransport})`, agent: 'openai', vendors: 'fake servers in the bench process' }
+          ? { vad: 'energy', stt: o.stt === 'openai' ? 'openai (realtime)' : 'elevenlabs (scribe realtime)', tts: `elevenlabs (${o.ttsTransport})`, agent: 'openai', vendors: 'fake servers in the bench process' }
           : { vad: 'energy', stt: 'fake', tts: 'fake', agent: 'fake' },
       seed: o.seed,
       rampInMs: rampMs,
@@ -1124,6 +1126,7 @@ interface Cli {
   calls: number;
   durationS: number;
   providers: ProviderSet;
+  stt: 'openai' | 'elevenlabs';
   ttsTransport: 'http' | 'websocket';
   ramp: boolean;
   rampBudgetS: number;
@@ -1135,8 +1138,8 @@ interface Cli {
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Cli {
-  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false };
-  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
+  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', stt: 'openai', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false };
+  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -1155,6 +1158,10 @@ function parseArgs(argv: string[]): Cli {
       const v = value();
       if (v !== 'fake' && v !== 'local' && v !== 'cloud') throw new UsageError(`--providers must be fake, local or cloud\n${usage}`);
       cli.providers = v;
+    } else if (a === '--stt') {
+      const v = value();
+      if (v !== 'openai' && v !== 'elevenlabs') throw new UsageError(`--stt must be openai or elevenlabs\n${usage}`);
+      cli.stt = v;
     } else if (a === '--tts-transport') {
       const v = value();
       if (v !== 'http' && v !== 'websocket') throw new UsageError(`--tts-transport must be http or websocket\n${usage}`);
