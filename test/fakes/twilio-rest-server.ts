@@ -8,9 +8,10 @@
  *   POST /2010-04-01/Accounts/{AccountSid}/Messages.json                    (To, From, Body: an SMS)
  *
  * Basic auth must be accountSid:authToken and the path must name the same account, else 401 with
- * Twilio's 20003 body. Scriptable: queue replies (status, Twilio code, body, delay, hang) consumed in
- * order by matching requests; unscripted requests succeed. Observable: every request is recorded
- * (method, path, decoded form, status sent, whether the client gave up first).
+ * Twilio's 20003 body. Scriptable: queue replies (status, Twilio code, body, delay, hang, answer
+ * after something else happened) consumed in order by matching requests; unscripted requests
+ * succeed. Observable: every request is recorded (method, path, decoded form, status sent, whether
+ * the client gave up first).
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -52,6 +53,11 @@ export interface FakeReply {
   delayMs?: number;
   /** Never answer: the client must give up (or close() ends the connection). */
   hang?: boolean;
+  /**
+   * Answer only once this settles, run when the request arrives: e.g. stop the call's Media Stream
+   * first, as Twilio does when it runs the new TwiML before its REST response is back.
+   */
+  answerAfter?: () => Promise<unknown>;
   /** How many requests this reply serves: default 1, `Infinity` for all that follow. */
   times?: number;
 }
@@ -238,12 +244,16 @@ export async function start(opts: { accountSid?: string; authToken?: string } = 
       const ok = resource(rec);
       send(res, rec, reply.status ?? ok.status, reply.body ?? ok.body);
     };
-    if (!reply.delayMs) return respond();
-    const timer = setTimeout(() => {
-      timers.delete(timer);
-      respond();
-    }, reply.delayMs);
-    timers.add(timer);
+    const later = () => {
+      if (!reply.delayMs) return respond();
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        respond();
+      }, reply.delayMs);
+      timers.add(timer);
+    };
+    if (reply.answerAfter) void reply.answerAfter().then(later, later);
+    else later();
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {

@@ -4,7 +4,8 @@
  * A failed transfer must reach the caller as the transferFailed clip within 2 s of the failure and
  * the call goes on; a failed hang-up still ends the call cleanly. A REST request that never
  * settles (even one deaf to its AbortSignal) must not hold the call: the machine's restTimeout ends
- * the wait. A healthy call on the same engine converses throughout.
+ * the wait. A healthy call on the same engine converses throughout. And the race a healthy transfer
+ * can lose: Twilio runs the new TwiML and stops the stream before its REST response is back.
  */
 import { beforeAll, describe, it } from 'vitest';
 import { BUDGETS } from '../../machines/call/budgets.js';
@@ -145,4 +146,34 @@ describe.concurrent('Twilio REST fails during a hang-up', () => {
       await ctx.annotate(`hang-up, ${fault.what}: call ended ${Math.round(endMs)} ms after the request started`);
     }, 40_000);
   }
+});
+
+describe('Twilio runs the transfer before REST answers', () => {
+  it('the stream closes first: the call ends as transferred, nothing errors, no hang-up is asked for', async (ctx) => {
+    const { expect } = ctx;
+    const fake = await startFakeRest();
+    ctx.onTestFinished(() => fake.close());
+    const rest = createTwilioRest({ accountSid: fake.accountSid, authToken: fake.authToken, baseUrl: fake.url, timeoutMs: REST_TIMEOUT_MS });
+    const r = await faultRig(ctx, { rest });
+    const call = await r.dial();
+    await untilState(r, call, 'listening.waiting', 10_000);
+    // Twilio takes the <Dial>, stops the Media Stream (stop, close 1000), and only then answers 200.
+    let stateAtStop = '';
+    fake.script({ route: 'call.update', answerAfter: async () => {
+      stateAtStop = r.stateOf(call.callSid);
+      await call.stop();
+    } });
+
+    call.dtmf('0');
+    await untilState(r, call, 'ended', 8_000);
+    expect(stateAtStop).toBe('transferring.dialing');
+    expect(r.outcomeOf(call.callSid)).toBe('transferred');
+    const update = fake.requests.find((q) => q.route === 'call.update');
+    expect(update?.form.Twiml).toContain('<Dial');
+    await call.waitFor(() => update?.status === 200 || update?.abandoned === true, 2_000, 'the update to be answered or given up');
+    expect(fake.requests.filter((q) => q.form.Status === 'completed')).toEqual([]); // no REST hang-up of a transferred call
+    expect(r.engine.registry.list()).toEqual([]);
+    expect(r.logs(call.callSid).filter((l) => (l.level as number) >= 40)).toEqual([]);
+    expect(call.protocolErrors).toEqual([]);
+  }, 30_000);
 });
