@@ -14,13 +14,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseJournal, replayJournal } from '../../src/replay/replay.js';
+import { fakeAudio } from '../fakes/elevenlabs-server.js';
 import type { FakeChatBody } from '../fakes/openai-chat-server.js';
 import { callerSpeech } from '../support/caller-speech.js';
 import { ELEVENLABS_KEY, OPENAI_KEY, startCloudEngine, type CloudRig } from '../support/cloud-engine.js';
 import { TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
-import { QUICK_VET, tone } from './conversation-kit.js';
+import { Player } from '../../src/twilio/player.js';
+import { QUICK_VET, lastGeneration, tone } from './conversation-kit.js';
 
 const rigs: CloudRig[] = [];
 const calls: FakeTwilio[] = [];
@@ -70,6 +72,23 @@ async function dial(rig: CloudRig) {
 
 const stateOf = (rig: CloudRig, callSid: string) => rig.engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 const recordOf = (rig: CloudRig, callSid: string) => rig.engine.registry.session(callSid)?.record ?? rig.engine.registry.recentCalls().find((r) => r.callSid === callSid);
+
+/** The μ-law the engine sent for playback generation `generation`, in order (each media message is followed by its mark). */
+function audioOf(call: FakeTwilio, generation: number): Buffer {
+  const parts: Buffer[] = [];
+  let pending: Buffer | null = null;
+  for (const r of call.outbound) {
+    if (r.message?.event === 'media') pending = Buffer.from(r.message.media.payload, 'base64');
+    else if (r.message?.event === 'mark' && pending) {
+      if (Player.parseMark(r.message.mark.name)?.generation === generation) parts.push(pending);
+      pending = null;
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+/** Chunk sizes for the vendor: odd, tiny, and never a whole number of 20 ms frames in a row. */
+const ODD_CHUNKS = [1, 161, 7, 319, 999, 3, 479, 80];
 
 function journalEvents(dir: string): { type: string; [k: string]: unknown }[] {
   const file = readdirSync(dir).find((f) => f.endsWith('.jsonl'));
@@ -165,4 +184,34 @@ describe('a call on the cloud providers (fake vendor servers)', () => {
     expect(session.history[0]?.text).toBe('what are your hours');
     expect(session.record.fallbacks).toEqual([{ kind: 'stt', from: 'openai', to: 'local' }]);
   }, 40_000);
+
+  for (const transport of ['http', 'websocket'] as const) {
+    it(`plays ElevenLabs audio cut into odd-sized chunks (${transport}) as whole 20 ms frames, every byte in order`, async () => {
+      const { rig } = await start({
+        transcripts: ['what are your hours'],
+        env: { ELEVENLABS_TRANSPORT: transport },
+        elevenlabsChunkBytes: (i) => ODD_CHUNKS[i % ODD_CHUNKS.length]!,
+      });
+      const call = await dial(rig);
+      const before = rig.elevenlabs.requests.length;
+      await call.say(tone(700));
+      await call.waitFor(() => (rig.engine.registry.session(call.callSid)?.history.length ?? 0) >= 2, 10_000, 'an answer');
+      await call.waitFor(() => stateOf(rig, call.callSid) === 'listening.waiting', 10_000, 'the answer to end');
+      await call.untilQuiet();
+      const session = rig.engine.registry.session(call.callSid)!;
+      expect(session.record.fallbacks).toEqual([]); // ElevenLabs spoke it, not the local voice
+      const requests = rig.elevenlabs.requests.slice(before);
+      expect(requests.length).toBeGreaterThan(0);
+      expect(requests.reduce((n, r) => n + r.chunks, 0)).toBeGreaterThan(ODD_CHUNKS.length);
+      // Every byte the vendor sent, in order, then μ-law silence to the end of the last 20 ms frame.
+      const vendor = Buffer.concat(requests.map((r) => fakeAudio(r.text)));
+      const sent = audioOf(call, lastGeneration(call));
+      expect(sent.length % 160).toBe(0);
+      expect(sent.length - vendor.length).toBeLessThan(160);
+      expect(sent.subarray(0, vendor.length).equals(vendor)).toBe(true);
+      expect(sent.subarray(vendor.length).every((b) => b === 0xff)).toBe(true);
+      expect(call.protocolErrors).toEqual([]); // every media message a whole number of frames
+      expect(call.heardMs()).toBeGreaterThanOrEqual(sent.length / 8);
+    }, 40_000);
+  }
 });

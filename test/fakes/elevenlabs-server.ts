@@ -88,8 +88,11 @@ export interface FakeElevenLabs {
 export interface FakeElevenLabsOptions {
   apiKey?: string;
   faults?: FaultScript;
-  /** Bytes of audio per chunk: 800 (100 ms) by default. */
-  chunkBytes?: number;
+  /**
+   * Bytes of audio per chunk: 800 (100 ms) by default; a function of the chunk's index (per request
+   * or session) for uneven chunks, e.g. odd sizes that are no multiple of a 20 ms frame.
+   */
+  chunkBytes?: number | ((index: number) => number);
 }
 
 /** The fake's audio for `text`: 480 bytes of μ-law tone per character. */
@@ -122,7 +125,8 @@ const errorJson = (status: number) => JSON.stringify({ detail: STATUS_CODES[stat
 export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Promise<FakeElevenLabs> {
   const apiKey = opts.apiKey ?? FAKE_ELEVENLABS_KEY;
   const faults = opts.faults ?? new FaultScript();
-  const chunkBytes = opts.chunkBytes ?? 800;
+  const chunkSize = opts.chunkBytes ?? 800;
+  const sizeOf = (index: number) => Math.max(1, Math.floor(typeof chunkSize === 'number' ? chunkSize : chunkSize(index)));
   const requests: FakeElevenLabsRequest[] = [];
   const sockets = new Set<Socket | Duplex>();
   const timers = new Set<NodeJS.Timeout>();
@@ -164,7 +168,7 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
     res.writeHead(200, { 'Content-Type': 'audio/basic', 'Transfer-Encoding': 'chunked' });
     rec.status = 200;
     changed();
-    for (let at = 0; at < audio.length; at += chunkBytes) {
+    for (let at = 0; at < audio.length; ) {
       if (rec.chunks > 0) await later(plan.chunkDelayMs ?? 0);
       if (gone()) return;
       if (rec.chunks === plan.stallAfterChunks) return; // open and silent until the client gives up
@@ -173,7 +177,8 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
         res.socket?.write('zz\r\nnot a chunk\r\n'); // a chunk size that is not hex
         return void res.socket?.destroySoon();
       }
-      const chunk = audio.subarray(at, at + chunkBytes);
+      const chunk = audio.subarray(at, at + sizeOf(rec.chunks));
+      at += chunk.length;
       res.write(chunk);
       rec.chunks += 1;
       rec.bytes += chunk.length;
@@ -257,7 +262,7 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
         const audio = pending.shift()!;
         if (!firstAudioDone) await later(plan.firstByteMs ?? 0);
         firstAudioDone = true;
-        for (let at = 0; at < audio.length && !halted; at += chunkBytes) {
+        for (let at = 0; at < audio.length && !halted; ) {
           if (rec.chunks > 0) await later(plan.chunkDelayMs ?? 0);
           if (!open()) return;
           if (rec.chunks === plan.stallAfterChunks) halted = true;
@@ -268,7 +273,8 @@ export async function startElevenLabsFake(opts: FakeElevenLabsOptions = {}): Pro
             halted = true;
             ws.send('{"audio": "AAAA", "isFinal": nul');
           } else {
-            const chunk = audio.subarray(at, at + chunkBytes);
+            const chunk = audio.subarray(at, at + sizeOf(rec.chunks));
+            at += chunk.length;
             ws.send(JSON.stringify({ audio: Buffer.from(chunk).toString('base64'), isFinal: null, normalizedAlignment: null }));
             rec.chunks += 1;
             rec.bytes += chunk.length;

@@ -17,7 +17,7 @@ import { createProviders, type BuiltProviders, type ProviderTuning } from '../..
 import type { FollowUpDeps } from '../../src/server.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { startFakeScribe, type FakeScribe } from '../fakes/elevenlabs-scribe-server.js';
-import { startElevenLabsFake, type FakeElevenLabs } from '../fakes/elevenlabs-server.js';
+import { startElevenLabsFake, type FakeElevenLabs, type FakeElevenLabsOptions } from '../fakes/elevenlabs-server.js';
 import { portOf, startFront } from '../fakes/front.js';
 import { startFakeOpenAi, type FakeOpenAi } from '../fakes/openai-server.js';
 import type { ChatResponder } from '../fakes/openai-chat-server.js';
@@ -61,6 +61,8 @@ export async function startCloudEngine(opts: {
    * e.g. a proxy in front of it that rewrites what the fake sends.
    */
   openaiFront?: (fakeUrl: string) => string | Promise<string>;
+  /** How the ElevenLabs fake cuts its audio into chunks (default: 800 bytes). */
+  elevenlabsChunkBytes?: FakeElevenLabsOptions['chunkBytes'];
 } = {}): Promise<CloudRig> {
   const transcripts = [...(opts.transcripts ?? [])];
   const openai = await startFakeOpenAi({
@@ -68,7 +70,10 @@ export async function startCloudEngine(opts: {
     ...(opts.responder ? { responder: opts.responder } : {}),
     transcription: { responder: () => transcripts.shift() ?? '' },
   });
-  const elevenlabs = await startElevenLabsFake({ apiKey: ELEVENLABS_KEY });
+  const elevenlabs = await startElevenLabsFake({
+    apiKey: ELEVENLABS_KEY,
+    ...(opts.elevenlabsChunkBytes !== undefined ? { chunkBytes: opts.elevenlabsChunkBytes } : {}),
+  });
   const scribe = await startFakeScribe({ apiKey: ELEVENLABS_KEY, responder: () => transcripts.shift() ?? '' });
   const elevenFront = await startFront((path) => (path.startsWith('/v1/speech-to-text/') ? portOf(scribe.url) : portOf(elevenlabs.url)));
   const tenantsDir = opts.tenantsDir ?? FIXTURE_TENANTS_DIR;
