@@ -1,6 +1,7 @@
 /** The scripted caller: plays a scenario over the real Twilio protocol and judges its expectations. */
 import { performance } from 'node:perf_hooks';
 import { callerSpeech } from '../../test/support/caller-speech.js';
+import type { LineProfile } from '../../test/support/fake-line.js';
 import { FakeTwilio } from '../../test/support/fake-twilio.js';
 import type { Expectation, Scenario, Step } from './scenario.js';
 import type { Target } from './target.js';
@@ -11,6 +12,18 @@ export interface Check {
   ok: boolean;
   skipped?: boolean;
   detail: string;
+}
+
+/** One caller line: when it was said (ms since dial) and what the engine was doing as it began. */
+export interface CallerLine {
+  text: string;
+  fromMs: number;
+  /** When its last frame was sent (null: the call ended first). */
+  toMs: number | null;
+  /** The call's state as the caller began (the last one polled). */
+  stateAtStart: string;
+  /** Engine audio was playing at the caller as they began (within the last 60 ms). */
+  engineAudible: boolean;
 }
 
 export interface ScenarioResult {
@@ -25,6 +38,11 @@ export interface ScenarioResult {
   states: { atS: number; state: string }[];
   agentLines: string[];
   engine: ReturnType<NonNullable<Target['engineTimings']>>;
+  /** What the caller did, and every `clear` the engine sent (ms since dial): for the corpus figures. */
+  caller: { lines: CallerLine[]; keysMs: number[] };
+  clearsMs: number[];
+  /** The line's echo path and impairments, when the call was on one. */
+  line: { echo: { attenuationDb: number; delayMs: number } | null; lateFrames: number; bursts: number } | null;
   durationMs: number;
 }
 
@@ -39,6 +57,8 @@ export class Caller {
   readonly states: { atMs: number; state: string }[] = [];
   readonly checks: Check[] = [];
   readonly replies: { said: string; ms: number | null }[] = [];
+  readonly spoken: CallerLine[] = [];
+  readonly keysMs: number[] = [];
   private readonly lines: { atMs: number; text: string }[] = [];
   private anchor = { startMs: 0, endMs: 0, agentLines: 0, what: 'the call start' };
   private pollTimer: NodeJS.Timeout | null = null;
@@ -51,10 +71,10 @@ export class Caller {
 
   private constructor(readonly call: FakeTwilio, private readonly target: Target, private readonly print: (line: string) => void) {}
 
-  static async dial(target: Target, o: { to: string; from?: string; print: (line: string) => void }): Promise<Caller> {
+  static async dial(target: Target, o: { to: string; from?: string; print: (line: string) => void; line?: LineProfile }): Promise<Caller> {
     const call = await FakeTwilio.call({
       serverUrl: target.url, publicBaseUrl: target.baseUrl, authToken: target.token, accountSid: target.accountSid,
-      to: o.to, from: o.from ?? '+15557654321', playbackSpeed: 1,
+      to: o.to, from: o.from ?? '+15557654321', playbackSpeed: 1, ...(o.line ? { line: o.line } : {}),
     });
     const c = new Caller(call, target, o.print);
     if (!call.twiml.stream) throw new Error(`the webhook did not connect a stream (HTTP ${call.twiml.status}): ${call.twiml.text.slice(0, 300)}`);
@@ -149,8 +169,13 @@ export class Caller {
     const start = this.now();
     this.print(`${fmtS(start)}  caller  “${text}” (${(ulaw.length / 8000).toFixed(2)} s)`);
     const agentLines = this.lines.length;
+    const spoken: CallerLine = {
+      text, fromMs: start, toMs: null, stateAtStart: this.states.at(-1)?.state ?? '', engineAudible: this.call.audioSince(start - 60).length > 0,
+    };
+    this.spoken.push(spoken);
     const done = this.call.say(ulaw).then((sent) => {
       const end = this.now();
+      spoken.toMs = sent ? end : null;
       if (sent) {
         this.print(`${fmtS(end)}  caller  (stopped speaking)`);
         this.anchor = { startMs: start, endMs: end, agentLines, what: `the end of “${text}”` };
@@ -171,6 +196,7 @@ export class Caller {
         if (i > 0) await this.sleep(100);
         const at = this.now();
         this.call.dtmf(d);
+        this.keysMs.push(at);
         this.print(`${fmtS(at)}  caller  presses ${d}`);
         this.anchor = { startMs: at, endMs: at, agentLines: this.lines.length, what: `key ${d}` };
       }
@@ -183,7 +209,9 @@ export class Caller {
     const at = this.now();
     this.print(`${fmtS(at)}  caller  hangs up`);
     this.anchor = { startMs: at, endMs: at, agentLines: this.lines.length, what: 'the hang-up' };
-    await this.call.hangUp();
+    // A close handshake slower than FakeTwilio's 2 s is not the caller's failure: the `state` and
+    // `outcome` expectations after a hang-up judge whether the engine ended the call.
+    await this.call.hangUp().catch((err: unknown) => this.print(`${fmtS(this.now())}  caller  (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`));
   }
 
   async wait(step: Extract<Step, { wait: unknown }>, index: number): Promise<void> {
@@ -261,6 +289,13 @@ export class Caller {
       if (at !== null && at <= timedDeadline) this.record({ step: index, what, ok: true, detail: `first audio ${rel(at)}` });
       else this.record({ step: index, what, ok: false, detail: at === null ? `none yet (${rel(this.now())})` : `first audio only ${rel(at)}` });
     }
+    if (e.bargeIn) {
+      const what = 'barge-in (clear)';
+      const clearAt = () => this.call.clears.find((t) => t >= a.startMs) ?? null;
+      await this.until(() => clearAt() !== null, this.now() + timeout);
+      const at = clearAt();
+      this.record({ step: index, what, ok: at !== null, detail: at !== null ? `clear ${Math.round(at - a.startMs)} ms after the caller began` : `no clear since the caller began (state ${this.states.at(-1)?.state ?? '?'})` });
+    }
     if (e.heardMs !== undefined) {
       const min = e.heardMs;
       const what = `at least ${min} ms of audio heard`;
@@ -330,11 +365,20 @@ export class Caller {
 }
 
 /** Runs one scenario to the end (or to its first failed wait), then hangs up if still connected. */
-export async function runScenario(scenario: Scenario, target: Target, print: (line: string) => void = () => undefined): Promise<ScenarioResult> {
+export async function runScenario(
+  scenario: Scenario,
+  target: Target,
+  print: (line: string) => void = () => undefined,
+  opts: { line?: LineProfile } = {},
+): Promise<ScenarioResult> {
   const started = performance.now();
   const name = scenario.name ?? 'scenario';
   print(`scenario ${name}${scenario.description ? `: ${scenario.description}` : ''}`);
-  const caller = await Caller.dial(target, { to: scenario.to, ...(scenario.from ? { from: scenario.from } : {}), print });
+  // Every line synthesized before dialling: the caller speaks when the script says, not a synthesis later.
+  await Promise.all(scenario.steps.flatMap((step) => ('say' in step ? [callerSpeech(step.say)] : [])));
+  const caller = await Caller.dial(target, { to: scenario.to, ...(scenario.from ? { from: scenario.from } : {}), print, ...(opts.line ? { line: opts.line } : {}) });
+  const echo = caller.call.line?.echo;
+  if (echo) print(`        line    echo ${echo.attenuationDb.toFixed(1)} dB after ${Math.round(echo.delayMs)} ms`);
   try {
     for (const [i, step] of scenario.steps.entries()) {
       const n = i + 1;
@@ -368,6 +412,11 @@ export async function runScenario(scenario: Scenario, target: Target, print: (li
     states: caller.states.map((s) => ({ atS: Math.round(s.atMs) / 1000, state: s.state })),
     agentLines: caller.agentText,
     engine,
+    caller: { lines: caller.spoken, keysMs: caller.keysMs },
+    clearsMs: [...caller.call.clears],
+    line: caller.call.line
+      ? { echo: echo ? { attenuationDb: echo.attenuationDb, delayMs: echo.delayMs } : null, lateFrames: caller.call.line.stats.lateFrames, bursts: caller.call.line.stats.bursts }
+      : null,
     durationMs: Math.round(performance.now() - started),
   };
 }

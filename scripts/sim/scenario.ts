@@ -13,6 +13,7 @@ export interface Expectation {
   heardMs?: number;
   maxSilenceMs?: number;
   outcome?: string;
+  bargeIn?: boolean;
   timeoutMs?: number;
 }
 
@@ -60,13 +61,14 @@ export function parseScenario(raw: unknown, source: string): Scenario {
     } else if ('expect' in s) {
       const e = s.expect;
       if (!isObj(e)) return bad(`${at}: "expect" must be an object`);
-      const known = ['state', 'audio', 'withinMs', 'heard', 'heardMs', 'maxSilenceMs', 'outcome', 'timeoutMs'];
+      const known = ['state', 'audio', 'withinMs', 'heard', 'heardMs', 'maxSilenceMs', 'outcome', 'bargeIn', 'timeoutMs'];
       const unknown = Object.keys(e).filter((k) => !known.includes(k));
       if (unknown.length) bad(`${at}: unknown expectation ${unknown.join(', ')} (known: ${known.join(', ')})`);
       if (Object.keys(e).every((k) => k === 'withinMs' || k === 'timeoutMs')) bad(`${at}: "expect" names nothing to check`);
       for (const k of ['state', 'heard', 'outcome'] as const) if (e[k] !== undefined && typeof e[k] !== 'string') bad(`${at}: "${k}" must be a string`);
       for (const k of ['withinMs', 'heardMs', 'maxSilenceMs', 'timeoutMs'] as const) if (!num(e[k])) bad(`${at}: "${k}" must be a number ≥ 0`);
       if (e.audio !== undefined && e.audio !== true) bad(`${at}: "audio" can only be true`);
+      if (e.bargeIn !== undefined && e.bargeIn !== true) bad(`${at}: "bargeIn" can only be true`);
     } else bad(`${at}: expected one of wait, say, dtmf, hangup, expect`);
   });
   return o as unknown as Scenario;
