@@ -259,7 +259,7 @@ const meaningWords = (text: string) => clauses(text).flat().filter((w) => !FILLE
 
 /**
  * Do two transcripts of the same words mean the same? Equal once case, punctuation and fillers
- * are set aside; a reply prepared on one stands for the other (docs/design/conversation.md §1.5).
+ * are set aside (so a reply prepared on an interim transcript can stand for the final one).
  */
 export function sameMeaning(a: string, b: string): boolean {
   const x = meaningWords(a);
