@@ -2,8 +2,10 @@
  * Model-based tests: a breadth-first walk (as @xstate/graph's) explores the call machine over an
  * abstraction of its context, then the edges of that graph are replayed on a live actor (simulated
  * clock, inert children) while inspection records which transitions fired, until every state and
- * transition the machine defines has been seen (VETLINE_LONG=1 replays them all). Prints state and
- * transition coverage; asserts 100 % and the call's safety invariants over every generated state.
+ * transition the machine defines has been seen (VETLINE_LONG=1 replays them all). Each replayed
+ * edge must land where the walk predicted (same state value, same abstract state) without an
+ * actor error. Asserts 100 % state and transition coverage, that every state ends the call by its
+ * own timers alone, and the call's safety invariants over every generated state.
  */
 import {
   __unsafe_getAllOwnEventDescriptors,
@@ -227,8 +229,13 @@ describe('call machine graph', () => {
     const covered = () => nodes.every((n) => statesSeen.has(n.id)) && transitions.every((t) => transitionsSeen.has(t));
     let edges = 0;
     let done = false;
-    /** Restores the vertex in a live actor and sends the edge's event; inspection reports every transition taken, eventless ones included. */
-    const replay = (state: Snap, event: CallEvent) => {
+    /**
+     * Restores the vertex in a live actor and sends the edge's event; inspection reports every
+     * transition taken, eventless ones included. The actor must end where the walk's pure
+     * transition said it would, and without an error (an action that throws in the live actor).
+     */
+    const replay = (from: string, state: Snap, edge: Edge) => {
+      const errors: unknown[] = [];
       const actor = createActor(inert, {
         input: { callSid: 'CA1', tenant: state.context.tenant },
         snapshot: inert.getPersistedSnapshot(state),
@@ -239,11 +246,16 @@ describe('call machine graph', () => {
           for (const node of (e.snapshot as typeof state)._nodes) statesSeen.add(node.id);
         },
       });
-      actor.subscribe({ error: () => undefined });
+      actor.subscribe({ error: (err) => errors.push(err) });
       actor.start();
-      actor.send(event);
+      actor.send(edge.event);
+      const after = actor.getSnapshot();
       actor.stop();
       edges++;
+      const what = `${from} --${eventKey(edge.event)}-->`;
+      expect(errors, what).toEqual([]);
+      expect(JSON.stringify(after.value), what).toBe(edge.value);
+      expect(abstractState(after), what).toBe(edge.key);
     };
     const replayed = new Set<string>();
     // Two passes: first one edge per (state, event, next state), which covers most
@@ -258,7 +270,7 @@ describe('call machine graph', () => {
     ];
     for (const [pass, signatureOf] of passes.entries()) {
       for (const { adjacency } of explored) {
-        for (const { state, transitions: out } of Object.values(adjacency)) {
+        for (const [vertex, { state, transitions: out }] of Object.entries(adjacency)) {
           if (done) break;
           for (const node of state._nodes) statesSeen.add(node.id);
           if (state.status !== 'active') continue;
@@ -267,7 +279,7 @@ describe('call machine graph', () => {
             const signature = `${pass} ${signatureOf(from, edge)}`;
             if (replayed.has(signature)) continue;
             replayed.add(signature);
-            replay(state, edge.event);
+            replay(vertex, state, edge);
             if (!LONG && edges % 32 === 0 && covered()) done = true;
             if (done) break;
           }
@@ -276,27 +288,30 @@ describe('call machine graph', () => {
     }
     const missingStates = nodes.map((n) => n.id).filter((id) => !statesSeen.has(id));
     const missingTransitions = transitions.filter((t) => !transitionsSeen.has(t));
-    console.log(
-      `call machine coverage: states ${nodes.length - missingStates.length}/${nodes.length}, ` +
-        `transitions ${transitions.length - missingTransitions.length}/${transitions.length} ` +
-        `(${explored.map((e) => `${e.name}: ${Object.keys(e.adjacency).length} states`).join(', ')}; ${edges} edges replayed${done ? ', then everything was covered' : ''})`,
-    );
     expect(missingStates).toEqual([]);
     expect(missingTransitions).toEqual([]);
   }, 120_000);
 
-  it('ended is reachable from every state', () => {
-    for (const { adjacency } of explored) {
-      // Backwards from the final states over reversed edges: what it reaches can reach `ended`.
+  /**
+   * Liveness over the whole graph: a call nobody talks to (no caller, no hang-up, no engine
+   * command, no REST answer, no synthesizer) still ends, by its own timers. Hang-up events reach
+   * `ended` from every state in one step, so they would make this hold for any machine.
+   */
+  it('ended is reachable from every state by timers alone', () => {
+    const timer = (e: CallEvent) => e.type.startsWith('xstate.after.');
+    for (const { name, adjacency } of explored) {
+      // Backwards from the final states over reversed timer edges: what it reaches can reach `ended`.
       const into = new Map<string, string[]>();
       for (const [from, { transitions }] of Object.entries(adjacency)) {
-        for (const { key: to } of Object.values(transitions)) {
+        for (const { event, key: to } of Object.values(transitions)) {
+          if (!timer(event) || to === from) continue;
           const list = into.get(to);
           if (list) list.push(from);
           else into.set(to, [from]);
         }
       }
       const reaches = new Set(Object.keys(adjacency).filter((k) => adjacency[k]!.state.status === 'done'));
+      expect(reaches.size, name).toBeGreaterThan(0);
       const queue = [...reaches];
       while (queue.length > 0) {
         for (const from of into.get(queue.pop()!) ?? []) {
@@ -306,8 +321,8 @@ describe('call machine graph', () => {
           }
         }
       }
-      expect(reaches.size).toBeGreaterThan(0);
-      for (const from of Object.keys(adjacency)) expect(reaches.has(from), from).toBe(true);
+      const stuck = Object.keys(adjacency).filter((k) => !reaches.has(k));
+      expect(stuck, `${name}: states that never end without a hang-up`).toEqual([]);
     }
   });
 
