@@ -30,6 +30,8 @@ export default defineConfig({
     // Child processes, not worker threads: tests spawn engines, send signals and listen for process
     // warnings (threads measured no faster here).
     pool: 'forks',
+    // The last line names suites skipped for want of Chromium or PostgreSQL (test/support/skip-reporter.ts).
+    reporters: ['default', './test/support/skip-reporter.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/clip-cache.setup.ts'],
     projects: [

@@ -7,22 +7,16 @@
  *
  * `UPDATE_DESK_SCREENSHOT=1` saves the screenshot to docs/desk.png (else to the temp dir).
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FollowUpInput } from '../../src/store/types.js';
+import { CHROMIUM, CHROMIUM_ARGS, describeInChromium } from '../support/chromium.js';
 import { MINUTE, OAK, RIVER, TOKENS, followUp, recordingSid, startDesk, summary, tokenAccess, webhookDelivery, type DeskHarness } from './kit.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-/** docs/design/stack.md §5: what this machine's Chromium needs to start quietly (as test/inspector/browser.test.ts). */
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-];
 const PHONE = { width: 390, height: 844 };
 
 /** The page's globals the tests read (tsconfig has no DOM lib; these casts vanish when compiled). */
@@ -35,10 +29,7 @@ interface Win {
   localStorage: { getItem(key: string): string | null };
 }
 
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`desk browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-
-describe.skipIf(!haveChromium)('the front desk in headless Chromium, on a phone', () => {
+describeInChromium('the front desk in headless Chromium, on a phone', () => {
   let desk: DeskHarness;
   let browser: Browser;
   let url: string;

@@ -12,12 +12,12 @@
  *
  * `UPDATE_INSPECTOR_SCREENSHOT=1` saves the screenshot to docs/inspector.png (else to the temp dir).
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeUlaw } from '../../src/audio/ulaw.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import { localAgent } from '../../src/providers/agent/local.js';
@@ -25,17 +25,11 @@ import { createLocalStt } from '../../src/providers/stt/local.js';
 import { createLocalTts, synthesizeUlaw } from '../../src/providers/tts/local.js';
 import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
 import { energyVad } from '../../src/providers/vad/energy.js';
+import { CHROMIUM, CHROMIUM_ARGS, describeInChromium } from '../support/chromium.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { startEngine, TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const OAK_HILL = '+15550100200';
-/** docs/design/stack.md §5: what this machine's Chromium needs to start quietly. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-];
 
 type Probe = {
   connected: boolean;
@@ -90,10 +84,7 @@ function inOrder(seen: readonly string[], wanted: readonly ((s: string) => boole
   return i === wanted.length;
 }
 
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium; .ci/run does)`);
-
-describe.skipIf(!haveChromium)('the inspector in headless Chromium', () => {
+describeInChromium('the inspector in headless Chromium', () => {
   let engine: TestEngine;
   let browser: Browser;
   let dir: string;
