@@ -62,6 +62,8 @@ const clinics: Record<string, CallTenant> = {
   plain: base,
   consentTransferNoLine: testTenant({ consent: { required: true, onRefusal: 'transfer' }, emergency: { ...base.emergency, hasLine: false } }),
   consentContinue: testTenant({ consent: { required: true, onRefusal: 'continue' } }),
+  /** A 20-second limit (limits.maxCallSeconds): the call wraps up mid-conversation. */
+  timeLimited: testTenant({ limits: { maxCallMs: 20_000 } }),
   /** No consent, no emergency line, menu keys for emergency and hang-up. */
   menuNoLine: testTenant({
     emergency: { ...base.emergency, hasLine: false },
