@@ -144,13 +144,16 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'emergency-word',
     to: QUICK_VET,
     agent: () => createFakeAgent({ script: [LONG] }),
-    stt: [ASK, { partials: ['I think my dog is bleeding'], final: 'I think my dog is bleeding a lot' }],
+    // One keyword in an interim transcript is uncertain: "Is your pet in danger right now?", then "yes".
+    stt: [ASK, { partials: ['I think my dog is bleeding'], final: 'I think my dog is bleeding a lot' }, 'yes'],
     async run(c) {
       await midReply(c, 800);
       const spoken = c.call.say(tone(2_400)); // six words of partial need ~1.8 s of speech
-      await c.until('emergency', 3_000);
+      await c.until((s) => s.startsWith('emergency.checking.'), 3_000);
       await spoken;
-      await c.until('transferring.handedOff', 6_000);
+      await c.until('emergency.checking.waiting', 8_000);
+      await c.call.say(tone(300));
+      await c.until('transferring.handedOff', 8_000);
       await c.call.stop(); // Twilio runs the <Dial> and stops the stream
     },
   },

@@ -31,6 +31,8 @@ const RELATIONS: [string, number, string, number, string][] = [
     B.hardExitAfterDrainMs,
     'the drain hand-off finishes before the hard exit',
   ],
+  ['machine sttFinalTimeout', B.sttFinalTimeoutMs, 'emergency answer window', B.emergencyAnswerMs, 'a yes or no said right after "Is your pet in danger?" is transcribed before silence counts as yes'],
+  ['emergency answer window', B.emergencyAnswerMs, 'emergency check ceiling', B.emergencyCheckMaxMs, 'the ceiling leaves the question (≤ 160 characters, ~10 s) its answer window'],
   ['/twilio/voice handler', SERVER_TIMEOUTS.voiceHandlerTimeoutMs, 'request timeout (Twilio gives up at 15 s)', SERVER_TIMEOUTS.requestTimeoutMs, 'the fallback TwiML is sent before Twilio or Node gives up'],
 ];
 
@@ -53,6 +55,8 @@ describe('timing budgets', () => {
     expect(delays.sttFinalTimeout).toBe(B.sttFinalTimeoutMs);
     expect(delays.thinkingTimeout).toBe(B.thinkingTimeoutMs);
     expect(delays.handoffTimeout).toBe(B.handoffTimeoutMs);
+    expect(delays.emergencyAnswer).toBe(B.emergencyAnswerMs);
+    expect(delays.emergencyCheckMax).toBe(B.emergencyCheckMaxMs);
     expect(DEFAULT_BUDGETS).toEqual({
       agent: { firstMs: B.agentFirstOutputMs, idleMs: B.agentIdleMs },
       tts: { firstMs: B.ttsFirstAudioMs, idleMs: B.ttsIdleMs },

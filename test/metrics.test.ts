@@ -130,7 +130,7 @@ describe('engine metrics from call records', () => {
         ...initialContext({ callSid: SID, tenant: testTenant() }),
         interruptions: 3,
         falseInterruptions: 1,
-        emergency: { via: 'speech', keyword: 'not breathing' },
+        emergency: { via: 'speech', keyword: 'not breathing', certainty: 'clear', basis: 'phrase', transcript: 'final', confidence: 0.9 },
         requests: [{ id: 'fu-1', kind: 'appointment', petName: 'Rex', petSpecies: null, ownerName: 'Ann', reason: 'limping', preferredTime: 'Monday',
           message: null, recipient: null, callback: { kind: 'none' }, urgency: 'routine' }],
       },

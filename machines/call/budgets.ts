@@ -37,6 +37,12 @@ export const BUDGETS = {
   /** No reply audio at all this long after the turn → apology (`thinkingTimeout`). */
   thinkingTimeoutMs: 8_000,
 
+  // ---- Emergency check (docs/design/conversation.md §4) ----
+  /** After "Is your pet in danger right now?" was heard: no answer this long counts as yes (`emergencyAnswer`). */
+  emergencyAnswerMs: 4_000,
+  /** From an uncertain trigger to the emergency script at the latest, question included, marks or not (`emergencyCheckMax`). */
+  emergencyCheckMaxMs: 15_000,
+
   // ---- Drain (docs/design/reliability.md §3) ----
   /** After the drain hand-off, how long Twilio gets to stop the stream before the registry closes it 1001. */
   handoffStopWaitMs: 5_000,

@@ -22,6 +22,7 @@ export function initialContext({ callSid, tenant }: CallInput): CallContext {
     recording: 'off',
     recordings: [],
     emergency: null,
+    emergencyCheck: null,
     transfer: null,
     requests: [],
     interruptions: 0,

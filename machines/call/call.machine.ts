@@ -2,8 +2,9 @@
  * The call statechart: one actor per phone call. States and transitions are the behaviour; every
  * implementation is named in call.setup.ts. Rules kept here:
  * - hang-up (stream stop, socket close, terminal status) ends the call from every state;
- * - an emergency (keyword in a partial or final transcript, or the emergency key) preempts every
- *   state but `ended`, once; the emergency script cannot be interrupted;
+ * - an emergency (keyword in a partial or final transcript, the emergency key, the agent's action)
+ *   preempts every state but `ended`, once; an uncertain keyword asks first (call.emergency.ts);
+ *   the emergency script cannot be interrupted;
  * - recording starts only after consent when the clinic requires it;
  * - every waiting state has a timeout;
  * - the clinic's maximum call length wraps the conversation up (never the emergency script or a transfer).
@@ -12,6 +13,7 @@ import { and } from 'xstate';
 import {
   EMERGENCY_DIGIT, EMERGENCY_SPEECH, failedTurnPrompt, handingOffState, outcome, playsClip, TTS_EVENTS, WRAP_UP_WHEN_DUE, wrappingUpState,
 } from './call.parts.js';
+import { emergencyState } from './call.emergency.js';
 import { callSetup, initialContext } from './call.setup.js';
 
 export const callMachine = callSetup.createMachine({
@@ -38,7 +40,7 @@ export const callMachine = callSetup.createMachine({
     'twilio.dtmf': [EMERGENCY_DIGIT, { actions: 'collectDigit' }],
     'dtmf.timeout': { actions: 'flushDigits' },
     'dtmf.entered': [
-      { guard: 'menuEmergency', target: '.emergency' },
+      { guard: 'menuEmergency', target: '.emergency', actions: 'detectKeyEmergency' },
       // The front desk after hours: nobody would answer; the receptionist offers to take a message.
       { guard: 'menuFrontDeskClosed', target: '.reply', actions: 'takeDigitTurn' },
       { guard: 'menuTransfer', target: '.transferring', actions: 'setTransferFromMenu' },
@@ -256,7 +258,7 @@ export const callMachine = callSetup.createMachine({
         /** Reply fully heard: commit it and do what the agent asked. */
         done: {
           always: [
-            { guard: 'replyWantsEmergency', target: '#call.emergency', actions: 'commitReply' },
+            { guard: 'replyWantsEmergency', target: '#call.emergency', actions: ['detectAgentEmergency', 'commitReply'] },
             { guard: 'replyWantsTransfer', target: '#call.transferring', actions: ['setTransferFromReply', 'commitReply'] },
             // The reply itself said goodbye: no second farewell clip.
             { guard: 'replyWantsEnd', target: '#call.hangingUp.requesting', actions: ['commitReply', outcome('completed')] },
@@ -266,26 +268,7 @@ export const callMachine = callSetup.createMachine({
       },
     },
 
-    /** Emergency instructions (never interrupted), then the emergency line or the end of the call. */
-    emergency: {
-      entry: ['recordEmergency', 'beginPlayback'],
-      // After hours nobody is at the clinic: with an emergency line, a short notice and straight there.
-      ...playsClip((c) => (!c.tenant.openNow && c.tenant.emergency.hasLine ? 'emergencyAfterHours' : 'emergency')),
-      on: {
-        ...TTS_EVENTS,
-        'stt.partial': {},
-        'stt.final': {},
-        // Keys are ignored here, so no menu entry can be raised while the script plays.
-        'twilio.dtmf': {},
-        'call.hangup': {},
-        'call.handoff': {},
-      },
-      always: [
-        { guard: and(['playbackComplete', 'emergencyHasLine']), target: 'transferring.dialing' },
-        { guard: 'playbackComplete', target: 'hangingUp' },
-      ],
-      after: { promptTimeout: [{ guard: 'emergencyHasLine', target: 'transferring.dialing' }, { target: 'hangingUp' }] },
-    },
+    emergency: emergencyState,
 
     /** Hand the call to a person with a REST update; explicit failure handling so it never ends in silence. */
     transferring: {

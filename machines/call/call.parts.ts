@@ -6,8 +6,14 @@ import { and, or, stateIn } from 'xstate';
 import type { TtsInput } from './call.actors.js';
 import type { CallContext, CallEvent, ClipId } from './call.types.js';
 
-export const EMERGENCY_SPEECH = { guard: 'isEmergencySpeech', target: '#call.emergency' } as const;
-export const EMERGENCY_DIGIT = { guard: 'isEmergencyDigit', target: '#call.emergency' } as const;
+/**
+ * An emergency keyword in a transcript. The transition records how it was heard (clear or
+ * uncertain, language.ts `classifyEmergency`); `emergency.triage` routes on that record
+ * (call.emergency.ts). After the caller said no to the check, only clear keywords act.
+ */
+export const EMERGENCY_SPEECH = { guard: 'isEmergencySpeech', target: '#call.emergency', actions: 'detectSpeechEmergency' } as const;
+/** The emergency key: always clear, straight to the script. */
+export const EMERGENCY_DIGIT = { guard: 'isEmergencyDigit', target: '#call.emergency', actions: 'detectKeyEmergency' } as const;
 
 /** Synthesizer output of the current generation (stale generations are ignored by the actions). */
 export const TTS_EVENTS = {

@@ -6,8 +6,8 @@ import { assign, emit, enqueueActions, sendTo, setup } from 'xstate';
 import { BUDGETS } from './budgets.js';
 import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
-import type { CallCommand, CallContext, CallEvent, CallInput, Outcome, Playback, Speech } from './call.types.js';
-import { findEmergency, heardText, isRealInterruption, takeSentences, yesNo } from './language.js';
+import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, EmergencySource, Outcome, Playback, Speech } from './call.types.js';
+import { classifyEmergency, heardText, isRealInterruption, takeSentences, yesNo } from './language.js';
 
 const freshPlayback = (generation: number, epoch: number): Playback => ({
   generation,
@@ -28,9 +28,14 @@ const allHeard = (p: Playback) => p.queuedMs - p.heardMs < 1;
 const currentGeneration = (context: CallContext, event: CallEvent) =>
   'generation' in event && event.generation === context.playback.generation;
 
-const emergencyKeyword = (context: CallContext, event: CallEvent): string | null => {
+/** The emergency a transcript means, clear or uncertain (language.ts `classifyEmergency`); null when none. */
+const speechEmergency = (context: CallContext, event: CallEvent): Extract<EmergencySource, { via: 'speech' }> | null => {
   if (event.type !== 'stt.partial' && event.type !== 'stt.final') return null;
-  return findEmergency(event.text, context.tenant.emergency.keywords);
+  const final = event.type === 'stt.final';
+  const confidence = event.type === 'stt.final' ? (event.confidence ?? null) : null;
+  const match = classifyEmergency(event.text, context.tenant.emergency.keywords, { final, confidence });
+  if (!match) return null;
+  return { via: 'speech', ...match, transcript: final ? 'final' : 'partial', confidence };
 };
 
 const menuEntry = (context: CallContext, event: CallEvent) =>
@@ -89,9 +94,20 @@ export const callSetup = setup({
     interDigit: ({ context }) => context.tenant.timing.interDigitMs,
     /** The clinic's `limits.maxCallSeconds`, from the call's start: then the conversation wraps up. */
     maxCallDuration: ({ context }) => context.tenant.limits.maxCallMs,
+    /** "Is your pet in danger right now?" was heard and nobody answered: treated as yes. */
+    emergencyAnswer: BUDGETS.emergencyAnswerMs,
+    /** The whole check, question included, even if its marks never come back. */
+    emergencyCheckMax: BUDGETS.emergencyCheckMaxMs,
   },
   guards: {
-    isEmergencySpeech: ({ context, event }) => context.emergency === null && emergencyKeyword(context, event) !== null,
+    /** A keyword, unless an emergency is already handled; after a check, only a clear one (a no is not asked again). */
+    isEmergencySpeech: ({ context, event }) => {
+      const heard = context.emergency === null ? speechEmergency(context, event) : null;
+      return heard !== null && (heard.certainty === 'clear' || context.emergencyCheck === null);
+    },
+    isClearEmergencySpeech: ({ context, event }) => context.emergency === null && speechEmergency(context, event)?.certainty === 'clear',
+    /** The detecting transition recorded a clear trigger (an uncertain one is only in `emergencyCheck`). */
+    emergencyConfirmed: ({ context }) => context.emergency !== null,
     isEmergencyDigit: ({ context, event }) =>
       context.emergency === null && event.type === 'twilio.dtmf' && event.digit === context.tenant.emergency.digit,
     consentRequired: ({ context }) => context.tenant.consent.required,
@@ -283,22 +299,44 @@ export const callSetup = setup({
       enqueue.assign({ recording: 'requested' });
       enqueue.emit({ type: 'out.startRecording' });
     }),
-    recordEmergency: enqueueActions(({ context, event, enqueue }) => {
-      const keyword = emergencyKeyword(context, event);
-      const source =
-        keyword !== null
-          ? ({ via: 'speech', keyword } as const)
-          : event.type === 'twilio.dtmf' || event.type === 'dtmf.entered'
-            ? ({ via: 'dtmf', digit: event.type === 'twilio.dtmf' ? event.digit : event.digits } as const)
-            : ({ via: 'agent', reason: context.reply?.action?.reason ?? 'agent' } as const);
+    /** The transition that heard the keyword records how: clear → the emergency; uncertain → a check to ask. */
+    detectSpeechEmergency: assign(({ context, event }) => {
+      const heard = speechEmergency(context, event);
+      if (!heard) return {};
+      return heard.certainty === 'clear' ? { emergency: heard } : { emergencyCheck: { trigger: heard, answer: null } };
+    }),
+    /** The emergency key, or a menu key whose action is emergency. */
+    detectKeyEmergency: assign({
+      emergency: ({ context, event }) =>
+        event.type === 'twilio.dtmf' ? { via: 'dtmf', digit: event.digit, certainty: 'clear' }
+          : event.type === 'dtmf.entered' ? { via: 'dtmf', digit: event.digits, certainty: 'clear' }
+            : context.emergency,
+    }),
+    detectAgentEmergency: assign({
+      emergency: ({ context }) => ({ via: 'agent', reason: context.reply?.action?.reason ?? 'agent', certainty: 'clear' }),
+    }),
+    /** The check ends in the procedure: its trigger becomes the emergency unless a clear one (key, keyword) was just recorded. */
+    confirmEmergencyCheck: assign(({ context }, params: { answer: EmergencyAnswer }) =>
+      context.emergencyCheck === null ? {} : {
+        emergencyCheck: { ...context.emergencyCheck, answer: params.answer },
+        emergency: context.emergency ?? context.emergencyCheck.trigger,
+      },
+    ),
+    dismissEmergencyCheck: assign({
+      emergencyCheck: ({ context }, params: { answer: EmergencyAnswer }) =>
+        context.emergencyCheck === null ? null : { ...context.emergencyCheck, answer: params.answer },
+    }),
+    /** Keys typed before the emergency never complete into a menu entry. */
+    dropDigits: enqueueActions(({ enqueue }) => {
       enqueue.cancel('interDigit');
-      enqueue.assign({
-        emergency: source,
-        transfer: { target: 'emergency', reason: 'emergency' },
-        outcome: context.outcome ?? 'emergency',
-        digits: '',
-      });
-      enqueue.emit({ type: 'out.emergency', source });
+      enqueue.assign({ digits: '' });
+    }),
+    /** The script starts: the call now goes to the emergency line (or ends), and the edge is told why. */
+    startEmergencyProcedure: enqueueActions(({ context, enqueue }) => {
+      const source = context.emergency;
+      if (!source) return;
+      enqueue.assign({ transfer: { target: 'emergency', reason: 'emergency' }, outcome: context.outcome ?? 'emergency' });
+      enqueue.emit({ type: 'out.emergency', source, check: context.emergencyCheck?.answer ?? null });
     }),
     setTransferFromMenu: assign({
       transfer: ({ context, event }) => {

@@ -19,6 +19,10 @@ export type ClipId =
   /** The greeting when the clinic is closed: says so, and what the assistant can still do. */
   | 'greetingClosed'
   | 'consent'
+  /** "Is your pet in danger right now?": asked after an uncertain emergency trigger (yes/no, keys 1/2). */
+  | 'emergencyCheck'
+  /** The caller said no to that: "Okay, please go on." */
+  | 'emergencyCheckNo'
   | 'emergency'
   /** After hours with an emergency line: a short notice, then straight to the line. */
   | 'emergencyAfterHours'
@@ -134,7 +138,36 @@ export type Outcome =
   /** The call reached the clinic's `limits.maxCallSeconds`: wrap-up, then the front desk (open) or goodbye (closed). */
   | 'timeLimit';
 
-export type EmergencySource = { via: 'speech'; keyword: string } | { via: 'dtmf'; digit: string } | { via: 'agent'; reason: string };
+/**
+ * How an emergency trigger was detected, recorded by the transition that detected it. Speech says
+ * which keyword, from which transcript, at what recognizer confidence (null: not reported) and why
+ * it counted as clear or uncertain (language.ts `classifyEmergency`). The emergency key and the
+ * agent's emergency action are always clear.
+ */
+export type EmergencySource =
+  | {
+      via: 'speech';
+      keyword: string;
+      certainty: 'clear' | 'uncertain';
+      basis: 'phrase' | 'keywords' | 'partial' | 'lowConfidence' | 'singleKeyword';
+      transcript: 'partial' | 'final';
+      confidence: number | null;
+    }
+  | { via: 'dtmf'; digit: string; certainty: 'clear' }
+  | { via: 'agent'; reason: string; certainty: 'clear' };
+
+/**
+ * What settled "Is your pet in danger right now?": the caller's yes or no (said, or keys 1 and 2),
+ * the emergency key or a clear keyword meanwhile, or no answer in time (treated as yes). Null while
+ * the question is open, and at the end of a call the caller hung up on it.
+ */
+export type EmergencyAnswer = 'saidYes' | 'pressedYes' | 'saidNo' | 'pressedNo' | 'emergencyKey' | 'clearKeyword' | 'noAnswer';
+
+/** The two-step check an uncertain trigger starts (one per call: after a no, uncertain triggers no longer ask). */
+export interface EmergencyCheck {
+  trigger: EmergencySource;
+  answer: EmergencyAnswer | null;
+}
 
 export type CallEvent =
   // ── Twilio edge ─────────────────────────────────────────────────────────────
@@ -155,7 +188,8 @@ export type CallEvent =
   | { type: 'vad.speechStart'; atMs: number }
   | { type: 'vad.speechEnd'; atMs: number; speechMs: number }
   | { type: 'stt.partial'; text: string }
-  | { type: 'stt.final'; text: string; atMs: number }
+  /** `confidence`: the recognizer's, 0–1; absent or null when it reports none. */
+  | { type: 'stt.final'; text: string; atMs: number; confidence?: number | null }
   | { type: 'stt.error'; message: string }
   | { type: 'agent.delta'; generation: number; text: string }
   | { type: 'agent.expect'; generation: number; answer: 'short' | 'normal' | 'long' }
@@ -187,7 +221,8 @@ export type CallCommand =
   /** Replay this generation's audio from `fromMs` (false interruption). */
   | { type: 'out.resume'; generation: number; fromMs: number }
   | { type: 'out.startRecording' }
-  | { type: 'out.emergency'; source: EmergencySource }
+  /** The emergency procedure starts (a clear trigger, or a check that did not end in a no). */
+  | { type: 'out.emergency'; source: EmergencySource; check: EmergencyAnswer | null }
   | { type: 'out.request'; request: StoredRequest }
   | { type: 'out.turn'; generation: number; transcript: string }
   | { type: 'out.interrupted'; generation: number; heardMs: number; confirmed: boolean }
@@ -246,7 +281,10 @@ export interface CallContext {
   consentAsks: number;
   recording: 'off' | 'requested';
   recordings: { recordingSid: string; status: string }[];
+  /** The emergency the procedure ran for (set as the script starts): how it was triggered. */
   emergency: EmergencySource | null;
+  /** The "in danger?" check, when an uncertain trigger asked it: its trigger and answer. */
+  emergencyCheck: EmergencyCheck | null;
   transfer: { target: TransferTarget; reason: string } | null;
   /** Requests and messages taken during the call, in order (each already in the clinic's store). */
   requests: StoredRequest[];

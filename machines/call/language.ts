@@ -24,25 +24,84 @@ const NEGATIONS = new Set(['not', 'no', "isn't", "wasn't", "aren't", "don't", "d
 /** Words before a keyword that may negate it ("it's not an emergency", "he isn't really bleeding"). */
 const NEGATION_WINDOW = 3;
 
+/** One non-negated keyword said: where (clause, first word) and how many words it spans. */
+interface KeywordHit {
+  keyword: string;
+  clause: number;
+  at: number;
+  length: number;
+}
+
+/** Every non-negated mention of every keyword, in keyword order. */
+function keywordHits(text: string, keywords: readonly string[]): KeywordHit[] {
+  const said = clauses(text);
+  const hits: KeywordHit[] = [];
+  for (const keyword of keywords) {
+    const kw = words(normalize(keyword).replace(/[.,!?;:]/g, ''));
+    if (kw.length === 0) continue;
+    said.forEach((clause, c) => {
+      for (let i = 0; i + kw.length <= clause.length; i++) {
+        if (!kw.every((w, j) => clause[i + j] === w || clause[i + j] === `${w}s`)) continue;
+        const before = clause.slice(Math.max(0, i - NEGATION_WINDOW), i);
+        if (!before.some((w) => NEGATIONS.has(w))) hits.push({ keyword, clause: c, at: i, length: kw.length });
+      }
+    });
+  }
+  return hits;
+}
+
 /**
  * The first emergency keyword said in `text`, unless negated in its clause. Tier 1 in docs/design/conversation.md:
  * act on the first interim. A missed emergency costs far more than a question, so only an explicit
  * negation right before the keyword suppresses it.
  */
 export function findEmergency(text: string, keywords: readonly string[]): string | null {
-  const said = clauses(text);
-  for (const keyword of keywords) {
-    const kw = words(normalize(keyword).replace(/[.,!?;:]/g, ''));
-    if (kw.length === 0) continue;
-    for (const clause of said) {
-      for (let i = 0; i + kw.length <= clause.length; i++) {
-        if (!kw.every((w, j) => clause[i + j] === w || clause[i + j] === `${w}s`)) continue;
-        const before = clause.slice(Math.max(0, i - NEGATION_WINDOW), i);
-        if (!before.some((w) => NEGATIONS.has(w))) return keyword;
-      }
-    }
-  }
-  return null;
+  return keywordHits(text, keywords)[0]?.keyword ?? null;
+}
+
+/**
+ * Below this recognizer confidence a final transcript's keyword is uncertain. Recognizers that
+ * report none (the OpenAI ones) are not held to it; the embedded one reports its mean word
+ * posterior, ~0.85–0.9 even for a phrase it forced a wrong sentence onto, which is why a lone
+ * keyword is uncertain at any confidence.
+ */
+export const EMERGENCY_MIN_CONFIDENCE = 0.7;
+
+/**
+ * Why a spoken keyword counts as clear or uncertain. Clear: a final transcript, confidence not
+ * below EMERGENCY_MIN_CONFIDENCE (or not reported), and either a keyword of two or more words
+ * ("can't breathe": `phrase`) or two or more distinct keywords at different places (`keywords`).
+ * Uncertain otherwise, for the first reason that applies: `partial` (an interim transcript),
+ * `lowConfidence`, `singleKeyword` (one one-word keyword, however often said).
+ */
+export type EmergencyBasis = 'phrase' | 'keywords' | 'partial' | 'lowConfidence' | 'singleKeyword';
+
+export interface EmergencyMatch {
+  /** The first keyword said (what the follow-up and the journal show). */
+  keyword: string;
+  certainty: 'clear' | 'uncertain';
+  basis: EmergencyBasis;
+}
+
+/** Is `text` an emergency, and how sure is that? Null when no keyword is said (negated ones do not count). */
+export function classifyEmergency(
+  text: string,
+  keywords: readonly string[],
+  heard: { final: boolean; confidence: number | null },
+): EmergencyMatch | null {
+  const hits = keywordHits(text, keywords);
+  const first = hits[0];
+  if (!first) return null;
+  const uncertain = (basis: EmergencyBasis): EmergencyMatch => ({ keyword: first.keyword, certainty: 'uncertain', basis });
+  if (!heard.final) return uncertain('partial');
+  if (heard.confidence !== null && heard.confidence < EMERGENCY_MIN_CONFIDENCE) return uncertain('lowConfidence');
+  const phrase = hits.find((h) => h.length > 1);
+  if (phrase) return { keyword: phrase.keyword, certainty: 'clear', basis: 'phrase' };
+  // Distinct keywords at distinct places: "seizure" and "seizures" said once are one mention.
+  const places = new Set(hits.map((h) => `${h.clause}:${h.at}`));
+  const distinct = new Set(hits.map((h) => h.keyword));
+  if (distinct.size >= 2 && places.size >= 2) return { keyword: first.keyword, certainty: 'clear', basis: 'keywords' };
+  return uncertain('singleKeyword');
 }
 
 const YES = new Set(['yes', 'yeah', 'yep', 'sure', 'okay', 'ok', 'fine', 'agree', 'alright', 'absolutely', 'correct', 'please']);

@@ -76,11 +76,26 @@ export function noteChildEvent(record: CallRecord, event: CallEvent): void {
   else if (event.type === 'provider.fallback') record.fallbacks.push({ kind: event.kind, from: event.from, to: event.to });
 }
 
-/** An emergency as logs, metrics and the journal's outcome line show it: how, and the keyword or key (never the agent's free text). */
-export function emergencyOf(context: Pick<CallContext, 'emergency'> | null): { via: 'speech' | 'dtmf' | 'agent'; detail: string } | null {
+/**
+ * An emergency as logs, metrics and the journal's outcome line show it: how, the keyword or key
+ * (never the agent's free text), clear or uncertain, and the answer to the check when one was asked.
+ */
+export function emergencyOf(context: Pick<CallContext, 'emergency' | 'emergencyCheck'> | null): JournalRecordSummary['emergency'] {
   const e = context?.emergency;
   if (!e) return null;
-  return { via: e.via, detail: e.via === 'speech' ? e.keyword : e.via === 'dtmf' ? e.digit : 'agent' };
+  return {
+    via: e.via,
+    detail: e.via === 'speech' ? e.keyword : e.via === 'dtmf' ? e.digit : 'agent',
+    certainty: e.certainty,
+    check: context.emergencyCheck?.answer ?? null,
+  };
+}
+
+/** A check that did not end in the procedure (the caller said no, or the call ended during it): the journal shows it. */
+export function dismissedCheckOf(context: Pick<CallContext, 'emergency' | 'emergencyCheck'>): NonNullable<JournalRecordSummary['emergencyCheck']> | null {
+  const c = context.emergencyCheck;
+  if (!c || context.emergency !== null || c.trigger.via !== 'speech') return null;
+  return { detail: c.trigger.keyword, basis: c.trigger.basis, answer: c.answer };
 }
 
 /** The outcome line's record: timings and counts; requests and recordings only counted (no personal data). */
@@ -93,6 +108,7 @@ export function journalSummary(record: CallRecord, final: Readonly<CallContext>,
     recordings: record.recordings.length,
     dialStatus: record.dialStatus,
     emergency: emergencyOf(final),
+    emergencyCheck: dismissedCheckOf(final),
     usage: record.usage,
     fallbacks: record.fallbacks.length,
   };

@@ -155,7 +155,7 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       vocabulary: deps.vocabulary,
       signal: ac.signal,
       onPartial: (text) => send({ type: 'stt.partial', text }),
-      onFinal: (text) => send({ type: 'stt.final', text, atMs: hub.nowMs }),
+      onFinal: (text, confidence) => send({ type: 'stt.final', text, atMs: hub.nowMs, confidence }),
       onError: (err) => {
         failed = true;
         send({ type: 'stt.error', message: message(err) });

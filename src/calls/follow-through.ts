@@ -18,7 +18,7 @@ import type { Tenant } from '../config/tenant.schema.js';
 import type { CallerRequest } from '../providers/agent/types.js';
 import type { CallSummarizer } from '../providers/types.js';
 import type {
-  CallSummaryInput, DeliveryChannel, DeliveryInput, DeliveryKind, EmergencyDetail, FollowUpInput, FollowUpStore, FollowUpType,
+  CallSummaryInput, DeliveryChannel, DeliveryInput, DeliveryKind, EmergencyConfirmation, EmergencyDetail, FollowUpInput, FollowUpStore, FollowUpType,
 } from '../store/types.js';
 import type { CallRecord } from './call-record.js';
 
@@ -208,18 +208,33 @@ export class CallFollowUps {
   }
 }
 
-/** The emergency of a call as staff need it; null when there was none. */
+/** Was the caller's "no" the last word on the check (the procedure did not run for it)? */
+const checkDismissed = (final: CallContext) => final.emergencyCheck?.answer === 'saidNo' || final.emergencyCheck?.answer === 'pressedNo';
+
+/** How the emergency the procedure ran for was confirmed (a check a no closed earlier does not count). */
+function confirmationOf(final: CallContext): Exclude<EmergencyConfirmation, 'callEnded'> {
+  const answer = final.emergencyCheck?.answer ?? null;
+  return answer === null || answer === 'saidNo' || answer === 'pressedNo' ? 'notAsked' : answer;
+}
+
+/**
+ * The emergency of a call as staff need it; null when there was none. A call that ended while
+ * "Is your pet in danger right now?" was being asked is one too: nobody told the caller anything.
+ */
 function emergencyFollowUp(final: CallContext, record: CallRecord, tenant: Tenant, callSid: string, callerId: string | null, now: number): FollowUpInput | null {
-  const source = final.emergency;
+  const unanswered = final.emergency === null && final.emergencyCheck !== null && final.emergencyCheck.answer === null;
+  const source = final.emergency ?? (unanswered ? final.emergencyCheck?.trigger : null);
   if (!source) return null;
-  const sentTo = final.tenant.emergency.hasLine ? 'emergencyLine' : null;
+  const sentTo = !unanswered && final.tenant.emergency.hasLine ? 'emergencyLine' : null;
   const detail: EmergencyDetail = {
     trigger: source.via,
     // The agent's reason is caller-influenced free text: bounded, kept out of logs.
     detail: source.via === 'speech' ? source.keyword : source.via === 'dtmf' ? source.digit : source.reason.slice(0, 200),
-    script: 'emergency',
+    script: unanswered ? 'none' : !final.tenant.openNow && final.tenant.emergency.hasLine ? 'afterHours' : 'emergency',
     sentTo,
     connected: sentTo === null ? null : dialConnected(record.dialStatus, final.outcome),
+    certainty: final.emergencyCheck !== null && !checkDismissed(final) ? 'uncertain' : source.certainty,
+    confirmation: unanswered ? 'callEnded' : confirmationOf(final),
   };
   return {
     id: randomUUID(),
@@ -260,14 +275,31 @@ const OUTCOME_TEXT: Record<NonNullable<CallContext['outcome']>, string> = {
   timeLimit: "The call reached the clinic's maximum length; the caller was put through to the front desk, or told goodbye after hours.",
 };
 
+const CONFIRMATION_TEXT: Record<Exclude<EmergencyConfirmation, 'notAsked' | 'callEnded'>, string> = {
+  saidYes: 'asked, the caller said the pet was in danger',
+  pressedYes: 'asked, the caller pressed 1: the pet was in danger',
+  emergencyKey: 'asked, the caller pressed the emergency key',
+  clearKeyword: 'asked, the caller described an emergency',
+  noAnswer: 'asked, the caller did not answer, which counts as yes',
+};
+
 const REQUEST_TEXT: Record<StoredRequest['kind'], string> = { appointment: 'Appointment request', refill: 'Refill request', message: 'Message' };
 
 /** A clear summary from the record alone, for clinics without a cloud model (and when the model fails). */
 export function templateSummary(final: CallContext, record: CallRecord): string {
   const parts: string[] = [];
+  const check = final.emergencyCheck;
+  const heardWord = check?.trigger.via === 'speech' ? `"${check.trigger.keyword}"` : 'an emergency word';
+  if (check && checkDismissed(final)) {
+    parts.push(`The assistant heard ${heardWord} but was not sure; asked, the caller said the pet was not in danger right now.`);
+  }
   if (final.emergency) {
     const how = final.emergency.via === 'speech' ? `the caller said "${final.emergency.keyword}"` : final.emergency.via === 'dtmf' ? `the caller pressed ${final.emergency.digit}` : 'the receptionist recognised it';
-    parts.push(`EMERGENCY: ${how}; the emergency instructions were played${final.tenant.emergency.hasLine ? ' and the call was sent to the emergency line' : ''}.`);
+    const confirmation = confirmationOf(final);
+    const confirmed = confirmation === 'notAsked' ? '' : ` (${heardWord} was unclear; ${CONFIRMATION_TEXT[confirmation]})`;
+    parts.push(`EMERGENCY: ${how}${confirmed}; the emergency instructions were played${final.tenant.emergency.hasLine ? ' and the call was sent to the emergency line' : ''}.`);
+  } else if (check && check.answer === null) {
+    parts.push(`POSSIBLE EMERGENCY: the assistant heard ${heardWord} and the call ended while it asked whether the pet was in danger; no instructions were played. Call back.`);
   }
   for (const r of final.requests) {
     const pet = r.petName ? ` for ${r.petName}${r.petSpecies ? ` (${r.petSpecies})` : ''}` : '';

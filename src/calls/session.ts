@@ -329,7 +329,7 @@ export class CallSession {
         return;
       case 'out.emergency':
         // The agent's reason is caller-influenced free text: logged as 'agent' only.
-        this.log.warn({ emergency: emergencyOf({ emergency: command.source }) }, 'emergency detected');
+        this.log.warn({ emergency: emergencyOf({ emergency: command.source, emergencyCheck: null }), check: command.check }, 'emergency detected');
         return;
       case 'out.request':
         return;

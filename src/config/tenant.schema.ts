@@ -310,6 +310,15 @@ export const TenantSchema = z
         keywords: z.array(z.string().min(2)).min(1).default([...DEFAULT_EMERGENCY_KEYWORDS]),
         /** Spoken, uninterruptible, before the transfer. Keep it short and concrete. */
         script: z.string().min(1).max(800),
+        /**
+         * Asked when an emergency word was heard but not clearly (a partial transcript, low confidence,
+         * a lone keyword); yes, keys 1/2, or no answer within 4 s (= yes). Keep it a short yes/no question.
+         */
+        question: z
+          .string()
+          .min(1)
+          .max(160)
+          .default('Is your pet in danger right now? Say yes or no, or press 1 for yes, 2 for no.'),
         /** DTMF key that means emergency anywhere in the call. */
         digit: z.string().regex(/^[0-9*#]$/).default('9'),
       })

@@ -9,6 +9,7 @@
  */
 import nodemailer from 'nodemailer';
 import type { DeliveryPayload, PayloadType } from './payload.js';
+import type { EmergencyDetail } from '../store/types.js';
 import { safeErrorText, type EmailSender, type SendResult } from './types.js';
 
 export const EMAIL_TIMEOUT_MS = 30_000;
@@ -137,6 +138,16 @@ export function emailSubject(p: DeliveryPayload, clinicName: string): string {
 }
 
 /** The labelled fields shown in both bodies, in order; absent values are left out. */
+/** The answer to "Is your pet in danger right now?" (an uncertain trigger asks it first). */
+const CONFIRMATION_LABEL: Record<Exclude<NonNullable<EmergencyDetail['confirmation']>, 'notAsked'>, string> = {
+  saidYes: 'caller said yes',
+  pressedYes: 'caller pressed 1 (yes)',
+  emergencyKey: 'caller pressed the emergency key',
+  clearKeyword: 'caller described an emergency',
+  noAnswer: 'no answer (treated as yes)',
+  callEnded: 'the call ended before an answer: no instructions were played',
+};
+
 function fields(p: DeliveryPayload): [string, string][] {
   const rows: [string, string | null][] = [
     ['Caller', [p.caller.name, p.caller.number].filter((v) => v).join(', ') || null],
@@ -149,7 +160,8 @@ function fields(p: DeliveryPayload): [string, string][] {
   ];
   if (p.emergency) {
     const e = p.emergency;
-    rows.push(['Emergency', `${e.trigger}: ${e.detail}`]);
+    rows.push(['Emergency', `${e.trigger}: ${e.detail}${e.certainty ? ` (${e.certainty})` : ''}`]);
+    if (e.confirmation && e.confirmation !== 'notAsked') rows.push(['Confirmed', CONFIRMATION_LABEL[e.confirmation]]);
     rows.push(['Transferred to', e.sentTo === null ? 'not transferred (no emergency line)' : `${e.sentTo}${e.connected === null ? '' : e.connected ? ' (connected)' : ' (not connected)'}`]);
   }
   return rows.filter((r): r is [string, string] => r[1] !== null && r[1] !== '');

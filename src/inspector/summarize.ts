@@ -113,7 +113,9 @@ export function summarizeCommand(command: CallCommand): Summary | null {
       return { kind: 'tool', label: 'start recording', detail: '' };
     case 'out.emergency': {
       const s = command.source;
-      return { kind: 'emergency', label: `emergency (${s.via})`, detail: s.via === 'speech' ? s.keyword : s.via === 'dtmf' ? s.digit : s.reason.slice(0, 200) };
+      const how = s.via === 'speech' ? `${s.certainty}: ${s.basis}, ${s.transcript}${s.confidence === null ? '' : ` ${s.confidence}`}` : s.certainty;
+      const label = `emergency (${s.via}, ${how}${command.check ? `; check: ${command.check}` : ''})`;
+      return { kind: 'emergency', label, detail: s.via === 'speech' ? s.keyword : s.via === 'dtmf' ? s.digit : s.reason.slice(0, 200) };
     }
     case 'out.request':
       return { kind: 'tool', label: `${command.request.kind} stored`, detail: command.request.id };

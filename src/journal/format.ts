@@ -36,7 +36,10 @@ export interface JournalRecordSummary {
   requests: number;
   recordings: number;
   dialStatus: string | null;
-  emergency: { via: string; detail: string } | null;
+  /** `certainty` and `check` (the answer to "Is your pet in danger?", null when not asked) are absent in journals before 0.4. */
+  emergency: { via: string; detail: string; certainty?: string; check?: string | null } | null;
+  /** A check that did not lead to the procedure: its keyword, why it was uncertain, the answer (null: the call ended while asking). */
+  emergencyCheck?: { detail: string; basis: string; answer: string | null } | null;
   /** Billable consumption (tokens, characters, speech ms) for the cost estimate; absent in journals older than 0.2. */
   usage?: { agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number; sttSpeechMs: number };
   fallbacks?: number;

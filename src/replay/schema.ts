@@ -94,7 +94,8 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'vad.speechStart': z.object({ atMs: z.number() }),
   'vad.speechEnd': z.object({ atMs: z.number(), speechMs: z.number() }),
   'stt.partial': z.object({ text: z.string() }),
-  'stt.final': z.object({ text: z.string(), atMs: z.number() }),
+  /** Journals before the two-step emergency check have no confidence: not reported. */
+  'stt.final': z.object({ text: z.string(), atMs: z.number(), confidence: z.number().nullable().optional() }),
   'stt.error': z.object({ message: z.string() }),
   'agent.delta': z.object({ ...generation, text: z.string() }),
   'agent.expect': z.object({ ...generation, answer: z.enum(['short', 'normal', 'long']) }),
@@ -138,7 +139,8 @@ export const outcomeLine = z.object({
     appointments: int.optional(),
     recordings: int,
     dialStatus: z.string().nullable(),
-    emergency: z.object({ via: z.string(), detail: z.string() }).nullable(),
+    emergency: z.object({ via: z.string(), detail: z.string(), certainty: z.string().optional(), check: z.string().nullable().optional() }).nullable(),
+    emergencyCheck: z.object({ detail: z.string(), basis: z.string(), answer: z.string().nullable() }).nullable().optional(),
   }),
   droppedEvents: int.optional(),
 });

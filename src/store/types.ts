@@ -27,7 +27,22 @@ export interface EmergencyDetail {
   sentTo: string | null;
   /** Whether the transfer to that line connected (Twilio's dial status), null while unknown or when not sent. */
   connected: boolean | null;
+  /**
+   * `clear` (acted on at once) or `uncertain` (a partial transcript, low confidence or a lone keyword:
+   * the caller was asked "Is your pet in danger right now?" first). Absent on follow-ups stored before
+   * the two-step check.
+   */
+  certainty?: 'clear' | 'uncertain';
+  /**
+   * How the caller confirmed: `notAsked` (a clear trigger), `saidYes`, `pressedYes` (key 1),
+   * `emergencyKey`, `clearKeyword` (said meanwhile), `noAnswer` (silence counts as yes), or
+   * `callEnded` (the call ended while the question was asked: no script was played). Absent on
+   * follow-ups stored before the two-step check.
+   */
+  confirmation?: EmergencyConfirmation;
 }
+
+export type EmergencyConfirmation = 'notAsked' | 'saidYes' | 'pressedYes' | 'emergencyKey' | 'clearKeyword' | 'noAnswer' | 'callEnded';
 
 export interface FollowUpInput {
   /** Stable id (UUID); also the webhook's `id` and `Idempotency-Key`. */

@@ -163,13 +163,13 @@ describe.concurrent('barge-in', () => {
 describe.concurrent('emergencies preempt a reply', () => {
   const emergencyLine = '<Number>+15550109099</Number>';
 
-  it('a keyword in an interim transcript mid-sentence: clear, uninterrupted script, then <Dial> to the emergency line', async (ctx) => {
+  it('a keyword in an interim transcript mid-sentence: clear at once, "Is your pet in danger?", "yes", the uninterrupted script, then <Dial>', async (ctx) => {
     const { expect } = ctx;
     const agent = createFakeAgent({ script: [LONG] });
     const { r, call, replyGeneration } = await untilMidReply(
       ctx,
       agent,
-      [{ partials: ['I think my dog is bleeding'], final: 'I think my dog is bleeding a lot' }],
+      [{ partials: ['I think my dog is bleeding'], final: 'I think my dog is bleeding a lot' }, 'yes'],
       800,
       3,
     );
@@ -179,28 +179,32 @@ describe.concurrent('emergencies preempt a reply', () => {
     // Six words: the recognizer has heard "bleeding" ~1.8 s after the VAD opened (300 ms in).
     let stillTalking = true;
     const spoken = call.say(tone(2_800)).then(() => (stillTalking = false));
-    await untilState(r, call, 'emergency', 3_500);
+    await untilState(r, call, (state) => state.startsWith('emergency.checking.'), 3_500);
     expect(stillTalking).toBe(true); // acted on the interim, not the final
     expect(call.clears).toHaveLength(1);
     await spoken;
+    // The question plays over the caller to its end; the rest of their sentence is no answer.
+    await untilState(r, call, 'emergency.checking.waiting', 8_000);
+    expect(playedOf(call, replyGeneration + 1)).toBe(speechMs(clipTexts(quickVet).emergencyCheck));
+    await call.say(tone(300));
 
     await untilState(r, call, 'transferring.handedOff', 6_000);
     const update = r.rest.find((e) => e.op === 'update');
     expect(update?.callSid).toBe(sid);
     expect(update?.twiml).toContain(emergencyLine);
     expect(update?.twiml).toMatch(/<Dial [^>]*action="https:\/\/voice\.test\/twilio\/dial"/);
-    // The script, a new generation, played in full although the caller kept talking over it.
-    expect(playedOf(call, replyGeneration + 1)).toBe(scriptMs);
+    // The question and the script, new generations, played in full although the caller talked over them.
+    expect(playedOf(call, replyGeneration + 2)).toBe(scriptMs);
     expect(call.clears).toHaveLength(1);
-    // The script starts at once when the keyword is heard (the reply was already cleared at the barge-in).
-    const entered = r.timeline.find((e) => e.callSid === sid && e.kind === 'state' && e.what.startsWith('emergency'))!;
-    const emergencyAtMs = entered.atPerfMs - (performance.now() - call.now());
-    const firstScriptAudio = outboundOf(call, 'media').find((m) => m.atMs > call.clears[0]!)!;
-    expect(firstScriptAudio.atMs).toBeGreaterThan(emergencyAtMs);
-    expect(firstScriptAudio.atMs - emergencyAtMs).toBeLessThan(500);
-    expect(r.engine.registry.session(sid)?.context.emergency).toEqual({ via: 'speech', keyword: 'bleeding' });
+    const firstQuestionAudio = outboundOf(call, 'media').find((m) => m.atMs > call.clears[0]!)!;
+    expect(firstQuestionAudio.atMs - call.clears[0]!).toBeLessThan(500);
+    expect(r.engine.registry.session(sid)?.context.emergency).toEqual({
+      via: 'speech', keyword: 'bleeding', certainty: 'uncertain', basis: 'partial', transcript: 'partial', confidence: null,
+    });
+    expect(r.engine.registry.session(sid)?.context.emergencyCheck?.answer).toBe('saidYes');
     expect(visitedInOrder(r.trace(sid), [
-      'reply.speaking', 'reply.interrupted.callerTalking', 'emergency', 'transferring.dialing', 'transferring.handedOff',
+      'reply.speaking', 'reply.interrupted.callerTalking', 'emergency.checking.asking', 'emergency.checking.waiting', 'emergency.instructing',
+      'transferring.dialing', 'transferring.handedOff',
     ])).toBe(true);
 
     await call.stop(); // Twilio runs the <Dial> and stops the stream
@@ -223,8 +227,8 @@ describe.concurrent('emergencies preempt a reply', () => {
     expect(r.rest.find((e) => e.op === 'update')?.twiml).toContain(emergencyLine);
     expect(playedOf(call, replyGeneration)).toBeLessThan(replyMs(LONG));
     expect(playedOf(call, replyGeneration + 1)).toBe(speechMs(clipTexts(quickVet).emergency));
-    expect(r.engine.registry.session(sid)?.context.emergency).toEqual({ via: 'dtmf', digit: '9' });
-    expect(visitedInOrder(r.trace(sid), ['reply.speaking', 'emergency', 'transferring.dialing', 'transferring.handedOff'])).toBe(true);
+    expect(r.engine.registry.session(sid)?.context.emergency).toEqual({ via: 'dtmf', digit: '9', certainty: 'clear' });
+    expect(visitedInOrder(r.trace(sid), ['reply.speaking', 'emergency.instructing', 'transferring.dialing', 'transferring.handedOff'])).toBe(true);
 
     await call.stop();
     await untilState(r, call, 'ended', 3_000);

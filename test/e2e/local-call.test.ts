@@ -79,17 +79,27 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('callerHungUp');
   }, 40_000);
 
-  it('"my dog is bleeding" triggers the emergency script, then a transfer to the emergency line', async () => {
+  it('"my dog is bleeding" asks "Is your pet in danger right now?"; "yes" plays the emergency script, then a transfer to the emergency line', async () => {
+    const yes = await callerSpeech('yes'); // ready before the question, whose answer window is short
     const call = await dial();
     await untilQuiet(call);
     await call.say(await callerSpeech('my dog is bleeding'));
     const spoke = call.now();
-    expect(await msUntilState(call, spoke, 'emergency', 5_000)).toBeLessThan(1_500);
-    expect(engine.registry.session(call.callSid)?.context.emergency).toEqual({ via: 'speech', keyword: 'bleeding' });
-    await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 15_000, 'the transfer');
+    // A lone keyword is uncertain: the question comes first, as fast as the script used to.
+    expect(await msUntilState(call, spoke, 'emergency.checking', 5_000)).toBeLessThan(1_500);
+    await untilQuiet(call);
     expect(msUntilAudio(call, spoke)).toBeLessThan(1_500);
-    expect(call.audioSince(spoke).length / 8).toBeGreaterThan(1_000);
-    expect(longestSilence(call, spoke)).toBeLessThanOrEqual(2_000);
+    expect(stateOf(call.callSid)).toBe('emergency.checking.waiting');
+    await call.say(yes);
+    const answered = call.now();
+    expect(await msUntilState(call, answered, 'emergency.instructing', 5_000)).toBeLessThan(1_500);
+    const context = engine.registry.session(call.callSid)?.context;
+    expect(context?.emergency).toMatchObject({ via: 'speech', keyword: 'bleeding', certainty: 'uncertain', basis: 'partial' });
+    expect(context?.emergencyCheck?.answer).toBe('saidYes');
+    await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 15_000, 'the transfer');
+    expect(msUntilAudio(call, answered)).toBeLessThan(1_500);
+    expect(call.audioSince(answered).length / 8).toBeGreaterThan(1_000);
+    expect(longestSilence(call, answered)).toBeLessThanOrEqual(2_000);
     const update = twilioRest.calls.find((c) => c.callSid === call.callSid && c.op === 'update');
     expect(update?.twiml).toContain('<Number>+15550109099</Number>');
     // Twilio stops the stream once it runs the <Dial>; the engine must not hang up on it.
@@ -98,6 +108,36 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('emergency');
     expect(twilioRest.calls.filter((c) => c.callSid === call.callSid && c.op === 'hangup')).toEqual([]);
   }, 40_000);
+
+  it('"my rabbit has a sore ear", misheard as a seizure, asks first; "no" returns to the conversation', async () => {
+    const no = await callerSpeech('no');
+    const call = await dial();
+    await untilQuiet(call);
+    await call.say(await callerSpeech('my rabbit has a sore ear'));
+    const spoke = call.now();
+    expect(await msUntilState(call, spoke, 'emergency.checking', 5_000)).toBeLessThan(1_500);
+    await untilQuiet(call);
+    const check = engine.registry.session(call.callSid)?.context.emergencyCheck;
+    // The closed grammar forced the sentence onto "…had a seizure": one keyword, so not acted on.
+    expect(check).toMatchObject({ trigger: { via: 'speech', keyword: 'seizure', certainty: 'uncertain' }, answer: null });
+    await call.say(no);
+    const answered = call.now();
+    expect(await msUntilState(call, answered, 'listening', 5_000)).toBeLessThan(4_000);
+    const session = engine.registry.session(call.callSid);
+    expect(session?.context.emergency).toBeNull();
+    expect(session?.context.emergencyCheck?.answer).toBe('saidNo');
+    expect(twilioRest.calls.filter((c) => c.callSid === call.callSid && c.op === 'update')).toEqual([]);
+    // The conversation goes on: a question gets its answer.
+    await untilQuiet(call);
+    await call.say(await callerSpeech('what are your hours'));
+    const asked = call.now();
+    expect(await msUntilState(call, asked, 'reply', 5_000)).toBeLessThan(1_500);
+    await untilQuiet(call);
+    expect(session?.history.at(-1)?.text).toContain('Monday to Friday, 8 am to 6 pm');
+    await call.hangUp();
+    expect(await msUntilState(call, call.now(), 'ended', 3_000)).toBeLessThan(1_000);
+    expect(engine.registry.recentCalls().find((r) => r.callSid === call.callSid)?.outcome).toBe('callerHungUp');
+  }, 60_000);
 
   it('pressing 0 asks for a transfer to the front desk', async () => {
     const call = await dial();

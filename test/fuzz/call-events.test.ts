@@ -16,9 +16,10 @@
  * - stale events are dropped (docs/design/conversation.md §2): agent output of another reply, synthesizer output
  *   of another generation, marks of another generation or a cleared epoch change neither state nor
  *   context and emit nothing;
- * - emergency wins: a non-negated keyword in a transcript, or the emergency key, takes the actor to
- *   `emergency` in its next snapshot once consent is settled and no emergency, transfer or hang-up
- *   is under way;
+ * - emergency wins: once consent is settled and no emergency, transfer or hang-up is under way,
+ *   the emergency key or a clear keyword (language.ts `classifyEmergency`) takes the actor to the
+ *   script (`emergency.instructing`) in its next snapshot, also while the check is asked; an
+ *   uncertain one to the check (`emergency.checking`) unless a check was already asked;
  * - nothing is emitted after out.ended, which is emitted once.
  * Then liveness: a caller hang-up (stop or socket close) ends the call at once; otherwise the call
  * is left alone for two simulated hours and must reach `ended`. "Alone" is the harshest fair
@@ -33,7 +34,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AnyStateNode } from 'xstate';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallCommand, CallEvent, CallTenant } from '../../machines/call/call.types.js';
-import { findEmergency } from '../../machines/call/language.js';
+import { classifyEmergency } from '../../machines/call/language.js';
 import { toCallTenant } from '../../src/calls/call-input.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import { createCallHarness, testTenant, type CallHarness } from '../support/call-harness.js';
@@ -77,14 +78,18 @@ const allStateNodes = (node: AnyStateNode): AnyStateNode[] => [node, ...Object.v
 const figures = { runs: 0, events: 0, resumes: 0, interrupted: 0, emergencyChecks: 0, staleEvents: 0, maxQuietToEndMs: 0 };
 const statesReached = new Set<string>();
 
-/** Does this event, in this snapshot, oblige the machine to go to `emergency` (see the header)? */
-function mustEmergency(before: Snap, event: CallEvent): boolean {
+/** Where this event, in this snapshot, obliges the machine to go (see the header): the script, the check, or nowhere in particular. */
+function mustEmergency(before: Snap, event: CallEvent): 'script' | 'check' | null {
   const c = before.context;
-  const busy = ['emergency', 'transferring', 'hangingUp', 'ended'].some((s) => before.matches(s as 'emergency'));
-  if (before.status !== 'active' || busy || c.emergency !== null || c.consent === 'pending') return false;
-  // The language rule (keywords, negation) has its own tests; this checks that the actor obeys it everywhere.
-  if (event.type === 'stt.final' || event.type === 'stt.partial') return findEmergency(event.text, c.tenant.emergency.keywords) !== null;
-  return event.type === 'twilio.dtmf' && event.digit === c.tenant.emergency.digit;
+  const busy = ['transferring', 'hangingUp', 'ended'].some((s) => before.matches(s as 'ended')) || before.matches({ emergency: 'instructing' });
+  if (before.status !== 'active' || busy || c.emergency !== null || c.consent === 'pending') return null;
+  if (event.type === 'twilio.dtmf') return event.digit === c.tenant.emergency.digit ? 'script' : null;
+  if (event.type !== 'stt.final' && event.type !== 'stt.partial') return null;
+  // The language rule (keywords, negation, certainty) has its own tests; this checks that the actor obeys it everywhere.
+  const heard = { final: event.type === 'stt.final', confidence: event.type === 'stt.final' ? (event.confidence ?? null) : null };
+  const match = classifyEmergency(event.text, c.tenant.emergency.keywords, heard);
+  if (match?.certainty === 'clear') return 'script';
+  return match && c.emergencyCheck === null ? 'check' : null;
 }
 
 /**
@@ -189,9 +194,11 @@ function watchedCall(r: Run) {
       expect(h.state().context, `${what} changed the context`).toStrictEqual(before.context);
       expect(h.state().value, `${what} changed the state`).toStrictEqual(before.value);
     }
-    if (mustEmergency(before, event)) {
+    const must = mustEmergency(before, event);
+    if (must) {
       figures.emergencyChecks++;
-      if (!next.matches('emergency')) violations.push(`${event.type} ${JSON.stringify(event)} in ${JSON.stringify(before.value)} led to ${JSON.stringify(next.value)}, not emergency`);
+      const where = must === 'script' ? 'instructing' : 'checking';
+      if (!next.matches({ emergency: where })) violations.push(`${event.type} ${JSON.stringify(event)} in ${JSON.stringify(before.value)} led to ${JSON.stringify(next.value)}, not emergency.${where}`);
     }
     // Hang-up ends the call from every state, at once (no simulated time needed).
     const hungUp = event.type === 'twilio.stop' || event.type === 'twilio.closed' || event.type === 'call.status';

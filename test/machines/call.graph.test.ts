@@ -44,6 +44,7 @@ function abstractState(s: Snap): string {
     consent: c.consent,
     rec: c.recording,
     em: c.emergency !== null,
+    check: c.emergencyCheck?.answer ?? (c.emergencyCheck ? 'open' : null),
     consentState: s.matches('consent') ? [c.consentAnswer, c.consentAsks] : null,
     tr: s.matches('transferring') ? c.transfer?.target : null,
     pb: live && playsAudio(s) ? [p.synthDone, p.heardMs >= p.queuedMs, p.cleared, p.queuedMs > 0] : null,
@@ -59,7 +60,7 @@ function abstractState(s: Snap): string {
 
 /** States that play audio (where marks and synthesizer events matter). */
 const PLAYING = new Set([
-  'call.greeting', 'call.emergency', 'call.reply', 'call.consent.asking', 'call.listening.nudging', 'call.listening.reprompting',
+  'call.greeting', 'call.emergency.checking.asking', 'call.emergency.instructing', 'call.emergency.dismissed', 'call.reply', 'call.consent.asking', 'call.listening.nudging', 'call.listening.reprompting',
   'call.listening.apologizing', 'call.listening.menu', 'call.transferring.announcing', 'call.transferring.failed', 'call.hangingUp.farewell',
   'call.wrappingUp',
 ]);
@@ -89,7 +90,9 @@ function eventsFor(s: Snap): CallEvent[] {
     { type: 'stt.partial', text: 'my dog is bleeding' },
     { type: 'stt.final', text: 'what are your hours', atMs: 0 },
     { type: 'stt.final', text: '', atMs: 0 },
-    { type: 'stt.final', text: 'my cat ate poison', atMs: 0 },
+    // Uncertain (a lone keyword) and clear (a phrase) emergencies in a final.
+    { type: 'stt.final', text: 'my cat ate poison', atMs: 0, confidence: 0.9 },
+    { type: 'stt.final', text: "my cat can't breathe", atMs: 0, confidence: 0.9 },
     { type: 'stt.error', message: 'down' },
   ];
   if (playsAudio(s)) {
@@ -100,6 +103,9 @@ function eventsFor(s: Snap): CallEvent[] {
       { type: 'tts.done', generation: g },
       { type: 'tts.error', generation: g, message: 'boom' },
     );
+  }
+  if (s.matches({ emergency: 'checking' })) {
+    events.push({ type: 'twilio.dtmf', digit: '2' }, { type: 'stt.final', text: 'yes', atMs: 0 }, { type: 'stt.final', text: 'no', atMs: 0 });
   }
   if (inConsent) events.push({ type: 'twilio.dtmf', digit: '2' }, { type: 'stt.final', text: 'yes', atMs: 0 }, { type: 'stt.final', text: 'no', atMs: 0 });
   if (inListening) {
@@ -162,7 +168,7 @@ const tenants: Record<string, CallTenant> = {
  * `value`: its state value as JSON), not the snapshot: ~300,000 retained snapshots made the walk
  * mostly garbage collection.
  */
-type Edge = { event: CallEvent; key: string; value: string; emergency: boolean };
+type Edge = { event: CallEvent; key: string; value: string; script: boolean };
 type Vertex = { state: Snap; transitions: Record<string, Edge> };
 
 /** Events as @xstate/graph keys them, with audio as its length (JSON of 800 bytes costs more than the step). */
@@ -190,7 +196,7 @@ function explore(tenant: CallTenant) {
       const next = inert.transition(state, event, scope);
       // An event the snapshot ignores returns the same snapshot: the same abstract state.
       const key = next === state ? from : abstractState(next);
-      vertex.transitions[eventKey(event)] = { event, key, value: JSON.stringify(next.value), emergency: next.matches('emergency') };
+      vertex.transitions[eventKey(event)] = { event, key, value: JSON.stringify(next.value), script: next.matches({ emergency: 'instructing' }) };
       if (!adjacency[key]) {
         adjacency[key] = { state: next, transitions: {} };
         queue.push([key, next]);
@@ -326,14 +332,19 @@ describe('call machine graph', () => {
     }
   });
 
-  it('an emergency is one event away from every live state until one has been handled', () => {
+  // The emergency script itself, not merely the emergency state: while "Is your pet in danger?" is
+  // being asked (and after a no) the emergency key still starts the script in one event.
+  it('the emergency script is one event away from every live state until an emergency has been handled', () => {
+    let checking = 0;
     for (const { adjacency } of explored) {
       for (const [from, { state, transitions }] of Object.entries(adjacency)) {
         if (state.status !== 'active' || state.context.emergency !== null) continue;
-        const reaches = Object.values(transitions).some((t) => t.emergency);
+        if (state.matches({ emergency: 'checking' })) checking++;
+        const reaches = Object.values(transitions).some((t) => t.script);
         expect(reaches, from).toBe(true);
       }
     }
+    expect(checking).toBeGreaterThan(0);
   });
 
   it('with consent required, no reply before the answer and no recording without a yes', () => {

@@ -73,14 +73,18 @@ describe('call machine on a simulated clock', () => {
     expect(h.matches({ listening: 'waiting' })).toBe(true);
   });
 
-  it('emergency words preempt even the greeting, then transfer to the emergency line', () => {
+  it('a clear emergency preempts even the greeting, then transfers to the emergency line', () => {
     const h = createCallHarness();
     connect(h);
-    h.send({ type: 'stt.partial', text: 'my dog is bleeding' });
-    expect(h.matches('emergency')).toBe(true);
-    expect(h.commands).toContainEqual({ type: 'out.emergency', source: { via: 'speech', keyword: 'bleeding' } });
+    h.send({ type: 'stt.final', text: "my cat can't breathe", atMs: 0, confidence: 0.9 });
+    expect(h.matches({ emergency: 'instructing' })).toBe(true);
+    expect(h.commands).toContainEqual({
+      type: 'out.emergency',
+      source: { via: 'speech', keyword: "can't breathe", certainty: 'clear', basis: 'phrase', transcript: 'final', confidence: 0.9 },
+      check: null,
+    });
     h.send({ type: 'vad.speechStart', atMs: 0 });
-    expect(h.matches('emergency')).toBe(true);
+    expect(h.matches({ emergency: 'instructing' })).toBe(true);
     h.advance(5_000);
     expect(h.restCalls).toEqual(['transfer:emergency']);
   });
@@ -196,8 +200,8 @@ describe('clinic hours in the call (openNow at the call start)', () => {
     const h = createCallHarness({ tenant: closed() });
     connect(h);
     h.advance(2_000);
-    h.send({ type: 'stt.final', text: 'my dog is bleeding', atMs: 0 });
-    expect(h.matches('emergency')).toBe(true);
+    h.send({ type: 'stt.final', text: 'my dog is bleeding, it is an emergency', atMs: 0 });
+    expect(h.matches({ emergency: 'instructing' })).toBe(true);
     expect(h.clips.at(-1)).toBe('emergencyAfterHours');
     h.advance(5_000);
     await h.settle();
@@ -206,7 +210,7 @@ describe('clinic hours in the call (openNow at the call start)', () => {
     const noLine = createCallHarness({ tenant: testTenant({ openNow: false, emergency: { keywords: ['bleeding'], digit: '9', hasLine: false } }) });
     connect(noLine);
     noLine.advance(2_000);
-    noLine.send({ type: 'stt.final', text: 'my dog is bleeding', atMs: 0 });
+    noLine.send({ type: 'twilio.dtmf', digit: '9' });
     expect(noLine.clips.at(-1)).toBe('emergency');
   });
 });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { classifyTurnEnd, endOfTurnWindow, findEmergency, heardText, isRealInterruption, sameMeaning, takeSentences, takeSpeech, yesNo } from '../../machines/call/language.js';
+import {
+  classifyEmergency, classifyTurnEnd, EMERGENCY_MIN_CONFIDENCE, endOfTurnWindow, findEmergency, heardText, isRealInterruption, sameMeaning, takeSentences, takeSpeech, yesNo,
+} from '../../machines/call/language.js';
 
 const KEYWORDS = ['emergency', 'bleeding', 'poison', "can't breathe", 'seizure'];
 const BACKCHANNELS = ['mm-hmm', 'uh-huh', 'yeah', 'okay', 'right'];
@@ -20,6 +22,30 @@ describe('call language rules', () => {
     '"%s" is not',
     (text) => expect(findEmergency(text, KEYWORDS)).toBeNull(),
   );
+
+  it.each([
+    // [text, final, confidence, certainty, basis]
+    ["he can't breathe", true, 0.9, 'clear', 'phrase'],
+    ["he can't breathe", true, null, 'clear', 'phrase'],
+    ['my dog is bleeding, it is an emergency', true, 0.9, 'clear', 'keywords'],
+    ['my rabbit had a seizure', true, 0.88, 'uncertain', 'singleKeyword'],
+    ['bleeding, bleeding everywhere, so much bleeding', true, 0.9, 'uncertain', 'singleKeyword'],
+    ["he can't breathe", false, null, 'uncertain', 'partial'],
+    ['bleeding and poison', false, null, 'uncertain', 'partial'],
+    ["he can't breathe", true, EMERGENCY_MIN_CONFIDENCE - 0.01, 'uncertain', 'lowConfidence'],
+    ["he can't breathe", true, EMERGENCY_MIN_CONFIDENCE, 'clear', 'phrase'],
+    // A negated keyword does not count towards two.
+    ["it's not an emergency but he is bleeding", true, 0.9, 'uncertain', 'singleKeyword'],
+  ] as const)('"%s" (final %s, confidence %s) is %s: %s', (text, final, confidence, certainty, basis) => {
+    expect(classifyEmergency(text, KEYWORDS, { final, confidence })).toMatchObject({ certainty, basis });
+  });
+
+  it('one word matching two overlapping keywords is one mention; nothing said is null', () => {
+    expect(classifyEmergency('she had seizures', ['seizure', 'seizures'], { final: true, confidence: 0.9 })).toEqual({
+      keyword: 'seizure', certainty: 'uncertain', basis: 'singleKeyword',
+    });
+    expect(classifyEmergency("it's not an emergency", KEYWORDS, { final: true, confidence: 0.9 })).toBeNull();
+  });
 
   it('classifies yes and no, no winning when both appear', () => {
     expect(yesNo('yes that is fine')).toBe('yes');

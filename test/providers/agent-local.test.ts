@@ -184,11 +184,15 @@ describe('local agent', () => {
     expect((await conversation()('caller pressed 9')).action).toMatchObject({ action: { type: 'emergency' } });
   });
 
-  it('flags clear emergencies but not negated ones', async () => {
-    expect((await conversation()('my dog is bleeding')).action).toMatchObject({ action: { type: 'emergency' } });
+  it('flags clear emergencies, not negated ones nor a lone keyword (the call machine asked about that one)', async () => {
+    expect((await conversation()('my dog is bleeding, it is an emergency')).action).toMatchObject({ action: { type: 'emergency' } });
     expect((await conversation()("he can't breathe")).action).toMatchObject({ action: { type: 'emergency' } });
     const calm = await conversation()("it's not an emergency");
     expect(calm.action).toBeUndefined();
+    // "my rabbit has a sore ear" as the embedded recognizer hears it, after the caller said no to the check.
+    const misheard = await conversation()('my rabbit had a seizure');
+    expect(misheard.action).toBeUndefined();
+    expect(misheard.text).toMatch(/didn't catch that/);
   });
 
   it('answers something it does not understand with what it can do', async () => {

@@ -89,19 +89,27 @@ const BEHAVIOUR: Record<string, (f: Fixture) => void> = {
     expect(journal.outcome?.record.requests).toBe(1);
   },
   'emergency-word': (f) => {
-    // Acted on the interim transcript, mid-reply, before the caller finished the sentence.
-    const cause = causeOf(f, 'emergency') as { type: string; text?: string } | undefined;
+    // Acted on the interim transcript, mid-reply, before the caller finished the sentence: one
+    // keyword in a partial is uncertain, so the question first, then the script on "yes".
+    const cause = causeOf(f, 'emergency.checking.asking') as { type: string; text?: string } | undefined;
     expect(cause?.type).toBe('stt.partial');
     expect(cause?.text).toContain('bleeding');
-    expect(ofType(f.replay, 'out.emergency')).toMatchObject([{ source: { via: 'speech', keyword: 'bleeding' } }]);
-    expect(spokenClips(f.replay)).toContain('emergency');
-    expect(states(f.replay)).toEqual(expect.arrayContaining(['reply.speaking', 'emergency', 'transferring.dialing', 'transferring.handedOff']));
+    expect(causeOf(f, 'emergency.instructing')).toMatchObject({ type: 'stt.final', text: 'yes' });
+    expect(ofType(f.replay, 'out.emergency')).toMatchObject([
+      { source: { via: 'speech', keyword: 'bleeding', certainty: 'uncertain', basis: 'partial' }, check: 'saidYes' },
+    ]);
+    expect(spokenClips(f.replay)).toEqual(expect.arrayContaining(['emergencyCheck', 'emergency']));
+    expect(states(f.replay)).toEqual(expect.arrayContaining([
+      'reply.speaking', 'emergency.checking.asking', 'emergency.checking.waiting', 'emergency.instructing', 'transferring.dialing', 'transferring.handedOff',
+    ]));
     expect(f.replay.outcome).toBe('emergency');
   },
   'emergency-key': (f) => {
-    expect(causeOf(f, 'emergency')).toEqual({ type: 'twilio.dtmf', digit: '9' });
+    // The key is clear: straight to the script, no question.
+    expect(causeOf(f, 'emergency.instructing')).toEqual({ type: 'twilio.dtmf', digit: '9' });
+    expect(spokenClips(f.replay)).not.toContain('emergencyCheck');
     expect(ofType(f.replay, 'out.clear')).toHaveLength(1); // the reply it interrupted
-    expect(ofType(f.replay, 'out.emergency')).toMatchObject([{ source: { via: 'dtmf', digit: '9' } }]);
+    expect(ofType(f.replay, 'out.emergency')).toMatchObject([{ source: { via: 'dtmf', digit: '9', certainty: 'clear' }, check: null }]);
     expect(states(f.replay)).toContain('transferring.handedOff');
     expect(f.replay.outcome).toBe('emergency');
   },

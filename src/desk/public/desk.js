@@ -265,6 +265,12 @@ function deliveryText(d) {
   return d.label;
 }
 
+/** The answer to "Is your pet in danger right now?", asked when the trigger was uncertain. */
+const CONFIRMATION_TEXT = {
+  saidYes: 'asked, said yes', pressedYes: 'asked, pressed 1 (yes)', emergencyKey: 'asked, pressed the emergency key',
+  clearKeyword: 'asked, described an emergency', noAnswer: 'asked, no answer (treated as yes)',
+};
+
 function emergencyLine(e) {
   if (!e) return null;
   const how = { speech: 'said', dtmf: 'pressed', agent: 'receptionist flagged' }[e.trigger] ?? e.trigger;
@@ -273,7 +279,9 @@ function emergencyLine(e) {
   else if (e.connected === true) where = 'Transferred to the emergency line: connected.';
   else if (e.connected === false) where = 'Transfer to the emergency line did NOT connect: call back now.';
   else where = 'Transferred to the emergency line.';
-  return el('p', { class: 'dk-alert', text: `${where} (caller ${how}: ${e.detail})` });
+  if (e.confirmation === 'callEnded') where = 'Possible emergency: the call ended while the caller was asked if the pet was in danger. Call back now.';
+  const asked = CONFIRMATION_TEXT[e.confirmation];
+  return el('p', { class: 'dk-alert', text: `${where} (caller ${how}: ${e.detail}${asked ? `; ${asked}` : ''})` });
 }
 
 function updateCard(card, f) {

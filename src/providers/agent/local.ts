@@ -15,6 +15,7 @@
  * otherwise the caller is asked for a number, read back digit by digit.
  */
 import type { Tenant } from '../../config/tenant.schema.js';
+import { classifyEmergency } from '../../../machines/call/language.js';
 import { clipTexts } from '../tts/prompt-cache.js';
 import { spokenOpenAnswer } from '../../config/hours.js';
 import {
@@ -72,7 +73,6 @@ class LocalAgentSession implements AgentSession {
   private numberMisses = 0;
   private readonly staffRe: RegExp | null;
   private readonly staffNames: { words: string[]; name: string }[];
-  private readonly emergencyWords: string[];
 
   constructor(private readonly tenant: Tenant, private readonly call: AgentCallInfo) {
     this.staffNames = tenant.info.staff.map((entry) => ({
@@ -81,7 +81,6 @@ class LocalAgentSession implements AgentSession {
     }));
     const names = this.staffNames.flatMap((s) => s.words);
     this.staffRe = names.length ? new RegExp(`\\b(${names.map(escape).join('|')})\\b`) : null;
-    this.emergencyWords = tenant.emergency.keywords.map(norm);
   }
 
   respond(turn: AgentTurn): AsyncIterable<AgentOutput> {
@@ -125,8 +124,10 @@ class LocalAgentSession implements AgentSession {
   /** `t` is the normalised transcript, `raw` what the recognizer wrote (a message is kept in the caller's words). */
   private understand(t: string, raw: string): Reply {
     const mode = this.mode;
-    const emergency = this.emergencyWords.find((k) => this.mentions(t, k));
-    if (emergency) return this.emergency(`caller said "${emergency}"`);
+    // Only a clear mention: the call machine asks about an uncertain one itself before a turn gets
+    // here, and after the caller said no it is theirs to explain (docs/design/conversation.md §4).
+    const emergency = classifyEmergency(raw, this.tenant.emergency.keywords, { final: true, confidence: null });
+    if (emergency?.certainty === 'clear') return this.emergency(`caller said "${emergency.keyword}"`);
     const collectingMessage = mode.kind === 'collecting' && mode.flow === 'message' && mode.asking === 'message';
     if (!collectingMessage && MESSAGE_RE.test(t) && mode.kind === 'idle') return this.startMessage(t);
     if (!collectingMessage && (/\b(front desk|operator|receptionist|staff|person|human|someone|somebody|representative)\b/.test(t) ||
@@ -335,13 +336,6 @@ class LocalAgentSession implements AgentSession {
 
   private menuText(): string {
     return clipTexts(this.tenant).menu;
-  }
-
-  /** A keyword counts unless negated just before it ("not an emergency", "he isn't bleeding"). */
-  private mentions(t: string, keyword: string): boolean {
-    const at = t.search(new RegExp(`\\b${escape(keyword)}\\b`));
-    if (at < 0) return false;
-    return !/\b(not|no|isn't|isnt|wasn't|never|without)\b(\s+\S+){0,2}\s*$/.test(t.slice(0, at));
   }
 
   private reset(): void {

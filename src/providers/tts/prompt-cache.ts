@@ -1,6 +1,6 @@
 /**
  * Fixed clips, pre-rendered per tenant at start-up so the engine plays them without waiting for
- * TTS: greeting, consent, emergency script, filler, silence nudges, say-again, goodbye, transfer
+ * TTS: greeting, consent, the emergency check ("Is your pet in danger right now?") and its "okay", emergency script, filler, silence nudges, say-again, goodbye, transfer
  * announcement and failure, the DTMF menu, and the emergency fallback. docs/design/conversation.md wants the
  * emergency audio within 500 ms and fillers that cost nothing; only a cache gives both.
  *
@@ -18,6 +18,8 @@ export const CLIP_IDS = [
   'greeting',
   'greetingClosed',
   'consent',
+  'emergencyCheck',
+  'emergencyCheckNo',
   'emergency',
   'emergencyAfterHours',
   'emergencyFallback',
@@ -66,6 +68,8 @@ export function clipTexts(tenant: Tenant): Record<ClipId, string> {
     greeting: tenant.greeting,
     greetingClosed: `${tenant.greeting} We're closed right now, but I can answer questions, take a message for the team, or help with an emergency.`,
     consent: tenant.consent.text,
+    emergencyCheck: tenant.emergency.question,
+    emergencyCheckNo: 'Okay, thank you. Please go on.',
     emergency: tenant.emergency.script,
     emergencyAfterHours: "This sounds like an emergency. We're closed right now, so I'm connecting you to the emergency line.",
     emergencyFallback: `I'm sorry, I couldn't connect you. ${emergencyCall}${tenant.emergency.script}`,
