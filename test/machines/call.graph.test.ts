@@ -44,7 +44,8 @@ function abstractState(s: Snap): string {
     consent: c.consent,
     rec: c.recording,
     em: c.emergency !== null,
-    check: c.emergencyCheck?.answer ?? (c.emergencyCheck ? 'open' : null),
+    // Whether "Is your pet in danger?" was asked (after that, uncertain keywords no longer ask), not how it was answered.
+    asked: c.emergencyCheck !== null,
     consentState: s.matches('consent') ? [c.consentAnswer, c.consentAsks] : null,
     tr: s.matches('transferring') ? c.transfer?.target : null,
     pb: live && playsAudio(s) ? [p.synthDone, p.heardMs >= p.queuedMs, p.cleared, p.queuedMs > 0] : null,
