@@ -6,7 +6,6 @@
  * Every call is on a phone line (test/support/fake-line.ts): the engine's voice echoes back into
  * the caller's frames, frames arrive up to 60 ms late and in bursts, marks come back late.
  */
-import { performance } from 'node:perf_hooks';
 import { beforeAll, describe, it, type TestContext } from 'vitest';
 import { createFakeAgent, type FakeAgentProvider } from '../../src/providers/agent/fake.js';
 import { clipTexts } from '../../src/providers/tts/prompt-cache.js';
