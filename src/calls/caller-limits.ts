@@ -40,7 +40,9 @@ export class MemoryCallerLog implements CallerCallLog {
     let admitted = true;
     if (!recent.some((c) => c.callSid === callSid)) {
       admitted = recent.length < max;
-      if (admitted) recent.push({ callSid, at: nowMs });
+      // A copy: the CallSid parsed from the webhook is a slice of the whole form body, which it would
+      // keep alive for the hour (~450 B a call; found by test/soak/soak.test.ts).
+      if (admitted) recent.push({ callSid: JSON.parse(JSON.stringify(callSid)) as string, at: nowMs });
     }
     this.calls.delete(key); // re-inserted last: the Map's order is least recently used first
     if (recent.length > 0) this.calls.set(key, recent);
