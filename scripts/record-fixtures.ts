@@ -26,7 +26,7 @@ import { createFakeTts } from '../src/providers/tts/fake.js';
 import { energyVad } from '../src/providers/vad/energy.js';
 import { readJournal, replayJournal } from '../src/replay/replay.js';
 import { CONSENT_VET, CPS, QUICK_VET, TENANTS, lastGeneration, playedOf, streamingRecognizer, tone, warmPrompts } from '../test/e2e/conversation-kit.js';
-import { FakeTwilio } from '../test/support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../test/support/fake-twilio.js';
 import { restRecorder } from '../test/support/rest-recorder.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../test/support/engine.js';
 
@@ -250,7 +250,7 @@ async function record(s: Scenario, dir: string): Promise<{ path: string; live: L
     tap,
   });
   const call = await FakeTwilio.call({
-    serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: s.to, from: '+15557654321',
+    serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: s.to, from: nextCallerNumber(),
   });
   try {
     const state = () => engine.registry.list().find((x) => x.callSid === call.callSid)?.state ?? 'ended';

@@ -2,7 +2,7 @@
 import { performance } from 'node:perf_hooks';
 import { callerSpeech } from '../../test/support/caller-speech.js';
 import type { LineProfile } from '../../test/support/fake-line.js';
-import { FakeTwilio } from '../../test/support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../../test/support/fake-twilio.js';
 import type { Expectation, Scenario, Step } from './scenario.js';
 import type { Target } from './target.js';
 
@@ -74,7 +74,7 @@ export class Caller {
   static async dial(target: Target, o: { to: string; from?: string; print: (line: string) => void; line?: LineProfile }): Promise<Caller> {
     const call = await FakeTwilio.call({
       serverUrl: target.url, publicBaseUrl: target.baseUrl, authToken: target.token, accountSid: target.accountSid,
-      to: o.to, from: o.from ?? '+15557654321', playbackSpeed: 1, ...(o.line ? { line: o.line } : {}),
+      to: o.to, from: o.from ?? nextCallerNumber(), playbackSpeed: 1, ...(o.line ? { line: o.line } : {}),
     });
     const c = new Caller(call, target, o.print);
     if (!call.twiml.stream) throw new Error(`the webhook did not connect a stream (HTTP ${call.twiml.status}): ${call.twiml.text.slice(0, 300)}`);

@@ -28,7 +28,7 @@ import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { Player } from '../../src/twilio/player.js';
 import { takeSentences } from '../../machines/call/language.js';
 import type { LineProfile } from '../support/fake-line.js';
-import { FakeTwilio } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { restRecorder, type RestCall } from '../support/rest-recorder.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 import { formBody } from '../support/twilio-sign.js';
@@ -185,7 +185,7 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
     async dial(to = QUICK_VET, extra = {}) {
       const call = await FakeTwilio.call({
         serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT,
-        to, from: '+15557654321', ...(opts.line ? { line: opts.line } : {}), ...extra,
+        to, from: nextCallerNumber(), ...(opts.line ? { line: opts.line } : {}), ...extra,
       });
       rig.calls.push(call);
       return call;
@@ -252,7 +252,7 @@ export function generationAudioMs(call: FakeTwilio, generation: number): number 
 
 /** POST a signed /twilio/voice like Twilio would (no stream follows). Returns status and body. */
 export async function voiceWebhook(engineUrl: string, callSid: string, to = QUICK_VET): Promise<{ status: number; body: string; token: string | null }> {
-  const params = { CallSid: callSid, AccountSid: TEST_ACCOUNT, From: '+15557654321', To: to, CallStatus: 'ringing', Direction: 'inbound', ApiVersion: '2010-04-01' };
+  const params = { CallSid: callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: to, CallStatus: 'ringing', Direction: 'inbound', ApiVersion: '2010-04-01' };
   const signature = twilio.getExpectedTwilioSignature(TEST_TOKEN, `${TEST_BASE_URL}/twilio/voice`, params);
   const res = await fetch(`${engineUrl}/twilio/voice`, {
     method: 'POST',

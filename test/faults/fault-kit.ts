@@ -20,7 +20,7 @@ import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import type { MediaStreamOptions } from '../../src/twilio/stream-socket.js';
 import { CPS, QUICK_VET, TENANTS, outboundOf, streamingRecognizer, tone, warmPrompts } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { FakeTwilio } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 
 export const HOURS = 'what are your hours';
 
@@ -66,7 +66,7 @@ export async function faultRig(
     async dial({ serverUrl } = {}) {
       const call = await FakeTwilio.call({
         serverUrl: serverUrl ?? engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT,
-        to: QUICK_VET, from: '+15557654321',
+        to: QUICK_VET, from: nextCallerNumber(),
       });
       calls.push(call);
       return call;

@@ -26,7 +26,7 @@ import { startReceiver, type Receiver } from '../delivery/kit.js';
 import { startOpenAiChatServer, type FakeChatBody, type FakeChatReply, type FakeOpenAiChat } from '../fakes/openai-chat-server.js';
 import { QUICK_VET } from '../e2e/conversation-kit.js';
 import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
-import { FakeTwilio } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { freePort } from '../support/net.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -168,7 +168,7 @@ describe('kill -9 after a follow-up was committed', () => {
 
     // First process: the caller asks for an appointment; killed right after the commit.
     const first = await startMain(env);
-    const call = await FakeTwilio.call({ serverUrl: first.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
+    const call = await FakeTwilio.call({ serverUrl: first.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber() });
     cleanup.push(() => call.dispose());
     await call.untilQuiet(500, 10_000); // the greeting
     call.dtmf('1');

@@ -17,7 +17,7 @@ import { afterEach, describe, it } from 'vitest';
 import { parseJournal } from '../../src/replay/read.js';
 import { QUICK_VET, sleep, tone } from '../e2e/conversation-kit.js';
 import { TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
-import { FakeTwilio } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { onCallClock } from './fault-kit.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -61,7 +61,7 @@ describe('kill -9 mid-call', () => {
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const { child, url } = await startChild(dir);
     const dial = () =>
-      FakeTwilio.call({ serverUrl: url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
+      FakeTwilio.call({ serverUrl: url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber() });
     const calls = await Promise.all([dial(), dial(), dial()]);
     cleanup.push(() => Promise.all(calls.map((c) => c.dispose())).then(() => undefined));
     await Promise.all(calls.map((c) => c.untilQuiet(500, 10_000))); // greetings played and echoed

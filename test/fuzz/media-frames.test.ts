@@ -27,7 +27,7 @@ import type { InboundResult } from '../../src/twilio/media-codec.js';
 import { createStreamCounters, MEDIA_STREAM_WS_OPTIONS, PENDING_STREAM_LIMITS } from '../../src/twilio/stream-socket.js';
 import { CPS, QUICK_VET, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber, parseTwiml } from '../support/fake-twilio.js';
 import { LONG, sized } from '../support/long.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { signedForm, wsSignature } from '../support/twilio-sign.js';
@@ -291,7 +291,7 @@ describe('a storm of hostile frames over real sockets', () => {
   async function mint(callSid: string): Promise<string> {
     const res = await engine.app.inject(signedForm({
       baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path: '/twilio/voice',
-      params: { CallSid: callSid, AccountSid: TEST_ACCOUNT, From: '+15557654321', To: QUICK_VET, CallStatus: 'ringing', Direction: 'inbound' },
+      params: { CallSid: callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: QUICK_VET, CallStatus: 'ringing', Direction: 'inbound' },
     }));
     const token = parseTwiml(res.body, res.statusCode).stream?.parameters.callToken;
     if (res.statusCode !== 200 || !token) throw new Error(`webhook answered ${res.statusCode} without a stream token`);
@@ -453,7 +453,7 @@ describe('a storm of hostile frames over real sockets', () => {
 
     // After the storm, a genuine call is answered: greeting audio arrives, a hang-up ends it.
     const call = await FakeTwilio.call({
-      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321',
+      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber(),
     });
     try {
       await call.waitFor((c) => c.outbound.some((o) => o.message?.event === 'media'), 5_000, 'greeting audio');

@@ -30,7 +30,7 @@ import {
 } from '../../src/twilio/stream-socket.js';
 import { QUICK_VET, TENANTS, voiceWebhook } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber, parseTwiml } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { wsSignature } from '../support/twilio-sign.js';
 
@@ -227,7 +227,7 @@ describe('engine: a call whose Twilio socket stops reading mid-prompt (Unix sock
 
   it('buffered bytes stay at the cap, frames are dropped and counted, the call ends 1013 with an outcome; the other call plays on', async () => {
     const healthy = await FakeTwilio.call({
-      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321',
+      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber(),
     });
     const callSid = `CA${randomBytes(16).toString('hex')}`;
     const streamSid = `MZ${randomBytes(16).toString('hex')}`;

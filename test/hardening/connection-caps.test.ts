@@ -14,7 +14,7 @@ import { createFakeVad } from '../../src/providers/vad/fake.js';
 import { createStreamCounters, PENDING_STREAM_LIMITS, type StreamCounters } from '../../src/twilio/stream-socket.js';
 import { CPS, QUICK_VET, TENANTS, voiceWebhook, warmPrompts } from '../e2e/conversation-kit.js';
 import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber, parseTwiml } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { wsSignature } from '../support/twilio-sign.js';
 
@@ -80,7 +80,7 @@ async function drop(engine: TestEngine, ws: WebSocket): Promise<void> {
 /** A well-behaved call end to end: greeting audio arrives, hang-up closes 1000. */
 async function genuineCallWorks(engine: TestEngine): Promise<void> {
   const call = await FakeTwilio.call({
-    serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321',
+    serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber(),
   });
   try {
     await call.waitFor((c) => c.outbound.some((o) => o.message?.event === 'media'), 5_000, 'greeting audio');

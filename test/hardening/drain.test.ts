@@ -16,7 +16,7 @@ import { createTwilioRest } from '../../src/twilio/rest.js';
 import { start as startFakeRest, type FakeTwilioRest } from '../fakes/twilio-rest-server.js';
 import { callerSpeech } from '../support/caller-speech.js';
 import { FIXTURE_TENANTS_DIR, startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { FakeTwilio } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { freePort, upgradeStatus } from '../support/net.js';
 import { formBody, signedForm, wsSignature } from '../support/twilio-sign.js';
 
@@ -51,7 +51,7 @@ describe('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
 
   const dial = async (callSid?: string) => {
     const call = await FakeTwilio.call({
-      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: CLINIC, from: CALLER, ...(callSid ? { callSid } : {}),
+      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: CLINIC, from: nextCallerNumber(), ...(callSid ? { callSid } : {}),
     });
     calls.push(call);
     return call;
@@ -67,7 +67,7 @@ describe('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
     const question = await callerSpeech('what are your hours');
     // A fourth call was answered just before SIGTERM; its stream connects just after.
     const pendingSid = `CA${'d'.repeat(32)}`;
-    const answered = await fetch(`${engine.url}/twilio/voice`, signedPost('/twilio/voice', { CallSid: pendingSid, AccountSid: TEST_ACCOUNT, To: CLINIC, From: CALLER }));
+    const answered = await fetch(`${engine.url}/twilio/voice`, signedPost('/twilio/voice', { CallSid: pendingSid, AccountSid: TEST_ACCOUNT, To: CLINIC, From: nextCallerNumber() }));
     expect(await answered.text()).toContain('<Stream');
 
     // ---- t = 0: SIGTERM ----

@@ -16,6 +16,13 @@ import { pcmToUlawSample, ulawToPcmSample } from '../../src/audio/ulaw.js';
 import { Line, mixEcho, type LineProfile } from './fake-line.js';
 import { formBody } from './twilio-sign.js';
 
+/**
+ * A caller number of its own for every call, as on a real line: the engine limits calls per caller
+ * number (clinic `limits`), so tests that meant one caller name one; everyone else is a new caller.
+ */
+let callerSeq = 0;
+export const nextCallerNumber = (): string => `+1555${String(7_000_000 + (callerSeq++ % 3_000_000)).padStart(7, '0')}`;
+
 export interface FakeCallOptions {
   serverUrl: string; // http://127.0.0.1:PORT
   publicBaseUrl: string; // https://voice.test
