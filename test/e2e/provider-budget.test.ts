@@ -48,7 +48,7 @@ describe('daily provider budget over real calls', () => {
     const rig = await startCloudEngine({ tenantsDir: tenantsWithBudget(), transcripts: ['what are your hours'], responder: () => ({ text: 'We are open eight to six.' }) });
     rigs.push(rig);
     const first = await dial(rig);
-    expect(recordOf(rig, first.callSid)?.providers).toEqual({ vad: 'energy', stt: 'openai', agent: 'openai', tts: 'elevenlabs' });
+    expect(recordOf(rig, first.callSid)?.providers).toEqual({ vad: 'energy', stt: 'elevenlabs', agent: 'openai', tts: 'elevenlabs' });
     await first.say(tone(700));
     await first.waitFor(() => (recordOf(rig, first.callSid)?.usage.agentInputTokens ?? 0) > 0, 10_000, 'the answer');
     await first.untilQuiet();
