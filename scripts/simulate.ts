@@ -157,7 +157,8 @@ async function main(): Promise<number> {
       else print(JSON.stringify({ ...report, runs: undefined }, null, 2));
       print(`${report.pass ? 'PASS' : 'FAIL'} corpus over an echoing line: ${report.falseBargeIns} false barge-ins in ${report.calls} calls ` +
         `(${report.engineSpeechS} s of engine speech; target 0), barge-ins detected ${report.bargeIn.detected}/${report.bargeIn.attempts} ` +
-        `(${report.bargeIn.rate === null ? 'n/a' : `${Math.round(report.bargeIn.rate * 100)} %`}; target ≥ 95 %)`);
+        `(${report.bargeIn.rate === null ? 'n/a' : `${Math.round(report.bargeIn.rate * 100)} %`}; target ≥ 95 %), attributed by ` +
+        (report.attribution === 'stream' ? 'the engine\'s speech onsets in stream time' : 'when each clear reached the caller'));
       return report.pass || stop ? 0 : 1;
     }
     const result = await runScenario(scenario!, target, print, line ? { line } : {});

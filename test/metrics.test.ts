@@ -125,7 +125,7 @@ describe('engine metrics from call records', () => {
     calls.end(record({
       outcome: 'transferred',
       turns: [{ generation: 1, endOfSpeechToAudioMs: 650, sttMs: 120, endpointMs: 300, agentFirstTextMs: 90, ttsFirstAudioMs: 210, firstAudioMs: 240 }],
-      bargeIns: [{ clearLatencyMs: 140 }],
+      bargeIns: [{ clearLatencyMs: 140, onsetStreamMs: 5_000 }],
       final: {
         ...initialContext({ callSid: SID, tenant: testTenant() }),
         interruptions: 3,

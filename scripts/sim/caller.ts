@@ -20,6 +20,12 @@ export interface CallerLine {
   fromMs: number;
   /** When its last frame was sent (null: the call ended first). */
   toMs: number | null;
+  /**
+   * Where its audio lies in stream time (Twilio's `media.timestamp`), exact however late either
+   * side runs: the engine's VAD onsets are stamped on the same clock (null: the stream's audio had
+   * not started).
+   */
+  stream: { fromMs: number; toMs: number } | null;
   /** The call's state as the caller began (the last one polled). */
   stateAtStart: string;
   /** Engine audio was playing at the caller as they began (within the last 60 ms). */
@@ -39,7 +45,7 @@ export interface ScenarioResult {
   agentLines: string[];
   engine: ReturnType<NonNullable<Target['engineTimings']>>;
   /** What the caller did, and every `clear` the engine sent (ms since dial): for the corpus figures. */
-  caller: { lines: CallerLine[]; keysMs: number[] };
+  caller: { lines: CallerLine[]; keysMs: number[]; keysStreamMs: number[] };
   clearsMs: number[];
   /** The line's echo path and impairments, when the call was on one. */
   line: { echo: { attenuationDb: number; delayMs: number } | null; lateFrames: number; bursts: number } | null;
@@ -59,6 +65,7 @@ export class Caller {
   readonly replies: { said: string; ms: number | null }[] = [];
   readonly spoken: CallerLine[] = [];
   readonly keysMs: number[] = [];
+  readonly keysStreamMs: number[] = [];
   private readonly lines: { atMs: number; text: string }[] = [];
   private anchor = { startMs: 0, endMs: 0, agentLines: 0, what: 'the call start' };
   private pollTimer: NodeJS.Timeout | null = null;
@@ -169,8 +176,9 @@ export class Caller {
     const start = this.now();
     this.print(`${fmtS(start)}  caller  “${text}” (${(ulaw.length / 8000).toFixed(2)} s)`);
     const agentLines = this.lines.length;
+    const fromStream = this.call.streamMsAt(start);
     const spoken: CallerLine = {
-      text, fromMs: start, toMs: null, stateAtStart: this.states.at(-1)?.state ?? '', engineAudible: this.call.audioSince(start - 60).length > 0,
+      text, fromMs: start, toMs: null, stream: fromStream === null ? null : { fromMs: fromStream, toMs: fromStream + ulaw.length / 8 }, stateAtStart: this.states.at(-1)?.state ?? '', engineAudible: this.call.audioSince(start - 60).length > 0,
     };
     this.spoken.push(spoken);
     const done = this.call.say(ulaw).then((sent) => {
@@ -197,6 +205,8 @@ export class Caller {
         const at = this.now();
         this.call.dtmf(d);
         this.keysMs.push(at);
+        const stream = this.call.streamMsAt(at);
+        if (stream !== null) this.keysStreamMs.push(stream);
         this.print(`${fmtS(at)}  caller  presses ${d}`);
         this.anchor = { startMs: at, endMs: at, agentLines: this.lines.length, what: `key ${d}` };
       }
@@ -412,7 +422,7 @@ export async function runScenario(
     states: caller.states.map((s) => ({ atS: Math.round(s.atMs) / 1000, state: s.state })),
     agentLines: caller.agentText,
     engine,
-    caller: { lines: caller.spoken, keysMs: caller.keysMs },
+    caller: { lines: caller.spoken, keysMs: caller.keysMs, keysStreamMs: caller.keysStreamMs },
     clearsMs: [...caller.call.clears],
     line: caller.call.line
       ? { echo: echo ? { attenuationDb: echo.attenuationDb, delayMs: echo.delayMs } : null, lateFrames: caller.call.line.stats.lateFrames, bursts: caller.call.line.stats.bursts }

@@ -10,7 +10,7 @@ import type { CallContext, CallEvent, Outcome } from '../../machines/call/call.t
 import type { JournalRecordSummary } from '../journal/format.js';
 import type { ProviderUsage } from './child-actors.js';
 import type { RecordingTranscript } from './recording-transcriber.js';
-import type { TurnTiming } from '../journal/turn-timing.js';
+import type { BargeInTiming, TurnTiming } from '../journal/turn-timing.js';
 
 /** What a call consumed from billable providers (docs/providers.md: cost per call). */
 export interface CallUsage {
@@ -35,7 +35,7 @@ export interface CallRecord {
   recordingTranscripts: RecordingTranscript[];
   dialStatus: string | null;
   turns: TurnTiming[];
-  bargeIns: { clearLatencyMs: number }[];
+  bargeIns: BargeInTiming[];
   usage: CallUsage;
   /** Provider fallbacks during the call (the journal has each as a `provider.fallback` event). */
   fallbacks: { kind: 'stt' | 'agent' | 'tts'; from: string; to: string }[];

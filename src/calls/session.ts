@@ -313,7 +313,7 @@ export class CallSession {
         return;
       case 'out.clear':
         player?.clear();
-        this.turnClock.onClear((ms) => this.record.bargeIns.push({ clearLatencyMs: ms }));
+        this.turnClock.onClear((bargeIn) => this.record.bargeIns.push(bargeIn));
         return;
       case 'out.resume':
         player?.resume(command.generation, command.fromMs);

@@ -5,7 +5,7 @@
  * to `clear`. Stream-time events are converted with the audio hub (frames arrive in real time).
  */
 import type { CallEvent } from '../../machines/call/call.types.js';
-import type { TurnTiming } from '../journal/turn-timing.js';
+import type { BargeInTiming, TurnTiming } from '../journal/turn-timing.js';
 import type { AudioHub } from './audio-hub.js';
 
 type Pending = { generation: number; commitAt: number; speechEndAt: number | null; sttAt: number | null; agentAt: number | null; ttsAt: number | null };
@@ -15,7 +15,7 @@ const since = (from: number | null, to: number | null) => (from === null || to =
 export class TurnClock {
   private speechEndAt: number | null = null;
   private sttAt: number | null = null;
-  private onsetAt: number | null = null;
+  private onset: { at: number; streamMs: number } | null = null;
   private turn: Pending | null = null;
 
   constructor(
@@ -32,10 +32,10 @@ export class TurnClock {
   onChildEvent(event: CallEvent): void {
     switch (event.type) {
       case 'vad.speechStart':
-        this.onsetAt = this.wall(event.atMs);
+        this.onset = { at: this.wall(event.atMs), streamMs: event.atMs };
         return;
       case 'vad.speechEnd':
-        this.onsetAt = null;
+        this.onset = null;
         this.speechEndAt = this.wall(event.atMs);
         this.sttAt = null;
         return;
@@ -73,10 +73,10 @@ export class TurnClock {
     });
   }
 
-  /** A clear was sent: if it answers caller speech, report onset → clear. */
-  onClear(report: (clearLatencyMs: number) => void): void {
-    if (this.onsetAt === null) return;
-    report(Math.round((this.now() - this.onsetAt) * 10) / 10);
-    this.onsetAt = null;
+  /** A clear was sent: if it answers caller speech, report onset → clear and the onset's stream time. */
+  onClear(report: (bargeIn: Required<BargeInTiming>) => void): void {
+    if (this.onset === null) return;
+    report({ clearLatencyMs: Math.round((this.now() - this.onset.at) * 10) / 10, onsetStreamMs: this.onset.streamMs });
+    this.onset = null;
   }
 }

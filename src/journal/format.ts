@@ -8,7 +8,7 @@
  */
 import type { EventObject } from 'xstate';
 import type { CallCommand, CallInput, Outcome } from '../../machines/call/call.types.js';
-import type { TurnTiming } from './turn-timing.js';
+import type { BargeInTiming, TurnTiming } from './turn-timing.js';
 
 export const JOURNAL_VERSION = 1;
 
@@ -31,7 +31,7 @@ export interface JournalRecordSummary {
   durationMs: number;
   turns: readonly TurnTiming[];
 
-  bargeIns: readonly { clearLatencyMs: number }[];
+  bargeIns: readonly BargeInTiming[];
   /** Requests and messages taken (appointment, refill, message). */
   requests: number;
   recordings: number;

@@ -14,3 +14,15 @@ export interface TurnTiming {
   /** Commit → first audio handed to the player. */
   firstAudioMs: number | null;
 }
+
+/** One barge-in: the caller's speech onset (as the VAD placed it) and the `clear` it caused. */
+export interface BargeInTiming {
+  /** Speech onset → `clear` sent, on the engine's clock. */
+  clearLatencyMs: number;
+  /**
+   * The onset in stream time (ms since the stream's first frame, Twilio's `media.timestamp`):
+   * what attributes the barge-in to the caller's words or to an echo, however late the engine ran.
+   * Absent in journals written before it was recorded.
+   */
+  onsetStreamMs?: number;
+}

@@ -133,7 +133,7 @@ export const outcomeLine = z.object({
         firstAudioMs: z.number().nullable(),
       }),
     ),
-    bargeIns: z.array(z.object({ clearLatencyMs: z.number() })),
+    bargeIns: z.array(z.object({ clearLatencyMs: z.number(), onsetStreamMs: z.number().optional() })),
     /** Requests and messages taken (journals before 0.3 counted appointments instead). */
     requests: int.optional(),
     appointments: int.optional(),

@@ -154,6 +154,15 @@ export class FakeTwilio {
     return performance.now() - this.epoch;
   }
 
+  /**
+   * The stream time (Twilio's `media.timestamp`, ms since the first frame) of the caller audio
+   * sent at `atMs` on this fake's clock: speech queued at `atMs` goes out in the next frame due,
+   * whose timestamp is this rounded down to 20 ms. Null before the stream's audio started.
+   */
+  streamMsAt(atMs: number): number | null {
+    return this.audioT0 === 0 ? null : this.epoch + atMs - this.audioT0;
+  }
+
   private async run(): Promise<void> {
     const o = this.opts;
     const res = await this.webhook('/twilio/voice', {
