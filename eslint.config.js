@@ -11,11 +11,17 @@ import tseslint from 'typescript-eslint';
 const WIRING_MESSAGE = 'only src/main.ts and src/server.ts import the wiring (server.ts, metrics.ts, main.ts)';
 /** From a file under src/<dir>/ (`../`, `../../` …); a top-level src file is checked with `./` below. */
 const WIRING_ONLY = { regex: '^(\\.\\./)+(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE };
-const LOWER_LAYERS = ['providers', 'twilio', 'audio', 'journal', 'config', 'observability'];
+const LOWER_LAYERS = ['providers', 'twilio', 'audio', 'journal', 'config', 'observability', 'redis'];
 const UPPER = {
   regex: '^(\\.\\./)+(calls|http|inspector)(/|$)',
-  message: 'src/providers, twilio, audio, journal, config and observability never import src/calls, src/http or src/inspector (move the shared type down instead)',
+  message: 'src/providers, twilio, audio, journal, config, observability and redis never import src/calls, src/http or src/inspector (move the shared type down instead)',
 };
+/**
+ * src/redis is the only code that knows Redis (issue #14 part 4): ioredis is imported there only, and
+ * only the wiring (src/server.ts, src/main.ts) imports src/redis; the layers get narrow interfaces.
+ */
+const REDIS_ONLY = { regex: '^(\\.\\./)+redis(/|$)', message: 'only src/main.ts and src/server.ts import src/redis; hand the layer a narrow interface instead' };
+const IOREDIS = { name: 'ioredis', message: 'only src/redis knows Redis: import from there (via src/server.ts), not ioredis' };
 
 export default defineConfig(
   { ignores: ['node_modules/', 'data/', 'coverage/', 'visualizations/', 'dist/'] },
@@ -56,16 +62,21 @@ export default defineConfig(
   },
   {
     files: ['src/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [WIRING_ONLY] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS], patterns: [WIRING_ONLY, REDIS_ONLY] }] },
+  },
+  {
+    files: LOWER_LAYERS.map((dir) => `src/${dir}/**/*.ts`),
+    ignores: ['src/redis/**'],
+    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS], patterns: [WIRING_ONLY, UPPER, REDIS_ONLY] }] },
+  },
+  {
+    files: ['src/redis/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [WIRING_ONLY, UPPER] }] },
   },
   {
     files: ['src/*.ts'],
     ignores: ['src/main.ts', 'src/server.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [{ regex: '^\\./(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE }] }] },
-  },
-  {
-    files: LOWER_LAYERS.map((dir) => `src/${dir}/**/*.ts`),
-    rules: { 'no-restricted-imports': ['error', { patterns: [WIRING_ONLY, UPPER] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS], patterns: [{ regex: '^\\./(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE }, { regex: '^\\./redis(/|$)', message: REDIS_ONLY.message }] }] },
   },
   {
     files: ['test/**/*.ts'],

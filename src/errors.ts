@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   VET_E_JOURNAL: 'The call journal could not be written (JOURNAL_DIR unwritable, disk full); calls go on without it.',
   VET_E_DELIVERY: "A follow-up or call summary could not be delivered to the clinic's webhook, e-mail or SMS (an attempt failed, or delivery gave up).",
   VET_E_STORE: 'The durable store (SQLite file or PostgreSQL server in DATABASE_URL) could not be opened or migrated at start-up.',
+  VET_E_REDIS: 'Redis (REDIS_URL) could not be reached or refused a command: at start-up the engine stops; mid-run shared state degrades (see docs/operations.md).',
   VET_E_BODY_TOO_LARGE: 'An HTTP request body exceeded the configured limit (16 KiB on webhooks).',
   VET_E_NOT_FOUND: 'No route matches the HTTP method and path.',
   VET_E_INTERNAL: 'An unexpected error in an HTTP handler; details are in the server log, never in the response.',

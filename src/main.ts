@@ -18,6 +18,7 @@ import { pruneJournals } from './journal/retention.js';
 import { openJournalDir } from './journal/writer.js';
 import { createLogger } from './observability/logger.js';
 import { createProviders } from './providers/index.js';
+import { openSharedState } from './redis/index.js';
 import { sttVocabularyFor } from './providers/stt/local-grammar.js';
 import { buildServer, type Drain } from './server.js';
 import { createRecordingFetcher } from './twilio/recording-download.js';
@@ -45,6 +46,8 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const tenants = await loadTenants(config.tenantsDir, { nodeEnv: config.nodeEnv }).catch(fail);
   const store = await openStore(config.databaseUrl).catch(fail);
+  // REDIS_URL: state shared with the other instances (docs/operations.md "Several instances"); unreachable → VET_E_REDIS.
+  const shared = config.redisUrl ? await openSharedState({ url: config.redisUrl, heartbeatMs: config.redisHeartbeatMs, logger }).catch(fail) : null;
   const startedAt = performance.now();
   const { providers, prompts, recordingStt, summarizer } = await createProviders(config, tenants.all(), logger).catch(fail);
   const rest =
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
     config.twilio.accountSid && config.twilio.authToken ? createRecordingFetcher({ accountSid: config.twilio.accountSid, authToken: config.twilio.authToken }) : null;
   const accountSid = config.twilio.accountSid;
   const engine = await buildServer({
-    config, tenants, providers, prompts, rest, logger, version, journal,
+    config, tenants, providers, prompts, rest, logger, version, journal, shared,
     ...(transcriber ? { transcriber } : {}),
     followUps: {
       store,
@@ -130,6 +133,7 @@ async function main(): Promise<void> {
       publicBaseUrl: config.publicBaseUrl,
       journal: journal ? journal.dir : 'off',
       store: store.kind,
+      shared: shared ? { redis: shared.target, instance: shared.instanceId } : 'off (no REDIS_URL: one instance)',
       readyInMs: Math.round(performance.now() - startedAt),
     },
     'vetline ready',
@@ -153,7 +157,7 @@ async function main(): Promise<void> {
     drain.done.then(
       () => {
         emailSender?.close();
-        void store.close().catch(() => undefined).then(() => {
+        void Promise.all([store.close().catch(() => undefined), shared?.close().catch(() => undefined)]).then(() => {
           logger.info({ journal: journal?.stats ?? null, deliveries: outbox.stats() }, 'stopped');
           process.exit(0);
         });

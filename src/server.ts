@@ -35,6 +35,7 @@ import { bearerOf, matchesAny } from './inspector/credentials.js';
 import { InspectorFeed } from './inspector/feed.js';
 import { registerInspector } from './inspector/plugin.js';
 import type { JournalFactory } from './journal/writer.js';
+import { RATE_LIMIT_NAMESPACE, type SharedState } from './redis/index.js';
 import { createEngineMetrics, type EngineMetrics } from './metrics.js';
 import type { TwilioRest } from './twilio/rest-types.js';
 import { streamCounters, type MediaStreamOptions } from './twilio/stream-socket.js';
@@ -61,6 +62,11 @@ export interface EngineDeps {
    * requests in their own record and journal only, and /desk is not served.
    */
   followUps?: FollowUpDeps;
+  /**
+   * REDIS_URL (src/redis): what instances share (stream-token use, failure counts, the call
+   * directory, live updates). Absent: one process keeps all of it in memory. The opener closes it.
+   */
+  shared?: SharedState | null;
 }
 
 export interface FollowUpDeps {
@@ -131,9 +137,20 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   const gate = createDevGate(config);
   // The inspector's live feed; not even built when the inspector is disabled (production, no token).
   const access = inspectorAccess(config, gate);
-  const feed = access.mode === 'disabled' ? null : new InspectorFeed({ logger: deps.logger });
+  const shared = deps.shared ?? null;
+  const feed = access.mode === 'disabled' ? null : new InspectorFeed({
+    logger: deps.logger,
+    ...(shared ? { relay: (message) => shared.bus.publish('inspector', message) } : {}),
+  });
+  if (feed && shared) shared.bus.on('inspector', (message) => feed.remote(message));
   const fu = deps.followUps ?? null;
-  const deskEvents = fu ? new DeskEvents({ onError: (err) => deps.logger.error({ err, code: 'VET_E_INTERNAL' }, 'desk listener failed') }) : null;
+  const deskEvents = fu
+    ? new DeskEvents({
+        onError: (err) => deps.logger.error({ err, code: 'VET_E_INTERNAL' }, 'desk listener failed'),
+        ...(shared ? { relay: (clinicId: string) => shared.bus.publish('desk', clinicId) } : {}),
+      })
+    : null;
+  if (deskEvents && shared) shared.bus.on('desk', (clinicId) => typeof clinicId === 'string' && deskEvents.deliver(clinicId));
   const followThrough = fu
     ? new FollowThrough({
         store: fu.store,
@@ -164,6 +181,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     budget,
   });
   feed?.useSessions(registry);
+  const directory = shared?.directory(() => registry.list()) ?? null;
   const callers = new CallerLimits({ secret: config.callerKeySecret, liveCalls: (clinic, key, except) => registry.liveCallsFrom(clinic, key, except) });
   const signature = { publicBaseUrl: config.publicBaseUrl, authToken: config.twilio.authToken, validation: config.webhookValidation };
   const app = await buildApp({
@@ -174,6 +192,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     callers,
     logger: deps.logger,
     rateLimit: config.rateLimit,
+    ...(shared ? { rateLimitRedis: { client: shared.rateLimitClient, nameSpace: RATE_LIMIT_NAMESPACE } } : {}),
+    ...(shared && directory ? { otherInstances: { instanceId: shared.instanceId, calls: () => directory.list() } } : {}),
     version: deps.version,
     draining: () => registry.isDraining,
     providerHealth: () => (deps.providers.health ?? []).map((h) => h.snapshot()),

@@ -91,9 +91,16 @@ export interface AppConfig {
   readonly databaseUrl: string | null;
   /** CALLER_KEY_SECRET: HMAC key of caller numbers for the per-caller limits; null: random per process. */
   readonly callerKeySecret: string | null;
+  /**
+   * REDIS_URL (`redis://` or `rediss://`, Redis 7 or Valkey): state shared between instances (src/redis).
+   * Null: one process, everything in memory. May hold a password: shown without it when logged.
+   */
+  readonly redisUrl: string | null;
+  /** REDIS_HEARTBEAT_MS: how often an instance rewrites its live calls; an instance silent for 3 beats drops out. */
+  readonly redisHeartbeatMs: number;
 }
 
-const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'SMTP_URL', 'CALLER_KEY_SECRET'] as const;
+const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'SMTP_URL', 'CALLER_KEY_SECRET', 'REDIS_URL'] as const;
 
 /** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
 const shown = (text: string) => {
@@ -301,6 +308,18 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
     ).optional(),
     // Phone numbers are few enough to try them all: a weak key would make the hashes reversible.
     CALLER_KEY_SECRET: strongToken(),
+    REDIS_URL: variable(
+      (t) => {
+        const u = parseUrl(t);
+        const db = u ? u.pathname.replace(/^\//, '') : '';
+        const ok = u && /^rediss?:$/.test(u.protocol) && u.hostname !== '' && /^\d{0,2}$/.test(db) && !u.search && !u.hash && /^\S+$/.test(t);
+        return ok ? t : undefined;
+      },
+      'must be a redis:// or rediss:// URL with a host, an optional database number and no query (value not shown: it may hold a password)',
+      'set REDIS_URL=redis://:password@redis.example.com:6379/0 (percent-encode special characters in the password), or unset it to run one instance alone',
+      { secret: true },
+    ).optional(),
+    REDIS_HEARTBEAT_MS: integer('REDIS_HEARTBEAT_MS', 100, 60_000, 5_000),
     DATABASE_URL: variable(
       (t) => (/^sqlite:\S+$/.test(t) || (/^postgres(ql)?:\/\/\S+$/.test(t) && parseUrl(t) !== null) ? t : undefined),
       'must be sqlite:<path> or a postgres:// URL (value not shown: it may hold a password)',
@@ -341,6 +360,7 @@ function withoutSecrets(c: AppConfig) {
     smtpUrl: c.smtpUrl === null ? null : withoutPassword(c.smtpUrl),
     callerKeySecret: set(c.callerKeySecret),
     databaseUrl: c.databaseUrl === null || c.databaseUrl.startsWith('sqlite:') ? c.databaseUrl : withoutPassword(c.databaseUrl),
+    redisUrl: c.redisUrl === null ? null : withoutPassword(c.redisUrl),
   };
 }
 
@@ -419,6 +439,8 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     smtpUrl: e.SMTP_URL ?? null,
     databaseUrl: e.DATABASE_URL ?? null,
     callerKeySecret: e.CALLER_KEY_SECRET ?? null,
+    redisUrl: e.REDIS_URL ?? null,
+    redisHeartbeatMs: e.REDIS_HEARTBEAT_MS,
   };
   const safe = () => withoutSecrets(config);
   Object.defineProperty(config, 'toJSON', { value: safe });

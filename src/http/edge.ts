@@ -4,7 +4,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { CallerAdmission, CallRegistry } from '../calls/types.js';
+import type { CallerAdmission, CallListing, CallRegistry } from '../calls/types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { ProviderHealthSnapshot } from '../providers/resilience.js';
 import type { ValidationMode } from '../twilio/signature.js';
@@ -34,6 +34,16 @@ export interface EdgeDeps {
   logger: Logger;
   /** Per client IP, failed signatures only. */
   rateLimit: { maxFailuresPerMinute: number; banMinutes: number };
+  /**
+   * REDIS_URL set: the Redis client @fastify/rate-limit keeps the failure counts in (its Redis store),
+   * so failures on one instance count on every instance. Absent: counted in this process.
+   */
+  rateLimitRedis?: { client: object; nameSpace: string };
+  /**
+   * REDIS_URL set: the live calls other instances hold (the shared call directory), listed on
+   * GET /twilio/sessions with this instance's own. Rejects when Redis cannot be read.
+   */
+  otherInstances?: { instanceId: string; calls(): Promise<(CallListing & { instance: string })[]> };
   version: string;
   draining(): boolean;
   /** Cloud providers' breakers and recent record, shown on /twilio/health; absent: none. */

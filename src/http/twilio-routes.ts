@@ -5,12 +5,12 @@
  * tenant from the signed `To` only (F16). Routes reach calls only through `CallRegistry`.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify';
-import rateLimit from '@fastify/rate-limit';
+import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import { z } from 'zod';
 import { openAt } from '../config/hours.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { CallerVerdict } from '../calls/caller-limits.js';
-import type { OpenCallResult } from '../calls/types.js';
+import type { CallListing, OpenCallResult } from '../calls/types.js';
 import { identifiableCaller } from '../twilio/caller-id.js';
 import type { ErrorCode } from '../errors.js';
 import { SIGNATURE_HEADER, originOf, verifyWebhook, webSocketOrigin } from '../twilio/signature.js';
@@ -73,14 +73,18 @@ type Verdict = { kind: 'counted' } | { kind: 'limited'; retryAfterS: number } | 
  *  - per minute: `maxFailuresPerMinute` failures answered 403 (empty), then 429 VET_E_RATE_LIMITED;
  *  - strikes over `banMinutes`: after another `maxFailuresPerMinute` failures answered 429, the address
  *    is banned (403 VET_E_RATE_LIMITED); each further failure renews the ban (`continueExceeding`).
+ * With REDIS_URL the counts live in Redis (the plugin's Redis store), shared by every instance. Its
+ * children made by `createRateLimit` share one key prefix, so each window names its own keys; and a
+ * Redis error counts nothing (`skipOnError`): the request is still refused for its bad signature.
  */
-async function createFailureGate(scope: FastifyInstance, cfg: EdgeDeps['rateLimit']) {
-  await scope.register(rateLimit, { global: false });
-  const perMinute = scope.createRateLimit({ max: cfg.maxFailuresPerMinute, timeWindow: 60_000 });
+async function createFailureGate(scope: FastifyInstance, cfg: EdgeDeps['rateLimit'], redis: EdgeDeps['rateLimitRedis']) {
+  await scope.register(rateLimit, { global: false, ...(redis ? { redis: redis.client, nameSpace: redis.nameSpace, skipOnError: true } : {}) });
+  const keyed = (window: string) => ({ keyGenerator: (req: FastifyRequest) => `${window}:${normalizeIP(req.ip)}` });
+  const perMinute = scope.createRateLimit({ max: cfg.maxFailuresPerMinute, timeWindow: 60_000, ...keyed('minute') });
   // `continueExceeding` is honoured by createRateLimit at runtime (options are merged into the store's
   // child, index.js createLimiterArgs) but missing from CreateRateLimitOptions' type.
   const strikeOptions: Parameters<FastifyInstance['createRateLimit']>[0] & { continueExceeding: boolean } = {
-    max: cfg.maxFailuresPerMinute, timeWindow: cfg.banMinutes * 60_000, continueExceeding: true,
+    max: cfg.maxFailuresPerMinute, timeWindow: cfg.banMinutes * 60_000, continueExceeding: true, ...keyed('strikes'),
   };
   const strikes = scope.createRateLimit(strikeOptions);
   const banSeconds = cfg.banMinutes * 60;
@@ -104,7 +108,7 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
   await app.register(async (scope) => {
     const base = originOf(deps.publicBaseUrl);
     const sigCfg = { publicBaseUrl: base, authToken: deps.authToken, validation: deps.validation };
-    const recordFailure = await createFailureGate(scope, deps.rateLimit);
+    const recordFailure = await createFailureGate(scope, deps.rateLimit, deps.rateLimitRedis);
     const devGate = deps.devGate ?? createDevGate({ mode: 'local', publicBaseUrl: base });
 
     /** Twilio posts forms only; refuse anything else before reading a byte of body (F6). */
@@ -301,15 +305,23 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
 
     // Field by field, so nothing the registry might add (numbers, transcripts) leaks by accident.
     // CallSids and clinic ids are not public: 401 unless the caller may (INSPECTOR_TOKEN, see server.ts).
-    scope.get(TWILIO_PATHS.sessions, open, (req, reply) => {
+    // With REDIS_URL every instance's calls, each naming its `instance`; `incomplete` when Redis could not be read.
+    const listed = (c: CallListing, instance?: string) => ({
+      callSid: c.callSid, tenantId: c.tenantId, state: c.state, startedAt: c.startedAt,
+      durationMs: c.durationMs, stateDurationMs: c.stateDurationMs, ...(instance === undefined ? {} : { instance }),
+    });
+    scope.get(TWILIO_PATHS.sessions, open, async (req, reply) => {
       const verdict = deps.sessionsAccess?.(req) ?? { ok: true };
       if (!verdict.ok) return deny(req, reply, verdict);
-      return reply.send({
-        calls: deps.registry.list().map((c) => ({
-          callSid: c.callSid, tenantId: c.tenantId, state: c.state, startedAt: c.startedAt,
-          durationMs: c.durationMs, stateDurationMs: c.stateDurationMs,
-        })),
-      });
+      const others = deps.otherInstances;
+      const calls = deps.registry.list().map((c) => listed(c, others?.instanceId));
+      if (!others) return reply.send({ calls });
+      try {
+        return reply.send({ calls: [...calls, ...(await others.calls()).map((c) => listed(c, c.instance))] });
+      } catch (err) {
+        req.log.warn({ code: 'VET_E_REDIS', err: { message: (err as Error).message } }, 'call directory unreadable; listing this instance only');
+        return reply.send({ calls, incomplete: true });
+      }
     });
   });
 }

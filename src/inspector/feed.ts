@@ -4,6 +4,11 @@
  * pages. State changes go out at once, in the same tick as the transition (the highlight budget is
  * 100 ms); timeline, context, transcript and latency changes are batched every `flushMs`; audio
  * levels are sampled every `levelMs` for pages watching a live call.
+ *
+ * Several instances (REDIS_URL): `relay` carries this instance's list entries (`summary`) and state
+ * changes (`state`) to the others, and `remote` takes theirs, so every page lists the calls of all
+ * instances and follows their states live. A call's full record (timeline, transcript, levels,
+ * time travel) stays on the instance that holds the call (its detail here is the summary only).
  */
 import type { Logger } from 'pino';
 import type { CallContext } from '../../machines/call/call.types.js';
@@ -75,7 +80,12 @@ export interface InspectorFeedOptions {
   keepFinished?: number;
   flushMs?: number;
   levelMs?: number;
+  /** Hands `summary` and `state` messages of this instance's calls to the other instances. */
+  relay?: (message: ServerMessage) => void;
 }
+
+/** Other instances' calls kept for the list: their live ones and this many finished ones. */
+const KEEP_REMOTE_FINISHED = 100;
 
 export class InspectorFeed {
   private readonly traces = new Map<string, CallTrace>();
@@ -91,6 +101,8 @@ export class InspectorFeed {
   private readonly flushMs: number;
   private readonly levelMs: number;
   private failures = 0;
+  /** Other instances' calls by CallSid, as their last `summary` said. */
+  private readonly remoteCalls = new Map<string, CallSummary>();
 
   constructor(private readonly opts: InspectorFeedOptions = {}) {
     this.sessions = opts.sessions;
@@ -129,17 +141,39 @@ export class InspectorFeed {
     this.updateLevelTimer();
   }
 
-  /** Live calls first (newest first), then finished ones (newest first). */
+  /** Live calls first (newest first), then finished ones (newest first); other instances' calls included. */
   summaries(): CallSummary[] {
     const now = Date.now();
-    return [...this.traces.values()]
-      .sort((a, b) => Number(b.live) - Number(a.live) || b.startedAtMs - a.startedAtMs)
-      .map((t) => t.summary(now));
+    const local = [...this.traces.values()].map((t) => t.summary(now));
+    const remote = [...this.remoteCalls.values()].filter((c) => !this.traces.has(c.callSid)).map((c) => withDuration(c, now));
+    return [...local, ...remote].sort((a, b) => Number(b.live) - Number(a.live) || Date.parse(b.startedAt) - Date.parse(a.startedAt));
   }
 
   detail(callSid: string): CallDetail | null {
     const trace = this.traces.get(callSid);
-    return trace ? callDetail(trace) : null;
+    if (trace) return callDetail(trace);
+    const remote = this.remoteCalls.get(callSid);
+    if (!remote) return null;
+    const summary = withDuration(remote, Date.now());
+    return { summary, tenant: null, current: null, snapshots: [], timeline: [], replies: [], turns: [], bargeIns: [] };
+  }
+
+  /** A message another instance relayed: its calls join the list and their states reach watchers here. */
+  remote(message: unknown): void {
+    if (!isRelayed(message) || this.traces.has(message.type === 'summary' ? message.call.callSid : message.callSid)) return;
+    if (message.type === 'state') return this.toWatchers(message.callSid, message, true);
+    const call = message.call;
+    this.remoteCalls.delete(call.callSid); // re-inserted last: the Map's order is the age of the last word
+    this.remoteCalls.set(call.callSid, call);
+    let finished = [...this.remoteCalls.values()].filter((c) => !c.live).length;
+    for (const c of this.remoteCalls.values()) {
+      if (finished <= KEEP_REMOTE_FINISHED) break;
+      if (!c.live) {
+        this.remoteCalls.delete(c.callSid);
+        finished--;
+      }
+    }
+    this.toAll(message);
   }
 
   /** XState inspection events (@statelyai/inspect shape); registrations for live calls first. */
@@ -177,9 +211,13 @@ export class InspectorFeed {
     if (change === 'state') {
       const snapshot = trace.view();
       const causeAt = a.type === 'snapshot' ? (trace.lastCause?.atMs ?? null) : null;
-      if (snapshot) this.toWatchers(trace.callSid, { type: 'state', callSid: trace.callSid, at: Date.now(), causeAt, snapshot }, true);
+      if (snapshot) this.toWatchersAndRelay(trace.callSid, { type: 'state', callSid: trace.callSid, at: Date.now(), causeAt, snapshot });
     }
-    if (change !== 'quiet') this.toAll({ type: 'summary', call: trace.summary(Date.now()) });
+    if (change !== 'quiet') {
+      const message: ServerMessage = { type: 'summary', call: trace.summary(Date.now()) };
+      this.toAll(message);
+      this.opts.relay?.(message);
+    }
     if (a.type === 'ended') this.retire(trace);
   }
 
@@ -226,6 +264,11 @@ export class InspectorFeed {
 
   private toAll(message: ServerMessage): void {
     for (const client of this.clients) client.send(message);
+  }
+
+  private toWatchersAndRelay(callSid: string, message: ServerMessage): void {
+    this.toWatchers(callSid, message, true);
+    this.opts.relay?.(message);
   }
 
   private toWatchers(callSid: string, message: ServerMessage, always: boolean): void {
@@ -295,6 +338,20 @@ export class InspectorFeed {
       client.send({ type: 'level', callSid, ...levels });
     }
   }
+}
+
+/** A relayed summary's duration, brought forward while the call is live. */
+function withDuration(call: CallSummary, now: number): CallSummary {
+  return call.live ? { ...call, durationMs: Math.max(0, Math.round(now - Date.parse(call.startedAt))) } : call;
+}
+
+/** The shape of what `relay` sends (another instance of this engine; still checked before use). */
+function isRelayed(m: unknown): m is Extract<ServerMessage, { type: 'summary' | 'state' }> {
+  if (typeof m !== 'object' || m === null) return false;
+  const r = m as { type?: unknown; callSid?: unknown; call?: { callSid?: unknown; live?: unknown; startedAt?: unknown } | null };
+  if (r.type === 'state') return typeof r.callSid === 'string';
+  return r.type === 'summary' && typeof r.call === 'object' && r.call !== null && typeof r.call.callSid === 'string' &&
+    typeof r.call.live === 'boolean' && typeof r.call.startedAt === 'string';
 }
 
 function maskContext(context: CallContext): unknown {

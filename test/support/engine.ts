@@ -16,6 +16,7 @@ import { loadEnv } from '../../src/config/env.js';
 import { loadTenants, type TenantDirectory } from '../../src/config/tenants.js';
 import { createJournalFactory, type JournalFactory } from '../../src/journal/writer.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { openSharedState, type SharedState } from '../../src/redis/index.js';
 import { buildServer, type Engine, type FollowUpDeps } from '../../src/server.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import type { MediaStreamOptions } from '../../src/twilio/stream-socket.js';
@@ -30,6 +31,8 @@ export interface TestEngine extends Engine {
   logs: string[];
   /** Set when `journalDir` was given. */
   journal: JournalFactory | null;
+  /** Set when `env` has REDIS_URL (src/redis): what this engine shares with the others. */
+  shared: SharedState | null;
   close(): Promise<void>;
 }
 
@@ -70,7 +73,9 @@ export async function startEngine(opts: {
   const logger = createLogger({ level: config.logLevel, destination });
   const tenants = await loadTenants(config.tenantsDir, { env: opts.tenantEnv ?? {}, nodeEnv: config.nodeEnv });
   const journal = opts.journalDir ? await createJournalFactory({ dir: opts.journalDir, engineVersion: 'test', logger }) : null;
+  const shared = config.redisUrl ? await openSharedState({ url: config.redisUrl, heartbeatMs: config.redisHeartbeatMs, logger }) : null;
   const engine = await buildServer({
+    shared,
     config,
     tenants,
     providers: opts.providers,
@@ -87,8 +92,9 @@ export async function startEngine(opts: {
   const close = async () => {
     await engine.app.close();
     await journal?.flushAll();
+    await shared?.close();
   };
-  return { ...engine, url: address, logs, journal, close };
+  return { ...engine, url: address, logs, journal, shared, close };
 }
 
 export const FIXTURE_TENANTS_DIR = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));

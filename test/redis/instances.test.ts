@@ -1,0 +1,182 @@
+/**
+ * Several engine instances sharing one real Redis (REDIS_URL; test/support/redis.ts), as behind a
+ * load balancer without stickiness (docs/operations.md "Several instances"): failed signatures on
+ * one instance count on the other; a call on one is listed by the other's /twilio/sessions and
+ * inspector, and leaves the listing within the heartbeat window when its instance is killed -9; a
+ * desk change on one reaches a desk page open on the other.
+ *
+ * Without redis-server the suite is skipped and says so; under CI (CI set) it fails instead
+ * (test/redis/shared-state.test.ts registers the failing test).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import twilio from 'twilio';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createFakeAgent } from '../../src/providers/agent/fake.js';
+import { createFakeStt } from '../../src/providers/stt/fake.js';
+import { createFakeTts } from '../../src/providers/tts/fake.js';
+import { createFakeVad } from '../../src/providers/vad/fake.js';
+import { openStore } from '../../src/store/index.js';
+import type { FollowUpStore } from '../../src/store/types.js';
+import { CPS, QUICK_VET, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
+import { REDIS_SKIP_REASON, findRedisServer, startRedis, type RedisServer } from '../support/redis.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const binary = findRedisServer();
+const HEARTBEAT_MS = 200;
+const MAX_FAILURES = 3;
+
+interface Listed {
+  calls: { callSid: string; instance?: string; state: string }[];
+  incomplete?: boolean;
+}
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several instances sharing Redis (${REDIS_SKIP_REASON})`, () => {
+  let redis: RedisServer;
+  let store: FollowUpStore;
+  let a: TestEngine;
+  let b: TestEngine;
+
+  const instance = () =>
+    startEngine({
+      providers: { vad: createFakeVad(), stt: createFakeStt(), tts: createFakeTts({ charsPerSecond: CPS }), agent: createFakeAgent() },
+      prompts,
+      env: { TENANTS_DIR: TENANTS, REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: String(HEARTBEAT_MS), RATE_LIMIT_MAX_FAILURES: String(MAX_FAILURES) },
+      followUps: () => ({ store, outbox: null, clinicDelivery: () => null }),
+    });
+  let prompts: Awaited<ReturnType<typeof warmPrompts>>;
+
+  beforeAll(async () => {
+    redis = await startRedis(binary!);
+    store = await openStore('sqlite::memory:');
+    prompts = await warmPrompts();
+    [a, b] = await Promise.all([instance(), instance()]);
+  }, 30_000);
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await store?.close();
+    await redis?.stop();
+  });
+
+  const dial = (engine: TestEngine | { url: string }) =>
+    FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber() });
+  const sessions = async (engine: TestEngine): Promise<Listed> => (await fetch(`${engine.url}/twilio/sessions`)).json() as Promise<Listed>;
+
+  it('failed signatures on instance A count on instance B: B answers 429 to the next one', async () => {
+    const params = { CallSid: `CA${'1'.repeat(32)}`, AccountSid: TEST_ACCOUNT, From: '+15550001111', To: QUICK_VET };
+    const forged = (engine: TestEngine) =>
+      fetch(`${engine.url}/twilio/voice`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': 'forged' },
+        body: new URLSearchParams(params).toString(),
+      }).then((r) => r.status);
+    for (let i = 0; i < MAX_FAILURES; i++) expect(await forged(a)).toBe(403);
+    expect(await forged(b)).toBe(429);
+    expect(await forged(a)).toBe(429);
+    // A genuine webhook from the same address is not throttled: only failures count.
+    const signature = twilio.getExpectedTwilioSignature(TEST_TOKEN, `${TEST_BASE_URL}/twilio/voice`, params);
+    const genuine = await fetch(`${b.url}/twilio/voice`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature }, body: new URLSearchParams(params).toString(),
+    });
+    expect(genuine.status).toBe(200);
+  });
+
+  it("a call on A is listed by B's /twilio/sessions and B's inspector, naming A; it leaves when it ends", async () => {
+    const call = await dial(a);
+    cleanup.push(() => call.dispose());
+    await call.waitFor((c) => c.outbound.some((o) => o.message?.event === 'media'), 5_000, 'greeting audio');
+    await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 3 * HEARTBEAT_MS + 2_000 }).toBe(true);
+    const listed = (await sessions(b)).calls.find((c) => c.callSid === call.callSid);
+    expect(listed?.instance).toBe(a.shared?.instanceId);
+    expect((await sessions(a)).calls.find((c) => c.callSid === call.callSid)?.instance).toBe(a.shared?.instanceId);
+    // The inspector on B lists it live (relayed summaries over pub/sub, not the heartbeat).
+    const inspectorCalls = async () => ((await (await fetch(`${b.url}/inspector/api/calls`)).json()) as { calls: { callSid: string; live: boolean }[] }).calls;
+    await expect.poll(async () => (await inspectorCalls()).find((c) => c.callSid === call.callSid)?.live, { timeout: 2_000 }).toBe(true);
+    await call.hangUp();
+    await expect.poll(async () => (await inspectorCalls()).find((c) => c.callSid === call.callSid)?.live, { timeout: 2_000 }).toBe(false);
+    await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 3 * HEARTBEAT_MS + 2_000 }).toBe(false);
+  }, 20_000);
+
+  it("a desk change on A reaches a desk page open on B (Server-Sent Events)", async () => {
+    const abort = new AbortController();
+    cleanup.push(() => Promise.resolve(abort.abort()));
+    const res = await fetch(`${b.url}/desk/api/events`, { signal: abort.signal });
+    expect(res.status).toBe(200);
+    const reader: ReadableStreamDefaultReader<Uint8Array> = res.body!.getReader();
+    let text = '';
+    const until = async (needle: string) => {
+      const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no ${needle} in ${JSON.stringify(text)} within 3 s`)), 3_000).unref());
+      while (!text.includes(needle)) {
+        const chunk = await Promise.race([reader.read(), late]);
+        if (chunk.done) throw new Error('event stream ended');
+        text += Buffer.from(chunk.value).toString('utf8');
+      }
+    };
+    await until('event: ready');
+    a.deskEvents!.publish('quick-vet');
+    await until('event: followups\ndata: {"clinicId":"quick-vet"}');
+  });
+
+  it('an instance killed -9 leaves the listing within 3 heartbeats; its calls with it', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/redis/instance-engine.ts'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: String(HEARTBEAT_MS) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanup.push(() => Promise.resolve(void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'))));
+    const started = await readyLine(child);
+    const calls = await Promise.all([dial(started), dial(started)]);
+    cleanup.push(() => Promise.all(calls.map((c) => c.dispose())).then(() => undefined));
+    const fromChild = async () => (await sessions(b)).calls.filter((c) => c.instance === started.instance).map((c) => c.callSid).sort();
+    await expect.poll(fromChild, { timeout: 5_000 }).toEqual(calls.map((c) => c.callSid).sort());
+
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const killedAt = performance.now();
+    await expect.poll(fromChild, { timeout: 3 * HEARTBEAT_MS + 3_000, interval: 25 }).toEqual([]);
+    const goneAfterMs = performance.now() - killedAt;
+    // At most three beats (its last one may have been just before the kill), plus polling slack.
+    expect(goneAfterMs).toBeLessThan(3 * HEARTBEAT_MS + 500);
+    // The survivors list nothing stale and nothing incomplete.
+    const listed = await sessions(b);
+    expect(listed.incomplete).toBeUndefined();
+  }, 60_000);
+
+  it('Redis gone: the listing shows this instance only and says so; back: shared again', async () => {
+    const call = await dial(a);
+    cleanup.push(() => call.dispose());
+    await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 3_000 }).toBe(true);
+    const port = redis.port;
+    await redis.stop();
+    const degraded = await sessions(b);
+    expect(degraded.incomplete).toBe(true);
+    expect(degraded.calls.some((c) => c.callSid === call.callSid)).toBe(false);
+    expect((await sessions(a)).calls.some((c) => c.callSid === call.callSid)).toBe(true); // A still lists its own
+    redis = await startRedis(binary!, { port });
+    await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 6_000 }).toBe(true);
+    await call.hangUp();
+  }, 30_000);
+});
+
+async function readyLine(child: ChildProcess): Promise<{ url: string; instance: string }> {
+  let out = '';
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`instance did not start:\n${out}`)), 30_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{"url"'));
+      if (!line) return;
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as { url: string; instance: string });
+    });
+    child.once('exit', () => reject(new Error(`instance exited:\n${out}`)));
+  });
+}
