@@ -246,6 +246,7 @@ class EngineChild {
       HOST: '127.0.0.1',
       PUBLIC_BASE_URL: 'https://bench.test',
       TWILIO_AUTH_TOKEN: this.token,
+      STREAM_TOKEN_SECRET: randomBytes(32).toString('hex'),
       TENANTS_DIR: 'test/fixtures/tenants',
       JOURNAL_DIR: this.journalDir,
       ...(p === 'cloud' ? {} : { STT_PROVIDER: p, TTS_PROVIDER: p, AGENT_PROVIDER: p }),

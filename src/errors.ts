@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   VET_E_ACCOUNT_MISMATCH: 'A webhook came from a Twilio account other than the configured one.',
   VET_E_UNKNOWN_NUMBER: 'A call arrived for a number no clinic claims.',
   VET_E_UNKNOWN_CALL: 'A callback names a CallSid this process does not know.',
-  VET_E_STREAM_TOKEN: 'A Media Stream presented a missing, unknown, reused or mismatched stream token.',
+  VET_E_STREAM_TOKEN: 'A Media Stream presented a malformed, forged, expired, reused or mismatched stream token.',
   VET_E_STREAM_TIMEOUT: 'A Media Stream socket sent no valid start message in time.',
   VET_E_BAD_FRAME: 'A Media Stream frame was malformed and was dropped.',
   VET_E_STREAM_CAPACITY: 'A Media Stream upgrade was refused: too many sockets awaiting their start message.',

@@ -14,6 +14,8 @@ import type { Prompts } from './calls/child-actors.js';
 import type { RecordingTranscriber } from './calls/recording-transcriber.js';
 import type { SessionTap } from './calls/session.js';
 import { FollowThrough } from './calls/follow-through.js';
+import type { CallHandoff } from './calls/handoff.js';
+import { StreamTokens, type TokenUseStore } from './calls/stream-token.js';
 import type { Outbox } from './delivery/outbox.js';
 import type { ClinicDelivery } from './delivery/types.js';
 import { registerDeliveryMetrics } from './delivery/metrics.js';
@@ -29,7 +31,7 @@ import type { TenantDirectory } from './config/tenants.js';
 import { buildApp } from './http/app.js';
 import { createDevGate, deny, type AccessVerdict, type DevGate } from './http/dev-gate.js';
 import { METRICS_PATH } from './http/edge.js';
-import { registerStreamRoute, STREAM_PATH } from './http/stream-route.js';
+import { registerStreamRoute, STREAM_ROUTE } from './http/stream-route.js';
 import { checkAccess, inspectorAccess } from './inspector/access.js';
 import { bearerOf, matchesAny } from './inspector/credentials.js';
 import { InspectorFeed } from './inspector/feed.js';
@@ -67,6 +69,13 @@ export interface EngineDeps {
    * directory, live updates). Absent: one process keeps all of it in memory. The opener closes it.
    */
   shared?: SharedState | null;
+  /**
+   * Where stream tokens' single use is recorded (stream-token.ts). Absent: this process's memory,
+   * right for one process; workers share the primary's (src/cluster), instances a shared store.
+   */
+  tokenUses?: TokenUseStore;
+  /** Takes over calls answered by another worker or instance (calls/handoff.ts). Absent: one process. */
+  handoff?: CallHandoff;
 }
 
 export interface FollowUpDeps {
@@ -165,7 +174,15 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
       })
     : null;
   const budget = new ProviderBudget({ tenants: deps.tenants.all(), logger: deps.logger });
+  // Shared by every worker when STREAM_TOKEN_SECRET is set; else a key of this process (one process only).
+  const streamTokens = new StreamTokens({
+    secret: config.streamTokenSecret,
+    accountSid: config.twilio.accountSid,
+    clinicExists: (id) => deps.tenants.byId(id) !== null,
+    ...(deps.tokenUses ? { uses: deps.tokenUses } : {}),
+  });
   const registry = new Registry({
+    streamTokens,
     providers: deps.providers,
     prompts: deps.prompts,
     rest: deps.rest,
@@ -173,6 +190,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     logger: deps.logger,
     accountSid: config.twilio.accountSid,
     maxCalls: config.maxCalls,
+    tenantById: (id) => deps.tenants.byId(id),
     ...(deps.transcriber ? { transcriber: deps.transcriber } : {}),
     ...(deps.journal ? { journal: deps.journal } : {}),
     ...(deps.tap ? { tap: deps.tap } : {}),
@@ -202,7 +220,11 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     sessionsAccess: (req) => checkAccess(access, req),
     ...(config.trustProxy ? { trustProxy: config.trustProxy } : {}),
   });
-  await registerStreamRoute(app, { signature, registry, devGate: gate, ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}) });
+  await registerStreamRoute(app, {
+    signature, registry, devGate: gate,
+    ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}),
+    ...(deps.handoff ? { handoff: deps.handoff } : {}),
+  });
   if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants, access });
   if (fu && deskEvents) {
     await registerDesk(app, {
@@ -257,7 +279,7 @@ function registerDrainRoutes(app: FastifyInstance, registry: Registry): void {
   // 503 at the upgrade: Twilio then runs the verbs after </Connect> (the clinic's menu), and no
   // socket is left for close() to wait on.
   app.addHook('onRequest', async (req, reply) => {
-    if (req.routeOptions.url !== STREAM_PATH || registry.acceptsStreamUpgrades()) return undefined;
+    if (req.routeOptions.url !== STREAM_ROUTE || registry.acceptsStreamUpgrades()) return undefined;
     req.log.info('stream upgrade refused: draining');
     return reply.code(503).send();
   });

@@ -44,7 +44,7 @@ describe('npm start', () => {
     expect(await exited).toBe(0);
   }, 60_000);
 
-  it('refuses to start in production without a Twilio auth token, naming the variables', async () => {
+  it('refuses to start in production without a Twilio auth token or stream token secret, naming the variables', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: root,
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' },
@@ -57,5 +57,6 @@ describe('npm start', () => {
     expect(stderr).toContain('VET_E_CONFIG');
     expect(stderr).toContain('TWILIO_AUTH_TOKEN');
     expect(stderr).toContain('PUBLIC_BASE_URL');
+    expect(stderr).toContain('STREAM_TOKEN_SECRET');
   }, 30_000);
 });

@@ -2,7 +2,6 @@
  * The call registry: one session per CallSid, one-time stream tokens, and the translation of
  * validated webhooks and Media Stream starts into session calls. Only this module creates calls.
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BUDGETS } from '../../machines/call/budgets.js';
 import type { Tenant } from '../config/tenant.schema.js';
@@ -12,21 +11,33 @@ import { sameSid } from '../twilio/sid.js';
 import type { RecordingTranscriber, RecordingTranscript } from './recording-transcriber.js';
 import type { CallRecord } from './call-record.js';
 import { CallSession, type SessionDeps } from './session.js';
+import { StreamTokens, type StreamTokenClaims } from './stream-token.js';
 import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from './types.js';
 
 export interface RegistryOptions extends SessionDeps {
   /** Twilio account the streams must belong to; null skips the check (development). */
   accountSid: string | null;
   maxCalls: number;
-  /** A minted stream token is valid this long (Twilio connects within a second or two). */
-  tokenTtlMs?: number;
+  /**
+   * Mints the stream token /twilio/voice puts in the Stream URL path; the stream route verifies with
+   * the same (stream-token.ts). Default: a random key of this process, any clinic id accepted.
+   */
+  streamTokens?: StreamTokens;
   /** Finished calls kept for the inspector and tests. */
   keepRecent?: number;
   /** Transcribes completed recordings once their call has ended (recording-transcriber.ts). */
   transcriber?: RecordingTranscriber;
+  /** The clinics, for a call taken over from another worker (`adopt`). */
+  tenantById?: (id: string) => Tenant | null;
 }
 
-type Token = { callSid: string; expiresAt: number };
+/** What a worker needs to carry on a call another worker answered (`Registry.release` → `adopt`). */
+export interface CallSeed {
+  /** The signed caller number, as `open` got it (kept only as the clinic's privacy setting allows). */
+  from: string | null;
+  /** Its keyed hash for the per-caller limits. */
+  callerKey: string | null;
+}
 
 /**
  * Drain (docs/design/reliability.md §3): calls minted before SIGTERM may still connect their stream this long;
@@ -42,7 +53,6 @@ const isTerminal = (s: string): s is Terminal => TERMINAL.has(s as Terminal);
 
 export class Registry implements CallRegistry {
   private readonly calls = new Map<string, CallSession>();
-  private readonly tokens = new Map<string, Token>();
   private readonly tokenByCall = new Map<string, string>();
   private readonly seenCallbacks = new Set<string>();
   private readonly recent: CallRecord[] = [];
@@ -58,8 +68,11 @@ export class Registry implements CallRegistry {
   /** Live calls' caller keys (caller-limits.ts), for the per-caller concurrency limit. */
   private readonly callerKeys = new Map<string, { tenantId: string; key: string }>();
 
+  readonly streamTokens: StreamTokens;
+
   constructor(private readonly opts: RegistryOptions) {
     this.log = opts.logger;
+    this.streamTokens = opts.streamTokens ?? new StreamTokens({ secret: null, accountSid: opts.accountSid, clinicExists: () => true });
   }
 
   get activeCount(): number {
@@ -99,7 +112,7 @@ export class Registry implements CallRegistry {
     return () => this.dialListeners.delete(listener);
   }
 
-  open({ callSid, tenant, from = null, callerKey = null }: { callSid: string; tenant: Tenant; from?: string | null; callerKey?: string | null }): OpenCallResult {
+  open({ callSid, accountSid, tenant, from = null, callerKey = null }: { callSid: string; accountSid: string; tenant: Tenant; from?: string | null; callerKey?: string | null }): OpenCallResult {
     const existing = this.calls.get(callSid);
     if (existing) {
       const token = this.tokenByCall.get(callSid);
@@ -112,8 +125,7 @@ export class Registry implements CallRegistry {
     const session = new CallSession(callSid, tenant, this.opts, (s) => this.ended(s), { from });
     this.calls.set(callSid, session);
     if (callerKey !== null) this.callerKeys.set(callSid, { tenantId: tenant.id, key: callerKey });
-    const token = randomBytes(24).toString('base64url');
-    this.tokens.set(token, { callSid, expiresAt: performance.now() + (this.opts.tokenTtlMs ?? 60_000) });
+    const token = this.streamTokens.mint({ callSid, accountSid, clinicId: tenant.id });
     this.tokenByCall.set(callSid, token);
     session.start();
     session.log.info('call created');
@@ -121,22 +133,53 @@ export class Registry implements CallRegistry {
   }
 
   /**
-   * A Media Stream sent `start`: accept it only with an unused, unexpired token minted for this
-   * CallSid by /twilio/voice, from our account. The token is burned either way it matches.
+   * A Media Stream sent `start` on an upgrade whose path token verified (signature, expiry, account,
+   * clinic, first use: stream-token.ts). Accept it only for the call the token names, from the
+   * token's account, while that call waits for its stream.
    */
-  acceptStream(start: StartMessage, handle: MediaStreamHandle): StartDecision {
-    const token = start.customParameters.callToken;
-    const entry = token ? this.tokens.get(token) : undefined;
-    if (!token || !entry) return { reject: 'unknown stream token' };
-    this.tokens.delete(token);
-    this.tokenByCall.delete(entry.callSid);
-    if (entry.expiresAt < performance.now()) return { reject: 'expired stream token' };
-    if (entry.callSid !== start.callSid) return { reject: 'stream token belongs to another call' };
+  /**
+   * The stream of a call this registry holds waiting arrived at another worker: give the call up
+   * (no record: the other worker's session carries it) and return what that worker needs to carry
+   * it on. Null when this registry does not hold it waiting.
+   */
+  release(callSid: string): CallSeed | null {
+    const session = this.calls.get(callSid);
+    if (!session || session.streamConnected) return null;
+    const seed: CallSeed = { from: session.origin.from, callerKey: this.callerKeys.get(callSid)?.key ?? null };
+    this.calls.delete(callSid);
+    this.callerKeys.delete(callSid);
+    this.tokenByCall.delete(callSid);
+    session.discard();
+    return seed;
+  }
+
+  /**
+   * A verified stream token names a call this registry does not hold (its webhook was answered by
+   * another worker, which released it with `seed`): create its session here, waiting for `start`.
+   * False when it cannot be taken (draining, at capacity, clinic gone, already here or finished).
+   */
+  adopt(claims: StreamTokenClaims, seed: CallSeed): boolean {
+    const { callSid } = claims;
+    const tenant = this.opts.tenantById?.(claims.clinicId) ?? null;
+    if (!tenant || this.calls.has(callSid) || this.recent.some((r) => r.callSid === callSid)) return false;
+    if (this.draining || this.calls.size >= this.opts.maxCalls) return false;
+    const session = new CallSession(callSid, tenant, this.opts, (s) => this.ended(s), { from: seed.from });
+    this.calls.set(callSid, session);
+    if (seed.callerKey !== null) this.callerKeys.set(callSid, { tenantId: tenant.id, key: seed.callerKey });
+    session.start();
+    session.log.info('call taken over from another worker');
+    return true;
+  }
+
+  acceptStream(start: StartMessage, handle: MediaStreamHandle, claims: StreamTokenClaims): StartDecision {
+    if (claims.callSid !== start.callSid) return { reject: 'stream token belongs to another call' };
+    if (!sameSid(start.accountSid, claims.accountSid)) return { reject: 'stream from another account' };
     if (this.opts.accountSid && !sameSid(start.accountSid, this.opts.accountSid)) return { reject: 'stream from another account' };
-    const session = this.calls.get(entry.callSid);
-    if (!session || session.streamConnected) return { reject: 'call is not waiting for a stream' };
+    const session = this.calls.get(claims.callSid);
+    if (!session || session.streamConnected || session.tenant.id !== claims.clinicId) return { reject: 'call is not waiting for a stream' };
+    this.tokenByCall.delete(claims.callSid);
     session.attachStream(handle, start);
-    this.streams.set(entry.callSid, handle);
+    this.streams.set(claims.callSid, handle);
     return 'accept';
   }
 
@@ -257,8 +300,6 @@ export class Registry implements CallRegistry {
     this.calls.delete(session.callSid);
     this.callerKeys.delete(session.callSid);
     this.streams.delete(session.callSid);
-    const token = this.tokenByCall.get(session.callSid);
-    if (token) this.tokens.delete(token);
     this.tokenByCall.delete(session.callSid);
     this.recent.push(session.record);
     if (this.recent.length > (this.opts.keepRecent ?? 200)) this.recent.shift();

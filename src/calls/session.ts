@@ -2,6 +2,7 @@
  * One live call: its actor, its Media Stream socket, its player and its child actors' providers.
  * The only place where the machine's commands become Twilio messages and REST calls.
  */
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Actor, InspectionEvent } from 'xstate';
 import { BUDGETS } from '../../machines/call/budgets.js';
@@ -99,7 +100,7 @@ export class CallSession {
     readonly tenant: Tenant,
     private readonly deps: SessionDeps,
     private readonly onEnded: (session: CallSession) => void,
-    origin: CallOrigin = { from: null },
+    readonly origin: CallOrigin = { from: null },
   ) {
     this.now = deps.now ?? (() => performance.now());
     this.hub = new AudioHub(this.now);
@@ -381,6 +382,24 @@ export class CallSession {
     // Closing the stream makes Twilio run the verbs after </Connect>: the clinic's key menu.
     this.stream?.close(1011, 'call failed');
     this.finish('error');
+  }
+
+  /**
+   * The call's stream started at another worker, which carries the call from here on: stop without
+   * an outcome, a record or follow-ups (the other worker's session has them); the journal is removed.
+   */
+  discard(): void {
+    if (this.ended || this.stream) return;
+    this.ended = true;
+    this.hub.clear();
+    if (this.actor.getSnapshot().status === 'active') this.actor.stop();
+    this.log.info('call continues at another worker');
+    const journal = this.journal;
+    if (journal) {
+      journal.end(this.elapsedMs(), 'noStream', journalSummary(this.record, this.actor.getSnapshot().context, this.elapsedMs()));
+      void journal.flush().then(() => rm(journal.path, { force: true })).catch((err: unknown) => this.log.warn({ err }, 'journal of a moved call not removed'));
+    }
+    this.deps.onActivity?.({ type: 'ended', callSid: this.callSid, t: this.durationMs, outcome: 'noStream' });
   }
 
   private finish(outcome: Outcome): void {

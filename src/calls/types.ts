@@ -39,10 +39,11 @@ export interface CallListing {
 
 export interface CallRegistry {
   /**
-   * `from`: the signed caller number (kept only as the clinic's privacy setting allows). `callerKey`:
-   * its keyed hash from `CallerAdmission.admit`, counted while the call is live.
+   * `accountSid`: the signed webhook's account, bound into the stream token. `from`: the signed
+   * caller number (kept only as the clinic's privacy setting allows). `callerKey`: its keyed hash
+   * from `CallerAdmission.admit`, counted while the call is live.
    */
-  open(params: { callSid: string; tenant: Tenant; from?: string | null; callerKey?: string | null }): OpenCallResult;
+  open(params: { callSid: string; accountSid: string; tenant: Tenant; from?: string | null; callerKey?: string | null }): OpenCallResult;
   /** Terminal status callback; idempotent and order-tolerant. Returns false for an unknown call. */
   status(params: { callSid: string; status: string; sequenceNumber: number | null }): boolean;
   /** Recording status callback; deduplicated on RecordingSid + status. */

@@ -82,6 +82,11 @@ export interface AppConfig {
   /** METRICS_TOKEN: a bearer token for GET /metrics only (INSPECTOR_TOKEN is accepted there too). */
   readonly metricsToken: string | null;
   /**
+   * STREAM_TOKEN_SECRET: HMAC key of the Media Stream tokens. Null: a random key per process, right
+   * for one process only; several processes or instances must share one (calls/stream-token.ts).
+   */
+  readonly streamTokenSecret: string | null;
+  /**
    * SMTP server for follow-up e-mails (src/delivery/email.ts): `smtp://` (STARTTLS when offered)
    * or `smtps://` (TLS), credentials percent-encoded in the URL. Null: no e-mail delivery.
    * Holds a password: shown as "[set]" when the config is logged.
@@ -100,7 +105,7 @@ export interface AppConfig {
   readonly redisHeartbeatMs: number;
 }
 
-const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'SMTP_URL', 'CALLER_KEY_SECRET', 'REDIS_URL'] as const;
+const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'STREAM_TOKEN_SECRET', 'SMTP_URL', 'CALLER_KEY_SECRET', 'REDIS_URL'] as const;
 
 /** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
 const shown = (text: string) => {
@@ -150,13 +155,14 @@ const secret = (fix: string, missing?: string) =>
  * A bearer token a person types or a scraper sends: 32+ characters without whitespace (128 bits as
  * hex) and not a few characters repeated (a cheap guard against "aaaa…" and "passwordpassword…").
  */
-const strongToken = () =>
+const strongTokenRequired = (missing?: string) =>
   variable(
     (t) => (/^\S{32,512}$/.test(t) && new Set(t).size >= 10 ? t : undefined),
     'too weak: use at least 32 random characters without spaces, not a few repeated (value not shown)',
     'generate one with `openssl rand -hex 32`',
-    { secret: true },
-  ).optional();
+    { secret: true, ...(missing === undefined ? {} : { missing }) },
+  );
+const strongToken = () => strongTokenRequired().optional();
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
@@ -296,6 +302,10 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
     ).optional(),
     INSPECTOR_TOKEN: strongToken(),
     METRICS_TOKEN: strongToken(),
+    // Every process and instance that may receive a call's stream must verify the token its webhook minted.
+    STREAM_TOKEN_SECRET: production
+      ? strongTokenRequired(`${required('the Media Stream tokens are signed with it, and every worker and instance must share it')}; generate one with \`openssl rand -hex 32\``)
+      : strongToken(),
     SMTP_URL: variable(
       (t) => {
         const u = parseUrl(t);
@@ -357,6 +367,7 @@ function withoutSecrets(c: AppConfig) {
     elevenlabs: { ...c.elevenlabs, apiKey: set(c.elevenlabs.apiKey) },
     inspector: { token: set(c.inspector.token) },
     metricsToken: set(c.metricsToken),
+    streamTokenSecret: set(c.streamTokenSecret),
     smtpUrl: c.smtpUrl === null ? null : withoutPassword(c.smtpUrl),
     callerKeySecret: set(c.callerKeySecret),
     databaseUrl: c.databaseUrl === null || c.databaseUrl.startsWith('sqlite:') ? c.databaseUrl : withoutPassword(c.databaseUrl),
@@ -436,6 +447,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     trustProxy: e.TRUST_PROXY ?? null,
     inspector: { token: e.INSPECTOR_TOKEN ?? null },
     metricsToken: e.METRICS_TOKEN ?? null,
+    streamTokenSecret: e.STREAM_TOKEN_SECRET ?? null,
     smtpUrl: e.SMTP_URL ?? null,
     databaseUrl: e.DATABASE_URL ?? null,
     callerKeySecret: e.CALLER_KEY_SECRET ?? null,

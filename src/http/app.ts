@@ -7,6 +7,7 @@ import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
 import { isVetError, VetError } from '../errors.js';
+import { loggablePath } from '../observability/logger.js';
 import type { ErrorCode } from '../errors.js';
 import { TWILIO_PATHS, unavailableTwiml } from '../twilio/twiml.js';
 import { METRICS_PATH, SERVER_TIMEOUTS, type EdgeDeps } from './edge.js';
@@ -15,10 +16,7 @@ import { registerTwilioRoutes } from './twilio-routes.js';
 /** Webhook bodies are a few hundred bytes; 16 KiB is ample and bounds memory per request (F6). */
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
-const pathOf = (url: string) => {
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
-};
+const pathOf = loggablePath;
 
 /**
  * Fastify's request log prints the URL with its query string, the Host header and the client
@@ -129,6 +127,8 @@ export async function buildApp(deps: EdgeDeps): Promise<FastifyInstance> {
     loggerInstance: logger,
     logController: new EdgeLogController(),
     bodyLimit: BODY_LIMIT_BYTES,
+    // The stream token is a path parameter (/twilio/ws/<token>, ~300 characters); longer → 414.
+    routerOptions: { maxParamLength: 512 },
     // Status callbacks and menu actions must still be served during drain (docs/design/reliability.md §3).
     return503OnClosing: false,
     requestTimeout: SERVER_TIMEOUTS.requestTimeoutMs,

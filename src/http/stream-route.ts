@@ -1,12 +1,15 @@
 /**
- * WS /twilio/ws: the Twilio Media Stream. The upgrade is signature-checked before the handshake;
- * the socket's listeners are attached synchronously (connected/start arrive at once); the `start`
- * message must carry the one-time token /twilio/voice minted for this CallSid.
+ * WS /twilio/ws/<token>: the Twilio Media Stream. Before the handshake the upgrade's signature is
+ * checked, then the path's stream token (HMAC, expiry, account, clinic, first use: calls/stream-token.ts),
+ * and only then is a waiting-socket slot taken. The socket's listeners are attached synchronously
+ * (connected/start arrive at once); `start` must name the call and account the token was minted for.
  */
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from '../calls/registry.js';
 import type { CallSession } from '../calls/session.js';
+import type { CallHandoff } from '../calls/handoff.js';
+import type { StreamTokenClaims } from '../calls/stream-token.js';
 import { upgradeSignatureHook, type SignatureConfig } from '../twilio/signature.js';
 import { createDevGate, type DevGate } from './dev-gate.js';
 import {
@@ -14,6 +17,8 @@ import {
 } from '../twilio/stream-socket.js';
 
 export const STREAM_PATH = '/twilio/ws';
+/** The route as registered: the token is the last path segment (Twilio forbids a query string). */
+export const STREAM_ROUTE = `${STREAM_PATH}/:token`;
 
 type Release = () => void;
 
@@ -53,7 +58,7 @@ export class PendingStreams {
 
 export async function registerStreamRoute(
   app: FastifyInstance,
-  deps: { signature: SignatureConfig; registry: Registry; streamOptions?: MediaStreamOptions; devGate?: DevGate },
+  deps: { signature: SignatureConfig; registry: Registry; streamOptions?: MediaStreamOptions; devGate?: DevGate; handoff?: CallHandoff },
 ): Promise<void> {
   const counters = deps.streamOptions?.counters ?? streamCounters;
   const pending = new PendingStreams({
@@ -61,6 +66,30 @@ export async function registerStreamRoute(
     perIp: deps.streamOptions?.maxPendingStreamsPerIp ?? PENDING_STREAM_LIMITS.perIp,
   });
   const slots = new WeakMap<FastifyRequest, Release>();
+  const claimsOf = new WeakMap<FastifyRequest, StreamTokenClaims>();
+
+  // After the signature check and before a slot: a forged, expired, foreign or replayed token is
+  // refused 403 (like a bad signature; Twilio then runs the verbs after </Connect>) and holds nothing.
+  const checkToken = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    if (!req.ws) return undefined; // a plain GET: the route answers 404
+    const { token } = req.params as { token: string };
+    const result = await deps.registry.streamTokens.verify(token);
+    if (result.ok) {
+      claimsOf.set(req, result.claims);
+      // Answered by another worker or instance: take the call over before the handshake (calls/handoff.ts).
+      const { callSid } = result.claims;
+      if (deps.handoff && !deps.registry.session(callSid) && deps.registry.acceptsStreamUpgrades()) {
+        const seed = await deps.handoff.take(callSid).catch((err: unknown) => {
+          req.log.warn({ err }, 'call handoff failed');
+          return null;
+        });
+        if (seed && !deps.registry.adopt(result.claims, seed)) req.log.warn('call released by another worker could not be taken over here');
+      }
+      return undefined;
+    }
+    req.log.warn({ code: 'VET_E_STREAM_TOKEN', reason: result.reason }, 'stream upgrade refused: bad stream token');
+    return reply.code(403).send();
+  };
 
   // After the signature check, so only signed upgrades take (or are refused) a slot. 503 before the
   // handshake, like the drain's refusal in server.ts: Twilio then runs the verbs after </Connect>.
@@ -89,17 +118,18 @@ export async function registerStreamRoute(
   };
 
   await app.register(websocket, { options: { ...MEDIA_STREAM_WS_OPTIONS } });
-  const preValidation = [bypassAllowed, upgradeSignatureHook(deps.signature), reserveSlot];
-  app.get(STREAM_PATH, { websocket: true, preValidation, config: { rateLimit: false } }, (socket, request) => {
+  const preValidation = [bypassAllowed, upgradeSignatureHook(deps.signature), checkToken, reserveSlot];
+  app.get(STREAM_ROUTE, { websocket: true, preValidation, config: { rateLimit: false } }, (socket, request) => {
     let session: CallSession | undefined;
     let backpressureDrops = 0;
     const log = request.log;
     const release = slots.get(request) ?? (() => undefined);
+    const claims = claimsOf.get(request);
     const handle = attachMediaStream(
       socket,
       {
         onStart: (start) => {
-          const decision = deps.registry.acceptStream(start, handle);
+          const decision: ReturnType<Registry['acceptStream']> = claims ? deps.registry.acceptStream(start, handle, claims) : { reject: 'no stream token' };
           if (decision === 'accept') {
             session = deps.registry.session(start.callSid);
             release();

@@ -187,7 +187,7 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
           log.info({ limit: caller.limit, openNow }, 'caller over the per-caller limit; front desk or key menu instead of the assistant');
           return xml(reply, callerLimitedTwiml(tenant, ctx, openNow));
         }
-        result = deps.registry.open({ callSid: form.CallSid, tenant, from: form.From ?? null, callerKey: caller.key });
+        result = deps.registry.open({ callSid: form.CallSid, accountSid: form.AccountSid, tenant, from: form.From ?? null, callerKey: caller.key });
       } catch (err) {
         // The caller is on the line: a 500 would play Twilio's "application error". Dial the clinic.
         log.error({ err, code: 'VET_E_INTERNAL' }, 'call admission failed; dialling the front desk');
@@ -203,8 +203,9 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
         case 'awaitingStream':
           return xml(reply, streamTwiml({
             wsUrl: webSocketOrigin(base) + TWILIO_PATHS.ws,
+            streamToken: result.streamToken,
             statusCallbackUrl: base + TWILIO_PATHS.status,
-            parameters: { callToken: result.streamToken, tenantId: tenant.id },
+            parameters: { tenantId: tenant.id },
             fallback: { tenant, baseUrl: base },
           }));
         case 'alreadyConnected':

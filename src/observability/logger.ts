@@ -57,7 +57,16 @@ export function scrubText(text: string): string {
   return text.replace(/(\/[^\s?#"'`]*)\?[^\s"'`)]*/g, '$1').replace(E164_ANYWHERE, maskPhone);
 }
 
-const withoutQuery = (url: unknown) => (typeof url === 'string' ? (url.split('?')[0] ?? '') : undefined);
+/**
+ * A request URL as logged: no query string, and the Media Stream token (the path segment after
+ * `/twilio/ws/`, a bearer credential for one call) replaced by `[token]`.
+ */
+export function loggablePath(url: string): string {
+  const path = url.split('?')[0] ?? '';
+  return path.replace(/^(\/twilio\/ws\/)[^/]+/i, '$1[token]');
+}
+
+const withoutQuery = (url: unknown) => (typeof url === 'string' ? loggablePath(url) : undefined);
 
 /** Fastify's request, or a raw IncomingMessage: method and path only (no query, host, address, port, body). */
 type RequestLike = { method?: string; url?: string; routeOptions?: { url?: string } };

@@ -108,9 +108,11 @@ export function menuTwiml(tenant: Tenant, opts: { baseUrl: string; attempt: numb
 export interface StreamTwimlOptions {
   /** `wss://…/twilio/ws`, no query string (Twilio drops it or fails the handshake: 31920). */
   wsUrl: string;
+  /** The call's stream token: appended as the last path segment, `wss://…/twilio/ws/<token>`. */
+  streamToken: string;
   statusCallbackUrl: string;
   /** Per-call data travels in <Parameter>, returned in `start.customParameters`. */
-  parameters: { callToken: string; tenantId: string };
+  parameters: { tenantId: string };
   /** Runs only if the stream dies unexpectedly: the tenant's DTMF menu. */
   fallback: { tenant: Tenant; baseUrl: string };
 }
@@ -118,9 +120,10 @@ export interface StreamTwimlOptions {
 /** `<Connect><Stream>` (the only bidirectional form), then the fallback menu after `</Connect>`. */
 export function streamTwiml(opts: StreamTwimlOptions): string {
   if (opts.wsUrl.includes('?')) throw new Error('stream URL must not carry a query string');
+  if (!/^[A-Za-z0-9._-]+$/.test(opts.streamToken)) throw new Error('stream token must be one URL path segment');
   const r = newResponse();
-  const stream = r.connect().stream({ url: opts.wsUrl, statusCallback: opts.statusCallbackUrl, statusCallbackMethod: 'POST' });
-  stream.parameter({ name: 'callToken', value: opts.parameters.callToken });
+  const url = `${opts.wsUrl}/${opts.streamToken}`;
+  const stream = r.connect().stream({ url, statusCallback: opts.statusCallbackUrl, statusCallbackMethod: 'POST' });
   stream.parameter({ name: 'tenantId', value: opts.parameters.tenantId });
   say(r, LINES.streamFailed, opts.fallback.tenant);
   appendMenu(r, opts.fallback.tenant, opts.fallback.baseUrl, 1);

@@ -25,6 +25,7 @@ import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
 import { energyVad } from '../../src/providers/vad/energy.js';
 import type { MediaStreamHandle, StreamState } from '../../src/twilio/stream-socket.js';
 import { restRecorder } from '../support/rest-recorder.js';
+import { claimsOf } from '../http/edge-fixtures.js';
 
 const TENANTS = fileURLToPath(new URL('../fixtures/tenants', import.meta.url));
 const ACCOUNT = `AC${'a'.repeat(32)}`;
@@ -147,13 +148,14 @@ function harness(machine?: typeof callMachine) {
   /** /twilio/voice, then the stream's start with the minted token. */
   const dial = (tenantId: string) => {
     const callSid = `CA${randomBytes(16).toString('hex')}`;
-    const opened = registry.open({ callSid, tenant: tenants.byId(tenantId)! });
+    const opened = registry.open({ callSid, accountSid: ACCOUNT, tenant: tenants.byId(tenantId)! });
     if (opened.kind !== 'created') throw new Error(`open: ${opened.kind}`);
     const stream = new FakeStream(callSid);
     const decision = registry.acceptStream(
-      { kind: 'start', streamSid: stream.streamSid, callSid, accountSid: ACCOUNT, customParameters: { callToken: opened.streamToken },
+      { kind: 'start', streamSid: stream.streamSid, callSid, accountSid: ACCOUNT, customParameters: {},
         tracks: ['inbound'], mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } },
       stream,
+      claimsOf(opened.streamToken),
     );
     stream.session = registry.session(callSid);
     return { callSid, stream, decision };

@@ -391,7 +391,7 @@ describe('registry: recordings are transcribed after the call', () => {
     const { out, logger } = lines();
     const { t, calls } = fakeTranscriber(() => Promise.resolve(SAID));
     const r = registry(t, logger);
-    r.open({ callSid: callSid(20), tenant: clinicA });
+    r.open({ callSid: callSid(20), accountSid: ACCOUNT, tenant: clinicA });
     r.status({ callSid: callSid(20), status: 'canceled', sequenceNumber: 0 });
     const record = r.recentCalls().at(-1)!;
     expect(record.recordingTranscripts).toEqual([]);
@@ -409,7 +409,7 @@ describe('registry: recordings are transcribed after the call', () => {
   it('a completed recording of a live call waits for the call to end', async () => {
     const { t, calls } = fakeTranscriber(() => Promise.resolve(SAID));
     const r = registry(t);
-    r.open({ callSid: callSid(21), tenant: clinicA });
+    r.open({ callSid: callSid(21), accountSid: ACCOUNT, tenant: clinicA });
     r.recording({ callSid: callSid(21), recording: completed(8) });
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(calls).toEqual([]);
@@ -423,7 +423,7 @@ describe('registry: recordings are transcribed after the call', () => {
   it('only completed recordings with a URL are transcribed; a throwing transcriber leaves a failed entry', async () => {
     const { t, calls } = fakeTranscriber(() => Promise.reject(new TypeError(`boom ${TOKEN}`)));
     const r = registry(t);
-    r.open({ callSid: callSid(22), tenant: clinicA });
+    r.open({ callSid: callSid(22), accountSid: ACCOUNT, tenant: clinicA });
     r.status({ callSid: callSid(22), status: 'completed', sequenceNumber: 1 });
     r.recording({ callSid: callSid(22), recording: completed(9, { status: 'in-progress' }) });
     r.recording({ callSid: callSid(22), recording: completed(10, { status: 'absent', url: null }) });
@@ -440,7 +440,7 @@ describe('registry: recordings are transcribed after the call', () => {
       providers: { vad: createFakeVad(), stt: createFakeStt(), tts: createFakeTts(), agent: createFakeAgent() },
       prompts: { get: () => new Uint8Array(1600) }, rest: null, publicBaseUrl: 'https://voice.test', logger: silent, accountSid: ACCOUNT, maxCalls: 10,
     });
-    r.open({ callSid: callSid(23), tenant: clinicA });
+    r.open({ callSid: callSid(23), accountSid: ACCOUNT, tenant: clinicA });
     r.status({ callSid: callSid(23), status: 'canceled', sequenceNumber: 0 });
     expect(r.recording({ callSid: callSid(23), recording: completed(13) })).toBe(true);
     expect(r.recentCalls().at(-1)?.recordingTranscripts).toEqual([]);

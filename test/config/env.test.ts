@@ -6,7 +6,8 @@ import { VetError } from '../../src/errors.js';
 
 const SID = `AC${'0123456789abcdef'.repeat(2)}`;
 const TOKEN = 'canary-auth-token-8f3a9c';
-const PROD = { NODE_ENV: 'production', TWILIO_AUTH_TOKEN: TOKEN, PUBLIC_BASE_URL: 'https://vetline.example.com' };
+const STREAM_SECRET = '7d1f0c9a3b5e2f8a4c6d0e1b9a7f3c5d';
+const PROD = { NODE_ENV: 'production', TWILIO_AUTH_TOKEN: TOKEN, PUBLIC_BASE_URL: 'https://vetline.example.com', STREAM_TOKEN_SECRET: STREAM_SECRET };
 /** What `openssl rand -hex 32` prints, and a 32-character `openssl rand -base64 24`. */
 const INSPECTOR = '5c0e9b2f7a4d1e8c3b6a9f2e5d8c1b4a7e0d3c6b9a2f5e8d1c4b7a0e3d6c9b2f';
 const METRICS = 'q3Vt9xK2mPz7Lw4Rj8Nc5Hb1Yd6Fs0Ga';
@@ -159,11 +160,22 @@ describe('webhook validation and production', () => {
     expect(loadEnv({ NODE_ENV: 'test' }).webhookValidation).toBe('off-development');
   });
 
-  it('requires TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL in production, one line each', () => {
+  it('requires TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and STREAM_TOKEN_SECRET in production, one line each', () => {
     const lines = failure({ NODE_ENV: 'production' });
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/^PUBLIC_BASE_URL: required when NODE_ENV=production .*; set PUBLIC_BASE_URL=https:/);
     expect(lines[1]).toMatch(/^TWILIO_AUTH_TOKEN: required when NODE_ENV=production .*; set TWILIO_AUTH_TOKEN/);
+    expect(lines[2]).toMatch(/^STREAM_TOKEN_SECRET: required when NODE_ENV=production .*every worker and instance must share it.*; generate one with `openssl rand -hex 32`$/);
+  });
+
+  it('STREAM_TOKEN_SECRET: optional outside production (a random key per process), strong wherever it is set, never echoed', () => {
+    expect(loadEnv({}).streamTokenSecret).toBeNull();
+    expect(loadEnv(PROD).streamTokenSecret).toBe(STREAM_SECRET);
+    for (const env of [{ STREAM_TOKEN_SECRET: 'short-secret' }, { ...PROD, STREAM_TOKEN_SECRET: 'ab'.repeat(20) }]) {
+      const lines = failure(env);
+      expect(lines).toEqual(['STREAM_TOKEN_SECRET: too weak: use at least 32 random characters without spaces, not a few repeated (value not shown); generate one with `openssl rand -hex 32`']);
+    }
+    expect(JSON.stringify(loadEnv(PROD))).not.toContain(STREAM_SECRET);
   });
 
   it('requires https in production, accepts http elsewhere', () => {
@@ -276,7 +288,7 @@ describe('one line per bad variable', () => {
 
   it('reports every bad variable at once, in a stable order', () => {
     const lines = failure({ PORT: 'x', LOG_LEVEL: 'loud', MAX_CALLS: '0', TRUST_PROXY: 'true', NODE_ENV: 'production' });
-    expect(lines.map((l) => l.split(':')[0])).toEqual(['PORT', 'PUBLIC_BASE_URL', 'TWILIO_AUTH_TOKEN', 'LOG_LEVEL', 'MAX_CALLS', 'TRUST_PROXY']);
+    expect(lines.map((l) => l.split(':')[0])).toEqual(['PORT', 'PUBLIC_BASE_URL', 'TWILIO_AUTH_TOKEN', 'LOG_LEVEL', 'MAX_CALLS', 'TRUST_PROXY', 'STREAM_TOKEN_SECRET']);
   });
 });
 

@@ -250,7 +250,7 @@ export function generationAudioMs(call: FakeTwilio, generation: number): number 
   return Math.max(0, ...marks.map((m) => m.mark?.endMs ?? 0));
 }
 
-/** POST a signed /twilio/voice like Twilio would (no stream follows). Returns status and body. */
+/** POST a signed /twilio/voice like Twilio would (no stream follows): status, body and the stream token from the Stream URL path. */
 export async function voiceWebhook(engineUrl: string, callSid: string, to = QUICK_VET): Promise<{ status: number; body: string; token: string | null }> {
   const params = { CallSid: callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: to, CallStatus: 'ringing', Direction: 'inbound', ApiVersion: '2010-04-01' };
   const signature = twilio.getExpectedTwilioSignature(TEST_TOKEN, `${TEST_BASE_URL}/twilio/voice`, params);
@@ -260,7 +260,7 @@ export async function voiceWebhook(engineUrl: string, callSid: string, to = QUIC
     body: formBody(params),
   });
   const body = await res.text();
-  return { status: res.status, body, token: /name="callToken" value="([^"]+)"/.exec(body)?.[1] ?? null };
+  return { status: res.status, body, token: /<Stream url="wss:\/\/[^/"]+\/twilio\/ws\/([^"/]+)"/.exec(body)?.[1] ?? null };
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

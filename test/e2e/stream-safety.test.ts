@@ -16,6 +16,9 @@ import {
   CONSENT_VET, QUICK_VET, TENANTS, playedOf, rigFor, sleep, speechMs, tone, untilState, visitedInOrder, voiceWebhook,
   warmPrompts, type Rig,
 } from './conversation-kit.js';
+import { TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
+import { upgradeStatus } from '../support/net.js';
+import { wsSignature } from '../support/twilio-sign.js';
 
 let quickVet: Tenant;
 let consentVet: Tenant;
@@ -183,7 +186,7 @@ describe.concurrent('silence, garbage and replays', () => {
     expect(r.rest.map((e) => e.op)).toEqual(['record']);
   }, 15_000);
 
-  it('a repeated /twilio/voice reuses the token; a replayed token and a foreign callSid are refused with 1008', async (ctx) => {
+  it('a repeated /twilio/voice reuses the token; a replayed upgrade is refused 403, a foreign callSid 1008', async (ctx) => {
     const { expect } = ctx;
     const r = await rigFor(ctx, { agent: localAgent });
     const sid = callSidOf();
@@ -198,15 +201,18 @@ describe.concurrent('silence, garbage and replays', () => {
 
     // Twilio connects the stream (its webhook is the third for this CallSid: same token again).
     const call = await r.dial(QUICK_VET, { callSid: sid });
-    expect(call.twiml.stream?.parameters.callToken).toBe(first.token);
+    expect(call.twiml.stream?.url).toBe(`wss://voice.test/twilio/ws/${first.token}`);
     await untilState(r, call, 'listening.waiting', 5_000);
     const connected = await voiceWebhook(r.engine.url, sid);
     expect(connected.body).toContain('<Hangup/>');
     expect(connected.token).toBeNull();
 
-    // A captured start replayed on a new socket (its own webhook minted another call and token).
-    const replay = await r.dial(QUICK_VET, { start: { callSid: sid, customParameters: { callToken: first.token!, tenantId: 'quick-vet' } } });
-    expect(await replay.waitForClose(1_000)).toMatchObject({ code: 1008, reason: 'unknown stream token' });
+    // The captured upgrade replayed, signature and all: the token was used, refused before the handshake.
+    const path = `/twilio/ws/${first.token!}`;
+    expect(await upgradeStatus(`${r.engine.url.replace(/^http/, 'ws')}${path}`, { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, path) })).toBe(403);
+    // A captured start sent on another call's socket (its own webhook minted another call and token).
+    const replay = await r.dial(QUICK_VET, { start: { callSid: sid, customParameters: { tenantId: 'quick-vet' } } });
+    expect(await replay.waitForClose(1_000)).toMatchObject({ code: 1008, reason: 'stream token belongs to another call' });
     expect(replay.outbound).toEqual([]);
 
     // A start whose callSid is not the one the token was minted for.
@@ -216,8 +222,9 @@ describe.concurrent('silence, garbage and replays', () => {
 
     expect(r.engine.registry.list().filter((c) => c.callSid === sid)).toHaveLength(1);
     expect(r.stateOf(sid)).toBe('listening.waiting'); // the real call is untouched
+    expect(r.logs(undefined, 'stream upgrade refused: bad stream token').map((l) => [l.code, l.reason])).toEqual([['VET_E_STREAM_TOKEN', 'replayed']]);
     expect(r.logs(undefined, 'media stream refused').map((l) => [l.code, l.reason])).toEqual([
-      ['VET_E_STREAM_TOKEN', 'unknown stream token'],
+      ['VET_E_STREAM_TOKEN', 'stream token belongs to another call'],
       ['VET_E_STREAM_TOKEN', 'stream token belongs to another call'],
     ]);
     // The two refused webhooks' calls never got a stream; Twilio's final status ends them.

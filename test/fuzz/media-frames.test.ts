@@ -7,9 +7,10 @@
  *    come back as a typed result, the same as a string and as a Buffer.
  * 2. A storm over real sockets to a real engine on fake providers: seeded sequences (media before
  *    start, duplicate start, stop twice, out-of-order counters, binary, oversize, bad UTF-8,
- *    fragments, replayed tokens) on 10 sockets at a time. A model of the socket policy and of the
- *    registry's token rules predicts, per socket, the close code or that it stays open, and the
- *    totals of the stream counters. Afterwards no call is left and a clean call still works.
+ *    fragments, replayed, forged and foreign stream tokens) on 10 sockets at a time. A model of the
+ *    socket policy and of the stream-token rules predicts, per socket, the refused upgrade or the
+ *    close code or that it stays open, and the totals of the stream counters. Afterwards no call is
+ *    left and a clean call still works.
  *
  * Seed: FUZZ_SEED (default below), printed; a failing storm sequence is named by its index.
  */
@@ -112,6 +113,11 @@ const MIN_SOCKETS = sized(200, 2_000);
 /** Sampled up front; about 240 are needed per 10,000 messages. */
 const SEQUENCES = sized(500, 5_000);
 
+/**
+ * The `start` a socket sends. The token is in the upgrade's path, so `customParameters` carry no
+ * credential: `none`, `random` and `burned` put nothing, a random or a used token there, and are
+ * accepted like `own` when the start names the token's call and account.
+ */
 type StartVariant = 'own' | 'none' | 'random' | 'burned' | 'otherCall' | 'otherAccount' | 'badFormat';
 /** One WebSocket message as the fake peer sends it; `start` is filled in once the call is minted. */
 type Step =
@@ -122,6 +128,7 @@ type Step =
   | { t: 'binary'; bytes: Uint8Array };
 /** How the peer leaves a socket that is still open at the end: `stop`, a close frame, or vanishing (no close frame). */
 type Exit = 'stop' | 'close' | 'vanish';
+/** `mint`: the socket's upgrade carries the token /twilio/voice minted for its call; else a used, forged or garbage one (refused 403). */
 interface Sequence { mint: boolean; steps: Step[]; exit: Exit; tags: string[] }
 
 /** Bytes as they cross the wire (a JS string is sent as UTF-8, lone surrogates replaced). */
@@ -201,10 +208,8 @@ const COUNTED = [
 ] as const;
 type CountedKey = (typeof COUNTED)[number];
 
-/** The registry's side, mirrored: unburned tokens by call. */
-interface TokenBook { live: Map<string, string> }
-
-function predict(payloads: Payload[], book: TokenBook): Prediction {
+/** `owner`: the call the socket's (verified, first-use) path token was minted for. */
+function predict(payloads: Payload[], owner: string): Prediction {
   const p: Prediction = { close: null, acceptedCallSid: null, processed: 0,
     counts: Object.fromEntries(COUNTED.map((k) => [k, 0])) as Record<CountedKey, number> };
   let started = false;
@@ -231,10 +236,6 @@ function predict(payloads: Payload[], book: TokenBook): Prediction {
       else if (++invalid >= 10) { p.counts.invalidCloses++; close(1008, 'too many invalid frames'); }
     } else if (r.kind === 'start') {
       if (started) { p.counts.duplicateStarts++; close(1008, 'duplicate start'); continue; }
-      const token = r.customParameters.callToken;
-      const owner = token === undefined ? undefined : book.live.get(token);
-      if (token === undefined || owner === undefined) { p.counts.rejected++; close(1008, 'unknown stream token'); continue; }
-      book.live.delete(token); // burned either way it matches
       if (owner !== r.callSid) { p.counts.rejected++; close(1008, 'stream token belongs to another call'); continue; }
       if (r.accountSid !== TEST_ACCOUNT) { p.counts.rejected++; close(1008, 'stream from another account'); continue; }
       started = true;
@@ -287,23 +288,36 @@ describe('a storm of hostile frames over real sockets', () => {
     process.off('unhandledRejection', onCrash);
   });
 
-  /** /twilio/voice signed like Twilio: a call in `connecting` and its one-time stream token. */
+  /** /twilio/voice signed like Twilio: a call in `connecting` and its one-time stream token (the Stream URL's last segment). */
   async function mint(callSid: string): Promise<string> {
     const res = await engine.app.inject(signedForm({
       baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path: '/twilio/voice',
       params: { CallSid: callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: QUICK_VET, CallStatus: 'ringing', Direction: 'inbound' },
     }));
-    const token = parseTwiml(res.body, res.statusCode).stream?.parameters.callToken;
+    const token = /\/twilio\/ws\/([^/]+)$/.exec(parseTwiml(res.body, res.statusCode).stream?.url ?? '')?.[1];
     if (res.statusCode !== 200 || !token) throw new Error(`webhook answered ${res.statusCode} without a stream token`);
     return token;
   }
 
-  function connect(): Promise<WebSocket> {
-    const ws = new WebSocket(`${engine.url.replace(/^http/, 'ws')}/twilio/ws`, {
-      headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') },
+  /** A signed upgrade of `/twilio/ws/<token>`: the open socket, or the status it was refused with. */
+  function connect(token: string): Promise<WebSocket | number> {
+    const path = `/twilio/ws/${token}`;
+    const ws = new WebSocket(`${engine.url.replace(/^http/, 'ws')}${path}`, {
+      headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, path) },
     });
     ws.on('error', () => undefined); // resets after a policy close are expected; the close code is what counts
-    return new Promise((resolve, reject) => ws.once('open', () => resolve(ws)).once('error', reject));
+    return new Promise((resolve, reject) => {
+      ws.once('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        ws.terminate();
+      });
+      ws.once('open', () => resolve(ws)).once('error', reject);
+    });
+  }
+  async function opened(token: string): Promise<WebSocket> {
+    const ws = await connect(token);
+    if (typeof ws === 'number') throw new Error(`upgrade refused with ${ws}`);
+    return ws;
   }
 
   type Closed = { code: number; reason: string } | 'timeout';
@@ -347,7 +361,6 @@ describe('a storm of hostile frames over real sockets', () => {
   it(`${TARGET_HANDLED.toLocaleString('en-US')}+ frames on ${LANES} sockets at a time: the process lives, every socket ends as predicted, nothing leaks, a clean call works after`, async () => {
     const sequences = fc.sample(sequenceArb, { seed: SEED, numRuns: SEQUENCES });
     let next = 0; // lanes take the next sequence until the target is reached
-    const book: TokenBook = { live: new Map() };
     const burned: string[] = []; // tokens of finished sequences: safe to replay
     const minted: { callSid: string; accepted: boolean }[] = [];
     const failures: string[] = [];
@@ -357,17 +370,29 @@ describe('a storm of hostile frames over real sockets', () => {
 
     async function runOne(index: number, seq: Sequence): Promise<void> {
       const callSid = fc.sample(callSidArb, { seed: SEED + index, numRuns: 1 })[0] ?? `CA${'f'.repeat(32)}`;
-      const token = seq.mint ? await mint(callSid) : null;
-      if (token) book.live.set(token, callSid);
+      if (!seq.mint) {
+        // A used token (replayed upgrade), a forged one (another call's payload under a used MAC) or garbage: 403 before the handshake.
+        const used = burned[index % Math.max(1, burned.length)];
+        const [payload = '', mac = ''] = (used ?? '').split('.');
+        const forged = used === undefined ? 'never.minted' : `${Buffer.from(JSON.stringify({ ...(JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>), callSid })).toString('base64url')}.${mac}`;
+        const bad = [used ?? 'never.minted', forged, randomBytes(24).toString('base64url')][index % 3] ?? 'x';
+        const refused = await connect(bad);
+        tally.sockets++;
+        if (refused !== 403) failures.push(`sequence ${index} [${seq.tags.join(' ')}]: upgrade with a bad token got ${typeof refused === 'number' ? refused : 101}`);
+        if (typeof refused !== 'number') refused.terminate();
+        tally.closes['403'] = (tally.closes['403'] ?? 0) + 1;
+        return;
+      }
+      const token = await mint(callSid);
       const startParams = (v: StartVariant): string => {
         switch (v) {
-          case 'own': return startFrame(callSid, token ? { callToken: token, tenantId: 'quick-vet' } : {});
-          case 'none': return startFrame(callSid, { tenantId: 'quick-vet' });
+          case 'own': return startFrame(callSid, { tenantId: 'quick-vet' });
+          case 'none': return startFrame(callSid, {});
           case 'random': return startFrame(callSid, { callToken: randomBytes(24).toString('base64url') });
           case 'burned': return startFrame(callSid, { callToken: burned[index % Math.max(1, burned.length)] ?? 'never-minted' });
-          case 'otherCall': return startFrame(`CA${randomBytes(16).toString('hex')}`, token ? { callToken: token } : {});
-          case 'otherAccount': return startFrame(callSid, token ? { callToken: token } : {}, 8000, `AC${'b'.repeat(32)}`);
-          case 'badFormat': return startFrame(callSid, token ? { callToken: token } : {}, 16_000);
+          case 'otherCall': return startFrame(`CA${randomBytes(16).toString('hex')}`, { tenantId: 'quick-vet' });
+          case 'otherAccount': return startFrame(callSid, { tenantId: 'quick-vet' }, 8000, `AC${'b'.repeat(32)}`);
+          case 'badFormat': return startFrame(callSid, { tenantId: 'quick-vet' }, 16_000);
         }
       };
       const payloads: Payload[] = seq.steps.map((s): Payload => {
@@ -379,11 +404,11 @@ describe('a storm of hostile frames over real sockets', () => {
           case 'binary': return { kind: 'binary', bytes: Buffer.from(s.bytes) };
         }
       });
-      const p = predict(payloads, book);
+      const p = predict(payloads, callSid);
       for (const k of COUNTED) predicted[k] += p.counts[k];
-      if (token) minted.push({ callSid, accepted: p.acceptedCallSid !== null });
+      minted.push({ callSid, accepted: p.acceptedCallSid !== null });
 
-      const ws = await connect();
+      const ws = await opened(token);
       tally.sockets++;
       const openedAt = performance.now();
       const end = closed(ws, 5_000);
@@ -414,12 +439,14 @@ describe('a storm of hostile frames over real sockets', () => {
       if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
       const key = outcome === 'timeout' ? 'timeout' : String(outcome.code);
       tally.closes[key] = (tally.closes[key] ?? 0) + 1;
-      if (token) burned.push(token);
+      burned.push(token);
     }
 
     // A socket that never sends `start` is closed by the start timeout (F5), storm or not.
     const silent = (async () => {
-      const ws = await connect();
+      const silentSid = `CA${randomBytes(16).toString('hex')}`;
+      minted.push({ callSid: silentSid, accepted: false });
+      const ws = await opened(await mint(silentSid));
       ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
       return closed(ws, START_TIMEOUT_MS + 5_000);
     })();
@@ -471,6 +498,6 @@ describe('a storm of hostile frames over real sockets', () => {
     // docs/reliability.md's figures: over 10,000 frames on over 200 sockets, every close code the policy has.
     expect(tally.processed).toBeGreaterThanOrEqual(TARGET_HANDLED);
     expect(tally.sockets).toBeGreaterThanOrEqual(MIN_SOCKETS);
-    expect(Object.keys(tally.closes).sort()).toEqual(expect.arrayContaining(['1000', '1003', '1007', '1008', '1009']));
+    expect(Object.keys(tally.closes).sort()).toEqual(expect.arrayContaining(['1000', '1003', '1007', '1008', '1009', '403']));
   }, sized(50_000, 900_000));
 });

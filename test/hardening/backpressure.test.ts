@@ -233,8 +233,9 @@ describe('engine: a call whose Twilio socket stops reading mid-prompt (Unix sock
     const streamSid = `MZ${randomBytes(16).toString('hex')}`;
     const minted = await voiceWebhook(engine.url, callSid);
     const parameters = parseTwiml(minted.body, minted.status).stream?.parameters ?? {};
-    const ws = new WebSocket(`ws+unix:${unixPath}:/twilio/ws`, {
-      headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') },
+    const path = `/twilio/ws/${minted.token ?? ''}`;
+    const ws = new WebSocket(`ws+unix:${unixPath}:${path}`, {
+      headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, path) },
     });
     clients.add(ws);
     ws.on('error', () => undefined); // the server terminates it after the 1013

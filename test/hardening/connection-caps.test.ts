@@ -19,6 +19,8 @@ import { restRecorder } from '../support/rest-recorder.js';
 import { wsSignature } from '../support/twilio-sign.js';
 
 const opened = new Set<WebSocket>();
+/** The call each upgraded socket's token was minted for (a token names one call). */
+const callOf = new WeakMap<WebSocket, { callSid: string; parameters: Record<string, string> }>();
 
 async function engineWith(counters: StreamCounters, startTimeoutMs: number): Promise<TestEngine> {
   return startEngine({
@@ -30,13 +32,22 @@ async function engineWith(counters: StreamCounters, startTimeoutMs: number): Pro
   });
 }
 
-/** A signed upgrade from `from`: the open socket, or the HTTP status it was refused with. */
-function upgrade(engine: TestEngine, from: string): Promise<WebSocket | number> {
-  const ws = new WebSocket(`${engine.url.replace(/^http/, 'ws')}/twilio/ws`, {
-    headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') },
+/**
+ * Mint a call on /twilio/voice, then open its signed upgrade (`/twilio/ws/<token>`) from `from`: the
+ * open socket, or the HTTP status it was refused with.
+ */
+async function upgrade(engine: TestEngine, from: string): Promise<WebSocket | number> {
+  const callSid = `CA${randomBytes(16).toString('hex')}`;
+  const res = await voiceWebhook(engine.url, callSid);
+  const parameters = parseTwiml(res.body, res.status).stream?.parameters;
+  if (!parameters || !res.token) throw new Error(`no stream in the TwiML (${res.status})`);
+  const path = `/twilio/ws/${res.token}`;
+  const ws = new WebSocket(`${engine.url.replace(/^http/, 'ws')}${path}`, {
+    headers: { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, path) },
     localAddress: from,
   });
   opened.add(ws);
+  callOf.set(ws, { callSid, parameters });
   return new Promise((resolve, reject) => {
     ws.once('unexpected-response', (_req, res) => {
       resolve(res.statusCode ?? 0);
@@ -53,12 +64,11 @@ async function accepted(engine: TestEngine, from: string): Promise<WebSocket> {
   return out;
 }
 
-/** Mint a call on /twilio/voice and start its stream on `ws`; resolves once the engine holds the stream. */
+/** Start the stream of the call `ws` was minted for; resolves once the engine holds the stream. */
 async function startCall(engine: TestEngine, ws: WebSocket): Promise<string> {
-  const callSid = `CA${randomBytes(16).toString('hex')}`;
-  const res = await voiceWebhook(engine.url, callSid);
-  const parameters = parseTwiml(res.body, res.status).stream?.parameters;
-  if (!parameters) throw new Error(`no stream in the TwiML (${res.status})`);
+  const call = callOf.get(ws);
+  if (!call) throw new Error('socket without a minted call');
+  const { callSid, parameters } = call;
   const streamSid = `MZ${randomBytes(16).toString('hex')}`;
   ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
   ws.send(JSON.stringify({

@@ -167,9 +167,12 @@ function signedPost(path: string, params: Record<string, string>): RequestInit {
   return { method: 'POST', headers: headers as Record<string, string>, body: formBody(params) };
 }
 
-/** Opens a validly signed stream upgrade and reports the HTTP status it got (101 if accepted). */
-const upgradeStatusOf = (serverUrl: string) =>
-  upgradeStatus(`${serverUrl.replace(/^http/, 'ws')}/twilio/ws`, { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws') });
+/**
+ * Opens a validly signed stream upgrade of a stray token and reports the HTTP status it got: the drain's
+ * 503 comes before the token is even looked at (a live engine would answer 403 for this token).
+ */
+const upgradeStatusOf = (serverUrl: string, path = '/twilio/ws/stray.token') =>
+  upgradeStatus(`${serverUrl.replace(/^http/, 'ws')}${path}`, { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, path) });
 
 // ---------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import { afterEach } from 'vitest';
 import pino from 'pino';
 import { TenantSchema } from '../../src/config/tenant.schema.js';
 import type { Tenant, TenantFile } from '../../src/config/tenant.schema.js';
+import type { StreamTokenClaims } from '../../src/calls/stream-token.js';
 import type { CallListing, CallRegistry, OpenCallResult, RecordingInfo } from '../../src/calls/types.js';
 import { buildApp } from '../../src/http/app.js';
 import type { EdgeDeps } from '../../src/http/edge.js';
@@ -172,3 +173,11 @@ export function tagSequence(xml: string): string[] {
 
 export const attr = (xml: string, tag: string, name: string): string | null =>
   new RegExp(`<${tag}\\b[^>]*\\s${name}="([^"]*)"`).exec(xml)?.[1] ?? null;
+
+/**
+ * The claims inside a stream token as the stream route hands them to `registry.acceptStream` after
+ * verifying it (here only decoded: tests of the registry, not of the token; test/calls/stream-token.test.ts).
+ */
+export function claimsOf(token: string): StreamTokenClaims {
+  return JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as StreamTokenClaims;
+}

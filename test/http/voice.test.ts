@@ -11,9 +11,10 @@ describe('POST /twilio/voice', () => {
     const res = await app.inject(signed('/twilio/voice', voiceParams()));
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/xml/);
-    expect(attr(res.body, 'Stream', 'url')).toBe('wss://voice.test/twilio/ws');
+    // The stream token is the Stream URL's last path segment (Twilio forbids a query string there).
+    expect(attr(res.body, 'Stream', 'url')).toBe('wss://voice.test/twilio/ws/tok-1');
     expect(attr(res.body, 'Stream', 'statusCallback')).toBe('https://voice.test/twilio/status');
-    expect(res.body).toContain('<Parameter name="callToken" value="tok-1"/>');
+    expect(res.body).not.toContain('callToken');
     expect(res.body).toContain('<Parameter name="tenantId" value="clinic-a"/>');
     expect(attr(res.body, 'Gather', 'action')).toBe('https://voice.test/twilio/dtmf?attempt=1');
     expect(attr(res.body, 'Gather', 'input')).toBe('dtmf');
@@ -56,7 +57,7 @@ describe('POST /twilio/voice', () => {
     const { app } = await start({ trustProxy: ['127.0.0.1'] });
     const res = await app.inject(signed('/twilio/voice', voiceParams(), { headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' } }));
     expect(res.statusCode).toBe(200);
-    expect(attr(res.body, 'Stream', 'url')).toBe('wss://voice.test/twilio/ws');
+    expect(attr(res.body, 'Stream', 'url')).toBe('wss://voice.test/twilio/ws/tok-1');
   });
 
   it('answers a repeated To (array) with 400 VET_E_BAD_REQUEST even when signed', async () => {

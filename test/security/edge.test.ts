@@ -7,7 +7,7 @@
 import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
-import { FakeTwilio, parseTwiml } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber, parseTwiml } from '../support/fake-twilio.js';
 import { upgradeStatus } from '../support/net.js';
 import { signedForm, wsSignature } from '../support/twilio-sign.js';
 
@@ -45,9 +45,18 @@ const voiceParams = (callSid: string, extra: Record<string, string> = {}) => ({
 });
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 
-/** The HTTP status a stream upgrade gets (101 when accepted), with the given signature and Host. */
-const upgrade = (signature: string, host: string) =>
-  upgradeStatus(`${engine.url.replace(/^http/, 'ws')}/twilio/ws`, { 'x-twilio-signature': signature, host });
+/** The HTTP status a stream upgrade of `path` gets (101 when accepted), with the given signature and Host. */
+const upgrade = (path: string, signature: string, host: string) =>
+  upgradeStatus(`${engine.url.replace(/^http/, 'ws')}${path}`, { 'x-twilio-signature': signature, host });
+
+/** /twilio/voice for a new call from a caller of its own: the call and the path of its Stream URL (`/twilio/ws/<token>`). */
+async function mintStreamPath(): Promise<{ callSid: string; path: string }> {
+  const callSid = newCallSid();
+  const res = await engine.app.inject(signedForm({ baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path: '/twilio/voice', params: voiceParams(callSid, { From: nextCallerNumber() }) }));
+  const url = parseTwiml(res.body, res.statusCode).stream?.url;
+  if (!url) throw new Error(`no stream in the TwiML (${res.statusCode})`);
+  return { callSid, path: new URL(url).pathname };
+}
 
 describe('forged Host (F14)', () => {
   it('a genuine webhook with a forged Host and X-Forwarded-* gets TwiML built from PUBLIC_BASE_URL only', async () => {
@@ -58,16 +67,18 @@ describe('forged Host (F14)', () => {
     }));
     expect(res.statusCode).toBe(200);
     const twiml = parseTwiml(res.body, res.statusCode);
-    expect(twiml.stream?.url).toBe('wss://voice.test/twilio/ws');
+    expect(twiml.stream?.url).toMatch(/^wss:\/\/voice\.test\/twilio\/ws\/[\w-]+\.[\w-]+$/);
     expect(twiml.stream?.attrs.statusCallback).toBe('https://voice.test/twilio/status');
     expect(res.body).not.toContain(EVIL);
     await engine.app.inject(signedForm({ baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path: '/twilio/status', params: { CallSid: sid, AccountSid: TEST_ACCOUNT, CallStatus: 'no-answer' } }));
   });
 
   it('the stream upgrade is checked against PUBLIC_BASE_URL: signed for the forged host → 403, genuine → 101', async () => {
-    const forged = twilio.getExpectedTwilioSignature(TEST_TOKEN, `wss://${EVIL}/twilio/ws`, {});
-    expect(await upgrade(forged, EVIL)).toBe(403);
-    expect(await upgrade(wsSignature(TEST_BASE_URL, TEST_TOKEN, '/twilio/ws'), EVIL)).toBe(101);
+    const { callSid, path } = await mintStreamPath();
+    const forged = twilio.getExpectedTwilioSignature(TEST_TOKEN, `wss://${EVIL}${path}`, {});
+    expect(await upgrade(path, forged, EVIL)).toBe(403);
+    expect(await upgrade(path, wsSignature(TEST_BASE_URL, TEST_TOKEN, path), EVIL)).toBe(101);
+    await engine.app.inject(signedForm({ baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path: '/twilio/status', params: { CallSid: callSid, AccountSid: TEST_ACCOUNT, CallStatus: 'no-answer' } }));
   });
 });
 
@@ -83,11 +94,10 @@ describe('tenant spoofing (F16)', () => {
     expect(first.statusCode).toBe(200);
     const parameters = parseTwiml(first.body, 200).stream?.parameters;
     expect(parameters?.tenantId).toBe('quick-vet');
-    const callToken = parameters?.callToken ?? '';
-    expect(callToken).not.toBe('');
 
-    // Twilio connects the stream with customParameters claiming the other clinic.
-    const call = await dial({ callSid: sid, start: { customParameters: { callToken, tenantId: spoof, tenant: spoof } } });
+    // Twilio connects the stream (the repeated webhook's Stream URL carries the same token) with
+    // customParameters claiming the other clinic.
+    const call = await dial({ callSid: sid, start: { customParameters: { tenantId: spoof, tenant: spoof } } });
     await call.untilQuiet();
     expect(call.closed).toBeNull();
     expect(call.heardMs()).toBeGreaterThan(500);

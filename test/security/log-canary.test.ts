@@ -3,7 +3,8 @@
  * voice, with a unique string in every secret, a unique caller number in `From` (webhooks and
  * status callbacks) and the caller's and the pet's names spoken and transcribed. Every line
  * the engine logs, everything written to this process's stdout/stderr, and /metrics must contain
- * none of them, no E.164 number and no webhook signature. Unit-level redaction paths are in
+ * none of them, no E.164 number, no webhook signature and no part of the call's stream token (the
+ * last segment of its Stream URL path). Unit-level redaction paths are in
  * test/observability/logger.test.ts; this is the end-to-end sweep.
  */
 import twilio from 'twilio';
@@ -19,6 +20,7 @@ const SECRETS = {
   OPENAI_API_KEY: 'sk-canary-openai-83fa2c91d7e4b5a6',
   ELEVENLABS_API_KEY: 'canary-eleven-5d2a7c9e1f3b8a04',
   INSPECTOR_TOKEN: 'canary-inspector-9e8d7c6b5a4f3e2d',
+  STREAM_TOKEN_SECRET: 'canary-stream-secret-7a1c5e9b3d2f8064',
 };
 const CALLER = '+15557650123';
 const CLINIC = '+15550109000';
@@ -80,8 +82,12 @@ describe('log canary', () => {
     expect(metrics.body).toContain('quick-vet'); // the call was counted
     expect(metrics.body).not.toContain(c.callSid);
 
+    const streamPath = new URL(c.twiml.stream?.url ?? 'wss://x/').pathname;
+    const [payload = '', mac = ''] = /^\/twilio\/ws\/([^/]+)$/.exec(streamPath)?.[1]?.split('.') ?? [];
+    expect(payload.length).toBeGreaterThan(40);
+    expect(mac.length).toBeGreaterThan(40);
     const signatures = [
-      wsSignature(TEST_BASE_URL, SECRETS.TWILIO_AUTH_TOKEN, '/twilio/ws'),
+      wsSignature(TEST_BASE_URL, SECRETS.TWILIO_AUTH_TOKEN, streamPath),
       twilio.getExpectedTwilioSignature(SECRETS.TWILIO_AUTH_TOKEN, `${TEST_BASE_URL}/twilio/voice`, {
         CallSid: c.callSid, AccountSid: TEST_ACCOUNT, From: CALLER, To: CLINIC, CallStatus: 'ringing', Direction: 'inbound', ApiVersion: '2010-04-01',
       }),
@@ -97,6 +103,7 @@ describe('log canary', () => {
         ...(text.match(/\+[1-9]\d{7,14}/g) ?? []),
         ...[PET, OWNER].filter((n) => text.toLowerCase().includes(n)),
         ...signatures.filter((s) => text.includes(s)).map(() => 'a webhook signature'),
+        ...[payload, mac].filter((part) => text.includes(part)).map(() => 'the stream token'),
         ...(text.match(/"x-twilio-signature"\s*:\s*"[^"[]/gi) ?? []),
       ];
       expect([name, found]).toEqual([name, []]);

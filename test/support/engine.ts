@@ -10,7 +10,9 @@
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Prompts } from '../../src/calls/child-actors.js';
+import type { CallHandoff } from '../../src/calls/handoff.js';
 import type { SessionTap } from '../../src/calls/session.js';
+import type { TokenUseStore } from '../../src/calls/stream-token.js';
 import type { Providers } from '../../src/providers/types.js';
 import { loadEnv } from '../../src/config/env.js';
 import { loadTenants, type TenantDirectory } from '../../src/config/tenants.js';
@@ -24,6 +26,8 @@ import type { MediaStreamOptions } from '../../src/twilio/stream-socket.js';
 export const TEST_BASE_URL = 'https://voice.test';
 export const TEST_TOKEN = 'test-auth-token-0123456789abcdef';
 export const TEST_ACCOUNT = `AC${'a'.repeat(32)}`;
+/** STREAM_TOKEN_SECRET of engines started with NODE_ENV=production. */
+export const TEST_STREAM_TOKEN_SECRET = 'test-stream-token-secret-9f3a7c1e5b2d8046';
 export const TENANTS_DIR = fileURLToPath(new URL('../../config/tenants', import.meta.url));
 
 export interface TestEngine extends Engine {
@@ -52,6 +56,9 @@ export async function startEngine(opts: {
   tenantEnv?: NodeJS.ProcessEnv;
   /** Opt-in follow-through (store, outbox, desk), built from the loaded clinics. */
   followUps?: (tenants: TenantDirectory) => FollowUpDeps;
+  /** Shared single use of stream tokens and the takeover of calls answered elsewhere (several engines as workers). */
+  tokenUses?: TokenUseStore;
+  handoff?: CallHandoff;
 }): Promise<TestEngine> {
   const config = loadEnv({
     NODE_ENV: 'test',
@@ -61,6 +68,8 @@ export async function startEngine(opts: {
     TENANTS_DIR,
     LOG_LEVEL: 'debug',
     ...(opts.dev === false ? {} : { VETLINE_DEV: '1' }),
+    // Production requires one (docs/configuration.md); elsewhere the engine makes a key of its own.
+    ...(opts.env?.NODE_ENV === 'production' ? { STREAM_TOKEN_SECRET: TEST_STREAM_TOKEN_SECRET } : {}),
     ...opts.env,
   });
   const logs: string[] = [];
@@ -87,6 +96,8 @@ export async function startEngine(opts: {
     ...(journal ? { journal } : {}),
     ...(opts.tap ? { tap: opts.tap } : {}),
     ...(opts.followUps ? { followUps: opts.followUps(tenants) } : {}),
+    ...(opts.tokenUses ? { tokenUses: opts.tokenUses } : {}),
+    ...(opts.handoff ? { handoff: opts.handoff } : {}),
   });
   const address = await engine.app.listen({ port: 0, host: '127.0.0.1' });
   const close = async () => {

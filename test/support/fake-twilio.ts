@@ -25,6 +25,8 @@ export const nextCallerNumber = (): string => `+1555${String(7_000_000 + (caller
 
 export interface FakeCallOptions {
   serverUrl: string; // http://127.0.0.1:PORT
+  /** Where the Media Stream connects, when not `serverUrl` (another worker or instance behind the same public URL). */
+  streamServerUrl?: string;
   publicBaseUrl: string; // https://voice.test
   authToken: string;
   accountSid: string;
@@ -175,7 +177,7 @@ export class FakeTwilio {
     const url = new URL(stream.url);
     if (url.protocol !== 'wss:') throw new Error(`Twilio refuses a non-wss stream URL (31922): ${stream.url}`);
     const sig = o.wsSignature === undefined ? twilio.getExpectedTwilioSignature(o.authToken, stream.url, {}) : o.wsSignature;
-    const ws = new WebSocket(o.serverUrl.replace(/^http/, 'ws') + url.pathname + url.search, {
+    const ws = new WebSocket((o.streamServerUrl ?? o.serverUrl).replace(/^http/, 'ws') + url.pathname + url.search, {
       headers: sig === null ? {} : { 'x-twilio-signature': sig },
     });
     this.ws = ws;

@@ -1,11 +1,11 @@
 /* global window, fetch, location, navigator, crypto, AudioContext, AudioWorkletNode, WebSocket, URLSearchParams, DOMParser, btoa, atob, URL */
 // Browser softphone (development aid). It does what Twilio does for a real call:
 // POST /twilio/voice with an invented CallSid and the clinic's number as `To`, read the
-// <Connect><Stream> TwiML, open /twilio/ws and speak the Media Streams protocol (connected, start,
+// <Connect><Stream> TwiML, open its Stream URL (/twilio/ws/<token>) and speak the Media Streams protocol (connected, start,
 // 20 ms μ-law media frames, dtmf, mark echoes, stop). The microphone is resampled to 8 kHz μ-law in
 // an AudioWorklet; the engine's audio is played back and its marks echoed when played.
 // Only offered while the engine runs without webhook signatures (development): with
-// TWILIO_AUTH_TOKEN set, /twilio/voice and /twilio/ws refuse unsigned requests, as they must.
+// TWILIO_AUTH_TOKEN set, /twilio/voice and /twilio/ws/<token> refuse unsigned requests, as they must.
 
 const hex = (bytes) => [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
 
