@@ -210,7 +210,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     callers,
     logger: deps.logger,
     rateLimit: config.rateLimit,
-    ...(shared ? { rateLimitRedis: { client: shared.rateLimitClient, nameSpace: RATE_LIMIT_NAMESPACE } } : {}),
+    ...(shared ? { rateLimitRedis: { client: shared.rateLimitClient, nameSpace: `${RATE_LIMIT_NAMESPACE}twilio:` } } : {}),
     ...(shared && directory ? { otherInstances: { instanceId: shared.instanceId, calls: () => directory.list() } } : {}),
     version: deps.version,
     draining: () => registry.isDraining,
@@ -225,7 +225,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}),
     ...(deps.handoff ? { handoff: deps.handoff } : {}),
   });
-  if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants, access });
+  const loginStore = (surface: string) => (shared ? { loginLimitStore: { client: shared.rateLimitClient, nameSpace: `${RATE_LIMIT_NAMESPACE}login:${surface}:` } } : {});
+  if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants, access, ...loginStore('inspector') });
   if (fu && deskEvents) {
     await registerDesk(app, {
       store: fu.store,
@@ -235,6 +236,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
       ...(fu.fetchRecording ? { fetchRecording: fu.fetchRecording } : {}),
       logger: deps.logger,
       secureCookies: config.nodeEnv === 'production',
+      ...loginStore('desk'),
     });
   }
 

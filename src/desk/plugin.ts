@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
 import { refuseLocalOnly } from '../http/dev-gate.js';
-import { createLoginLimiter } from '../http/login-limit.js';
+import { createLoginLimiter, LOGIN_LIMIT, type SharedLimitStore } from '../http/login-limit.js';
 import { FOLLOW_UP_STATUSES, type FollowUp, type FollowUpStatus, type FollowUpStore } from '../store/types.js';
 import {
   authenticate,
@@ -59,6 +59,8 @@ export interface DeskDeps {
   secureCookies: boolean;
   /** Server-Sent Events limits; defaults in DESK_SSE_DEFAULTS (tests shorten them). */
   sse?: { maxClients?: number; heartbeatMs?: number };
+  /** REDIS_URL: failed sign-ins counted across instances (http/login-limit.ts). */
+  loginLimitStore?: SharedLimitStore;
 }
 
 export const DESK_SSE_DEFAULTS = {
@@ -198,7 +200,7 @@ export async function registerDesk(app: FastifyInstance, deps: DeskDeps): Promis
       return fail(reply, 500, 'VET_E_INTERNAL', 'Unexpected error; the details are in the server log.');
     });
 
-    const logins = await createLoginLimiter(scope);
+    const logins = await createLoginLimiter(scope, LOGIN_LIMIT, deps.loginLimitStore);
     const opts = { config: { rateLimit: false as const } };
     /** Open mode: the development convenience refused to this request (a proxy, another host), or null. */
     const refusedLocally = (req: FastifyRequest) => (access.mode === 'open' ? access.gate.check(req) : null);

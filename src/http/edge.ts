@@ -9,6 +9,7 @@ import type { Tenant } from '../config/tenant.schema.js';
 import type { ProviderHealthSnapshot } from '../providers/resilience.js';
 import type { ValidationMode } from '../twilio/signature.js';
 import type { AccessVerdict, DevGate } from './dev-gate.js';
+import type { SharedLimitStore } from './login-limit.js';
 
 /** Prometheus scrape path (src/metrics.ts renders it; server.ts serves it; the edge does not log it). */
 export const METRICS_PATH = '/metrics';
@@ -38,7 +39,7 @@ export interface EdgeDeps {
    * REDIS_URL set: the Redis client @fastify/rate-limit keeps the failure counts in (its Redis store),
    * so failures on one instance count on every instance. Absent: counted in this process.
    */
-  rateLimitRedis?: { client: object; nameSpace: string };
+  rateLimitRedis?: SharedLimitStore;
   /**
    * REDIS_URL set: the live calls other instances hold (the shared call directory), listed on
    * GET /twilio/sessions with this instance's own. Rejects when Redis cannot be read.

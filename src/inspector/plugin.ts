@@ -25,7 +25,7 @@ import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { createDevGate, deny } from '../http/dev-gate.js';
-import { createLoginLimiter } from '../http/login-limit.js';
+import { createLoginLimiter, LOGIN_LIMIT, type SharedLimitStore } from '../http/login-limit.js';
 import {
   checkAccess, clearedCookie, inspectorAccess, safeEqual, sameOrigin, sessionCookie, sessionOf, type InspectorAccess,
 } from './access.js';
@@ -44,6 +44,8 @@ export interface InspectorDeps {
   tenants: { all(): readonly Tenant[] };
   /** The ELK-laid-out statechart; default visualizations/call.svg. */
   chartSvg?: URL;
+  /** REDIS_URL: failed sign-ins counted across instances (http/login-limit.ts). */
+  loginLimitStore?: SharedLimitStore;
 }
 
 const PUBLIC_DIR = new URL('./public/', import.meta.url);
@@ -134,7 +136,7 @@ export async function registerInspector(app: FastifyInstance, deps: InspectorDep
       reply.headers(SECURITY_HEADERS);
       next();
     });
-    const logins = await createLoginLimiter(scope);
+    const logins = await createLoginLimiter(scope, LOGIN_LIMIT, deps.loginLimitStore);
     const opts = { config: { rateLimit: false as const } };
     const html = (reply: FastifyReply, status: number, message: string | null) => reply.code(status).type('text/html; charset=utf-8').send(loginPage(message));
     const guard = async (req: FastifyRequest, reply: FastifyReply) => {

@@ -1,7 +1,7 @@
 /**
  * Several engine instances sharing one real Redis (REDIS_URL; test/support/redis.ts), as behind a
- * load balancer without stickiness (docs/operations.md "Several instances"): failed signatures on
- * one instance count on the other; a call on one is listed by the other's /twilio/sessions and
+ * load balancer without stickiness (docs/operations.md "Several instances"): failed signatures and
+ * wrong inspector tokens on one instance count on the other; a call on one is listed by the other's /twilio/sessions and
  * inspector, and leaves the listing within the heartbeat window when its instance is killed -9; a
  * desk change on one reaches a desk page open on the other.
  *
@@ -16,6 +16,7 @@ import { createFakeAgent } from '../../src/providers/agent/fake.js';
 import { createFakeStt } from '../../src/providers/stt/fake.js';
 import { createFakeTts } from '../../src/providers/tts/fake.js';
 import { createFakeVad } from '../../src/providers/vad/fake.js';
+import { LOGIN_LIMIT } from '../../src/http/login-limit.js';
 import { openStore } from '../../src/store/index.js';
 import type { FollowUpStore } from '../../src/store/types.js';
 import { CPS, QUICK_VET, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
@@ -87,6 +88,28 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     });
     expect(genuine.status).toBe(200);
   });
+
+  it('wrong inspector tokens tried on one instance count on the other: the sign-in limit is shared too', async () => {
+    const TOKEN = '9d4b7e1a3c6f8052be7d1c4a9f3e6b08';
+    const site = { 'content-type': 'application/x-www-form-urlencoded', host: 'vetline.example.com', origin: 'https://vetline.example.com' };
+    const guarded = () =>
+      startEngine({
+        providers: { vad: createFakeVad(), stt: createFakeStt(), tts: createFakeTts(), agent: createFakeAgent() },
+        prompts,
+        dev: false,
+        env: { NODE_ENV: 'production', INSPECTOR_TOKEN: TOKEN, TENANTS_DIR: TENANTS, REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: String(HEARTBEAT_MS) },
+      });
+    const [p, q] = await Promise.all([guarded(), guarded()]);
+    cleanup.push(() => Promise.all([p.close(), q.close()]).then(() => undefined));
+    const signIn = (e: TestEngine, token: string) =>
+      e.app.inject({ method: 'POST', url: '/inspector/login', headers: site, payload: `token=${token}`, remoteAddress: '198.51.100.7' });
+    for (let i = 0; i < LOGIN_LIMIT.maxFailures; i++) expect((await signIn(i % 2 ? p : q, 'wrong')).statusCode).toBe(401);
+    expect((await signIn(q, TOKEN)).statusCode).toBe(429);
+    expect((await signIn(p, TOKEN)).statusCode).toBe(429);
+    // Another address is not affected.
+    const other = await q.app.inject({ method: 'POST', url: '/inspector/login', headers: site, payload: `token=${TOKEN}`, remoteAddress: '198.51.100.8' });
+    expect(other.statusCode).toBe(303);
+  }, 30_000);
 
   it("a call on A is listed by B's /twilio/sessions and B's inspector, naming A; it leaves when it ends", async () => {
     const call = await dial(a);
