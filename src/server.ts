@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { CallerLimits } from './calls/caller-limits.js';
 import { registerLimitMetrics } from './calls/limit-metrics.js';
 import { ProviderBudget } from './calls/provider-budget.js';
-import { Registry } from './calls/registry.js';
+import { Registry, type CallSeed } from './calls/registry.js';
 import type { Prompts } from './calls/child-actors.js';
 import type { RecordingTranscriber } from './calls/recording-transcriber.js';
 import type { SessionTap } from './calls/session.js';
@@ -72,9 +72,13 @@ export interface EngineDeps {
   /**
    * Where stream tokens' single use is recorded (stream-token.ts). Absent: this process's memory,
    * right for one process; workers share the primary's (src/cluster), instances a shared store.
+   * With `shared` (REDIS_URL) Redis' store is used instead.
    */
   tokenUses?: TokenUseStore;
-  /** Takes over calls answered by another worker or instance (calls/handoff.ts). Absent: one process. */
+  /**
+   * Takes over calls answered by another worker or instance (calls/handoff.ts). Absent: one process.
+   * With `shared` (REDIS_URL) the take-over goes through Redis instead, reaching every instance.
+   */
   handoff?: CallHandoff;
 }
 
@@ -179,7 +183,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     secret: config.streamTokenSecret,
     accountSid: config.twilio.accountSid,
     clinicExists: (id) => deps.tenants.byId(id) !== null,
-    ...(deps.tokenUses ? { uses: deps.tokenUses } : {}),
+    // REDIS_URL: single use across every instance (SET NX PX); it takes the place of a per-process store.
+    ...(shared ? { uses: shared.tokenUses } : deps.tokenUses ? { uses: deps.tokenUses } : {}),
   });
   const registry = new Registry({
     streamTokens,
@@ -199,6 +204,10 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     budget,
   });
   feed?.useSessions(registry);
+  // REDIS_URL: a call whose stream reached another instance is asked for over Redis, and this
+  // instance gives up the calls it holds waiting when another asks (every worker is an instance).
+  if (shared) shared.handoff.serve((callSid) => registry.release(callSid));
+  const handoff: CallHandoff | undefined = shared ? { take: async (callSid) => asSeed(await shared.handoff.take(callSid)) } : deps.handoff;
   const directory = shared?.directory(() => registry.list()) ?? null;
   const callers = new CallerLimits({ secret: config.callerKeySecret, liveCalls: (clinic, key, except) => registry.liveCallsFrom(clinic, key, except) });
   const signature = { publicBaseUrl: config.publicBaseUrl, authToken: config.twilio.authToken, validation: config.webhookValidation };
@@ -223,7 +232,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   await registerStreamRoute(app, {
     signature, registry, devGate: gate,
     ...(deps.streamOptions ? { streamOptions: deps.streamOptions } : {}),
-    ...(deps.handoff ? { handoff: deps.handoff } : {}),
+    ...(handoff ? { handoff } : {}),
   });
   const loginStore = (surface: string) => (shared ? { loginLimitStore: { client: shared.rateLimitClient, nameSpace: `${RATE_LIMIT_NAMESPACE}login:${surface}:` } } : {});
   if (feed) await registerInspector(app, { feed, config, tenants: deps.tenants, access, ...loginStore('inspector') });
@@ -271,6 +280,14 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   const startDrain = (timeoutMs: number) =>
     (drain ??= drainEngine({ app, registry, journal: deps.journal ?? null, logger: deps.logger, followThrough, outbox: fu?.outbox ?? null }, timeoutMs));
   return { app, registry, metrics, deskEvents, followThrough, drain: startDrain };
+}
+
+/** A seed another instance released (src/redis/handoff.ts carries it as JSON): checked field by field. */
+function asSeed(v: unknown): CallSeed | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const { from, callerKey } = v as Record<string, unknown>;
+  const nullableString = (x: unknown): x is string | null => x === null || typeof x === 'string';
+  return nullableString(from) && nullableString(callerKey) ? { from, callerKey } : null;
 }
 
 /** Readiness, and the refusal of stray stream upgrades while draining (docs/design/reliability.md §3 steps 1–2). */

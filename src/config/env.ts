@@ -221,7 +221,7 @@ const provider = <const V extends readonly string[]>(name: string, values: V, ne
 export const STT_AUTO_ORDER = ['elevenlabs', 'openai'] as const;
 
 /** The schema depends on facts read first (the mode, the keys), so cross-variable rules report with the rest. */
-const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsKey: boolean) => {
+const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsKey: boolean, hasRedis: boolean) => {
   const production = decision.mode === 'production';
   const required = (what: string) => `required when NODE_ENV=production (${what})`;
   const authToken = (fix: string) => secret('copy the primary auth token from the Twilio console', fix);
@@ -305,7 +305,9 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
     // Every process and instance that may receive a call's stream must verify the token its webhook minted.
     STREAM_TOKEN_SECRET: production
       ? strongTokenRequired(`${required('the Media Stream tokens are signed with it, and every worker and instance must share it')}; generate one with \`openssl rand -hex 32\``)
-      : strongToken(),
+      : hasRedis
+        ? strongTokenRequired('required when REDIS_URL is set (instances share calls: a stream reaching another instance than its webhook must verify its token there); set the same value on every instance, generated with `openssl rand -hex 32`')
+        : strongToken(),
     SMTP_URL: variable(
       (t) => {
         const u = parseUrl(t);
@@ -340,7 +342,7 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
 };
 
 /** Every variable loadEnv reads (docs/configuration.md documents each; a test checks). */
-export const ENV_VARS = Object.freeze(Object.keys(envSchema({ mode: 'local', reason: '', exposed: [] }, false, false).shape));
+export const ENV_VARS = Object.freeze(Object.keys(envSchema({ mode: 'local', reason: '', exposed: [] }, false, false, false).shape));
 
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -394,7 +396,7 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     host: modeHost,
     publicBaseUrl: validOrigin(raw.PUBLIC_BASE_URL) ? raw.PUBLIC_BASE_URL : derivedBaseUrl(modeHost, /^\d{1,5}$/.test(raw.PORT ?? '') ? (raw.PORT ?? '') : 3000),
   });
-  const parsed = envSchema(decision, raw.OPENAI_API_KEY !== undefined, raw.ELEVENLABS_API_KEY !== undefined).safeParse(raw);
+  const parsed = envSchema(decision, raw.OPENAI_API_KEY !== undefined, raw.ELEVENLABS_API_KEY !== undefined, raw.REDIS_URL !== undefined).safeParse(raw);
 
   if (!parsed.success) {
     const lines = new Map<string, string>(); // first problem per variable: one line each

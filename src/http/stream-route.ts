@@ -73,7 +73,15 @@ export async function registerStreamRoute(
   const checkToken = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     if (!req.ws) return undefined; // a plain GET: the route answers 404
     const { token } = req.params as { token: string };
-    const result = await deps.registry.streamTokens.verify(token);
+    let result: Awaited<ReturnType<Registry['streamTokens']['verify']>>;
+    try {
+      result = await deps.registry.streamTokens.verify(token);
+    } catch (err) {
+      // The shared single-use store (REDIS_URL) did not answer: fail closed, before the handshake,
+      // so Twilio runs the verbs after </Connect> (the clinic's key menu), never silence.
+      req.log.error({ code: 'VET_E_REDIS', err: { message: (err as Error).message } }, 'stream upgrade refused: the stream token could not be checked');
+      return reply.code(503).send();
+    }
     if (result.ok) {
       claimsOf.set(req, result.claims);
       // Answered by another worker or instance: take the call over before the handshake (calls/handoff.ts).

@@ -178,6 +178,26 @@ describe('webhook validation and production', () => {
     expect(JSON.stringify(loadEnv(PROD))).not.toContain(STREAM_SECRET);
   });
 
+  it('REDIS_URL: redis:// or rediss:// with a host, requires STREAM_TOKEN_SECRET, never echoed; logged without its password', () => {
+    const url = 'redis://:canary-redis-pw@redis.internal:6380/2';
+    const c = loadEnv({ REDIS_URL: url, STREAM_TOKEN_SECRET: STREAM_SECRET });
+    expect(c.redisUrl).toBe(url);
+    expect(c.redisHeartbeatMs).toBe(5_000);
+    expect(JSON.stringify(c)).not.toContain('canary-redis-pw');
+    expect(JSON.stringify(c)).toContain('redis://:[set]@redis.internal:6380');
+    expect(loadEnv({ REDIS_URL: 'rediss://redis.internal', STREAM_TOKEN_SECRET: STREAM_SECRET, REDIS_HEARTBEAT_MS: '250' }).redisHeartbeatMs).toBe(250);
+    expect(failure({ REDIS_URL: url })).toEqual([
+      'STREAM_TOKEN_SECRET: required when REDIS_URL is set (instances share calls: a stream reaching another instance than its webhook must verify its token there); set the same value on every instance, generated with `openssl rand -hex 32`',
+    ]);
+    for (const bad of ['http://:canary-redis-pw@redis.internal', 'redis://:canary-redis-pw@/0', 'redis://redis.internal/0?password=canary-redis-pw', 'redis://redis.internal/abc']) {
+      const lines = failure({ REDIS_URL: bad, STREAM_TOKEN_SECRET: STREAM_SECRET });
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
+      expect(lines[0]).not.toContain('canary');
+    }
+    expect(failure({ REDIS_HEARTBEAT_MS: '50' })).toEqual(['REDIS_HEARTBEAT_MS: must be an integer 100-60000 (got "50"); set REDIS_HEARTBEAT_MS=5000 or unset it']);
+  });
+
   it('requires https in production, accepts http elsewhere', () => {
     expect(failure({ ...PROD, PUBLIC_BASE_URL: 'http://vetline.example.com' })[0]).toMatch(/^PUBLIC_BASE_URL: must be an https origin/);
     expect(loadEnv({ PUBLIC_BASE_URL: 'http://localhost:3000' }).publicBaseUrl).toBe('http://localhost:3000');

@@ -13,6 +13,8 @@ import { REDIS_SKIP_REASON, findRedisServer, startRedis } from '../support/redis
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const binary = findRedisServer();
 const PASSWORD = 'pa55-w0rd-never-shown';
+/** REDIS_URL requires it (instances verify each other's stream tokens). */
+const SECRET = { STREAM_TOKEN_SECRET: '5f0c2e9a7b41d83c6e2f9a0b4d7c1e85' };
 
 function start(env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -38,7 +40,7 @@ describe('npm start with REDIS_URL', () => {
 
   it('an unreachable Redis stops start-up with VET_E_REDIS naming where and what to do, never the password', async () => {
     const port = await freePort();
-    const run = start({ REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${port}/0` });
+    const run = start({ ...SECRET, REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:${port}/0` });
     expect(await run.exited).toBe(1);
     expect(run.output()).toContain('VET_E_REDIS');
     expect(run.output()).toContain(`redis://127.0.0.1:${port}/0`);
@@ -50,7 +52,7 @@ describe('npm start with REDIS_URL', () => {
     it('starts sharing state (logged without the password), serves the shared call listing, and drains to exit 0 on SIGTERM', async () => {
       const redis = await startRedis(binary!, { password: PASSWORD });
       const port = await freePort();
-      const run = start({ PORT: String(port), REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: '200' });
+      const run = start({ ...SECRET, PORT: String(port), REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: '200' });
       try {
         const deadline = Date.now() + 45_000;
         while (!run.output().includes('vetline ready')) {

@@ -8,7 +8,7 @@ import { createFakeStt } from '../../src/providers/stt/fake.js';
 import { createFakeTts } from '../../src/providers/tts/fake.js';
 import { createFakeVad } from '../../src/providers/vad/fake.js';
 import { CPS, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
-import { startEngine } from '../support/engine.js';
+import { startEngine, TEST_STREAM_TOKEN_SECRET } from '../support/engine.js';
 
 const redisUrl = process.env.REDIS_URL;
 if (!redisUrl) throw new Error('usage: REDIS_URL=… REDIS_HEARTBEAT_MS=… instance-engine.ts');
@@ -16,6 +16,6 @@ if (!redisUrl) throw new Error('usage: REDIS_URL=… REDIS_HEARTBEAT_MS=… inst
 const engine = await startEngine({
   providers: { vad: createFakeVad(), stt: createFakeStt(), tts: createFakeTts({ charsPerSecond: CPS }), agent: createFakeAgent() },
   prompts: await warmPrompts(),
-  env: { TENANTS_DIR: TENANTS, REDIS_URL: redisUrl, REDIS_HEARTBEAT_MS: process.env.REDIS_HEARTBEAT_MS ?? '200' },
+  env: { TENANTS_DIR: TENANTS, REDIS_URL: redisUrl, REDIS_HEARTBEAT_MS: process.env.REDIS_HEARTBEAT_MS ?? '200', STREAM_TOKEN_SECRET: TEST_STREAM_TOKEN_SECRET },
 });
 process.stdout.write(`${JSON.stringify({ url: engine.url, instance: engine.shared?.instanceId })}\n`);

@@ -1,6 +1,7 @@
 /**
  * Several engine instances sharing one real Redis (REDIS_URL; test/support/redis.ts), as behind a
- * load balancer without stickiness (docs/operations.md "Several instances"): failed signatures and
+ * load balancer without stickiness (docs/operations.md "Several instances"): a call's webhook on one
+ * and its stream on the other; a stream token used once across both; failed signatures and
  * wrong inspector tokens on one instance count on the other; a call on one is listed by the other's /twilio/sessions and
  * inspector, and leaves the listing within the heartbeat window when its instance is killed -9; a
  * desk change on one reaches a desk page open on the other.
@@ -9,6 +10,7 @@
  * (test/redis/shared-state.test.ts registers the failing test).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import twilio from 'twilio';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -19,8 +21,10 @@ import { createFakeVad } from '../../src/providers/vad/fake.js';
 import { LOGIN_LIMIT } from '../../src/http/login-limit.js';
 import { openStore } from '../../src/store/index.js';
 import type { FollowUpStore } from '../../src/store/types.js';
-import { CPS, QUICK_VET, TENANTS, warmPrompts } from '../e2e/conversation-kit.js';
-import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { CPS, QUICK_VET, TENANTS, voiceWebhook, warmPrompts } from '../e2e/conversation-kit.js';
+import { startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_STREAM_TOKEN_SECRET, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { upgradeStatus } from '../support/net.js';
+import { wsSignature } from '../support/twilio-sign.js';
 import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { REDIS_SKIP_REASON, findRedisServer, startRedis, type RedisServer } from '../support/redis.js';
 
@@ -49,7 +53,10 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     startEngine({
       providers: { vad: createFakeVad(), stt: createFakeStt(), tts: createFakeTts({ charsPerSecond: CPS }), agent: createFakeAgent() },
       prompts,
-      env: { TENANTS_DIR: TENANTS, REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: String(HEARTBEAT_MS), RATE_LIMIT_MAX_FAILURES: String(MAX_FAILURES) },
+      env: {
+        TENANTS_DIR: TENANTS, REDIS_URL: redis.url, REDIS_HEARTBEAT_MS: String(HEARTBEAT_MS), RATE_LIMIT_MAX_FAILURES: String(MAX_FAILURES),
+        STREAM_TOKEN_SECRET: TEST_STREAM_TOKEN_SECRET,
+      },
       followUps: () => ({ store, outbox: null, clinicDelivery: () => null }),
     });
   let prompts: Awaited<ReturnType<typeof warmPrompts>>;
@@ -88,6 +95,40 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     });
     expect(genuine.status).toBe(200);
   });
+
+  /** A signed upgrade of `/twilio/ws/<token>` on `engine`: 101, or the HTTP status it was refused with. */
+  const upgrade = (engine: TestEngine, token: string) =>
+    upgradeStatus(`${engine.url.replace(/^http/, 'ws')}/twilio/ws/${token}`, { 'x-twilio-signature': wsSignature(TEST_BASE_URL, TEST_TOKEN, `/twilio/ws/${token}`) });
+  const mint = async (engine: TestEngine) => {
+    const res = await voiceWebhook(engine.url, `CA${randomBytes(16).toString('hex')}`);
+    if (!res.token) throw new Error(`no stream token in the TwiML (${res.status})`);
+    return res.token;
+  };
+
+  it('webhook on A, stream on B: B takes the call over through Redis and carries it; A keeps nothing', async () => {
+    const call = await FakeTwilio.call({
+      serverUrl: a.url, streamServerUrl: b.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber(),
+    });
+    cleanup.push(() => call.dispose());
+    await call.waitFor((c) => c.outbound.some((o) => o.message?.event === 'media'), 5_000, 'greeting audio from B');
+    expect(b.registry.session(call.callSid)?.streamConnected).toBe(true);
+    expect(a.registry.session(call.callSid)).toBeUndefined();
+    await expect.poll(async () => (await sessions(a)).calls.find((c) => c.callSid === call.callSid)?.instance, { timeout: 3_000 }).toBe(b.shared?.instanceId);
+    await call.hangUp();
+    expect(call.closed?.code).toBe(1000);
+    expect(call.protocolErrors).toEqual([]);
+  }, 20_000);
+
+  it('a stream token is used once across instances: its replay is refused 403 on both', async () => {
+    const token = await mint(a);
+    expect(await upgrade(b, token)).toBe(101);
+    expect(await upgrade(a, token)).toBe(403);
+    expect(await upgrade(b, token)).toBe(403);
+    const second = await mint(b);
+    expect(await upgrade(a, second)).toBe(101);
+    expect(await upgrade(b, second)).toBe(403);
+    expect(b.logs.join('')).toContain('"reason":"replayed"');
+  }, 20_000);
 
   it('wrong inspector tokens tried on one instance count on the other: the sign-in limit is shared too', async () => {
     const TOKEN = '9d4b7e1a3c6f8052be7d1c4a9f3e6b08';
@@ -172,12 +213,16 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     expect(listed.incomplete).toBeUndefined();
   }, 60_000);
 
-  it('Redis gone: the listing shows this instance only and says so; back: shared again', async () => {
+  it('Redis gone: stream upgrades are refused 503 (fail closed), the listing shows this instance only and says so; back: shared again', async () => {
     const call = await dial(a);
     cleanup.push(() => call.dispose());
     await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 3_000 }).toBe(true);
+    const token = await mint(a);
     const port = redis.port;
     await redis.stop();
+    // The token cannot be checked once: refused before the handshake (Twilio plays the key menu).
+    expect(await upgrade(b, token)).toBe(503);
+    expect(b.logs.join('')).toContain('the stream token could not be checked');
     const degraded = await sessions(b);
     expect(degraded.incomplete).toBe(true);
     expect(degraded.calls.some((c) => c.callSid === call.callSid)).toBe(false);
