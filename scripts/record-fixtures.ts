@@ -216,6 +216,21 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    // Words that could be the whole turn, a pause, then more: the reply prepared in the pause is thrown away unheard (out.discard).
+    name: 'prepared-discarded',
+    to: QUICK_VET,
+    agent: () => localAgent,
+    stt: [{ partials: ['my cat has been sneezing'], final: 'my cat has been sneezing' }, { partials: ['what are your hours'], final: 'what are your hours' }],
+    async run(c) {
+      await c.until('listening.waiting', 5_000);
+      // 320 ms of quiet: the VAD closes the segment at 200 ms, the caller is heard again at ~420 ms, inside the 500 ms window.
+      await c.call.say(new Uint8Array([...tone(500), ...new Uint8Array(320 * 8).fill(0xff), ...tone(400)]));
+      await c.until('reply.speaking', 4_000);
+      await c.until('listening.waiting', 8_000);
+      await c.call.hangUp();
+    },
+  },
+  {
     name: 'garbage-frames',
     to: QUICK_VET,
     agent: () => localAgent,

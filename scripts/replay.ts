@@ -134,8 +134,12 @@ function commandRow(t: number, c: CommandSummary): Row {
       return { t, text: `→ CLEAR (gen ${c.generation})` };
     case 'out.resume':
       return { t, text: `→ resume gen ${c.generation} from ${Math.round(c.fromMs)} ms` };
-    case 'out.turn':
-      return { t, text: `→ turn committed (gen ${c.generation}): ${quote(c.transcript)}` };
+    case 'out.turn': {
+      const how = `${c.endOfTurn.kind} words, ${c.endOfTurn.windowMs} ms window${c.prepared ? ', reply prepared during it' : ''}`;
+      return { t, text: `→ turn committed (gen ${c.generation}, ${how}): ${quote(c.transcript)}` };
+    }
+    case 'out.discard':
+      return { t, text: `→ prepared reply gen ${c.generation} thrown away (${c.reason})` };
     case 'out.interrupted':
       return { t, text: `→ interrupted after ${Math.round(c.heardMs)} ms heard (${c.confirmed ? 'confirmed' : 'false alarm, resuming'})` };
     case 'out.startRecording':

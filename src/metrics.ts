@@ -92,7 +92,7 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
   });
   const turnStage = new Histogram({
     name: 'vetline_turn_stage_seconds',
-    help: 'Turn stages: stt and endpoint from end of speech; agent_first_text and tts_first_audio from the turn commit.',
+    help: 'Turn stages: stt and endpoint from end of speech; agent_first_text and tts_first_audio from the reply start (the commit, or earlier when prepared).',
     labelNames: ['stage'],
     buckets: STAGE_BUCKETS,
     registers,
@@ -123,6 +123,18 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
     labelNames: ['clinic', 'kind'],
     registers,
   });
+  const preparedReplies = new Counter({
+    name: 'vetline_prepared_replies_total',
+    help: 'Replies started during the end-of-turn window: used (the turn was committed) or discarded (the caller went on, or the words changed).',
+    labelNames: ['result'],
+    registers,
+  });
+  const discardedTtsChars = new Counter({
+    name: 'vetline_discarded_reply_tts_characters_total',
+    help: 'Characters sent to the synthesizer for prepared replies that were discarded.',
+    registers,
+  });
+  for (const result of ['used', 'discarded']) preparedReplies.inc({ result }, 0);
   const dtmfFallbacks = new Counter({ name: 'vetline_dtmf_fallbacks_total', help: 'Fallback key-menu webhooks (/twilio/dtmf) answered.', registers });
   for (const kind of ['confirmed', 'false']) interruptions.inc({ kind }, 0);
 
@@ -203,6 +215,11 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
       }
     }
     for (const b of record.bargeIns) bargeInClear.observe(seconds(b.clearLatencyMs));
+    const used = record.turns.filter((t) => t.prepared === true).length;
+    if (used > 0) preparedReplies.inc({ result: 'used' }, used);
+    const discarded = record.usage.discarded;
+    if (discarded.replies > 0) preparedReplies.inc({ result: 'discarded' }, discarded.replies);
+    if (discarded.ttsCharacters > 0) discardedTtsChars.inc(discarded.ttsCharacters);
     // What the call decided is in the machine's final context (null only if the call never ran).
     const final = record.final;
     if (final) {

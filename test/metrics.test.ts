@@ -110,7 +110,7 @@ describe('engine metrics from call records', () => {
     callSid: SID, tenantId: 'clinic-a', startedAt: '2025-01-01T00:00:00.000Z', endedAt: '2025-01-01T00:01:00.000Z',
     outcome: 'completed', final: null, recordings: [], recordingTranscripts: [], dialStatus: null,
     turns: [], bargeIns: [],
-    usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 }, fallbacks: [],
+    usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0, discarded: { replies: 0, agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0 } }, fallbacks: [],
     providers: { vad: 'energy', stt: 'local', agent: 'local', tts: 'local' }, ...over,
   });
 
@@ -124,8 +124,9 @@ describe('engine metrics from call records', () => {
 
     calls.end(record({
       outcome: 'transferred',
-      turns: [{ generation: 1, endOfSpeechToAudioMs: 650, sttMs: 120, endpointMs: 300, agentFirstTextMs: 90, ttsFirstAudioMs: 210, firstAudioMs: 240 }],
+      turns: [{ generation: 1, endOfSpeechToAudioMs: 650, sttMs: 120, endpointMs: 300, agentFirstTextMs: 90, ttsFirstAudioMs: 210, firstAudioMs: 240, prepared: true }],
       bargeIns: [{ clearLatencyMs: 140, onsetStreamMs: 5_000 }],
+      usage: { agentInputTokens: 900, agentOutputTokens: 40, ttsCharacters: 120, sttSpeechMs: 2000, discarded: { replies: 2, agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 31 } },
       final: {
         ...initialContext({ callSid: SID, tenant: testTenant() }),
         interruptions: 3,
@@ -148,6 +149,9 @@ describe('engine metrics from call records', () => {
       expect(text).toContain(`vetline_turn_stage_seconds_count{stage="${stage}"} 1`);
     }
     expect(text).toContain('vetline_bargein_clear_seconds_count 1');
+    expect(text).toContain('vetline_prepared_replies_total{result="used"} 1');
+    expect(text).toContain('vetline_prepared_replies_total{result="discarded"} 2');
+    expect(text).toMatch(/^vetline_discarded_reply_tts_characters_total 31$/m);
     expect(text).toContain('vetline_interruptions_total{kind="confirmed"} 2');
     expect(text).toContain('vetline_interruptions_total{kind="false"} 1');
     expect(text).toContain('vetline_emergencies_total{clinic="clinic-a",via="speech"} 1');

@@ -9,7 +9,7 @@
  * |----------|----------------|-------------------|--------------------------------------------------------------|------|
  * | vad      | `CallRef`      | `VadCommand`      | vad.speechStart, vad.speechEnd                               | with the call |
  * | stt      | `CallRef`      | —                 | stt.partial, stt.final, stt.error, provider.fallback         | with the call |
- * | agent    | `AgentInput`   | —                 | agent.delta…, agent.expect, agent.request, then agent.done or agent.error; provider.fallback | when the reply state exits |
+ * | agent    | `AgentInput`   | `AgentCommand`    | agent.delta…, agent.expect, agent.request, then agent.done or agent.error; provider.fallback | when the reply state exits |
  * | tts      | `TtsInput`     | `TtsCommand`      | tts.chunk, tts.segment, then tts.done or tts.error; provider.fallback | when its state exits |
  * | transfer | `TransferInput`| —                 | (promise) resolves once Twilio accepted the <Dial>           | done/error |
  * | hangup   | `ReasonInput`  | —                 | (promise) resolves once Twilio ended the call                | done/error |
@@ -20,6 +20,9 @@
  *   that answers at once finds the machine already waiting for that transcript;
  * - agent sends agent.request only after the request is committed, and nothing of the reply that
  *   follows it before then; nothing at all after agent.done or once stopped;
+ * - agent does nothing irreversible before agent.commit (the caller's turn is committed): no
+ *   request is committed to the store, no per-call memory of the receptionist changes. Until then
+ *   the reply is only prepared, and a stopped agent leaves no trace (docs/design/conversation.md §1.5);
  * - tts sends chunks of one generation in order, tts.segment after a spoken item's last chunk, and
  *   nothing after tts.done or once stopped.
  * Audio frames never pass through the machine: vad and stt read them from the call's AudioHub
@@ -39,6 +42,9 @@ export interface CallRef {
 
 /** Voice activity detection: stricter while we speak (echo), looser while the caller has the floor. */
 export type VadCommand = { type: 'vad.mode'; mode: 'listening' | 'speaking' };
+
+/** The caller's turn this reply answers is committed: what the agent does may now last. */
+export type AgentCommand = { type: 'agent.commit' };
 
 /** One reply to the caller's latest turn. */
 export interface AgentInput {
@@ -69,7 +75,7 @@ export interface ReasonInput {
 export const callActors = {
   vad: fromCallback<VadCommand, CallRef>(notProvided('vad')),
   stt: fromCallback<EventObject, CallRef>(notProvided('stt')),
-  agent: fromCallback<EventObject, AgentInput>(notProvided('agent')),
+  agent: fromCallback<AgentCommand, AgentInput>(notProvided('agent')),
   tts: fromCallback<TtsCommand, TtsInput>(notProvided('tts')),
   transfer: fromPromise<void, TransferInput>(notProvided('transfer')),
   hangup: fromPromise<void, ReasonInput>(notProvided('hangup')),

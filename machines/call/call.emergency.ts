@@ -90,7 +90,7 @@ export const emergencyState = {
 
     /** The caller said no: "Okay, please go on.", then back to their turn (or the pending consent question). */
     dismissed: {
-      entry: 'beginPlayback',
+      entry: ['dropInterimWords', 'beginPlayback'],
       ...playsClip('emergencyCheckNo'),
       on: TTS_EVENTS,
       always: [

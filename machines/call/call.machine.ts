@@ -14,6 +14,7 @@ import {
   EMERGENCY_DIGIT, EMERGENCY_SPEECH, failedTurnPrompt, handingOffState, outcome, playsClip, TTS_EVENTS, WRAP_UP_WHEN_DUE, wrappingUpState,
 } from './call.parts.js';
 import { emergencyState } from './call.emergency.js';
+import { replyState } from './call.reply.js';
 import { callSetup, initialContext } from './call.setup.js';
 
 export const callMachine = callSetup.createMachine({
@@ -34,7 +35,7 @@ export const callMachine = callSetup.createMachine({
     'call.handoff': { target: '.handingOff' },
     'call.recording': { actions: 'storeRecording' },
     'twilio.mark': { guard: 'isHeardMark', actions: 'noteHeard' },
-    'stt.partial': EMERGENCY_SPEECH,
+    'stt.partial': [EMERGENCY_SPEECH, { actions: 'notePartial' }],
     'stt.final': [EMERGENCY_SPEECH, { actions: 'appendTranscript' }],
     'stt.error': { actions: 'markSttDown' },
     'twilio.dtmf': [EMERGENCY_DIGIT, { actions: 'collectDigit' }],
@@ -42,10 +43,10 @@ export const callMachine = callSetup.createMachine({
     'dtmf.entered': [
       { guard: 'menuEmergency', target: '.emergency', actions: 'detectKeyEmergency' },
       // The front desk after hours: nobody would answer; the receptionist offers to take a message.
-      { guard: 'menuFrontDeskClosed', target: '.reply', actions: 'takeDigitTurn' },
+      { guard: 'menuFrontDeskClosed', target: '.reply.committing', actions: 'takeDigitTurn' },
       { guard: 'menuTransfer', target: '.transferring', actions: 'setTransferFromMenu' },
       { guard: 'menuHangup', target: '.hangingUp' },
-      { guard: 'menuAgent', target: '.reply', actions: 'takeDigitTurn' },
+      { guard: 'menuAgent', target: '.reply.committing', actions: 'takeDigitTurn' },
       // "repeat", or a key the menu does not know: say the menu (not before consent is settled).
       { guard: 'consentSettled', target: '.listening.menu' },
     ],
@@ -114,7 +115,10 @@ export const callMachine = callSetup.createMachine({
       },
     },
 
-    /** The caller's turn: VAD and STT decide when it ends; a silence ladder covers quiet callers. */
+    /**
+     * The caller's turn: VAD and STT decide when it ends, the words so far how long we wait
+     * (§1.2); a reply is prepared while that window runs (§1.5). A silence ladder covers quiet callers.
+     */
     listening: {
       entry: 'vadListening',
       initial: 'waiting',
@@ -138,7 +142,13 @@ export const callMachine = callSetup.createMachine({
           after: { promptTimeout: 'waiting' },
         },
         hearing: {
-          on: { 'vad.speechEnd': { target: 'transcribing', actions: 'noteSpeechEnd' } },
+          on: {
+            'vad.speechEnd': [
+              // The recognizer's interim words already read as finished: prepare the reply on them now.
+              { guard: 'preemptAtSpeechEnd', target: '#call.reply.preparing', actions: 'noteSpeechEnd' },
+              { target: 'transcribing', actions: 'noteSpeechEnd' },
+            ],
+          },
           after: { maxUtterance: 'transcribing' },
         },
         /** The caller paused; the recognizer owes us the final transcript of that segment. */
@@ -147,12 +157,20 @@ export const callMachine = callSetup.createMachine({
             'stt.final': [EMERGENCY_SPEECH, { target: 'pausing', actions: 'appendTranscript' }],
             'vad.speechStart': 'hearing',
           },
-          after: { sttFinalTimeout: [{ guard: 'hasTurnText', target: 'pausing' }, { target: 'reprompting' }] },
+          after: { sttFinalTimeout: [{ guard: 'hasTurnText', target: 'pausing', actions: 'giveUpFinal' }, { target: 'reprompting' }] },
         },
-        /** End-of-turn window: speech resuming keeps the turn open. */
+        /** End-of-turn window, chosen for the words: speech resuming keeps the turn open; the reply is prepared within the lead. */
         pausing: {
+          entry: 'chooseWindow',
+          always: [
+            { guard: and(['windowClosed', 'hasTurnText']), target: '#call.reply.committing' },
+            { guard: 'preemptNow', target: '#call.reply.preparing' },
+          ],
           on: { 'vad.speechStart': 'hearing' },
-          after: { endOfTurn: [{ guard: 'hasTurnText', target: '#call.reply' }, { target: 'waiting' }] },
+          after: {
+            preemptLead: { guard: 'mayPreempt', target: '#call.reply.preparing', actions: 'spendLead' },
+            endOfTurn: [{ guard: 'hasTurnText', target: '#call.reply.committing' }, { target: 'waiting' }],
+          },
         },
         /** "Sorry, could you say that again?" */
         reprompting: failedTurnPrompt('sayAgain'),
@@ -169,104 +187,7 @@ export const callMachine = callSetup.createMachine({
       },
     },
 
-    /**
-     * One reply: the agent streams text, each finished sentence is synthesized and played. Agent and
-     * synthesizer live as long as this state, so leaving it (hang-up, emergency, a confirmed
-     * interruption) cancels both.
-     */
-    reply: {
-      entry: 'startReply',
-      exit: 'stopPlayback',
-      invoke: [
-        {
-          id: 'agent',
-          src: 'agent',
-          input: ({ context }) => ({
-            generation: context.generation,
-            transcript: context.history.at(-1)?.text ?? '',
-            history: context.history.slice(0, -1),
-          }),
-          onError: { target: '#call.listening.apologizing' },
-        },
-        {
-          id: 'tts',
-          src: 'tts',
-          input: ({ context }) => ({ generation: context.generation, speech: [], streaming: true }),
-          onError: { target: '#call.listening.apologizing' },
-        },
-      ],
-      on: {
-        'agent.delta': { guard: 'isCurrentReply', actions: 'appendReplyText' },
-        'agent.expect': { guard: 'isCurrentReply', actions: 'assignExpect' },
-        'agent.request': { guard: 'isCurrentReply', actions: 'storeRequest' },
-        'agent.done': { guard: 'isCurrentReply', actions: 'finishReply' },
-        'agent.error': { guard: 'isCurrentReply', target: '#call.listening.apologizing' },
-        ...TTS_EVENTS,
-        'tts.error': { guard: 'isCurrentGeneration', target: '#call.listening.apologizing' },
-      },
-      after: { replyTimeout: { guard: 'agentStillWorking', target: '#call.listening.apologizing' } },
-      initial: 'thinking',
-      states: {
-        /** Waiting for the first audio; a filler covers slow turns; new caller speech takes the turn back. */
-        thinking: {
-          on: {
-            'tts.chunk': { guard: 'isCurrentGeneration', target: 'speaking', actions: 'queueAudio' },
-            'vad.speechStart': { target: '#call.listening.hearing', actions: 'reopenTurn' },
-          },
-          always: { guard: 'replySaidNothing', target: 'done' },
-          after: { filler: { actions: 'playFiller' }, thinkingTimeout: '#call.listening.apologizing' },
-        },
-        /** Reply audio is playing; marks tell what the caller heard. Caller speech (past the echo guard) is a barge-in. */
-        speaking: {
-          entry: 'vadSpeaking',
-          exit: 'vadListening',
-          on: { 'vad.speechStart': 'interrupted' },
-          always: { guard: 'replyComplete', target: 'done' },
-          after: { speakingTimeout: 'done' },
-        },
-        /** The caller spoke over us: Twilio's queue is cleared; real words end the reply, a backchannel resumes it. */
-        interrupted: {
-          entry: 'pausePlayback',
-          initial: 'callerTalking',
-          states: {
-            callerTalking: {
-              on: {
-                'stt.partial': [EMERGENCY_SPEECH, { guard: 'isRealInterruption', target: '#call.listening.hearing', actions: 'commitInterruptedReply' }],
-                'vad.speechEnd': { target: 'judging', actions: 'noteSpeechEnd' },
-                'stt.final': [
-                  EMERGENCY_SPEECH,
-                  { guard: 'isRealInterruption', target: '#call.listening.hearing', actions: ['appendTranscript', 'commitInterruptedReply'] },
-                ],
-              },
-              after: { bargeInConfirm: { target: '#call.listening.hearing', actions: 'commitInterruptedReply' } },
-            },
-            /** The caller stopped: their words decide. Real words while the final is pending: wait for it as a turn. */
-            judging: {
-              on: {
-                'stt.partial': [EMERGENCY_SPEECH, { guard: 'isRealInterruption', target: '#call.listening.transcribing', actions: 'commitInterruptedReply' }],
-                'stt.final': [
-                  EMERGENCY_SPEECH,
-                  { guard: 'isRealInterruption', target: '#call.listening.pausing', actions: ['appendTranscript', 'commitInterruptedReply'] },
-                  { target: '#call.reply.speaking', actions: 'resumePlayback' },
-                ],
-                'vad.speechStart': 'callerTalking',
-              },
-              after: { interruptJudge: { target: '#call.reply.speaking', actions: 'resumePlayback' } },
-            },
-          },
-        },
-        /** Reply fully heard: commit it and do what the agent asked. */
-        done: {
-          always: [
-            { guard: 'replyWantsEmergency', target: '#call.emergency', actions: ['detectAgentEmergency', 'commitReply'] },
-            { guard: 'replyWantsTransfer', target: '#call.transferring', actions: ['setTransferFromReply', 'commitReply'] },
-            // The reply itself said goodbye: no second farewell clip.
-            { guard: 'replyWantsEnd', target: '#call.hangingUp.requesting', actions: ['commitReply', outcome('completed')] },
-            { target: '#call.listening', actions: 'commitReply' },
-          ],
-        },
-      },
-    },
+    reply: replyState,
 
     emergency: emergencyState,
 

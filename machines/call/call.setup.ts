@@ -7,17 +7,8 @@ import { BUDGETS } from './budgets.js';
 import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, EmergencySource, Outcome, Playback, Speech } from './call.types.js';
-import { classifyEmergency, heardText, isRealInterruption, takeSentences, yesNo } from './language.js';
-
-const freshPlayback = (generation: number, epoch: number): Playback => ({
-  generation,
-  epoch,
-  cleared: false,
-  queuedMs: 0,
-  heardMs: 0,
-  synthDone: false,
-  segments: [],
-});
+import { bestText, commitOf, discardReason, finalKeepsMeaning, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, mayPreempt, newReply, preemptAtSpeechEnd, turnEndFor, withinLead } from './call.turn.js';
+import { classifyEmergency, heardText, isRealInterruption, takeSpeech, yesNo } from './language.js';
 
 /** 8 bytes of μ-law = 1 ms at 8 kHz. */
 const bytesToMs = (bytes: number) => bytes / 8;
@@ -41,8 +32,6 @@ const speechEmergency = (context: CallContext, event: CallEvent): Extract<Emerge
 const menuEntry = (context: CallContext, event: CallEvent) =>
   event.type === 'dtmf.entered' ? (context.tenant.menu[event.digits] ?? null) : null;
 
-const joinText = (a: string, b: string) => (a && b ? `${a} ${b}` : a || b).trim();
-
 /** Everything the agent said this reply that the caller actually heard. */
 const heardReply = (context: CallContext) => heardText(context.playback.segments, context.playback.heardMs);
 
@@ -63,14 +52,13 @@ export const callSetup = setup({
     speakingTimeout: 90_000,
     /** Caller silence before a nudge. Too short nags; too long is dead air. */
     silencePrompt: ({ context }) => context.tenant.timing.silencePromptMs,
-    /** Silence that ends the caller's turn. Short cuts callers off; long leaves dead air. */
-    endOfTurn: ({ context }) => {
-      const t = context.tenant.timing;
-      const window = context.expect === 'long' ? t.endOfTurnLongMs : context.expect === 'short' ? t.endOfTurnShortMs : t.endOfTurnMs;
-      // The window runs from the end of speech; the transcript may have taken part of it already.
-      const spent = Math.max(0, context.lastFinalAtMs - context.lastSpeechEndAtMs);
-      return Math.max(0, window - spent);
-    },
+    /**
+     * Silence that ends the caller's turn: what is left of the window chosen for their words
+     * (`chooseWindow`; it runs from the end of speech). Short cuts callers off; long leaves dead air.
+     */
+    endOfTurn: ({ context }) => context.turnEnd.remainingMs,
+    /** Start preparing the reply when this much of the window is left (`timing.preemptLeadMs`). */
+    preemptLead: ({ context }) => Math.max(0, context.turnEnd.remainingMs - context.tenant.timing.preemptLeadMs),
     /** A final transcript owed after the caller stopped; past this we ask them to repeat. */
     sttFinalTimeout: BUDGETS.sttFinalTimeoutMs,
     /** VAD stuck open (TV, wind): treat the segment as finished. */
@@ -133,6 +121,16 @@ export const callSetup = setup({
     replySaidNothing: ({ context }) => context.reply !== null && context.reply.agentDone && context.reply.text.trim() === '',
     agentStillWorking: ({ context }) => context.reply !== null && !context.reply.agentDone,
     hasTurnText: ({ context }) => context.turnText.trim().length > 0,
+    preemptAtSpeechEnd: ({ context, event }) => preemptAtSpeechEnd(context, event),
+    /** Words are there, and what is left of the window is within the preparation lead. */
+    preemptNow: ({ context }) =>
+      mayPreempt(context) && bestText(context) !== '' && context.turnEnd.remainingMs > 0 && withinLead(context, context.turnEnd.remainingMs),
+    mayPreempt: ({ context }) => mayPreempt(context) && bestText(context) !== '',
+    windowClosed: ({ context }) => context.turnEnd.remainingMs <= 0,
+    finalIn: ({ context }) => !context.awaitingFinal,
+    finalKeepsMeaning: ({ context, event }) => finalKeepsMeaning(context, event),
+    replyFailed: ({ context }) => context.reply?.failed === true,
+    audioQueued: ({ context }) => context.playback.queuedMs > 0,
     finalHasWords: ({ event }) => event.type === 'stt.final' && event.text.trim().length > 0,
     silencePromptsExhausted: ({ context }) => context.silencePrompts >= context.tenant.timing.silencePromptsBeforeGoodbye,
     tooManyFailedTurns: ({ context }) => context.failedTurns >= 3,
@@ -164,10 +162,13 @@ export const callSetup = setup({
       generation: context.generation + 1,
       playback: freshPlayback(context.generation + 1, 0),
     })),
+    /** Audio of the current generation goes out at once, or is held while its reply is only prepared. */
     queueAudio: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'tts.chunk' || event.generation !== context.playback.generation) return;
-      enqueue.assign({ playback: { ...context.playback, queuedMs: context.playback.queuedMs + bytesToMs(event.audio.length) } });
-      enqueue.emit({ type: 'out.audio', generation: event.generation, audio: event.audio });
+      const p = context.playback;
+      const queuedMs = p.queuedMs + bytesToMs(event.audio.length);
+      enqueue.assign({ playback: { ...p, queuedMs, held: p.held ? [...p.held, event.audio] : null } });
+      if (!p.held) enqueue.emit({ type: 'out.audio', generation: event.generation, audio: event.audio });
     }),
     noteSegment: assign({
       playback: ({ context, event }) =>
@@ -178,7 +179,7 @@ export const callSetup = setup({
     finishSynthesis: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'tts.done' || event.generation !== context.playback.generation) return;
       enqueue.assign({ playback: { ...context.playback, synthDone: true } });
-      enqueue.emit({ type: 'out.finish', generation: event.generation });
+      if (!context.playback.held) enqueue.emit({ type: 'out.finish', generation: event.generation });
     }),
     /** A prompt that cannot be synthesized is skipped rather than leaving the caller in silence. */
     skipPlayback: assign({ playback: ({ context }) => ({ ...context.playback, synthDone: true, heardMs: context.playback.queuedMs }) }),
@@ -189,7 +190,8 @@ export const callSetup = setup({
     /** Leaving a state mid-playback: drop what Twilio still has queued. */
     stopPlayback: enqueueActions(({ context, enqueue }) => {
       const p = context.playback;
-      if (p.cleared || (p.synthDone && allHeard(p))) return;
+      // Held audio never reached Twilio: nothing to clear.
+      if (p.held || p.cleared || (p.synthDone && allHeard(p))) return;
       enqueue.assign({ playback: { ...p, epoch: p.epoch + 1, cleared: true } });
       enqueue.emit({ type: 'out.clear', generation: p.generation });
     }),
@@ -201,7 +203,7 @@ export const callSetup = setup({
     }),
     resumePlayback: enqueueActions(({ context, enqueue }) => {
       const p = context.playback;
-      enqueue.assign({ playback: { ...p, cleared: false }, falseInterruptions: context.falseInterruptions + 1, turnText: '' });
+      enqueue.assign({ playback: { ...p, cleared: false }, falseInterruptions: context.falseInterruptions + 1, turnText: '', partialText: '' });
       enqueue.emit({ type: 'out.interrupted', generation: p.generation, heardMs: p.heardMs, confirmed: false });
       enqueue.emit({ type: 'out.resume', generation: p.generation, fromMs: p.heardMs });
     }),
@@ -217,28 +219,49 @@ export const callSetup = setup({
     vadListening: sendTo('vad', { type: 'vad.mode', mode: 'listening' }),
     vadSpeaking: sendTo('vad', { type: 'vad.mode', mode: 'speaking' }),
     appendTranscript: assign(({ context, event }) =>
-      event.type === 'stt.final' ? { turnText: joinText(context.turnText, event.text.trim()), lastFinalAtMs: event.atMs } : {},
+      event.type === 'stt.final'
+        ? { turnText: joinText(context.turnText, event.text.trim()), lastFinalAtMs: event.atMs, partialText: '', awaitingFinal: false }
+        : {},
     ),
-    noteSpeechEnd: assign({ lastSpeechEndAtMs: ({ context, event }) => (event.type === 'vad.speechEnd' ? event.atMs : context.lastSpeechEndAtMs) }),
-    resetSilence: assign({ silencePrompts: 0 }),
+    notePartial: assign({ partialText: ({ context, event }) => (event.type === 'stt.partial' ? event.text : context.partialText) }),
+    noteSpeechEnd: assign(({ context, event }) => (event.type === 'vad.speechEnd' ? { lastSpeechEndAtMs: event.atMs, awaitingFinal: true } : { lastSpeechEndAtMs: context.lastSpeechEndAtMs })),
+    /** The final transcript never came: the turn goes on with the words there are, the window counted as spent. */
+    giveUpFinal: assign(({ context }) => ({ awaitingFinal: false, lastFinalAtMs: context.lastSpeechEndAtMs + GIVE_UP_FINAL_MS })),
+    /** The end-of-turn window for the words so far (language.ts `classifyTurnEnd`, the clinic's `timing`), less what the transcript took. */
+    chooseWindow: assign({ turnEnd: ({ context }) => turnEndFor(context, bestText(context), finalSpentMs(context)) }),
+    /** The preparation lead came: from here the window has exactly the lead left. */
+    spendLead: assign({
+      turnEnd: ({ context }) => ({ ...context.turnEnd, remainingMs: Math.min(context.turnEnd.remainingMs, context.tenant.timing.preemptLeadMs) }),
+    }),
+    /** A new turn from silence: the counts of the last one start over. */
+    resetSilence: assign({ silencePrompts: 0, preempts: 0 }),
     countSilencePrompt: assign({ silencePrompts: ({ context }) => context.silencePrompts + 1 }),
     countFailedTurn: assign({ failedTurns: ({ context }) => context.failedTurns + 1 }),
-    clearTurn: assign({ turnText: '' }),
-    /** Commit the caller's turn and start a reply generation. */
-    startReply: enqueueActions(({ context, enqueue }) => {
-      const generation = context.generation + 1;
-      const transcript = context.turnText.trim();
-      enqueue.assign({
-        generation,
-        playback: freshPlayback(generation, 0),
-        reply: { generation, text: '', pending: '', agentDone: false, action: null },
-        history: [...context.history, { role: 'caller' as const, text: transcript }],
-        turnText: '',
-        expect: 'normal',
-        silencePrompts: 0,
-      });
-      enqueue.emit({ type: 'out.turn', generation, transcript });
+    clearTurn: assign({ turnText: '', partialText: '' }),
+    /** The interim words of a misheard emergency sentence are not the caller's turn; its final was swallowed by the check. */
+    dropInterimWords: assign({ partialText: '', awaitingFinal: false }),
+    /**
+     * A reply generation on the caller's words so far. Nothing is said or kept yet: its audio is
+     * held and the turn is committed (history, `out.turn`) only by `commitTurn`.
+     */
+    startReply: assign(({ context }) => newReply(context)),
+    countPreempt: assign(({ context }) => ({ preempts: context.preempts + 1, reply: context.reply ? { ...context.reply, prepared: true } : null })),
+    /** The turn is the caller's for good: into the history and the journal; the agent may act; held audio goes out. */
+    commitTurn: enqueueActions(({ context, enqueue }) => {
+      const commit = commitOf(context);
+      if (!commit) return;
+      enqueue.assign(commit.patch);
+      enqueue.emit(commit.turn);
+      enqueue.sendTo('agent', { type: 'agent.commit' });
+      for (const command of commit.audio) enqueue.emit(command);
     }),
+    /** Leaving `reply` before the turn was committed: the prepared reply is thrown away (its requests are aborted as its actors stop). */
+    discardPrepared: enqueueActions(({ context, event, enqueue }) => {
+      if (!context.reply || context.reply.committed) return;
+      enqueue.assign({ discardedReplies: context.discardedReplies + 1 });
+      enqueue.emit({ type: 'out.discard', generation: context.reply.generation, reason: discardReason(event) });
+    }),
+    noteReplyFailed: assign({ reply: ({ context }) => (context.reply ? { ...context.reply, failed: true } : null) }),
     /** New caller speech while we were still thinking: take the turn back and keep listening. */
     reopenTurn: assign(({ context }) => {
       const last = context.history.at(-1);
@@ -254,20 +277,26 @@ export const callSetup = setup({
         return entry.action === 'transfer' ? `caller pressed ${event.digits}: front desk` : context.turnText;
       },
     }),
+    /** Finished sentences go to the synthesizer as they stream in; the reply's first one from its first clause. */
     appendReplyText: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'agent.delta' || context.reply?.generation !== event.generation) return;
-      const { sentences, rest } = takeSentences(context.reply.pending + event.text);
-      enqueue.assign({ reply: { ...context.reply, text: context.reply.text + event.text, pending: rest } });
-      for (const text of sentences) enqueue.sendTo('tts', { type: 'tts.say', speech: { kind: 'text', text } satisfies Speech });
+      const { items, rest } = takeSpeech(context.reply.pending + event.text, context.reply.items === 0);
+      enqueue.assign({ reply: { ...context.reply, text: context.reply.text + event.text, pending: rest, items: context.reply.items + items.length } });
+      for (const text of items) enqueue.sendTo('tts', { type: 'tts.say', speech: { kind: 'text', text } satisfies Speech });
     }),
     finishReply: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'agent.done' || context.reply?.generation !== event.generation) return;
       const last = context.reply.pending.trim();
       if (last) enqueue.sendTo('tts', { type: 'tts.say', speech: { kind: 'text', text: last } satisfies Speech });
       enqueue.sendTo('tts', { type: 'tts.end' });
-      enqueue.assign({ reply: { ...context.reply, pending: '', agentDone: true, action: event.action } });
+      enqueue.assign({ reply: { ...context.reply, pending: '', items: context.reply.items + (last ? 1 : 0), agentDone: true, action: event.action } });
     }),
-    assignExpect: assign({ expect: ({ context, event }) => (event.type === 'agent.expect' ? event.answer : context.expect) }),
+    /** The next caller turn's window, as the agent expects it; a prepared reply's expectation waits for its commit. */
+    assignExpect: assign(({ context, event }) => {
+      if (event.type !== 'agent.expect' || !context.reply) return {};
+      const reply = { ...context.reply, expect: event.answer };
+      return reply.committed ? { reply, expect: event.answer } : { reply };
+    }),
     storeRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'agent.request') return;
       enqueue.assign({ requests: [...context.requests, event.request] });

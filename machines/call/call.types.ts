@@ -2,6 +2,9 @@
  * Types of the call machine: its input, context, the events it accepts and the commands it emits.
  * Pure data: no I/O. The Twilio edge and the providers translate to and from these.
  */
+import type { TurnEnd } from './language.js';
+
+export type { TurnEnd };
 
 /** What a DTMF key does (mirror of the tenant schema's menu, kept here so machines/ stays pure). */
 export type MenuEntry =
@@ -66,6 +69,12 @@ export interface CallTiming {
   endOfTurnMs: number;
   endOfTurnShortMs: number;
   endOfTurnLongMs: number;
+  /** After words that read as finished (a question, a sentence, a short answer). */
+  endOfTurnCompleteMs: number;
+  /** A reply is prepared (agent and first synthesis) once the end-of-turn window has this long left; 0: never before it closes. */
+  preemptLeadMs: number;
+  /** Prepared replies thrown away in one turn (the caller went on, or the words changed) before we stop preparing early. */
+  maxPreemptsPerTurn: number;
   fillerAfterMs: number;
   bargeInMinSpeechMs: number;
   interDigitMs: number;
@@ -186,7 +195,8 @@ export type CallEvent =
   | { type: 'call.handoff'; reason: string }
   // ── child actors ────────────────────────────────────────────────────────────
   | { type: 'vad.speechStart'; atMs: number }
-  | { type: 'vad.speechEnd'; atMs: number; speechMs: number }
+  /** `atMs`: where the closing silence began; `closedAtMs`: stream time of the frame that closed the segment (absent in old journals). */
+  | { type: 'vad.speechEnd'; atMs: number; speechMs: number; closedAtMs?: number }
   | { type: 'stt.partial'; text: string }
   /** `confidence`: the recognizer's, 0–1; absent or null when it reports none. */
   | { type: 'stt.final'; text: string; atMs: number; confidence?: number | null }
@@ -224,7 +234,14 @@ export type CallCommand =
   /** The emergency procedure starts (a clear trigger, or a check that did not end in a no). */
   | { type: 'out.emergency'; source: EmergencySource; check: EmergencyAnswer | null }
   | { type: 'out.request'; request: StoredRequest }
-  | { type: 'out.turn'; generation: number; transcript: string }
+  /**
+   * The caller's turn is committed (history, journal, latency clock): the reply of `generation`
+   * answers `transcript`. `endOfTurn`: the window chosen for it; `prepared`: the reply was started
+   * while the window was still open.
+   */
+  | { type: 'out.turn'; generation: number; transcript: string; endOfTurn: { kind: TurnEnd; windowMs: number }; prepared: boolean }
+  /** A reply prepared during the end-of-turn window was thrown away before anything of it was played. */
+  | { type: 'out.discard'; generation: number; reason: 'callerResumed' | 'transcriptChanged' | 'other' }
   | { type: 'out.interrupted'; generation: number; heardMs: number; confirmed: boolean }
   | { type: 'out.ended'; outcome: Outcome };
 
@@ -242,12 +259,26 @@ export interface Playback {
   synthDone: boolean;
   /** Spoken items and where each ends in the generation's audio timeline (for heard-truncation). */
   segments: { text: string; endMs: number }[];
+  /** Audio of a reply still being prepared, held back until the turn is committed; null once it goes straight out. */
+  held: Uint8Array[] | null;
 }
 
 export type ChatTurn = { role: 'caller' | 'agent'; text: string };
 
 export interface Reply {
   generation: number;
+  /** The caller's words this reply answers. */
+  transcript: string;
+  /** Started while the end-of-turn window was still open. */
+  prepared: boolean;
+  /** The turn was committed: until then the reply is only prepared (nothing played, nothing in the history). */
+  committed: boolean;
+  /** Speech items handed to the synthesizer (the first is cut at its first clause). */
+  items: number;
+  /** The agent or the synthesizer failed while the reply was being prepared: apologise once the turn is committed. */
+  failed: boolean;
+  /** What the agent said the caller's next turn will be (applied when this turn is committed). */
+  expect: 'short' | 'normal' | 'long' | null;
   /** Full text the agent produced. */
   text: string;
   /** Text not yet handed to the synthesizer (an unfinished sentence). */
@@ -267,6 +298,16 @@ export interface CallContext {
   history: ChatTurn[];
   /** The caller's words of the turn in progress (joined finals). */
   turnText: string;
+  /** The recognizer's latest interim hypothesis since the last final ('' after a final). */
+  partialText: string;
+  /** The VAD closed a segment whose final transcript has not come yet. */
+  awaitingFinal: boolean;
+  /** The end-of-turn window chosen for the words so far; `remainingMs`: what was left of it when last counted. */
+  turnEnd: { kind: TurnEnd; windowMs: number; remainingMs: number };
+  /** Replies prepared for the turn in progress (reset when it is committed). */
+  preempts: number;
+  /** Prepared replies thrown away during the call. */
+  discardedReplies: number;
   /** Stream time of the last end of caller speech, and of the last final transcript. */
   lastSpeechEndAtMs: number;
   lastFinalAtMs: number;

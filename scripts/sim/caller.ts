@@ -406,7 +406,8 @@ export async function runScenario(
   const engine = target.engineTimings?.(caller.call.callSid) ?? null;
   if (engine) {
     for (const t of engine.turns) {
-      print(`        engine  turn ${String(t.generation)}: end of speech → audio ${String(t.endOfSpeechToAudioMs)} ms (endpoint ${String(t.endpointMs)}, stt ${String(t.sttMs)}, agent ${String(t.agentFirstTextMs)}, tts ${String(t.ttsFirstAudioMs)}, commit → audio ${String(t.firstAudioMs)})`);
+      const window = t.endOfTurn ? `, ${t.endOfTurn.kind} words: window ${t.endOfTurn.windowMs} ms${t.prepared ? ', reply prepared in it' : ''}` : '';
+      print(`        engine  turn ${String(t.generation)}: end of speech → audio ${String(t.endOfSpeechToAudioMs)} ms (endpoint ${String(t.endpointMs)}, stt ${String(t.sttMs)}, agent ${String(t.agentFirstTextMs)}, tts ${String(t.ttsFirstAudioMs)}, commit → audio ${String(t.firstAudioMs)}${window})`);
     }
     for (const b of engine.bargeIns) print(`        engine  barge-in: speech onset → clear ${b.clearLatencyMs} ms`);
   }

@@ -1,7 +1,7 @@
 /** Where a simulated call goes: an engine in this process, or a running server. */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BargeInTiming } from '../../src/journal/turn-timing.js';
+import type { BargeInTiming, TurnTiming } from '../../src/journal/turn-timing.js';
 import { loadTenants } from '../../src/config/tenants.js';
 import { localAgent } from '../../src/providers/agent/local.js';
 import { createLocalStt } from '../../src/providers/stt/local.js';
@@ -24,7 +24,7 @@ export interface Target {
   /** Agent lines committed so far (what the caller heard), in-process only. */
   agentLines?(callSid: string): string[];
   outcome?(callSid: string): string | null;
-  engineTimings?(callSid: string): { turns: Record<string, number | null>[]; bargeIns: BargeInTiming[] } | null;
+  engineTimings?(callSid: string): { turns: TurnTiming[]; bargeIns: BargeInTiming[] } | null;
   close(): Promise<void>;
 }
 

@@ -20,6 +20,13 @@ export interface CallUsage {
   ttsCharacters: number;
   /** Caller speech the recognizer heard (VAD segments). */
   sttSpeechMs: number;
+  /**
+   * Of the above, what went into replies prepared during the end-of-turn window and thrown away
+   * (the caller went on, or the final transcript meant something else): one agent request each,
+   * the tokens the agent reported before it was stopped (a stopped stream usually reports none, so
+   * a lower bound), and the characters sent to the synthesizer.
+   */
+  discarded: { replies: number; agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number };
 }
 
 export interface CallRecord {
@@ -56,18 +63,60 @@ export function newCallRecord(callSid: string, tenantId: string, providers: Call
     dialStatus: null,
     turns: [],
     bargeIns: [],
-    usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0 },
+    usage: { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0, sttSpeechMs: 0, discarded: { replies: 0, agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0 } },
     fallbacks: [],
     providers,
   };
 }
 
-/** Billable usage reported by a provider. */
-export function countUsage(usage: CallUsage, u: ProviderUsage): void {
-  if (u.kind === 'agent') {
-    usage.agentInputTokens += u.inputTokens;
-    usage.agentOutputTokens += u.outputTokens;
-  } else usage.ttsCharacters += u.characters;
+type ReplyUsage = CallUsage['discarded'];
+
+/**
+ * Billable usage as providers report it, per reply generation until the reply is committed or
+ * thrown away (usage of a thrown-away generation that arrives later still counts as discarded).
+ */
+export class UsageLedger {
+  private readonly open = new Map<number, Omit<ReplyUsage, 'replies'>>();
+  private readonly discardedGenerations = new Set<number>();
+
+  constructor(private readonly usage: CallUsage) {}
+
+  count(u: ProviderUsage): void {
+    const usage = this.usage;
+    const reply = this.discardedGenerations.has(u.generation) ? usage.discarded : this.open.get(u.generation);
+    if (u.kind === 'agent') {
+      usage.agentInputTokens += u.inputTokens;
+      usage.agentOutputTokens += u.outputTokens;
+    } else usage.ttsCharacters += u.characters;
+    if (!reply) return;
+    if (u.kind === 'agent') {
+      reply.agentInputTokens += u.inputTokens;
+      reply.agentOutputTokens += u.outputTokens;
+    } else reply.ttsCharacters += u.characters;
+  }
+
+  /** A reply generation started (possibly only prepared). */
+  prepared(generation: number): void {
+    if (!this.open.has(generation)) this.open.set(generation, { agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 0 });
+  }
+
+  /** Its turn was committed: what it used is plain usage. */
+  committed(generation: number): void {
+    this.open.delete(generation);
+  }
+
+  /** It was thrown away before anything of it was played. */
+  discarded(generation: number): void {
+    const d = this.usage.discarded;
+    const u = this.open.get(generation);
+    this.open.delete(generation);
+    this.discardedGenerations.add(generation);
+    d.replies++;
+    if (!u) return;
+    d.agentInputTokens += u.agentInputTokens;
+    d.agentOutputTokens += u.agentOutputTokens;
+    d.ttsCharacters += u.ttsCharacters;
+  }
 }
 
 /** What the record takes from a child actor's event: caller speech time and provider fallbacks. */

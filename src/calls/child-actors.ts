@@ -12,7 +12,7 @@
  */
 import { createActor, fromCallback, fromPromise, type Actor, type ActorOptions, type CallbackLogicFunction, type EventObject } from 'xstate';
 import type { callMachine } from '../../machines/call/call.machine.js';
-import type { AgentInput, CallActors, CallRef, ReasonInput, TransferInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
+import type { AgentCommand, AgentInput, CallActors, CallRef, ReasonInput, TransferInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
 import type { CallerRequest as MachineRequest, CallEvent, CallInput, ClipId, Speech, TransferTarget } from '../../machines/call/call.types.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import type { AgentAction, AgentSession, CallerRequest, FallbackReport } from '../providers/agent/types.js';
@@ -48,9 +48,12 @@ export interface CallActorDeps {
   usage?(usage: ProviderUsage): void;
   /** Observes every event a child sends to the machine (latency accounting, journal). */
   observe?(event: CallEvent): void;
+  /** A reply generation's agent actor started (its request goes out now, the turn possibly not yet committed). */
+  replyStarted?(generation: number): void;
 }
 
-export type ProviderUsage = { kind: 'agent'; inputTokens: number; outputTokens: number } | { kind: 'tts'; characters: number };
+/** Usage of one reply generation (its reply may still be thrown away if it was only prepared). */
+export type ProviderUsage = { kind: 'agent'; generation: number; inputTokens: number; outputTokens: number } | { kind: 'tts'; generation: number; characters: number };
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
@@ -61,7 +64,7 @@ const MAX_CHUNK_BYTES = 8 * 400;
 interface CallActorBodies {
   vad: CallbackLogicFunction<VadCommand, EventObject, { callSid: string }>;
   stt: CallbackLogicFunction<EventObject, EventObject, { callSid: string }>;
-  agent: CallbackLogicFunction<EventObject, EventObject, AgentInput>;
+  agent: CallbackLogicFunction<AgentCommand, EventObject, AgentInput>;
   tts: CallbackLogicFunction<TtsCommand, EventObject, TtsInput>;
   transfer(target: TransferTarget, signal: AbortSignal): Promise<void>;
   hangup(signal: AbortSignal): Promise<void>;
@@ -90,7 +93,7 @@ function bodiesOf(system: object): CallActorBodies {
 const liveActors = {
   vad: fromCallback<VadCommand, CallRef>((args) => bodiesOf(args.system).vad(args)),
   stt: fromCallback<EventObject, CallRef>((args) => bodiesOf(args.system).stt(args)),
-  agent: fromCallback<EventObject, AgentInput>((args) => bodiesOf(args.system).agent(args)),
+  agent: fromCallback<AgentCommand, AgentInput>((args) => bodiesOf(args.system).agent(args)),
   tts: fromCallback<TtsCommand, TtsInput>((args) => bodiesOf(args.system).tts(args)),
   transfer: fromPromise<void, TransferInput>(({ input, signal, system }) => bodiesOf(system).transfer(input.target, signal)),
   hangup: fromPromise<void, ReasonInput>(({ signal, system }) => bodiesOf(system).hangup(signal)),
@@ -178,19 +181,31 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
     };
   };
 
-  const agent: CallActorBodies['agent'] = ({ input, sendBack }) => {
+  const agent: CallActorBodies['agent'] = ({ input, sendBack, receive }) => {
     const send = observed(sendBack);
     const ac = new AbortController();
     const { generation } = input;
+    // The reply may be only prepared (the caller's end-of-turn window still open): nothing
+    // irreversible until the machine commits the turn (agent.commit), and nothing at all if it
+    // stops the actor first (call.actors.ts).
+    let commit = () => {};
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    const stopped = new Promise<void>((resolve) => ac.signal.addEventListener('abort', () => resolve(), { once: true }));
+    receive((cmd) => {
+      if (cmd.type === 'agent.commit') commit();
+    });
+    deps.replyStarted?.(generation);
     void (async () => {
       let action: AgentAction | null = null;
       try {
-        const turn = { transcript: input.transcript, history: input.history, signal: ac.signal, onFallback: (r: FallbackReport) => send({ type: 'provider.fallback', ...r }) };
+        const turn = { transcript: input.transcript, history: input.history, signal: ac.signal, committed, onFallback: (r: FallbackReport) => send({ type: 'provider.fallback', ...r }) };
         for await (const out of deps.agent.respond(turn)) {
           if (ac.signal.aborted) return;
           if (out.type === 'delta') send({ type: 'agent.delta', generation, text: out.text });
           else if (out.type === 'expect') send({ type: 'agent.expect', generation, answer: out.answer });
           else if (out.type === 'request') {
+            await Promise.race([committed, stopped]);
+            if (ac.signal.aborted) return;
             let id: string;
             try {
               id = await deps.commitRequest(out.request);
@@ -203,7 +218,7 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
             }
             if (ac.signal.aborted) return;
             send({ type: 'agent.request', generation, request: { ...forMachine(out.request), id } });
-          } else if (out.type === 'usage') deps.usage?.({ kind: 'agent', inputTokens: out.inputTokens, outputTokens: out.outputTokens });
+          } else if (out.type === 'usage') deps.usage?.({ kind: 'agent', generation, inputTokens: out.inputTokens, outputTokens: out.outputTokens });
           else action = out.action;
         }
         if (!ac.signal.aborted) send({ type: 'agent.done', generation, action });
@@ -242,7 +257,7 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       if (speech.kind === 'clip') {
         emit(deps.prompts.get(tenant.id, speech.clip));
       } else {
-        deps.usage?.({ kind: 'tts', characters: speech.text.length });
+        deps.usage?.({ kind: 'tts', generation, characters: speech.text.length });
         for await (const chunk of deps.tts.synthesize(speech.text, ttsOptions)) {
           if (ac.signal.aborted) return;
           emit(chunk);

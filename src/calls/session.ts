@@ -26,7 +26,7 @@ import type { CallActivity } from './activity.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { createCallActor, type CallActorDeps, type Prompts } from './child-actors.js';
-import { countUsage, emergencyOf, journalSummary, newCallRecord, noteChildEvent, type CallRecord } from './call-record.js';
+import { emergencyOf, journalSummary, newCallRecord, noteChildEvent, UsageLedger, type CallRecord } from './call-record.js';
 import type { CallFollowUps, FollowThrough } from './follow-through.js';
 import type { ProviderBudget } from './provider-budget.js';
 import { TurnClock } from './turn-clock.js';
@@ -83,6 +83,7 @@ export class CallSession {
   private readonly actor: Actor<typeof callMachine>;
   private readonly hub: AudioHub;
   private readonly turnClock: TurnClock;
+  private readonly usage: UsageLedger;
   private readonly now: () => number;
   private readonly startedAtMs: number;
   private stateSinceMs: number;
@@ -111,6 +112,7 @@ export class CallSession {
     const { stt, tts, agent } = budgeted?.set ?? deps.providers.select?.(tenant) ?? deps.providers;
     if (budgeted?.overBudget) this.log.info("the clinic's daily provider budget is used up: this call runs on the embedded providers");
     this.record = newCallRecord(callSid, tenant.id, { vad: vad.name, stt: stt.name, agent: agent.name, tts: tts.name });
+    this.usage = new UsageLedger(this.record.usage);
     const startedAt = (deps.clock ?? Date.now)();
     const openNow = openAt(tenant.hours, startedAt);
     this.followUps = deps.followThrough?.forCall(callSid, tenant, origin.from, () => this.context.consent === 'given') ?? null;
@@ -138,8 +140,12 @@ export class CallSession {
         return id;
       },
       usage: (u) => {
-        countUsage(this.record.usage, u);
+        this.usage.count(u);
         budgeted?.usage(u);
+      },
+      replyStarted: (generation) => {
+        this.usage.prepared(generation);
+        this.turnClock.onReplyStart(generation);
       },
       observe: (event) => {
         noteChildEvent(this.record, event);
@@ -320,7 +326,12 @@ export class CallSession {
         player?.resume(command.generation, command.fromMs);
         return;
       case 'out.turn':
-        this.turnClock.onTurn(command.generation);
+        this.usage.committed(command.generation);
+        this.turnClock.onTurn(command.generation, command.endOfTurn, command.prepared);
+        return;
+      case 'out.discard':
+        this.usage.discarded(command.generation);
+        this.turnClock.onDiscard(command.generation);
         return;
       case 'out.interrupted':
         this.log.info({ heardMs: command.heardMs, confirmed: command.confirmed }, 'caller interrupted');

@@ -1,21 +1,35 @@
 /**
  * Latency accounting for one call (docs/design/conversation.md §6). Stamps, on the engine's monotonic clock,
- * the moments of each turn: caller stopped speaking, final transcript, turn committed, first agent
- * text, first synthesized audio, first audio handed to the player; and, for barge-ins, speech onset
- * to `clear`. Stream-time events are converted with the audio hub (frames arrive in real time).
+ * the moments of each turn: caller stopped speaking, final transcript, reply started (its agent
+ * request; during the end-of-turn window when it was prepared), first agent text, first
+ * synthesized audio, turn committed, first audio handed to the player; and, for barge-ins, speech
+ * onset to `clear`. Stream-time events are converted with the audio hub (frames arrive in real time).
  */
-import type { CallEvent } from '../../machines/call/call.types.js';
+import type { CallEvent, TurnEnd } from '../../machines/call/call.types.js';
 import type { BargeInTiming, TurnTiming } from '../journal/turn-timing.js';
 import type { AudioHub } from './audio-hub.js';
 
-type Pending = { generation: number; commitAt: number; speechEndAt: number | null; sttAt: number | null; agentAt: number | null; ttsAt: number | null };
+/** Moments of one reply generation before its turn is committed (or thrown away). */
+type Reply = { startAt: number | null; agentAt: number | null; ttsAt: number | null };
+type Pending = Reply & {
+  generation: number;
+  commitAt: number;
+  speechEndAt: number | null;
+  sttAt: number | null;
+  endOfTurn: { kind: TurnEnd; windowMs: number };
+  prepared: boolean;
+};
 
 const since = (from: number | null, to: number | null) => (from === null || to === null ? null : Math.round((to - from) * 10) / 10);
+
+/** Generations followed before their commit: replies prepared and thrown away leave theirs behind, prompts never commit. */
+const MAX_OPEN_REPLIES = 8;
 
 export class TurnClock {
   private speechEndAt: number | null = null;
   private sttAt: number | null = null;
   private onset: { at: number; streamMs: number } | null = null;
+  private readonly replies = new Map<number, Reply>();
   private turn: Pending | null = null;
 
   constructor(
@@ -27,6 +41,21 @@ export class TurnClock {
   /** Wall time of a stream-time instant (the latest frame arrived "now"). */
   private wall(atMs: number): number {
     return this.now() - Math.max(0, this.hub.nowMs - atMs);
+  }
+
+  private reply(generation: number): Reply {
+    let r = this.replies.get(generation);
+    if (!r) {
+      r = { startAt: null, agentAt: null, ttsAt: null };
+      this.replies.set(generation, r);
+      if (this.replies.size > MAX_OPEN_REPLIES) this.replies.delete(this.replies.keys().next().value!);
+    }
+    return r;
+  }
+
+  /** A reply generation's agent request starts (prepared or committed). */
+  onReplyStart(generation: number): void {
+    this.reply(generation).startAt ??= this.now();
   }
 
   onChildEvent(event: CallEvent): void {
@@ -43,18 +72,25 @@ export class TurnClock {
         this.sttAt = this.now();
         return;
       case 'agent.delta':
-        if (this.turn?.generation === event.generation && this.turn.agentAt === null) this.turn.agentAt = this.now();
+        this.reply(event.generation).agentAt ??= this.now();
         return;
       case 'tts.chunk':
-        if (this.turn?.generation === event.generation && this.turn.ttsAt === null) this.turn.ttsAt = this.now();
+        if (this.replies.has(event.generation)) this.replies.get(event.generation)!.ttsAt ??= this.now();
         return;
       default:
         return;
     }
   }
 
-  onTurn(generation: number): void {
-    this.turn = { generation, commitAt: this.now(), speechEndAt: this.speechEndAt, sttAt: this.sttAt, agentAt: null, ttsAt: null };
+  onTurn(generation: number, endOfTurn: Pending['endOfTurn'], prepared: boolean): void {
+    const r = this.replies.get(generation) ?? { startAt: null, agentAt: null, ttsAt: null };
+    for (const g of this.replies.keys()) if (g <= generation) this.replies.delete(g);
+    const commitAt = this.now();
+    this.turn = { ...r, startAt: r.startAt ?? commitAt, generation, commitAt, speechEndAt: this.speechEndAt, sttAt: this.sttAt, endOfTurn, prepared };
+  }
+
+  onDiscard(generation: number): void {
+    this.replies.delete(generation);
   }
 
   onAudio(generation: number): void {
@@ -67,9 +103,11 @@ export class TurnClock {
       endOfSpeechToAudioMs: since(t.speechEndAt, at),
       sttMs: since(t.speechEndAt, t.sttAt),
       endpointMs: since(t.speechEndAt, t.commitAt),
-      agentFirstTextMs: since(t.commitAt, t.agentAt),
-      ttsFirstAudioMs: since(t.commitAt, t.ttsAt),
+      agentFirstTextMs: since(t.startAt, t.agentAt),
+      ttsFirstAudioMs: since(t.startAt, t.ttsAt),
       firstAudioMs: since(t.commitAt, at),
+      endOfTurn: t.endOfTurn,
+      prepared: t.prepared,
     });
   }
 

@@ -54,8 +54,17 @@ export const Timing = z
     endOfTurnMs: ms(200, 3000).default(500),
     /** Shorter for yes/no answers (consent). */
     endOfTurnShortMs: ms(150, 3000).default(400),
-    /** Longer when the caller gives names, times or numbers. */
+    /** Longer when the caller gives names, times or numbers, or trails off ("and…", "um", "my dog is"). */
     endOfTurnLongMs: ms(300, 3000).default(1800),
+    /** After words that read as finished: a question, a punctuated sentence, a short answer (machines/call/language.ts). */
+    endOfTurnCompleteMs: ms(150, 3000).default(250),
+    /**
+     * The reply (agent request, first synthesis) starts once the end-of-turn window has this long
+     * left, its audio held until the window closes; 0: only after it closes (docs/design/conversation.md §1.5).
+     */
+    preemptLeadMs: ms(0, 3000).default(700),
+    /** Replies prepared and thrown away in one turn (the caller went on) before the turn waits for its window instead. */
+    maxPreemptsPerTurn: z.number().int().min(1).max(5).default(2),
     /**
      * Filler ("One moment.") if no reply audio this long after the turn ends. At most 6 s: the
      * machine gives up thinking at 8 s (machines/call/budgets.ts), so a later filler would never play.

@@ -121,6 +121,8 @@ export function summarizeCommand(command: CallCommand): Summary | null {
       return { kind: 'tool', label: `${command.request.kind} stored`, detail: command.request.id };
     case 'out.turn':
       return { kind: 'turn', label: `caller turn ${command.generation}`, detail: command.transcript };
+    case 'out.discard':
+      return { kind: 'turn', label: `prepared reply ${command.generation} thrown away`, detail: command.reason };
     case 'out.interrupted':
       return {
         kind: 'bargein',

@@ -41,7 +41,14 @@ export interface JournalRecordSummary {
   /** A check that did not lead to the procedure: its keyword, why it was uncertain, the answer (null: the call ended while asking). */
   emergencyCheck?: { detail: string; basis: string; answer: string | null } | null;
   /** Billable consumption (tokens, characters, speech ms) for the cost estimate; absent in journals older than 0.2. */
-  usage?: { agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number; sttSpeechMs: number };
+  usage?: {
+    agentInputTokens: number;
+    agentOutputTokens: number;
+    ttsCharacters: number;
+    sttSpeechMs: number;
+    /** Replies prepared during the end-of-turn window and thrown away, and what they used (absent in older journals). */
+    discarded?: { replies: number; agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number };
+  };
   fallbacks?: number;
 }
 

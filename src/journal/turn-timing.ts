@@ -7,12 +7,16 @@ export interface TurnTiming {
   sttMs: number | null;
   /** End of speech → turn committed (endpointing). */
   endpointMs: number | null;
-  /** Commit → first agent text. */
+  /** Reply start (its agent request: the commit, or earlier when the reply was prepared) → first agent text. */
   agentFirstTextMs: number | null;
-  /** Commit → first synthesized audio. */
+  /** Reply start → first synthesized audio. */
   ttsFirstAudioMs: number | null;
   /** Commit → first audio handed to the player. */
   firstAudioMs: number | null;
+  /** The end-of-turn window chosen for the caller's words, and how they read (absent in older journals). */
+  endOfTurn?: { kind: 'complete' | 'open' | 'incomplete'; windowMs: number };
+  /** The reply was prepared while the window was open (absent in older journals). */
+  prepared?: boolean;
 }
 
 /** One barge-in: the caller's speech onset (as the VAD placed it) and the `clear` it caused. */

@@ -10,7 +10,7 @@
  * timers (or with a changed machine).
  */
 import { createActor, fromCallback, fromPromise, SimulatedClock, type ActorSystem, type ActorSystemInfo, type EventObject, type SnapshotFrom } from 'xstate';
-import type { AgentInput, CallActors, CallRef, ReasonInput, TransferInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
+import type { AgentCommand, AgentInput, CallActors, CallRef, ReasonInput, TransferInput, TtsCommand, TtsInput, VadCommand } from '../../machines/call/call.actors.js';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallCommand, ClipId, Outcome, Speech } from '../../machines/call/call.types.js';
 import { statePath, summarizeCommand, type CommandSummary } from '../journal/format.js';
@@ -172,7 +172,7 @@ function inertActors(spoken: (generation: number, speech: Speech) => void) {
   return {
     vad: fromCallback<VadCommand, CallRef>(() => undefined),
     stt: fromCallback<EventObject, CallRef>(() => undefined),
-    agent: fromCallback<EventObject, AgentInput>(() => undefined),
+    agent: fromCallback<AgentCommand, AgentInput>(() => undefined),
     tts: fromCallback<TtsCommand, TtsInput>(({ input, receive }) => {
       for (const speech of input.speech) spoken(input.generation, speech);
       receive((cmd) => {

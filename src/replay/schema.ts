@@ -27,16 +27,25 @@ const callInput = z.object({
     emergency: z.object({ keywords: z.array(z.string()), digit: z.string(), hasLine: z.boolean() }),
     menu: z.record(z.string(), menuEntry),
     backchannels: z.array(z.string()),
-    timing: z.object({
-      silencePromptMs: z.number(),
-      silencePromptsBeforeGoodbye: z.number(),
-      endOfTurnMs: z.number(),
-      endOfTurnShortMs: z.number(),
-      endOfTurnLongMs: z.number(),
-      fillerAfterMs: z.number(),
-      bargeInMinSpeechMs: z.number(),
-      interDigitMs: z.number(),
-    }),
+    /**
+     * Journals before prepared replies and adaptive windows have no `endOfTurnCompleteMs`,
+     * `preemptLeadMs`, `maxPreemptsPerTurn`: those calls never prepared a reply early (lead 0).
+     */
+    timing: z
+      .object({
+        silencePromptMs: z.number(),
+        silencePromptsBeforeGoodbye: z.number(),
+        endOfTurnMs: z.number(),
+        endOfTurnShortMs: z.number(),
+        endOfTurnLongMs: z.number(),
+        endOfTurnCompleteMs: z.number().optional(),
+        preemptLeadMs: z.number().default(0),
+        maxPreemptsPerTurn: z.number().default(0),
+        fillerAfterMs: z.number(),
+        bargeInMinSpeechMs: z.number(),
+        interDigitMs: z.number(),
+      })
+      .transform(({ endOfTurnCompleteMs, ...t }) => ({ ...t, endOfTurnCompleteMs: endOfTurnCompleteMs ?? t.endOfTurnMs })),
     /** Journals before `limits.maxCallSeconds` had no limit: the longest timer a clock takes (24.8 days). */
     limits: z.object({ maxCallMs: z.number() }).default({ maxCallMs: 2 ** 31 - 1 }),
   }),
@@ -92,7 +101,7 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'call.hangup': z.object({ reason: z.string() }),
   'call.handoff': z.object({ reason: z.string() }),
   'vad.speechStart': z.object({ atMs: z.number() }),
-  'vad.speechEnd': z.object({ atMs: z.number(), speechMs: z.number() }),
+  'vad.speechEnd': z.object({ atMs: z.number(), speechMs: z.number(), closedAtMs: z.number().optional() }),
   'stt.partial': z.object({ text: z.string() }),
   /** Journals before the two-step emergency check have no confidence: not reported. */
   'stt.final': z.object({ text: z.string(), atMs: z.number(), confidence: z.number().nullable().optional() }),

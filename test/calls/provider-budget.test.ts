@@ -88,24 +88,24 @@ describe('daily provider budget', () => {
     const first = b.forCall(small, providers);
     expect(first.overBudget).toBe(false);
     expect(first.set).toBe(providers);
-    first.usage({ kind: 'agent', inputTokens: 300, outputTokens: 20 });
-    first.usage({ kind: 'tts', characters: 400 }); // the embedded voice: free
+    first.usage({ kind: 'agent', generation: 1, inputTokens: 300, outputTokens: 20 });
+    first.usage({ kind: 'tts', generation: 1, characters: 400 }); // the embedded voice: free
     first.event({ type: 'vad.speechEnd', atMs: 0, speechMs: 3_500 });
     first.event({ type: 'vad.speechStart', atMs: 0 });
     expect(b.ratios().filter((r) => r.clinic === 'small-vet').map((r) => r.ratio)).toEqual([0.32, 0, 3.5 / 60]);
 
-    first.usage({ kind: 'agent', inputTokens: 700, outputTokens: 0 });
+    first.usage({ kind: 'agent', generation: 1, inputTokens: 700, outputTokens: 0 });
     const second = b.forCall(small, providers);
     expect(second.overBudget).toBe(true);
     expect(second.set).toBe(embedded);
-    second.usage({ kind: 'agent', inputTokens: 500, outputTokens: 0 });
+    second.usage({ kind: 'agent', generation: 1, inputTokens: 500, outputTokens: 0 });
     expect(b.ratios()[0]?.ratio).toBe(1.02);
     expect(b.embeddedCalls.get('small-vet')).toBe(1);
 
     // Without an embedded set (tests, tools) nothing switches and everything counts.
     const bare = b.forCall(small, { vad: createFakeVad(), ...cloud });
     expect(bare.overBudget).toBe(false);
-    bare.usage({ kind: 'tts', characters: 100 });
+    bare.usage({ kind: 'tts', generation: 1, characters: 100 });
     expect(b.ratios()[1]?.ratio).toBe(0.2);
   });
 });

@@ -26,7 +26,7 @@ import type { TtsProvider } from '../../src/providers/tts/types.js';
 import { energyVad } from '../../src/providers/vad/energy.js';
 import type { TwilioRest } from '../../src/twilio/rest-types.js';
 import { Player } from '../../src/twilio/player.js';
-import { takeSentences } from '../../machines/call/language.js';
+import { takeSpeech } from '../../machines/call/language.js';
 import type { LineProfile } from '../support/fake-line.js';
 import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { restRecorder, type RestCall } from '../support/rest-recorder.js';
@@ -42,8 +42,24 @@ export const CPS = 50;
 /** Audio length (ms) the fake synthesizer produces for `text` at `cps` (a clip: one synthesis). */
 export const speechMs = (text: string, cps = CPS) => fakeTtsBytes(text, cps) / 8;
 
-/** Audio length (ms) of an agent reply: the engine synthesizes it sentence by sentence. */
-export const replyMs = (text: string, cps = CPS) => takeSentences(`${text} `).sentences.reduce((ms, s) => ms + speechMs(s, cps), 0);
+/**
+ * What the engine synthesizes for a reply streamed word by word, item by item: sentences, the first
+ * one from its first clause (machines/call/language.ts `takeSpeech`).
+ */
+export function speechItems(text: string): string[] {
+  const items: string[] = [];
+  let pending = '';
+  for (const word of text.split(/(?<= )/)) {
+    const next = takeSpeech(pending + word, items.length === 0);
+    items.push(...next.items);
+    pending = next.rest;
+  }
+  if (pending.trim()) items.push(pending.trim());
+  return items;
+}
+
+/** Audio length (ms) of an agent reply: the engine synthesizes it item by item. */
+export const replyMs = (text: string, cps = CPS) => speechItems(text).reduce((ms, s) => ms + speechMs(s, cps), 0);
 
 /**
  * The scripted recognizer as a streaming vendor (ElevenLabs Scribe Realtime) behaves: each partial

@@ -114,9 +114,11 @@ describe.concurrent('barge-in', () => {
     expect(session?.record.bargeIns).toHaveLength(1);
     expect(session!.record.bargeIns[0]!.clearLatencyMs).toBeLessThan(BARGE_IN_MIN_MS + 150 + LINE_LATE_MS);
     expect(r.logs(sid, 'caller interrupted').map((l) => l.confirmed)).toEqual([true]);
+    // The answer is prepared while the end-of-turn window runs (listening.pausing only passes through),
+    // and plays when it closes: no thinking when its audio is ready by then.
     expect(visitedInOrder(r.trace(sid), [
       'reply.speaking', 'reply.interrupted.callerTalking', 'listening.hearing', 'listening.transcribing',
-      'listening.pausing', 'reply.thinking', 'reply.speaking', 'listening.waiting',
+      'reply.preparing.pausing', 'reply.speaking', 'listening.waiting',
     ])).toBe(true);
     expect(call.protocolErrors).toEqual([]);
   }, 25_000);

@@ -17,7 +17,7 @@ const base: CallContext = initialContext({
   tenant: {
     id: 'oak', openNow: true, consent: { required: false, onRefusal: 'continue' }, recordingEnabled: false,
     emergency: { keywords: ['bleeding'], digit: '9', hasLine: true }, menu: {}, backchannels: [],
-    timing: { silencePromptMs: 1, silencePromptsBeforeGoodbye: 1, endOfTurnMs: 1, endOfTurnShortMs: 1, endOfTurnLongMs: 1, fillerAfterMs: 1, bargeInMinSpeechMs: 1, interDigitMs: 1 },
+    timing: { silencePromptMs: 1, silencePromptsBeforeGoodbye: 1, endOfTurnMs: 1, endOfTurnShortMs: 1, endOfTurnLongMs: 1, endOfTurnCompleteMs: 1, preemptLeadMs: 0, maxPreemptsPerTurn: 1, fillerAfterMs: 1, bargeInMinSpeechMs: 1, interDigitMs: 1 },
     limits: { maxCallMs: 900_000 },
   },
 });
@@ -76,7 +76,7 @@ describe('CallTrace', () => {
     const trace = new CallTrace(SID, 'oak', 'Oak Hill', null, Date.now());
     const asked = { ...base, history: [{ role: 'caller' as const, text: 'what are your hours' }] };
     const full = 'We open at eight. We close at six on weekdays.';
-    trace.apply(snap({ reply: 'speaking' }, { ...asked, generation: 2, reply: { generation: 2, text: full, pending: '', agentDone: true, action: null } }), 0);
+    trace.apply(snap({ reply: 'speaking' }, { ...asked, generation: 2, reply: { generation: 2, transcript: 'what are your hours', prepared: false, committed: true, items: 2, failed: false, expect: null, text: full, pending: '', agentDone: true, action: null } }), 0);
     trace.apply(snap({ listening: 'waiting' }, { ...asked, reply: null, history: [...asked.history, { role: 'agent', text: 'We open at eight. We close…' }] }), 0);
     expect(trace.repliesView()).toEqual([{ index: 1, generation: 2, heard: 'We open at eight. We close…', full }]);
   });

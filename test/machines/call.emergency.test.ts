@@ -78,9 +78,12 @@ describe('an uncertain emergency trigger asks first', () => {
     h.send({ type: 'stt.partial', text: 'she had a seizure' });
     expect(h.matches('listening')).toBe(true);
     h.say('she had a seizure last year');
-    expect(h.matches({ listening: 'pausing' })).toBe(true);
+    // The end-of-turn window runs with the reply prepared on those words; nothing is committed yet.
+    expect(h.matches({ reply: 'preparing' })).toBe(true);
+    expect(h.state().context.history).toEqual([]);
     h.advance(700);
     expect(h.matches('reply')).toBe(true);
+    expect(h.state().context.history).toEqual([{ role: 'caller', text: 'she had a seizure last year' }]);
     expect(h.agentInputs.at(-1)?.transcript).toBe('she had a seizure last year');
     expect(h.clips.filter((clip) => clip === 'emergencyCheck')).toHaveLength(1);
   });

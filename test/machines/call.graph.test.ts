@@ -37,7 +37,10 @@ function abstractState(s: Snap): string {
   const live = s.status === 'active';
   const inReply = s.matches('reply');
   const inListening = s.matches('listening');
-  const keepsWords = inListening || s.matches({ reply: 'interrupted' }) || s.matches('greeting') || s.matches('consent');
+  const preparing = s.matches({ reply: 'preparing' });
+  const keepsWords = inListening || preparing || s.matches({ reply: 'interrupted' }) || s.matches('greeting') || s.matches('consent');
+  // Where the end-of-turn guards read the turn: interim words, replies thrown away, the window left.
+  const ending = preparing || s.matches({ listening: 'hearing' }) || s.matches({ listening: 'transcribing' }) || s.matches({ listening: 'pausing' });
   return JSON.stringify({
     v: s.value,
     st: s.status,
@@ -48,9 +51,19 @@ function abstractState(s: Snap): string {
     asked: c.emergencyCheck !== null,
     consentState: s.matches('consent') ? [c.consentAnswer, c.consentAsks] : null,
     tr: s.matches('transferring') ? c.transfer?.target : null,
-    pb: live && playsAudio(s) ? [p.synthDone, p.heardMs >= p.queuedMs, p.cleared, p.queuedMs > 0] : null,
-    reply: inReply && c.reply ? [c.reply.agentDone, c.reply.action?.type ?? null, c.reply.text.length > 0] : null,
+    pb: live && playsAudio(s) ? (preparing ? [p.synthDone, p.queuedMs > 0] : [p.synthDone, p.heardMs >= p.queuedMs, p.cleared, p.queuedMs > 0]) : null,
+    // A prepared reply's action and text only matter once it is committed (reply.done).
+    reply: inReply && c.reply ? (preparing ? [c.reply.agentDone, c.reply.failed] : [c.reply.agentDone, c.reply.action?.type ?? null, c.reply.text.length > 0]) : null,
     turn: keepsWords && c.turnText.length > 0,
+    eot: ending
+      ? [
+          !preparing && c.partialText !== '',
+          s.matches({ reply: { preparing: 'transcribing' } }) && c.awaitingFinal,
+          c.preempts >= c.tenant.timing.maxPreemptsPerTurn,
+          (s.matches({ reply: { preparing: 'pausing' } }) || s.matches({ listening: 'pausing' })) && c.turnEnd.remainingMs === 0,
+          s.matches({ listening: 'pausing' }) && c.turnEnd.remainingMs <= c.tenant.timing.preemptLeadMs,
+        ]
+      : null,
     silence: inListening ? c.silencePrompts : null,
     failed: inListening || inReply ? Math.min(c.failedTurns, 3) : null,
     digits: inListening && c.digits.length > 0,
@@ -112,6 +125,14 @@ function eventsFor(s: Snap): CallEvent[] {
   if (inListening) {
     for (const digit of ['*', '3', '4', '7', '#']) events.push({ type: 'twilio.dtmf', digit });
     events.push({ type: 'dtmf.timeout' });
+  }
+  if (inListening || s.matches({ reply: 'preparing' })) {
+    // Interim words that read as finished, a final with trailing words (the long window), one the VAD closed 200 ms late.
+    events.push(
+      { type: 'stt.partial', text: 'what are your hours' },
+      { type: 'stt.final', text: 'and um', atMs: 0 },
+      { type: 'vad.speechEnd', atMs: 0, speechMs: 500, closedAtMs: 200 },
+    );
   }
   if (inReply) {
     events.push(

@@ -17,7 +17,8 @@ describe('call machine on a simulated clock', () => {
     expect(h.matches({ listening: 'waiting' })).toBe(true);
     expect(h.commands.some((c) => c.type === 'out.startRecording')).toBe(true);
     h.say('what are your hours');
-    expect(h.matches({ listening: 'pausing' })).toBe(true);
+    // A finished question: the reply is prepared while the short end-of-turn window runs.
+    expect(h.matches({ reply: { preparing: 'pausing' } })).toBe(true);
     h.advance(600);
     expect(h.matches({ reply: 'speaking' })).toBe(true);
     h.advance(10_000);

@@ -85,6 +85,29 @@ describe('local agent', () => {
     expect(done.action).toBeUndefined();
   });
 
+  it('a prepared turn changes the slot filling only once it is committed; a thrown-away one leaves no trace', async () => {
+    const session = localAgent.startSession(tenant, { callerIdUsable: false, startedAt: Date.parse('2026-12-07T15:00:00Z'), openNow: true });
+    const text = async (transcript: string, committed?: Promise<void>, signal = new AbortController().signal) => {
+      let out = '';
+      for await (const o of session.respond({ transcript, history: [], signal, ...(committed ? { committed } : {}) })) if (o.type === 'delta') out += o.text;
+      return out;
+    };
+    expect(await text('I want to book an appointment')).toMatch(/pet's name/);
+    // Prepared on "Bella", then the caller went on ("Bella Smith"): the first answer is thrown away.
+    const thrown = new AbortController();
+    expect(await text('Bella', new Promise(() => undefined), thrown.signal)).toMatch(/your name/);
+    thrown.abort();
+    // Decided on the memory as it was: still asking for the pet's name, so this is the pet.
+    let commit = () => {};
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    expect(await text('Bella Smith', committed)).toMatch(/your name/);
+    // Not committed yet: the memory has not moved (the same words get the same answer).
+    expect(await text('Bella Smith', new Promise(() => undefined))).toMatch(/your name/);
+    commit();
+    await committed;
+    expect(await text('my name is Sam Jones')).toMatch(/visit for/);
+  });
+
   it('accepts details in any order and corrections after the read-back', async () => {
     const say = conversation();
     expect((await say('i want to book an appointment for bella tomorrow morning')).text).toMatch(/your name/);

@@ -75,6 +75,15 @@ const BEHAVIOUR: Record<string, (f: Fixture) => void> = {
     expect(ofType(replay, 'out.turn').map((c) => c.transcript)).toEqual(['where are you located']);
     expect(replay.outcome).toBe('callerHungUp');
   },
+  'prepared-discarded': ({ journal, replay }) => {
+    // The reply prepared in the caller's pause was thrown away when they went on: never sent, never cleared, never in the history.
+    const [discard, ...more] = ofType(replay, 'out.discard');
+    expect(more).toEqual([]);
+    expect(discard).toMatchObject({ reason: 'callerResumed' });
+    expect(replay.commands.filter((c) => 'generation' in c && c.generation === discard!.generation).map((c) => c.type)).toEqual(['out.discard']);
+    expect(ofType(replay, 'out.turn')).toMatchObject([{ transcript: 'my cat has been sneezing what are your hours', prepared: true }]);
+    expect(journal.outcome?.record.usage).toMatchObject({ discarded: { replies: 1 } });
+  },
   hours: ({ replay }) => {
     expect(ofType(replay, 'out.turn').map((c) => c.transcript)).toEqual(['what are your hours']);
     expect(spokenText(replay)).toContain('Our hours are Monday to Friday, 8 am to 6 pm.');

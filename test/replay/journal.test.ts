@@ -217,7 +217,8 @@ describe('replay timers', () => {
       encodeEvent(101, { type: 'twilio.mark', generation: 1, epoch: 0, endMs: 100 }, false),
       encodeEvent(500, { type: 'vad.speechStart', atMs: 480 }, false),
       encodeEvent(1000, { type: 'vad.speechEnd', atMs: 1000, speechMs: 500 }, false),
-      encodeEvent(1000, { type: 'stt.final', text: 'what are your hours', atMs: 1000 }, false),
+      // Open words: the normal 500 ms window, the reply prepared during it.
+      encodeEvent(1000, { type: 'stt.final', text: 'my dog has been limping', atMs: 1000 }, false),
       encodeEvent(1501, { type: 'vad.speechStart', atMs: 1490 }, false),
       encodeEvent(2400, { type: 'twilio.stop' }, false),
       JSON.stringify({ t: 2400, type: 'outcome', outcome: 'callerHungUp', record }),
@@ -229,25 +230,28 @@ describe('replay timers', () => {
     const journal = parseJournal(await racingJournal());
     expect(journal.input.tenant.timing.endOfTurnMs).toBe(500);
     const recorded = replayJournal(journal);
-    expect(recorded.transitions.map((s) => s.state)).toEqual(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'listening.transcribing', 'listening.pausing', 'listening.hearing', 'ended']);
+    expect(recorded.transitions.map((s) => s.state)).toEqual([
+      'connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'listening.transcribing', 'reply.preparing.pausing', 'listening.hearing', 'ended',
+    ]);
     expect(recorded.divergences).toEqual([]);
+    expect(recorded.commands.filter((c) => c.type === 'out.discard')).toMatchObject([{ reason: 'callerResumed' }]);
 
     // Simulated timers fire on the dot and take the turn before the caller's syllable arrives.
     const simulated = replayJournal(journal, { timers: 'simulated' });
     expect(simulated.transitions.map((s) => s.state)).toContain('reply.thinking');
     expect(simulated.transitions.find((s) => s.state === 'reply.thinking')?.t).toBe(1500);
-    expect(firstDivergence(recorded, simulated)).toMatchObject({ a: { kind: 'state', state: 'listening.hearing' } });
+    expect(firstDivergence(recorded, simulated)).toMatchObject({ a: { kind: 'command', command: { type: 'out.discard' } }, b: { kind: 'command', command: { type: 'out.turn' } } });
   });
 
   it('recorded: a timer fires at its journal position, and its lateness is measured', async () => {
     const text = (await racingJournal()).replace(
       /\n\{"t":1501,"type":"vad.speechStart"[^\n]*/,
-      `\n${encodeEvent(1503.5, { type: 'xstate.after.endOfTurn.call.listening.pausing' }, true)}`,
+      `\n${encodeEvent(1503.5, { type: 'xstate.after.endOfTurn.call.reply.preparing.pausing' }, true)}`,
     );
     const replay = replayJournal(parseJournal(text));
     expect(replay.transitions.find((s) => s.state === 'reply.thinking')?.t).toBe(1503.5);
     expect(replay.timers).toEqual({ fired: 1, meanLateMs: 3.5, maxLateMs: 3.5 });
-    expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ t: 1503.5, transcript: 'what are your hours' });
+    expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ t: 1503.5, transcript: 'my dog has been limping', prepared: true, endOfTurn: { kind: 'open', windowMs: 500 } });
   });
 
   it('recorded: a timer the machine never set is reported, not invented', async () => {

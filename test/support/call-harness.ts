@@ -3,8 +3,8 @@
  * part of Twilio's playback: audio "plays" at 8 bytes per ms of simulated time, marks are echoed
  * when reached, and a clear drops the queue (its pending marks come back as cleared).
  */
-import { createActor, fromCallback, fromPromise, SimulatedClock, type Actor, type EventObject } from 'xstate';
-import type { AgentInput, TtsCommand, TtsInput } from '../../machines/call/call.actors.js';
+import { createActor, fromCallback, fromPromise, SimulatedClock, type Actor } from 'xstate';
+import type { AgentCommand, AgentInput, TtsCommand, TtsInput } from '../../machines/call/call.actors.js';
 import { callMachine } from '../../machines/call/call.machine.js';
 import type { CallActors } from '../../machines/call/call.actors.js';
 import type { AgentAction, CallCommand, CallEvent, CallTenant, ClipId, Speech } from '../../machines/call/call.types.js';
@@ -27,6 +27,9 @@ export const testTenant = (overrides: Partial<CallTenant> = {}): CallTenant => (
     endOfTurnMs: 600,
     endOfTurnShortMs: 400,
     endOfTurnLongMs: 1800,
+    endOfTurnCompleteMs: 250,
+    preemptLeadMs: 700,
+    maxPreemptsPerTurn: 2,
     fillerAfterMs: 1500,
     bargeInMinSpeechMs: 300,
     interDigitMs: 2500,
@@ -80,20 +83,31 @@ export function createCallHarness(options: HarnessOptions = {}) {
     });
   });
 
-  const agent = fromCallback<EventObject, AgentInput>(({ input, sendBack }) => {
+  /** Generations whose agent was told the turn is committed, and whose agent was stopped before it finished. */
+  const agentCommits: number[] = [];
+  const agentStopped: number[] = [];
+  // Like a vendor: the same question gets the same answer; a step is used up once its turn is committed.
+  const agent = fromCallback<AgentCommand, AgentInput>(({ input, sendBack, receive }) => {
     agentInputs.push(input);
-    const step = agentScript.shift() ?? { text: 'Okay.' };
+    const step = agentScript[0] ?? { text: 'Okay.' };
+    let finished = false;
+    receive((cmd) => {
+      if (cmd.type !== 'agent.commit') return;
+      agentCommits.push(input.generation);
+      if (agentScript[0] === step) agentScript.shift();
+    });
     const run = () => {
+      finished = true;
       if ('error' in step) return sendBack({ type: 'agent.error', generation: input.generation, message: step.error });
       for (const word of step.text.split(/(?<= )/)) sendBack({ type: 'agent.delta', generation: input.generation, text: word });
       sendBack({ type: 'agent.done', generation: input.generation, action: step.action ?? null });
     };
-    if ('delayMs' in step && step.delayMs) {
-      const id = clock.setTimeout(run, step.delayMs);
-      return () => clock.clearTimeout(id);
-    }
-    run();
-    return undefined;
+    const id = 'delayMs' in step && step.delayMs ? clock.setTimeout(run, step.delayMs) : null;
+    if (id === null) run();
+    return () => {
+      if (id !== null) clock.clearTimeout(id);
+      if (!finished) agentStopped.push(input.generation);
+    };
   });
 
   const machine = callMachine.provide({
@@ -175,12 +189,33 @@ export function createCallHarness(options: HarnessOptions = {}) {
     send({ type: 'stt.final', text, atMs: playheadMs });
   };
 
+  /**
+   * The caller says `text` as a streaming recognizer hears it: VAD opens, interim words during the
+   * speech (`partial`, default the words themselves), the VAD closes `vadSilenceMs` after the last
+   * word (its event back-dated to where the silence began), the final `finalAfterMs` after that.
+   * `final: null` leaves the final owed (send it yourself).
+   */
+  const speak = (text: string, o: { speechMs?: number; partial?: string | null; vadSilenceMs?: number; finalAfterMs?: number; final?: string | null } = {}) => {
+    const { speechMs = 800, vadSilenceMs = 200, finalAfterMs = 300 } = o;
+    send({ type: 'vad.speechStart', atMs: playheadMs });
+    advance(speechMs);
+    const partial = o.partial === undefined ? text : o.partial;
+    if (partial !== null) send({ type: 'stt.partial', text: partial });
+    const endedAt = playheadMs;
+    advance(vadSilenceMs);
+    send({ type: 'vad.speechEnd', atMs: endedAt, speechMs, closedAtMs: playheadMs });
+    const final = o.final === undefined ? text : o.final;
+    if (final === null) return;
+    advance(finalAfterMs);
+    send({ type: 'stt.final', text: final, atMs: playheadMs });
+  };
+
   /** Let promise actors (REST fakes) settle. */
   const settle = async () => {
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
   };
 
-  return { actor, clock, commands, settle, agentInputs, restCalls, vadModes, clips, send, state, path, matches, advance, say, start: () => actor.start() };
+  return { actor, clock, commands, settle, agentInputs, agentCommits, agentStopped, restCalls, vadModes, clips, send, state, path, matches, advance, say, speak, start: () => actor.start() };
 }
 
 export type CallHarness = ReturnType<typeof createCallHarness>;

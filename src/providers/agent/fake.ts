@@ -1,6 +1,8 @@
 /**
- * Scriptable, observable agent for tests and the `fake` provider name. Each turn consumes the next
- * script step (shared FIFO across sessions): a string (streamed as word deltas), a list of
+ * Scriptable, observable agent for tests and the `fake` provider name. Each committed turn consumes
+ * the next script step (shared FIFO across sessions; a reply that is only prepared reads the step
+ * and gives it back unless its turn is committed, as a vendor answers the same question the same
+ * way twice): a string (streamed as word deltas), a list of
  * outputs, a function of the turn, or an Error (thrown). When the script runs out it says
  * `fallback`. Outputs stop as soon as the turn's signal aborts; `delay` is awaited before each
  * output (inject a virtual clock). Sessions and turns are recorded: the most recent `keep`
@@ -39,7 +41,10 @@ export class FakeAgentSession implements AgentSession {
     this.turns.push(turn);
     const sent: AgentOutput[] = [];
     this.outputs.push(sent);
-    let step = this.provider.next();
+    let step = this.provider.peek();
+    const take = () => this.provider.take(step);
+    if (turn.committed) void turn.committed.then(take);
+    else take();
     if (typeof step === 'function') step = step(turn, this.tenant);
     if (step instanceof Error) throw step;
     const items = typeof step === 'string' ? deltas(step) : step;
@@ -71,8 +76,14 @@ export class FakeAgentProvider implements AgentProvider {
     this.script.push(...steps);
   }
 
-  next(): FakeAgentStep {
-    return this.script.shift() ?? this.fallback;
+  /** The step the next turn is answered with (the fallback line when the script is exhausted). */
+  peek(): FakeAgentStep {
+    return this.script[0] ?? this.fallback;
+  }
+
+  /** The turn answered with `step` was committed: the script moves on (once per step). */
+  take(step: FakeAgentStep): void {
+    if (this.script[0] === step) this.script.shift();
   }
 
   startSession(tenant: Tenant): FakeAgentSession {

@@ -45,6 +45,14 @@ interface Reply {
   request?: CallerRequest;
   action?: AgentAction;
 }
+/** What a session remembers between turns (slot filling). */
+interface Memory {
+  mode: Mode;
+  req: Draft;
+  numberMisses: number;
+  askedNumber: boolean;
+}
+
 type Mode =
   | { kind: 'idle'; askedAnythingElse: boolean }
   | { kind: 'collecting'; flow: Flow; asking: Slot }
@@ -83,12 +91,33 @@ class LocalAgentSession implements AgentSession {
     this.staffRe = names.length ? new RegExp(`\\b(${names.map(escape).join('|')})\\b`) : null;
   }
 
+  /**
+   * Decides at once on the per-call memory, then puts the memory back as it was: the decision's
+   * memory is kept only when the turn is committed (a prepared reply the caller talked over leaves
+   * no trace, and the words that replace it are decided on the memory as it was).
+   */
   respond(turn: AgentTurn): AsyncIterable<AgentOutput> {
-    return lazily(this.outputs(turn));
+    const before = this.memory();
+    const reply = this.decide(turn.transcript);
+    const after = this.memory();
+    this.restore(before);
+    if (turn.committed) void turn.committed.then(() => this.restore(after));
+    else this.restore(after);
+    return lazily(this.outputs(reply, turn));
   }
 
-  private *outputs(turn: AgentTurn): Generator<AgentOutput, void> {
-    const reply = this.decide(turn.transcript);
+  private memory(): Memory {
+    return { mode: { ...this.mode }, req: structuredClone(this.req), numberMisses: this.numberMisses, askedNumber: this.askedNumber };
+  }
+
+  private restore(m: Memory): void {
+    this.mode = { ...m.mode };
+    this.req = structuredClone(m.req);
+    this.numberMisses = m.numberMisses;
+    this.askedNumber = m.askedNumber;
+  }
+
+  private *outputs(reply: Reply, turn: AgentTurn): Generator<AgentOutput, void> {
     if (turn.signal.aborted) return;
     if (reply.request) yield { type: 'request', request: reply.request };
     const words = reply.say.join(' ').split(' ').filter(Boolean);

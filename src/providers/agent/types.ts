@@ -68,6 +68,12 @@ export interface AgentTurn {
   /** Conversation so far, the agent's lines cut to what the caller actually heard. */
   history: readonly ChatTurn[];
   signal: AbortSignal;
+  /**
+   * Resolves when the caller's turn is committed. Until then the reply is only prepared (the
+   * caller may still go on, and then `signal` aborts): a session with per-call memory must not
+   * change it before. Absent: the turn is committed already.
+   */
+  committed?: Promise<void>;
   /** Told when this turn is answered by a fallback provider (journal + metrics). */
   onFallback?(report: FallbackReport): void;
 }

@@ -1,0 +1,102 @@
+/**
+ * The caller's turn as the machine reasons about it: the best words so far, the end-of-turn window
+ * they call for, and whether a reply may be prepared while that window runs
+ * (docs/design/conversation.md §1.2, §1.5). Pure functions of the context; setup names them.
+ */
+import { BUDGETS } from './budgets.js';
+import type { CallCommand, CallContext, CallEvent, Playback } from './call.types.js';
+import { classifyTurnEnd, endOfTurnWindow, sameMeaning } from './language.js';
+
+export const joinText = (a: string, b: string) => (a && b ? `${a} ${b}` : a || b).trim();
+
+/** The caller's words so far: the finals of the turn, then the recognizer's interim hypothesis. */
+export const bestText = (c: Pick<CallContext, 'turnText' | 'partialText'>) => joinText(c.turnText, c.partialText.trim());
+
+/** The window for `text`, and what is left of it once `spentMs` of it have passed since the end of speech. */
+export function turnEndFor(c: CallContext, text: string, spentMs: number): CallContext['turnEnd'] {
+  const kind = classifyTurnEnd(text);
+  const windowMs = endOfTurnWindow(kind, c.expect, c.tenant.timing);
+  return { kind, windowMs, remainingMs: Math.max(0, windowMs - Math.max(0, spentMs)) };
+}
+
+/** Window time the final transcript took (it is owed within the window; the window is not restarted for it). */
+export const finalSpentMs = (c: CallContext) => c.lastFinalAtMs - c.lastSpeechEndAtMs;
+
+/** Preparing early is on for the clinic and this turn has not thrown away its share of prepared replies. */
+export const mayPreempt = (c: CallContext) => c.tenant.timing.preemptLeadMs > 0 && c.preempts < c.tenant.timing.maxPreemptsPerTurn;
+
+/** What is left of the window is within the preparation lead: start the reply now. */
+export const withinLead = (c: CallContext, remainingMs: number) => remainingMs <= c.tenant.timing.preemptLeadMs;
+
+/**
+ * The VAD just closed a segment and the recognizer's interim words are there: prepare the reply on
+ * them now if the window they call for leaves no more than the lead (not for "and…", "um",
+ * numbers: those windows are long, and the caller is most likely pausing).
+ */
+export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
+  if (event.type !== 'vad.speechEnd' || !mayPreempt(c) || c.partialText.trim() === '') return false;
+  const spent = (event.closedAtMs ?? event.atMs) - event.atMs;
+  return withinLead(c, turnEndFor(c, bestText(c), spent).remainingMs);
+}
+
+/** A final transcript arrived while a reply was prepared on other words: do they still mean the same? */
+export function finalKeepsMeaning(c: CallContext, event: CallEvent): boolean {
+  if (event.type !== 'stt.final' || c.reply === null) return true;
+  return sameMeaning(c.reply.transcript, joinText(c.turnText, event.text.trim()));
+}
+
+/** The final transcript never came: its share of the window is the whole recognizer budget. */
+export const GIVE_UP_FINAL_MS = BUDGETS.sttFinalTimeoutMs;
+
+/** Why a prepared reply is being thrown away, from the event that ends it. */
+export const discardReason = (event: CallEvent) =>
+  event.type === 'vad.speechStart' ? ('callerResumed' as const) : event.type === 'stt.final' ? ('transcriptChanged' as const) : ('other' as const);
+
+export const freshPlayback = (generation: number, epoch: number, held: Uint8Array[] | null = null): Playback => ({
+  generation,
+  epoch,
+  cleared: false,
+  queuedMs: 0,
+  heardMs: 0,
+  synthDone: false,
+  segments: [],
+  held,
+});
+
+/**
+ * A reply generation on the caller's words so far. Nothing is said or kept yet: its audio is held
+ * and the turn is committed (history, `out.turn`) only by `commitOf`.
+ */
+export function newReply(c: CallContext): Pick<CallContext, 'generation' | 'playback' | 'reply'> {
+  const generation = c.generation + 1;
+  return {
+    generation,
+    playback: freshPlayback(generation, 0, []),
+    reply: { generation, transcript: bestText(c), prepared: false, committed: false, items: 0, failed: false, expect: null, text: '', pending: '', agentDone: false, action: null },
+  };
+}
+
+/** Committing the turn the reply answers: what the context becomes, the `out.turn` command, then the held audio (and its end, if synthesis finished). */
+export function commitOf(c: CallContext): { patch: Partial<CallContext>; turn: CallCommand; audio: CallCommand[] } | null {
+  const reply = c.reply;
+  if (!reply || reply.committed) return null;
+  const transcript = bestText(c) || reply.transcript;
+  const p = c.playback;
+  const audio: CallCommand[] = (p.held ?? []).map((a) => ({ type: 'out.audio', generation: p.generation, audio: a }));
+  if (p.held && p.synthDone) audio.push({ type: 'out.finish', generation: p.generation });
+  return {
+    patch: {
+      reply: { ...reply, committed: true },
+      playback: { ...p, held: null },
+      history: [...c.history, { role: 'caller', text: transcript }],
+      turnText: '',
+      partialText: '',
+      awaitingFinal: false,
+      expect: reply.expect ?? 'normal',
+      silencePrompts: 0,
+      preempts: 0,
+    },
+    turn: { type: 'out.turn', generation: reply.generation, transcript, endOfTurn: { kind: c.turnEnd.kind, windowMs: c.turnEnd.windowMs }, prepared: reply.prepared },
+    audio,
+  };
+}

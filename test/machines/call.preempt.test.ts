@@ -1,0 +1,212 @@
+/**
+ * Replies prepared during the end-of-turn window (docs/design/conversation.md §1.5), on XState's
+ * simulated clock: started at the end of speech on the recognizer's interim words, never played
+ * or kept before the window closes, thrown away when the caller goes on or the words change.
+ */
+import { describe, expect, it } from 'vitest';
+import type { CallCommand } from '../../machines/call/call.types.js';
+import { createCallHarness, testTenant, type CallHarness } from '../support/call-harness.js';
+
+const connect = (h: CallHarness) => {
+  h.start();
+  h.send({ type: 'twilio.start', streamSid: 'MZ1' });
+  h.advance(2_000);
+};
+
+/** Commands about reply generation `g` (audio as a byte count). */
+const about = (h: CallHarness, g: number) =>
+  h.commands
+    .filter((c): c is Extract<CallCommand, { generation: number }> => 'generation' in c && c.generation === g)
+    .map((c) => (c.type === 'out.audio' ? `audio ${c.audio.length}` : c.type));
+
+describe('replies prepared while the end-of-turn window runs', () => {
+  it('starts the reply at the end of speech on the interim words and plays it the moment the window closes', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open nine to five, Monday to Friday. Anything else?', delayMs: 100 }] });
+    connect(h);
+    h.speak('what are your hours', { final: null });
+    // The VAD closed the segment (200 ms after the last word): the agent is asked at once.
+    expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours', history: [] });
+    const g = h.state().context.reply!.generation;
+    h.advance(150);
+    // The agent answered and the first clause was synthesized: held, nothing sent, nothing kept.
+    expect(h.state().context.playback.held?.length).toBeGreaterThan(0);
+    expect(about(h, g)).toEqual([]);
+    expect(h.state().context.history).toEqual([]);
+    expect(h.agentCommits).toEqual([]);
+    // The final (300 ms after the VAD) means the same; the 250 ms complete-words window has passed: commit now.
+    h.advance(150);
+    h.send({ type: 'stt.final', text: 'What are your hours?', atMs: h.clock.now() });
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+    const turn = h.commands.find((c) => c.type === 'out.turn');
+    expect(turn).toEqual({ type: 'out.turn', generation: g, transcript: 'What are your hours?', endOfTurn: { kind: 'complete', windowMs: 250 }, prepared: true });
+    // Then the held audio, in order, and (the synthesizer having finished meanwhile) the end of it.
+    const sent = about(h, g);
+    expect(sent[0]).toBe('out.turn');
+    expect(sent.slice(1, -1).length).toBeGreaterThan(1);
+    expect(sent.slice(1, -1).every((c) => c.startsWith('audio'))).toBe(true);
+    expect(sent.at(-1)).toBe('out.finish');
+    expect(h.agentCommits).toEqual([g]);
+    expect(h.state().context.history).toEqual([{ role: 'caller', text: 'What are your hours?' }]);
+    h.advance(10_000);
+    expect(h.matches({ listening: 'waiting' })).toBe(true);
+    expect(h.state().context.history.at(-1)).toEqual({ role: 'agent', text: 'We are open nine to five, Monday to Friday. Anything else?' });
+    expect(h.state().context.discardedReplies).toBe(0);
+  });
+
+  it('waits out the window when the final comes early, then plays held audio at once', () => {
+    const h = createCallHarness({ agent: [{ text: 'Sure.' }] });
+    connect(h);
+    // "Bella" reads as open: the normal 600 ms window (test clinic), 200 ms of it spent by the VAD.
+    h.speak('Bella', { finalAfterMs: 50 });
+    expect(h.matches({ reply: { preparing: 'pausing' } })).toBe(true);
+    expect(h.commands.some((c) => c.type === 'out.turn')).toBe(false);
+    h.advance(340);
+    expect(h.commands.some((c) => c.type === 'out.turn')).toBe(false);
+    h.advance(20);
+    expect(h.commands.find((c) => c.type === 'out.turn')).toMatchObject({ endOfTurn: { kind: 'open', windowMs: 600 } });
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+  });
+
+  it('the caller going on throws the prepared reply away: nothing played, cleared or kept, the agent stopped', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open nine to five.', delayMs: 400 }] });
+    connect(h);
+    h.speak('what are your hours', { final: null });
+    const g = h.state().context.reply!.generation;
+    h.advance(100);
+    h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
+    expect(h.matches({ listening: 'hearing' })).toBe(true);
+    expect(about(h, g)).toEqual(['out.discard']);
+    expect(h.commands.find((c) => c.type === 'out.discard')).toEqual({ type: 'out.discard', generation: g, reason: 'callerResumed' });
+    expect(h.agentStopped).toEqual([g]);
+    expect(h.state().context.discardedReplies).toBe(1);
+    // The first segment's final comes while they talk; the rest of the turn follows.
+    h.send({ type: 'stt.final', text: 'what are your hours', atMs: h.clock.now() });
+    h.advance(600);
+    h.send({ type: 'stt.partial', text: 'on saturday' });
+    h.send({ type: 'vad.speechEnd', atMs: h.clock.now() - 200, speechMs: 600, closedAtMs: h.clock.now() });
+    expect(h.agentInputs.at(-1)?.transcript).toBe('what are your hours on saturday');
+    h.advance(300);
+    h.send({ type: 'stt.final', text: 'on Saturday?', atMs: h.clock.now() });
+    h.advance(1_000);
+    expect(h.commands.filter((c) => c.type === 'out.turn')).toHaveLength(1);
+    expect(h.state().context.history[0]).toEqual({ role: 'caller', text: 'what are your hours on Saturday?' });
+    expect(h.commands.some((c) => c.type === 'out.clear')).toBe(false);
+  });
+
+  it('a final transcript that means something else starts over; after the clinic bound the turn just waits', () => {
+    const h = createCallHarness({ tenant: testTenant({ timing: { ...testTenant().timing, maxPreemptsPerTurn: 2 } }) });
+    connect(h);
+    h.speak('what are your hours', { final: 'what are your prices', finalAfterMs: 20 });
+    const [first, second] = h.agentInputs.slice(-2);
+    expect(first?.transcript).toBe('what are your hours');
+    expect(second?.transcript).toBe('what are your prices');
+    expect(h.commands.find((c) => c.type === 'out.discard')).toEqual({ type: 'out.discard', generation: first!.generation, reason: 'transcriptChanged' });
+    h.advance(500);
+    expect(h.commands.find((c) => c.type === 'out.turn')).toMatchObject({ generation: second!.generation, transcript: 'what are your prices', prepared: true });
+    // A final that comes after the window closed: the new reply starts committed.
+    const late = createCallHarness();
+    connect(late);
+    late.speak('what are your hours', { final: 'what are your prices', finalAfterMs: 300 });
+    expect(late.commands.find((c) => c.type === 'out.turn')).toMatchObject({ transcript: 'what are your prices', prepared: false });
+
+    // Twice thrown away in one turn (the bound): the third try waits for the window to close.
+    const b = createCallHarness();
+    connect(b);
+    b.speak('what are your hours', { final: null });
+    b.send({ type: 'vad.speechStart', atMs: b.clock.now() });
+    b.speak('on saturday', { final: null });
+    b.send({ type: 'vad.speechStart', atMs: b.clock.now() });
+    expect(b.state().context.discardedReplies).toBe(2);
+    const asked = b.agentInputs.length;
+    b.speak('and sunday please', { final: 'and sunday please' });
+    expect(b.agentInputs).toHaveLength(asked);
+    expect(b.matches({ listening: 'pausing' })).toBe(true);
+    b.advance(300);
+    expect(b.agentInputs).toHaveLength(asked + 1);
+    expect(b.commands.find((c) => c.type === 'out.turn')).toMatchObject({ prepared: false });
+  });
+
+  it('trailing-off words get the long window and no early reply; the reply is prepared only within the lead', () => {
+    const h = createCallHarness();
+    connect(h);
+    h.speak('I need an appointment for my', { finalAfterMs: 300 });
+    expect(h.matches({ listening: 'pausing' })).toBe(true);
+    expect(h.state().context.turnEnd).toMatchObject({ kind: 'incomplete', windowMs: 1800 });
+    expect(h.agentInputs).toHaveLength(0);
+    // 1800 − 500 spent − 700 lead: 600 ms more before preparing; the caller pausing 400 ms costs nothing.
+    h.advance(400);
+    h.speak('dog Rex.', { finalAfterMs: 100 });
+    expect(h.state().context.discardedReplies).toBe(0);
+    expect(h.agentInputs).toHaveLength(1);
+    expect(h.agentInputs[0]?.transcript).toBe('I need an appointment for my dog Rex.');
+
+    // Silence after the trailing words: the reply is prepared 700 ms before the window closes.
+    const s = createCallHarness();
+    connect(s);
+    s.speak('my dog is', { finalAfterMs: 300 });
+    s.advance(590);
+    expect(s.agentInputs).toHaveLength(0);
+    s.advance(20);
+    expect(s.matches({ reply: { preparing: 'pausing' } })).toBe(true);
+    s.advance(680);
+    expect(s.commands.some((c) => c.type === 'out.turn')).toBe(false);
+    s.advance(30);
+    expect(s.commands.find((c) => c.type === 'out.turn')).toMatchObject({ endOfTurn: { kind: 'incomplete', windowMs: 1800 }, prepared: true });
+  });
+
+  it('emergency words while preparing go to the emergency script; the prepared reply is dropped', () => {
+    const h = createCallHarness({ agent: [{ text: 'Let me check.', delayMs: 500 }] });
+    connect(h);
+    h.speak('my dog ate something', { final: null });
+    const g = h.state().context.reply!.generation;
+    h.send({ type: 'stt.final', text: 'my dog ate poison', atMs: h.clock.now() });
+    expect(h.matches('emergency')).toBe(true);
+    expect(about(h, g)).toEqual(['out.discard']);
+    expect(h.agentStopped).toEqual([g]);
+    expect(h.state().context.history).toEqual([]);
+  });
+
+  it('an agent failure while preparing is apologised for only once the turn is committed', () => {
+    const failing = createCallHarness({ agent: [{ error: 'boom' }] });
+    connect(failing);
+    failing.speak('what are your hours', { final: null });
+    expect(failing.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    expect(failing.clips).not.toContain('apology');
+    failing.advance(300);
+    failing.send({ type: 'stt.final', text: 'what are your hours', atMs: failing.clock.now() });
+    expect(failing.matches({ listening: 'apologizing' })).toBe(true);
+
+    // The caller going on: no apology at all.
+    const resumed = createCallHarness({ agent: [{ error: 'boom' }] });
+    connect(resumed);
+    resumed.speak('what are your hours', { final: null });
+    resumed.send({ type: 'vad.speechStart', atMs: resumed.clock.now() });
+    expect(resumed.matches({ listening: 'hearing' })).toBe(true);
+    expect(resumed.clips).not.toContain('apology');
+  });
+
+  it('the agent expectation of a prepared reply applies only once its turn is committed', () => {
+    const h = createCallHarness();
+    connect(h);
+    h.speak('what are your hours', { final: null });
+    const g = h.state().context.reply!.generation;
+    h.send({ type: 'agent.expect', generation: g, answer: 'long' });
+    expect(h.state().context.expect).toBe('normal');
+    h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
+    expect(h.state().context.expect).toBe('normal');
+  });
+
+  it('a clinic with preemptLeadMs 0 never prepares early', () => {
+    const h = createCallHarness({ tenant: testTenant({ timing: { ...testTenant().timing, preemptLeadMs: 0 } }) });
+    connect(h);
+    h.speak('what are your hours', { final: null });
+    expect(h.matches({ listening: 'transcribing' })).toBe(true);
+    h.send({ type: 'stt.final', text: 'what are your hours', atMs: h.clock.now() });
+    // The final came with 50 ms of the 250 ms window left: the reply starts when it closes.
+    expect(h.agentInputs).toHaveLength(0);
+    h.advance(50);
+    expect(h.agentInputs).toHaveLength(1);
+    expect(h.commands.find((c) => c.type === 'out.turn')).toMatchObject({ prepared: false, endOfTurn: { kind: 'complete', windowMs: 250 } });
+  });
+});
