@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { applyRelayed, relayingRegistry } from './calls/callback-relay.js';
 import { CallerLimits } from './calls/caller-limits.js';
 import { registerLimitMetrics } from './calls/limit-metrics.js';
 import { ProviderBudget } from './calls/provider-budget.js';
@@ -206,7 +207,10 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   feed?.useSessions(registry);
   // REDIS_URL: a call whose stream reached another instance is asked for over Redis, and this
   // instance gives up the calls it holds waiting when another asks (every worker is an instance).
-  if (shared) shared.handoff.serve((callSid) => registry.release(callSid));
+  if (shared) {
+    shared.handoff.serve((callSid) => registry.release(callSid));
+    shared.bus.on('callbacks', (callback) => void applyRelayed(registry, callback));
+  }
   const handoff: CallHandoff | undefined = shared ? { take: async (callSid) => asSeed(await shared.handoff.take(callSid)) } : deps.handoff;
   const directory = shared?.directory(() => registry.list()) ?? null;
   const callers = new CallerLimits({ secret: config.callerKeySecret, liveCalls: (clinic, key, except) => registry.liveCallsFrom(clinic, key, except) });
@@ -215,7 +219,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     ...signature,
     accountSid: config.twilio.accountSid,
     tenants: deps.tenants,
-    registry,
+    // REDIS_URL: a callback for a call another instance holds is relayed to it (calls/callback-relay.ts).
+    registry: shared ? relayingRegistry(registry, (callback) => shared.bus.publish('callbacks', callback)) : registry,
     callers,
     logger: deps.logger,
     rateLimit: config.rateLimit,

@@ -10,10 +10,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { KEY_PREFIX } from './client.js';
 
-export type LiveTopic = 'desk' | 'inspector';
+/** `callbacks`: Twilio callbacks for calls another instance holds (src/calls/callback-relay.ts). */
+export type LiveTopic = 'desk' | 'inspector' | 'callbacks';
 
 const channelOf = (topic: LiveTopic) => `${KEY_PREFIX}live:${topic}`;
-const TOPICS: readonly LiveTopic[] = ['desk', 'inspector'];
+const TOPICS: readonly LiveTopic[] = ['desk', 'inspector', 'callbacks'];
 
 export class LiveBus {
   private readonly handlers = new Map<LiveTopic, Set<(payload: unknown) => void>>();

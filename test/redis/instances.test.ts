@@ -1,7 +1,8 @@
 /**
  * Several engine instances sharing one real Redis (REDIS_URL; test/support/redis.ts), as behind a
  * load balancer without stickiness (docs/operations.md "Several instances"): a call's webhook on one
- * and its stream on the other; a stream token used once across both; failed signatures and
+ * and its stream on the other; Twilio's callbacks reaching the instance that does not hold the call;
+ * a stream token used once across both; failed signatures and
  * wrong inspector tokens on one instance count on the other; a call on one is listed by the other's /twilio/sessions and
  * inspector, and leaves the listing within the heartbeat window when its instance is killed -9; a
  * desk change on one reaches a desk page open on the other.
@@ -117,6 +118,25 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     await call.hangUp();
     expect(call.closed?.code).toBe(1000);
     expect(call.protocolErrors).toEqual([]);
+  }, 20_000);
+
+  it("Twilio's callbacks for a call on A reach it through B: a recording, then the call's completion", async () => {
+    const call = await dial(a);
+    cleanup.push(() => call.dispose());
+    await call.waitFor((c) => c.outbound.some((o) => o.message?.event === 'media'), 5_000, 'greeting audio');
+    const callback = (engine: TestEngine, path: string, params: Record<string, string>) =>
+      fetch(`${engine.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilio.getExpectedTwilioSignature(TEST_TOKEN, `${TEST_BASE_URL}${path}`, params) },
+        body: new URLSearchParams(params).toString(),
+      }).then((r) => r.status);
+    const recordingSid = `RE${randomBytes(16).toString('hex')}`;
+    expect(await callback(b, '/twilio/recording', { CallSid: call.callSid, AccountSid: TEST_ACCOUNT, RecordingSid: recordingSid, RecordingStatus: 'in-progress' })).toBe(200);
+    await expect.poll(() => a.registry.session(call.callSid)?.record.recordings.map((r) => `${r.recordingSid}:${r.status}`), { timeout: 2_000 }).toEqual([`${recordingSid}:in-progress`]);
+    expect(await callback(b, '/twilio/status', { CallSid: call.callSid, AccountSid: TEST_ACCOUNT, CallStatus: 'completed', SequenceNumber: '3' })).toBe(200);
+    await expect.poll(() => a.registry.recentCalls().some((r) => r.callSid === call.callSid), { timeout: 3_000 }).toBe(true);
+    expect(a.registry.session(call.callSid)).toBeUndefined();
+    expect(b.registry.recentCalls().some((r) => r.callSid === call.callSid)).toBe(false);
   }, 20_000);
 
   it('a stream token is used once across instances: its replay is refused 403 on both', async () => {
