@@ -77,9 +77,12 @@ describe('end of turn on a corpus of scripted callers', () => {
       const committed = turns[0]!;
       expect(committed.at, r.text).toBeGreaterThanOrEqual(r.lastWordAt);
       expect(committed.command).toMatchObject({ transcript: r.text });
-      const reply = committed.command.type === 'out.turn' ? committed.command.generation : -1;
-      const audioBefore = r.timed.filter((c) => c.command.type === 'out.audio' && c.command.generation === reply && c.at < r.lastWordAt);
+      // Nothing of any reply, prepared and thrown away or not, reached the caller before their last word.
+      const audioBefore = r.timed.filter((c) => (c.command.type === 'out.audio' || c.command.type === 'out.finish') && c.at < r.lastWordAt);
       expect(audioBefore, r.text).toEqual([]);
+      expect(r.timed.filter((c) => c.command.type === 'out.clear'), r.text).toEqual([]);
+      // …and the reply did play once the turn was committed.
+      expect(r.timed.some((c) => c.command.type === 'out.audio' && c.at >= committed.at), r.text).toBe(true);
     }
   });
 

@@ -163,6 +163,35 @@ const BEHAVIOUR: Record<string, (f: Fixture) => void> = {
   },
 };
 
+describe('the end-of-turn rule in replays', () => {
+  it('the fixtures replay windows of every kind, each what the live call chose', () => {
+    const kinds = new Set<string>();
+    for (const name of FIXTURES) {
+      const { journal, replay } = load(name);
+      for (const [i, turn] of ofType(replay, 'out.turn').entries()) {
+        const live = journal.outcome!.record.turns[i]?.endOfTurn;
+        if (!live) continue;
+        expect(turn.endOfTurn, name).toEqual(live);
+        kinds.add(turn.endOfTurn.kind);
+      }
+    }
+    expect([...kinds].sort()).toEqual(['complete', 'incomplete', 'open']);
+  });
+
+  it('is read from the journaled clinic timing: another endOfTurnCompleteMs, another window, the turn committed that much later', () => {
+    const { journal } = load('hours');
+    // Timers at their nominal due time, so the commit moves with the window.
+    const same = replayJournal(journal, { timers: 'simulated' });
+    const timing = { ...journal.input.tenant.timing, endOfTurnCompleteMs: 400 };
+    const slower = replayJournal({ ...journal, input: { ...journal.input, tenant: { ...journal.input.tenant, timing } } }, { timers: 'simulated' });
+    const [turn] = ofType(same, 'out.turn');
+    const [slowTurn] = ofType(slower, 'out.turn');
+    expect(turn).toMatchObject({ endOfTurn: { kind: 'complete', windowMs: 250 } });
+    expect(slowTurn).toMatchObject({ endOfTurn: { kind: 'complete', windowMs: 400 } });
+    expect(slowTurn!.t - turn!.t).toBeCloseTo(150, 0);
+  });
+});
+
 describe.each(FIXTURES)('fixture %s', (name) => {
   it('replays exactly: no divergence, the same trace twice, the live call and its recorded outcome', () => {
     const f = load(name);
@@ -182,6 +211,11 @@ describe.each(FIXTURES)('fixture %s', (name) => {
     expect(ofType(replay, 'out.turn')).toHaveLength(record.turns.length);
     expect(ofType(replay, 'out.request')).toHaveLength(record.requests ?? 0);
     expect(ofType(replay, 'out.emergency').map((c) => c.source.via)).toEqual(record.emergency ? [record.emergency.via] : []);
+    // The end-of-turn window each turn got live (the outcome line's turn timings) is the one the
+    // replay chooses again from the journaled clinic timing (journals from before adaptive windows
+    // recorded none).
+    const liveWindows = record.turns.map((t) => t.endOfTurn ?? null);
+    if (!liveWindows.includes(null)) expect(ofType(replay, 'out.turn').map((c) => c.endOfTurn)).toEqual(liveWindows);
 
     const livePath = `${DIR}${name}.live.json`;
     if (existsSync(livePath)) {
