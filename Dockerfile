@@ -8,7 +8,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim AS runtime
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
+# WORKERS=auto: one engine process per core (docs/operations.md "Workers"); STREAM_TOKEN_SECRET comes with the env file.
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 WORKERS=auto
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./

@@ -1,8 +1,10 @@
 /**
  * Entry point: parse the environment and the clinic files once, open the store, build the
  * providers, the pre-rendered prompts and the delivery outbox, start the server, and drain calls
- * on SIGTERM/SIGINT.
+ * on SIGTERM/SIGINT. With WORKERS > 1 this process is the cluster primary (src/cluster/primary.ts)
+ * and each worker process runs the rest.
  */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { BUDGETS } from '../machines/call/budgets.js';
 import { createRecordingTranscriber } from './calls/recording-transcriber.js';
@@ -23,6 +25,8 @@ import { sttVocabularyFor } from './providers/stt/local-grammar.js';
 import { buildServer, type Drain } from './server.js';
 import { createRecordingFetcher } from './twilio/recording-download.js';
 import { createTwilioRest } from './twilio/rest.js';
+import { runPrimary, workerEnv } from './cluster/primary.js';
+import { clusterWorker } from './cluster/worker.js';
 
 /** The hard exit fires this long after DRAIN_TIMEOUT_MS: hand-off (≤ 5 s REST + ≤ 5 s stop) and close fit inside. */
 const HARD_EXIT_AFTER_DRAIN_MS = BUDGETS.hardExitAfterDrainMs;
@@ -44,6 +48,11 @@ async function main(): Promise<void> {
     fail(err);
   }
   const logger = createLogger({ level: config.logLevel });
+  if (config.workers > 1 && cluster.isPrimary) {
+    runPrimary({ workers: config.workers, logger, env: workerEnv(process.env) });
+    return;
+  }
+  const worker = cluster.isWorker ? clusterWorker() : null;
   const tenants = await loadTenants(config.tenantsDir, { nodeEnv: config.nodeEnv }).catch(fail);
   const store = await openStore(config.databaseUrl).catch(fail);
   // REDIS_URL: state shared with the other instances (docs/operations.md "Several instances"); unreachable → VET_E_REDIS.
@@ -85,7 +94,8 @@ async function main(): Promise<void> {
   const outbox = createOutbox({ store, clinic: clinicDelivery, logger, version, senders: { email: emailSender, sms: rest ? createSmsSender(rest) : null } });
   // One process owns an SQLite file: deliveries held for calls that died with the last process are due now.
   // With PostgreSQL other instances may still be on those calls; their holds expire on their own.
-  if (store.kind === 'sqlite') {
+  // Of a cluster's workers only the first one started, once (a restarted worker's siblings hold live calls).
+  if (store.kind === 'sqlite' && (cluster.worker?.id ?? 1) === 1) {
     const released = await store.releaseHeld(Date.now()).catch(fail);
     if (released > 0) logger.warn({ released }, 'follow-ups of calls cut short by the last shutdown are now due');
   }
@@ -106,6 +116,8 @@ async function main(): Promise<void> {
   const engine = await buildServer({
     config, tenants, providers, prompts, rest, logger, version, journal, shared,
     ...(transcriber ? { transcriber } : {}),
+    // With REDIS_URL every worker is an instance of its own there; without, the primary is the shared place.
+    ...(worker ? { cluster: worker.view, ...(shared ? {} : { tokenUses: worker.tokenUses, handoff: worker.handoff }) } : {}),
     followUps: {
       store,
       outbox,
@@ -121,10 +133,12 @@ async function main(): Promise<void> {
   });
   outbox.start();
   const { app, registry } = engine;
+  worker?.serve(registry, engine.metrics.register);
   await app.listen({ port: config.port, host: config.host });
   logger.info(
     {
       version,
+      ...(worker ? { worker: worker.view.workerId } : {}),
       mode: config.mode,
       clinics: tenants.all().map((t) => t.id),
       providers: config.providers,
@@ -169,7 +183,9 @@ async function main(): Promise<void> {
     );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  // A worker leaves SIGINT to the primary: a terminal's Ctrl-C reaches every process of the group,
+  // and the primary forwards it as SIGTERM (twice would hand calls off at once).
+  process.on('SIGINT', () => (worker ? undefined : shutdown('SIGINT')));
 }
 
 void main().catch(fail);

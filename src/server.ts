@@ -16,6 +16,8 @@ import type { RecordingTranscriber } from './calls/recording-transcriber.js';
 import type { SessionTap } from './calls/session.js';
 import { FollowThrough } from './calls/follow-through.js';
 import type { CallHandoff } from './calls/handoff.js';
+import type { ClusterView } from './cluster/worker.js';
+import type { EdgeDeps } from './http/edge.js';
 import { StreamTokens, type TokenUseStore } from './calls/stream-token.js';
 import type { Outbox } from './delivery/outbox.js';
 import type { ClinicDelivery } from './delivery/types.js';
@@ -81,6 +83,8 @@ export interface EngineDeps {
    * With `shared` (REDIS_URL) the take-over goes through Redis instead, reaching every instance.
    */
   handoff?: CallHandoff;
+  /** The other workers of this machine (`WORKERS` > 1, src/cluster): health, call listing and metrics cover them. */
+  cluster?: ClusterView;
 }
 
 export interface FollowUpDeps {
@@ -225,7 +229,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     logger: deps.logger,
     rateLimit: config.rateLimit,
     ...(shared ? { rateLimitRedis: { client: shared.rateLimitClient, nameSpace: `${RATE_LIMIT_NAMESPACE}twilio:` } } : {}),
-    ...(shared && directory ? { otherInstances: { instanceId: shared.instanceId, calls: () => directory.list() } } : {}),
+    ...otherCalls(deps.cluster, shared && directory ? { instanceId: shared.instanceId, calls: () => directory.list() } : null),
+    ...(deps.cluster ? { workers: () => deps.cluster?.workers() ?? 1 } : {}),
     version: deps.version,
     draining: () => registry.isDraining,
     providerHealth: () => (deps.providers.health ?? []).map((h) => h.snapshot()),
@@ -268,7 +273,8 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
     const verdict = scrapeAccess(req);
     if (!verdict.ok) return deny(req, reply, verdict);
-    const text = await metrics.render();
+    // With workers, every worker's registry summed by the primary (prom-client's AggregatorRegistry).
+    const text = deps.cluster ? await deps.cluster.metrics() : await metrics.render();
     return reply.type(metrics.register.contentType).header('cache-control', 'no-store').send(text);
   });
   // Fallback key-menu answers (the menu Twilio runs when the stream fails or ends with an error).
@@ -341,4 +347,13 @@ function drainEngine(
     await journal?.flushAll();
   })();
   return { done, handOffNow: () => skip.abort() };
+}
+
+/**
+ * /twilio/sessions beyond this process: the other workers (named `worker-<n>`), or with Redis the
+ * other instances (every worker heartbeats its own calls there, so the directory already has them).
+ */
+function otherCalls(cluster: ClusterView | undefined, instances: NonNullable<EdgeDeps['otherInstances']> | null): Pick<EdgeDeps, 'otherInstances'> {
+  if (instances) return { otherInstances: instances };
+  return cluster ? { otherInstances: { instanceId: cluster.workerId, calls: () => cluster.otherCalls() } } : {};
 }

@@ -72,6 +72,11 @@ export interface AppConfig {
   readonly maxCalls: number;
   /** Worker threads for the embedded recognizer and synthesizer (default: the number of cores). */
   readonly speechWorkers: number;
+  /**
+   * WORKERS: engine processes behind one port (node:cluster, src/cluster); 1 runs the engine in this
+   * process alone. `auto`: the cores available. With several, an unset SPEECH_WORKERS is divided among them.
+   */
+  readonly workers: number;
   /** After SIGTERM, live calls may go on this long before they are ended politely. */
   readonly drainTimeoutMs: number;
   /** Journals older than this are deleted (0: keep forever). */
@@ -290,6 +295,11 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
     RATE_LIMIT_BAN_MINUTES: integer('RATE_LIMIT_BAN_MINUTES', 1, 1440, 10),
     MAX_CALLS: integer('MAX_CALLS', 1, 100_000, 500),
     SPEECH_WORKERS: integer('SPEECH_WORKERS', 1, 64, Math.min(64, availableParallelism())),
+    WORKERS: variable(
+      (t) => (t === 'auto' ? Math.min(64, availableParallelism()) : /^\d{1,2}$/.test(t) && Number(t) >= 1 && Number(t) <= 64 ? Number(t) : undefined),
+      'must be an integer 1-64 or auto',
+      'set WORKERS=auto (one per core), WORKERS=1 (one process) or unset it',
+    ).default(1),
     DRAIN_TIMEOUT_MS: integer('DRAIN_TIMEOUT_MS', 0, 3_600_000, 30_000),
     JOURNAL_RETENTION_DAYS: integer('JOURNAL_RETENTION_DAYS', 0, 36_500, 30),
     TRUST_PROXY: variable(
@@ -443,7 +453,9 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     },
     rateLimit: { maxFailuresPerMinute: e.RATE_LIMIT_MAX_FAILURES, banMinutes: e.RATE_LIMIT_BAN_MINUTES },
     maxCalls: e.MAX_CALLS,
-    speechWorkers: e.SPEECH_WORKERS,
+    // Each worker process has its own speech threads: share the cores unless SPEECH_WORKERS says otherwise.
+    speechWorkers: env.SPEECH_WORKERS === undefined && e.WORKERS > 1 ? Math.max(1, Math.floor(e.SPEECH_WORKERS / e.WORKERS)) : e.SPEECH_WORKERS,
+    workers: e.WORKERS,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     journalRetentionDays: e.JOURNAL_RETENTION_DAYS,
     trustProxy: e.TRUST_PROXY ?? null,

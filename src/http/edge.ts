@@ -46,6 +46,8 @@ export interface EdgeDeps {
    */
   otherInstances?: { instanceId: string; calls(): Promise<(CallListing & { instance: string })[]> };
   version: string;
+  /** Worker processes alive on this machine (`WORKERS`, src/cluster), for /twilio/health; absent: 1. */
+  workers?(): number;
   draining(): boolean;
   /** Cloud providers' breakers and recent record, shown on /twilio/health; absent: none. */
   providerHealth?(): ProviderHealthSnapshot[];

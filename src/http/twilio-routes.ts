@@ -296,6 +296,7 @@ export async function registerTwilioRoutes(app: FastifyInstance, deps: EdgeDeps)
       status: deps.draining() ? 'draining' : 'ok',
       uptimeSeconds: Math.floor(process.uptime()),
       activeCalls: deps.registry.activeCount,
+      workers: deps.workers?.() ?? 1,
       version: deps.version,
       webhookValidation: deps.validation,
       providers: deps.providerHealth?.() ?? [],

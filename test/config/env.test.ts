@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -239,6 +240,19 @@ describe('modes (docs/configuration.md "Modes")', () => {
       'VETLINE_DEV: cannot be 1 when NODE_ENV=production (development conveniences: unsigned webhooks, an open inspector); unset VETLINE_DEV',
     ]);
     expect(failure({ VETLINE_DEV: 'yes' })).toEqual(['VETLINE_DEV: must be 1 or 0 (got "yes"); set VETLINE_DEV=1 for development or unset it']);
+  });
+});
+
+describe('WORKERS', () => {
+  it('1 by default; 1-64 or auto (the cores); several divide an unset SPEECH_WORKERS', () => {
+    expect(loadEnv({}).workers).toBe(1);
+    expect(loadEnv({ WORKERS: '4', SPEECH_WORKERS: '8' })).toMatchObject({ workers: 4, speechWorkers: 8 });
+    expect(loadEnv({ WORKERS: '64', SPEECH_WORKERS: '64' }).speechWorkers).toBe(64);
+    expect(loadEnv({ WORKERS: '64' }).speechWorkers).toBe(1);
+    expect(loadEnv({ WORKERS: 'auto' }).workers).toBe(Math.min(64, availableParallelism()));
+    for (const bad of ['0', '65', 'two', '-1']) {
+      expect(failure({ WORKERS: bad })).toEqual([`WORKERS: must be an integer 1-64 or auto (got "${bad}"); set WORKERS=auto (one per core), WORKERS=1 (one process) or unset it`]);
+    }
   });
 });
 

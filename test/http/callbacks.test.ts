@@ -84,12 +84,20 @@ describe('GET /twilio/health and /twilio/sessions', () => {
     const res = await app.inject('/twilio/health');
     expect(res.statusCode).toBe(200);
     const body = res.json<Record<string, unknown>>();
-    expect(body).toMatchObject({ status: 'ok', activeCalls: 1, version: '0.1.0-test', webhookValidation: 'on' });
+    expect(body).toMatchObject({ status: 'ok', activeCalls: 1, workers: 1, version: '0.1.0-test', webhookValidation: 'on' });
     expect(typeof body.uptimeSeconds).toBe('number');
     expect(body).not.toHaveProperty('warning');
     expect(res.body).not.toContain(TOKEN);
     draining = true;
     expect((await app.inject('/twilio/health')).json()).toMatchObject({ status: 'draining' });
+  });
+
+  it('reports the workers alive (WORKERS, src/cluster)', async () => {
+    let alive = 3;
+    const { app } = await start({ workers: () => alive });
+    expect((await app.inject('/twilio/health')).json()).toMatchObject({ workers: 3 });
+    alive = 2;
+    expect((await app.inject('/twilio/health')).json()).toMatchObject({ workers: 2 });
   });
 
   it('lists calls without phone numbers', async () => {

@@ -1,0 +1,111 @@
+/**
+ * WORKERS=2 in the real entry point (issue #14 part 3, docs/operations.md "Workers"): two engine
+ * processes behind one port. Calls made with the fake Twilio land on both workers (webhook and
+ * stream may reach different ones); /twilio/health counts the workers, /twilio/sessions lists every
+ * worker's calls, /metrics sums them. A worker killed with SIGKILL is replaced; its call's stream
+ * closes abnormally, so Twilio runs the fallback key menu after </Connect>, which the surviving
+ * worker answers; the other worker's calls go on. SIGTERM drains every worker and exits 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { QUICK_VET } from '../e2e/conversation-kit.js';
+import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
+import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
+import { freePort } from '../support/net.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+type Listed = { callSid: string; instance?: string };
+const lines = (out: string) => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+/** The sum of a metric's samples in Prometheus text (every label set). */
+const metricSum = (text: string, name: string) =>
+  text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+
+let proc: ChildProcess | null = null;
+let dir = '';
+const calls: FakeTwilio[] = [];
+
+afterAll(async () => {
+  await Promise.all(calls.map((c) => c.dispose()));
+  if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('WORKERS=2 behind one port', () => {
+  it('both workers take calls; health, listing and metrics cover both; a killed worker is replaced and its call goes to the menu; SIGTERM drains all', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vetline-workers-'));
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1', VETLINE_DEV: '1', WORKERS: '2',
+        PUBLIC_BASE_URL: TEST_BASE_URL, TWILIO_AUTH_TOKEN: TEST_TOKEN, TWILIO_ACCOUNT_SID: TEST_ACCOUNT, TENANTS_DIR: FIXTURE_TENANTS_DIR,
+        STT_PROVIDER: 'fake', TTS_PROVIDER: 'fake', AGENT_PROVIDER: 'fake', VAD_PROVIDER: 'fake',
+        DATABASE_URL: `sqlite:${join(dir, 'vetline.db')}`, JOURNAL_DIR: join(dir, 'journals'), DRAIN_TIMEOUT_MS: '2000', LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    proc = child;
+    let output = '';
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const url = `http://127.0.0.1:${port}`;
+    const ready = () => lines(output).filter((l) => l.msg === 'vetline ready');
+    await expect.poll(() => ready().length, { timeout: 60_000, interval: 200 }).toBe(2);
+    const health = async () => (await (await fetch(`${url}/twilio/health`)).json()) as { workers: number };
+    await expect.poll(async () => (await health()).workers, { timeout: 5_000 }).toBe(2);
+
+    const dial = () => FakeTwilio.call({ serverUrl: url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber() });
+    for (let i = 0; i < 4; i++) calls.push(await dial());
+    await Promise.all(calls.map((c) => c.waitFor((x) => x.outbound.some((o) => o.message?.event === 'media'), 10_000, 'greeting audio')));
+
+    // Every worker's calls, each naming its worker, from whichever worker answers the listing.
+    const listed = async () => ((await (await fetch(`${url}/twilio/sessions`)).json()) as { calls: Listed[] }).calls;
+    const all = await listed();
+    expect(all.map((c) => c.callSid).sort()).toEqual(calls.map((c) => c.callSid).sort());
+    const byWorker = new Map(all.map((c) => [c.callSid, c.instance ?? '']));
+    expect(new Set(byWorker.values())).toEqual(new Set(ready().map((l) => l.worker)));
+    expect((await listed()).length).toBe(4); // the other worker answers the same
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metricSum(metrics, 'vetline_calls_active')).toBe(4);
+
+    // SIGKILL the worker of the first call.
+    const victim = byWorker.get(calls[0]!.callSid)!;
+    const pid = Number(ready().find((l) => l.worker === victim)?.pid);
+    const survivors = calls.filter((c) => byWorker.get(c.callSid) !== victim);
+    const lost = calls.filter((c) => byWorker.get(c.callSid) === victim);
+    process.kill(pid, 'SIGKILL');
+    for (const c of lost) {
+      const closed = await c.waitForClose(5_000);
+      expect(closed.code).toBe(1006); // no close frame: the process is gone, Twilio runs the verbs after </Connect>
+      expect(c.twiml.afterConnect).toMatch(/<Gather[^>]*input="dtmf"/);
+      // The fallback menu's key press reaches a live worker.
+      const menu = await c.webhook('/twilio/dtmf?attempt=1', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: QUICK_VET, Digits: '9' });
+      expect(menu.status).toBe(200);
+      expect(menu.body).toContain('<Response>');
+    }
+    for (const c of survivors) expect(c.closed).toBeNull();
+    await expect.poll(() => ready().length, { timeout: 60_000, interval: 200 }).toBe(3); // a new worker started
+    await expect.poll(async () => (await health()).workers, { timeout: 5_000 }).toBe(2);
+    expect(lines(output).some((l) => l.msg === 'worker died; its calls went to the fallback menu; starting another' && l.worker === victim)).toBe(true);
+    expect((await listed()).map((c) => c.callSid).sort()).toEqual(survivors.map((c) => c.callSid).sort());
+
+    // A new call after the restart is answered.
+    const late = await dial();
+    calls.push(late);
+    await late.waitFor((x) => x.outbound.some((o) => o.message?.event === 'media'), 10_000, 'greeting audio after the restart');
+
+    // SIGTERM: every worker drains (hand-off at DRAIN_TIMEOUT_MS), then the primary exits 0.
+    child.kill('SIGTERM');
+    for (const c of [...survivors, late]) await c.waitForClose(15_000);
+    expect(await exited).toBe(0);
+    expect(output).toContain('draining every worker');
+    expect(lines(output).filter((l) => l.msg === 'worker stopped').map((l) => l.exitCode)).toEqual([0, 0]);
+    expect(output).toContain('all workers stopped');
+  }, 120_000);
+});
