@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 const cores = availableParallelism();
 /** `npm run test:long` (docs/testing.md): the scaled-up files one at a time, with room for their size. */
 const long = process.env.VETLINE_LONG === '1';
+const workers = long ? 1 : cores;
 
 /**
  * CPU-bound files without wall-clock assertions (docs/testing.md "How the suite is organised"):
@@ -13,13 +14,41 @@ const long = process.env.VETLINE_LONG === '1';
 const COMPUTE = [
   'test/machines/**/*.test.ts',
   'test/fuzz/**/*.test.ts',
-  'test/soak/**/*.test.ts',
   'test/visualize.test.ts',
   'test/boot.test.ts',
   'test/twilio/media-codec.test.ts',
+];
+/**
+ * Compute files that keep the run's state to themselves: the soak measures the heap of its own
+ * process (another file's leftovers would be counted as its leak), the embedded recognizer and
+ * voice tests start and stop the process's shared speech workers.
+ */
+const COMPUTE_ISOLATED = [
+  'test/soak/**/*.test.ts',
   'test/providers/stt-local.test.ts',
   'test/providers/tts-local.test.ts',
   'test/calls/recording-transcriber.test.ts',
+];
+/**
+ * Files that start no call in real time and leave no process-wide state behind (no shared speech
+ * workers, no heap measurement, no signals): they share one module graph per worker instead of
+ * importing the engine again for every file, which cost ~1.5 s a file (docs/testing.md).
+ */
+const UNITS = [
+  'test/*.test.ts',
+  'test/config/**/*.test.ts',
+  'test/http/**/*.test.ts',
+  'test/delivery/**/*.test.ts',
+  'test/store/**/*.test.ts',
+  'test/twilio/**/*.test.ts',
+  'test/observability/**/*.test.ts',
+  // The speech-worker tests start and crash the process's shared speech workers.
+  'test/providers/!(speech-workers|stt-local-pool).test.ts',
+  'test/desk/api.test.ts',
+  'test/inspector/{journal-open,plugin,session,trace}.test.ts',
+  'test/security/{access,account-sid,dockerfile,edge,emergency-reason,file-modes,modes}.test.ts',
+  'test/calls/{caller-limits,echo-reference,registry,stream-token,provider-budget}.test.ts',
+  'test/replay/{fixtures,journal,retention}.test.ts',
 ];
 
 export default defineConfig({
@@ -30,19 +59,41 @@ export default defineConfig({
     // Child processes, not worker threads: tests spawn engines, send signals and listen for process
     // warnings (threads measured no faster here).
     pool: 'forks',
+    // A file that stubs an environment variable cannot leak it into the next file of a shared worker.
+    unstubEnvs: true,
     // The last line names suites skipped for want of Chromium or PostgreSQL (test/support/skip-reporter.ts).
     reporters: ['default', './test/support/skip-reporter.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     setupFiles: ['test/support/clip-cache.setup.ts'],
+    // Projects of one group run together and must agree on maxWorkers; groups run one after the other.
     projects: [
       // No wall-clock assertions here, but two at once take twice as long: a minute per test, not 20 s.
-      { extends: true, test: { name: 'compute', include: COMPUTE, maxWorkers: long ? 1 : cores, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: 0 } } },
+      {
+        extends: true,
+        test: { name: 'compute', include: COMPUTE, isolate: false, maxWorkers: workers, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: 0 } },
+      },
+      {
+        extends: true,
+        // Under VETLINE_LONG after the rest of the compute files, not beside them (the 2,000-call soak
+        // lost calls to its own 2 s hang-up waits while the 100,000-message storm ran beside it).
+        test: { name: 'compute-isolated', include: COMPUTE_ISOLATED, maxWorkers: workers, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: long ? 1 : 0 } },
+      },
+      {
+        extends: true,
+        test: { name: 'units', include: UNITS, exclude: [...COMPUTE, ...COMPUTE_ISOLATED], isolate: false, maxWorkers: cores, sequence: { groupOrder: 2 } },
+      },
       {
         extends: true,
         // The rest mostly waits on real-time calls rather than computing: one worker per core
         // (vitest's default, cores - 1, ran this suite one file at a time on 2 cores; cores + 1 made
         // the embedded-voice files miss their timing bounds: backpressure, the inspector in Chromium).
-        test: { name: 'calls', include: ['test/**/*.test.ts'], exclude: COMPUTE, maxWorkers: cores, sequence: { groupOrder: 1 } },
+        test: {
+          name: 'calls',
+          include: ['test/**/*.test.ts'],
+          exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS],
+          maxWorkers: cores,
+          sequence: { groupOrder: 2 },
+        },
       },
     ],
   },
