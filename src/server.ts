@@ -156,11 +156,27 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   // The inspector's live feed; not even built when the inspector is disabled (production, no token).
   const access = inspectorAccess(config, gate);
   const shared = deps.shared ?? null;
+  // With REDIS_URL, other instances' calls are heard only while a page is open here; the first page
+  // asks them for their live calls once subscribed (docs/operations.md "Several instances").
   const feed = access.mode === 'disabled' ? null : new InspectorFeed({
     logger: deps.logger,
-    ...(shared ? { relay: (message) => shared.bus.publish('inspector', message) } : {}),
+    ...(shared
+      ? {
+          relay: (message) => shared.bus.publishWhenHeard('inspector', message),
+          onPages: (count) => {
+            const listening = shared.bus.interest('inspector', count > 0);
+            if (count === 1) void listening.then(() => shared.bus.publish('inspector-sync', null));
+          },
+        }
+      : {}),
   });
-  if (feed && shared) shared.bus.on('inspector', (message) => feed.remote(message));
+  if (feed && shared) {
+    shared.bus.on('inspector', (message) => feed.remote(message));
+    shared.bus.on('inspector-sync', () => {
+      shared.bus.heard('inspector');
+      feed.resync();
+    });
+  }
   const fu = deps.followUps ?? null;
   const deskEvents = fu
     ? new DeskEvents({

@@ -7,7 +7,8 @@
  *
  * Several instances (REDIS_URL): `relay` carries this instance's list entries (`summary`) and state
  * changes (`state`) to the others, and `remote` takes theirs, so every page lists the calls of all
- * instances and follows their states live. A call's full record (timeline, transcript, levels,
+ * instances and follows their states live. They are only heard while a page is open somewhere
+ * (`onPages`; a page opening asks the others to `resync` their live calls). A call's full record (timeline, transcript, levels,
  * time travel) stays on the instance that holds the call (its detail here is the summary only).
  */
 import type { Logger } from 'pino';
@@ -82,6 +83,8 @@ export interface InspectorFeedOptions {
   levelMs?: number;
   /** Hands `summary` and `state` messages of this instance's calls to the other instances. */
   relay?: (message: ServerMessage) => void;
+  /** The number of open pages changed (server.ts listens to other instances only while there are some). */
+  onPages?: (count: number) => void;
 }
 
 /** Other instances' calls kept for the list: their live ones and this many finished ones. */
@@ -129,9 +132,11 @@ export class InspectorFeed {
 
   attach(client: FeedClient): () => void {
     this.clients.add(client);
+    this.opts.onPages?.(this.clients.size);
     return () => {
-      this.clients.delete(client);
+      if (!this.clients.delete(client)) return;
       this.updateLevelTimer();
+      this.opts.onPages?.(this.clients.size);
     };
   }
 
@@ -156,6 +161,12 @@ export class InspectorFeed {
     if (!remote) return null;
     const summary = withDuration(remote, Date.now());
     return { summary, tenant: null, current: null, snapshots: [], timeline: [], replies: [], turns: [], bargeIns: [] };
+  }
+
+  /** Another instance's page just opened: relay the list entries of this instance's live calls. */
+  resync(): void {
+    const now = Date.now();
+    for (const trace of this.traces.values()) if (trace.live) this.opts.relay?.({ type: 'summary', call: trace.summary(now) });
   }
 
   /** A message another instance relayed: its calls join the list and their states reach watchers here. */

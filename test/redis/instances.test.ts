@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import twilio from 'twilio';
+import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeAgent } from '../../src/providers/agent/fake.js';
 import { createFakeStt } from '../../src/providers/stt/fake.js';
@@ -180,11 +181,21 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     const listed = (await sessions(b)).calls.find((c) => c.callSid === call.callSid);
     expect(listed?.instance).toBe(a.shared?.instanceId);
     expect((await sessions(a)).calls.find((c) => c.callSid === call.callSid)?.instance).toBe(a.shared?.instanceId);
-    // The inspector on B lists it live (relayed summaries over pub/sub, not the heartbeat).
+    // An inspector page opened on B (after the call started: B asks A for its live calls) lists it
+    // live and follows it to its end (relayed summaries over pub/sub, not the heartbeat).
+    await call.untilQuiet(); // greeting played: the call waits for the caller, no state changes for now
+    const page = new WebSocket(`${b.url.replace(/^http/, 'ws')}/inspector/ws`);
+    cleanup.push(() => Promise.resolve(page.terminate()));
+    const heard: { type: string; call?: { callSid: string; live: boolean } }[] = [];
+    page.on('message', (d: Buffer) => heard.push(JSON.parse(d.toString('utf8')) as (typeof heard)[number]));
+    const liveOnB = () => heard.filter((m) => m.type === 'summary' && m.call?.callSid === call.callSid).at(-1)?.call?.live;
+    // Asked for at once, not at the call's next change (the silence reprompt, seconds away).
+    await expect.poll(liveOnB, { timeout: 1_500 }).toBe(true);
     const inspectorCalls = async () => ((await (await fetch(`${b.url}/inspector/api/calls`)).json()) as { calls: { callSid: string; live: boolean }[] }).calls;
-    await expect.poll(async () => (await inspectorCalls()).find((c) => c.callSid === call.callSid)?.live, { timeout: 2_000 }).toBe(true);
+    expect((await inspectorCalls()).find((c) => c.callSid === call.callSid)?.live).toBe(true);
     await call.hangUp();
-    await expect.poll(async () => (await inspectorCalls()).find((c) => c.callSid === call.callSid)?.live, { timeout: 2_000 }).toBe(false);
+    await expect.poll(liveOnB, { timeout: 3_000 }).toBe(false);
+    expect((await inspectorCalls()).find((c) => c.callSid === call.callSid)?.live).toBe(false);
     await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 3 * HEARTBEAT_MS + 2_000 }).toBe(false);
   }, 20_000);
 
