@@ -71,11 +71,15 @@ export class TurnClock {
       case 'stt.final':
         this.sttAt = this.now();
         return;
+      // Before its commit a reply's moments wait in `replies`; after it (a reply started at the
+      // commit, or prepared and still waiting for its first text) they belong to the turn.
       case 'agent.delta':
-        this.reply(event.generation).agentAt ??= this.now();
+        if (this.turn?.generation === event.generation) this.turn.agentAt ??= this.now();
+        else this.reply(event.generation).agentAt ??= this.now();
         return;
       case 'tts.chunk':
-        if (this.replies.has(event.generation)) this.replies.get(event.generation)!.ttsAt ??= this.now();
+        if (this.turn?.generation === event.generation) this.turn.ttsAt ??= this.now();
+        else if (this.replies.has(event.generation)) this.replies.get(event.generation)!.ttsAt ??= this.now();
         return;
       default:
         return;
