@@ -326,7 +326,9 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
     const k = call === null ? ref : (perCall.get(call) ?? 0);
     if (call !== null) perCall.set(call, k + 1);
     turns.set(ref, { ref, call, commitRx: at, finalTx: null, chatRx: null, sentenceTx: null, ttsRx: null, ttsFirstTx: null });
-    return `${SCRIPT[((call ?? 0) + k) % SCRIPT.length]!.question}, ref ${ref}`;
+    // The turn's tag goes first: the end-of-turn rule reads how the words end, and a trailing
+    // number ("…hours, ref 12") reads as a caller still giving digits (the 1.8 s window).
+    return `ref ${ref}, ${SCRIPT[((call ?? 0) + k) % SCRIPT.length]!.question}`;
   };
   const transcription: FakeOpenAiTranscription = await startFakeOpenAiTranscription({ apiKey: openaiKey, finalMs: L.sttFinalMs, responder: answer });
   const scribe: FakeScribe | null = stt === 'elevenlabs' ? await startFakeScribe({ apiKey: elevenKey, finalMs: L.sttFinalMs, jitterMs: 0, responder: answer }) : null;
@@ -335,7 +337,7 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
     responder: (body) => {
       const said = lastUserText(body);
       const ref = REF.exec(said)?.[0];
-      const entry = SCRIPT.find((s) => said.startsWith(s.question));
+      const entry = SCRIPT.find((s) => said.endsWith(s.question));
       return { text: entry && ref ? entry.answer(ref) : 'Sorry, could you say that again?' };
     },
   });
