@@ -240,7 +240,12 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     accountSid: config.twilio.accountSid,
     tenants: deps.tenants,
     // REDIS_URL: a callback for a call another instance holds is relayed to it (calls/callback-relay.ts).
-    registry: shared ? relayingRegistry(registry, (callback) => shared.bus.publish('callbacks', callback)) : registry,
+    // WORKERS > 1 without Redis: through the cluster primary to the other workers (src/cluster).
+    registry: shared
+      ? relayingRegistry(registry, (callback) => shared.bus.publish('callbacks', callback))
+      : deps.cluster
+        ? relayingRegistry(registry, (callback) => deps.cluster?.relay(callback))
+        : registry,
     callers,
     logger: deps.logger,
     rateLimit: config.rateLimit,

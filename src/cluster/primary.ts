@@ -81,6 +81,10 @@ export function runPrimary(opts: PrimaryOptions): void {
       }
       case 'metrics':
         return aggregator.clusterMetrics();
+      case 'relay': {
+        const known = await Promise.all(alive().filter((w) => w !== from).map((w) => serve(w, { op: 'callback', callback: a.callback })));
+        return known.some((k) => k === true);
+      }
     }
   };
 

@@ -4,6 +4,8 @@
  * them how many are alive (`workers`). Every message carries TAG, so prom-client's own cluster
  * messages (its AggregatorRegistry) pass by untouched.
  */
+import type { RelayedCallback } from '../calls/callback-relay.js';
+
 export const TAG = 'vetline.cluster';
 
 /** What a worker asks the primary. */
@@ -11,10 +13,11 @@ export type Ask =
   | { op: 'claim'; nonce: string; ttlMs: number }
   | { op: 'take'; callSid: string }
   | { op: 'calls' }
-  | { op: 'metrics' };
+  | { op: 'metrics' }
+  | { op: 'relay'; callback: RelayedCallback };
 
 /** What the primary asks a worker. */
-export type Serve = { op: 'release'; callSid: string } | { op: 'list' };
+export type Serve = { op: 'release'; callSid: string } | { op: 'list' } | { op: 'callback'; callback: RelayedCallback };
 
 export type ToPrimary = { tag: typeof TAG; kind: 'ask'; id: number; ask: Ask } | { tag: typeof TAG; kind: 'served'; id: number; value: unknown };
 export type ToWorker =

@@ -6,6 +6,7 @@
  */
 import cluster from 'node:cluster';
 import { AggregatorRegistry, type Registry as PromRegistry } from 'prom-client';
+import { applyRelayed, type RelayedCallback } from '../calls/callback-relay.js';
 import type { CallHandoff } from '../calls/handoff.js';
 import type { CallSeed, Registry } from '../calls/registry.js';
 import type { TokenUseStore } from '../calls/stream-token.js';
@@ -22,6 +23,8 @@ export interface ClusterView {
   otherCalls(): Promise<(CallListing & { instance: string })[]>;
   /** The Prometheus text of every worker's registry, aggregated by the primary. */
   metrics(): Promise<string>;
+  /** A Twilio callback for a call this worker does not hold: the primary hands it to every other worker. */
+  relay(callback: RelayedCallback): void;
 }
 
 export interface ClusterWorker {
@@ -50,7 +53,8 @@ export function clusterWorker(): ClusterWorker {
       if (m.error !== undefined) p?.reject(new Error(m.error));
       else p?.resolve(m.value);
     } else if (m.kind === 'serve') {
-      const value = m.serve.op === 'release' ? (registry?.release(m.serve.callSid) ?? null) : (registry?.list() ?? []);
+      const s = m.serve;
+      const value = !registry ? null : s.op === 'release' ? registry.release(s.callSid) : s.op === 'list' ? registry.list() : applyRelayed(registry, s.callback);
       send({ tag: TAG, kind: 'served', id: m.id, value });
     }
   });
@@ -85,6 +89,7 @@ export function clusterWorker(): ClusterWorker {
       workers: () => alive,
       otherCalls: async () => (await ask<(CallListing & { instance: string })[]>({ op: 'calls' })).filter((c) => c.instance !== workerId),
       metrics: () => ask<string>({ op: 'metrics' }),
+      relay: (callback) => void ask({ op: 'relay', callback }).catch(() => undefined),
     },
     serve(r, metrics) {
       registry = r;

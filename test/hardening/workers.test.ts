@@ -4,9 +4,11 @@
  * stream may reach different ones); /twilio/health counts the workers, /twilio/sessions lists every
  * worker's calls, /metrics sums them. A worker killed with SIGKILL is replaced; its call's stream
  * closes abnormally, so Twilio runs the fallback key menu after </Connect>, which the surviving
- * worker answers; the other worker's calls go on. SIGTERM drains every worker and exits 0.
+ * worker answers; the other worker's calls go on. Twilio's status callbacks reach whichever worker
+ * and are relayed to the one holding the call. SIGTERM drains every worker and exits 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import { QUICK_VET } from '../e2e/conversation-kit.js';
 import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
 import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { freePort } from '../support/net.js';
+import { formBody, signedForm } from '../support/twilio-sign.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -24,6 +27,19 @@ const lines = (out: string) => out.split('\n').filter((l) => l.startsWith('{')).
 /** The sum of a metric's samples in Prometheus text (every label set). */
 const metricSum = (text: string, name: string) =>
   text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+
+/** A signed Twilio callback on a connection of its own (the primary deals connections to the workers in turn). */
+function callbackOnNewConnection(url: string, path: string, params: Record<string, string>): Promise<number> {
+  const { headers } = signedForm({ baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path, params });
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { method: 'POST', agent: false, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(formBody(params));
+  });
+}
 
 let proc: ChildProcess | null = null;
 let dir = '';
@@ -100,9 +116,17 @@ describe('WORKERS=2 behind one port', () => {
     calls.push(late);
     await late.waitFor((x) => x.outbound.some((o) => o.message?.event === 'media'), 10_000, 'greeting audio after the restart');
 
+    // Twilio's completion of each surviving call, each on a new connection: at least one reaches the
+    // worker that does not hold its call and is relayed; every call ends (the machine closes 1000).
+    for (const c of survivors) {
+      expect(await callbackOnNewConnection(url, '/twilio/status', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, CallStatus: 'completed', SequenceNumber: '3' })).toBe(200);
+    }
+    for (const c of survivors) expect((await c.waitForClose(5_000)).code).toBe(1000);
+    expect((await listed()).map((c) => c.callSid)).toEqual([late.callSid]);
+
     // SIGTERM: every worker drains (hand-off at DRAIN_TIMEOUT_MS), then the primary exits 0.
     child.kill('SIGTERM');
-    for (const c of [...survivors, late]) await c.waitForClose(15_000);
+    await late.waitForClose(15_000);
     expect(await exited).toBe(0);
     expect(output).toContain('draining every worker');
     expect(lines(output).filter((l) => l.msg === 'worker stopped').map((l) => l.exitCode)).toEqual([0, 0]);
