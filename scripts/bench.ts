@@ -172,8 +172,19 @@ interface EngineOptions {
   env: Record<string, string>;
 }
 
-/** A call's `usage` from its journal outcome line (src/calls/session.ts journalSummary). */
-interface CallUsage { agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number; sttSpeechMs: number }
+/**
+ * A call's `usage` from its journal outcome line (src/calls/session.ts journalSummary), with its
+ * thrown-away prepared replies (`discarded`) and how many of its answered turns were prepared.
+ */
+interface CallUsage {
+  agentInputTokens: number;
+  agentOutputTokens: number;
+  ttsCharacters: number;
+  sttSpeechMs: number;
+  discarded?: { replies: number; agentInputTokens: number; agentOutputTokens: number; ttsCharacters: number };
+  turns?: number;
+  preparedTurns?: number;
+}
 
 interface EngineTurn {
   callSid: string;
@@ -393,8 +404,11 @@ class EngineChild {
     for (const file of readdirSync(this.journalDir).filter((f) => f.endsWith('.jsonl'))) {
       const last = readFileSync(join(this.journalDir, file), 'utf8').trimEnd().split('\n').at(-1) ?? '';
       try {
-        const o = JSON.parse(last) as { type?: string; record?: { usage?: CallUsage } };
-        if (o.type === 'outcome' && o.record?.usage) this.usages.push(o.record.usage);
+        const o = JSON.parse(last) as { type?: string; record?: { usage?: CallUsage; turns?: { prepared?: boolean }[] } };
+        if (o.type === 'outcome' && o.record?.usage) {
+          const turns = o.record.turns ?? [];
+          this.usages.push({ ...o.record.usage, turns: turns.length, preparedTurns: turns.filter((t) => t.prepared === true).length });
+        }
       } catch {
         // a journal cut short (engine killed): no outcome line
       }
@@ -1116,9 +1130,22 @@ function usageSummary(usages: readonly CallUsage[]) {
       agentOutputTokens: mean((u) => u.agentOutputTokens),
       ttsCharacters: mean((u) => u.ttsCharacters),
       sttSpeechMs: mean((u) => u.sttSpeechMs),
+      // Prepared replies thrown away (the caller went on): each one more agent request, and the
+      // characters synthesized for it; tokens as the chat API reported them before the abort.
+      discarded: {
+        replies: mean((u) => u.discarded?.replies ?? 0),
+        agentInputTokens: mean((u) => u.discarded?.agentInputTokens ?? 0),
+        agentOutputTokens: mean((u) => u.discarded?.agentOutputTokens ?? 0),
+        ttsCharacters: mean((u) => u.discarded?.ttsCharacters ?? 0),
+      },
     },
+    /** Answered turns whose reply was prepared during the end-of-turn window, and discarded replies per answered turn (issue target ≤ 0.25). */
+    preparedTurnShare: ratio(usages.reduce((n, u) => n + (u.preparedTurns ?? 0), 0), usages.reduce((n, u) => n + (u.turns ?? 0), 0)),
+    discardedPerTurn: ratio(usages.reduce((n, u) => n + (u.discarded?.replies ?? 0), 0), usages.reduce((n, u) => n + (u.turns ?? 0), 0)),
   };
 }
+
+const ratio = (a: number, b: number) => (b === 0 ? null : Math.round((a / b) * 1000) / 1000);
 
 // =============================================================================================
 // CLI.
