@@ -20,7 +20,7 @@ import { pruneJournals } from './journal/retention.js';
 import { openJournalDir } from './journal/writer.js';
 import { createLogger } from './observability/logger.js';
 import { createProviders } from './providers/index.js';
-import { openSharedState } from './redis/index.js';
+import { checkRedis, openSharedState } from './redis/index.js';
 import { sttVocabularyFor } from './providers/stt/local-grammar.js';
 import { buildServer, type Drain } from './server.js';
 import { createRecordingFetcher } from './twilio/recording-download.js';
@@ -49,6 +49,8 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.logLevel });
   if (config.workers > 1 && cluster.isPrimary) {
+    // An unreachable Redis is said once, here, and stops start-up: not by every worker in turn.
+    if (config.redisUrl) await checkRedis(config.redisUrl, logger).catch(fail);
     runPrimary({ workers: config.workers, logger, env: workerEnv(process.env) });
     return;
   }

@@ -65,7 +65,11 @@ export async function connectRedis(url: string, logger: Logger): Promise<RedisLi
   const commands = new Redis(url, options('vetline'));
   const subscriber = new Redis(url, options('vetline-sub'));
   let warned = false;
+  let started = false;
+  let firstError: Error | null = null;
   const onError = (link: string) => (err: Error) => {
+    // Before start-up succeeded, the error is the reason start-up gives (not an outage to log).
+    if (!started) return void (firstError ??= err);
     // ioredis emits an error per failed reconnect attempt: one warning per outage is enough.
     if (warned) return;
     warned = true;
@@ -84,10 +88,13 @@ export async function connectRedis(url: string, logger: Logger): Promise<RedisLi
     await Promise.all([commands.connect(), subscriber.connect()]);
     const pong = await commands.ping();
     if (pong !== 'PONG') throw new Error(`PING answered ${JSON.stringify(pong)}`);
+    started = true;
   } catch (err) {
     commands.disconnect();
     subscriber.disconnect();
-    const reason = err instanceof Error ? err.message.split(url).join(target) : String(err);
+    // "Connection is closed." says less than the socket error that closed it (ECONNREFUSED, WRONGPASS …).
+    const cause = firstError ?? err;
+    const reason = cause instanceof Error ? cause.message.split(url).join(target) : String(cause);
     throw new VetError(
       'VET_E_REDIS',
       `REDIS_URL: Redis at ${target} did not answer (${reason}); start Redis (or Valkey) there, check host, port, password and TLS ` +

@@ -38,6 +38,12 @@ export interface SharedState {
   close(): Promise<void>;
 }
 
+/** Connects, PINGs and disconnects (the cluster primary's start-up check): VET_E_REDIS when Redis does not answer. */
+export async function checkRedis(url: string, logger: Logger): Promise<void> {
+  const links = await connectRedis(url, logger);
+  await links.close();
+}
+
 export async function openSharedState(opts: { url: string; heartbeatMs: number; logger: Logger; instanceId?: string }): Promise<SharedState> {
   const links = await connectRedis(opts.url, opts.logger);
   const instanceId = opts.instanceId ?? newInstanceId();
