@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
+ * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--workers N] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
  * (docs/design/reliability.md §4 recipe 4, §5; docs/design/conversation.md §1.4 and §6).
  *
  * Starts the engine in its own process (`node --import tsx src/main.ts`, loopback, a free port) and,
@@ -34,6 +34,10 @@
  * realistic latencies (scripts/bench-cloud.ts); callers behave as with `local`, and the JSON gains
  * `cloud` (the engine's own time per speech turn, vendor spans, windows) and `usage` (per call, from
  * the journals' outcome lines).
+ *
+ * `--workers N` runs the engine with WORKERS=N (src/cluster: a primary and N worker processes behind
+ * the one port); CPU and RSS are then the sum over the primary and every worker, and the in-engine
+ * probe (heap, event loop) is off (its IPC channel is the cluster's in a worker).
  *
  * Loopback only, bounded in wall time (duration + 240 s; ramp: --ramp-budget + duration + 180 s),
  * stops by itself and kills the engine on exit, Ctrl-C included (a second Ctrl-C: at once). TWILIO_ACCOUNT_SID is deliberately not given to the
@@ -168,6 +172,8 @@ interface EngineOptions {
   probe: boolean;
   cpuProfDir: string | null;
   maxCalls: number;
+  /** WORKERS: engine processes behind the port (1: the engine in one process). */
+  workers: number;
   /** cloud: keys, base URLs of the fake vendor servers, provider names, TTS transport. */
   env: Record<string, string>;
 }
@@ -215,6 +221,8 @@ class EngineChild {
   callsEnded = 0;
   warnings = 0;
   readyInfo: Record<string, unknown> | null = null;
+  /** Worker processes' pids (WORKERS > 1), from their 'vetline ready' lines. */
+  private readonly workerPids = new Set<number>();
   exited: { code: number | null; signal: string | null } | null = null;
   private child: ChildProcess | null = null;
   private readonly journalDir = mkdtempSync(join(tmpdir(), 'vetline-bench-journal-'));
@@ -264,6 +272,7 @@ class EngineChild {
       VAD_PROVIDER: 'energy', // the fake VAD never fires without a script
       LOG_LEVEL: 'info',
       MAX_CALLS: String(this.opts.maxCalls),
+      WORKERS: String(this.opts.workers),
       DRAIN_TIMEOUT_MS: '3000',
       ...(this.opts.probe ? { VETLINE_BENCH_PROBE: '1' } : {}),
       ...this.opts.env,
@@ -320,7 +329,8 @@ class EngineChild {
     const num = (v: unknown) => (typeof v === 'number' ? v : null);
     if (msg === 'vetline ready') {
       this.readyInfo = o;
-      return 'ready';
+      if (typeof o.pid === 'number' && this.opts.workers > 1) this.workerPids.add(o.pid);
+      return this.opts.workers <= 1 || this.workerPids.size >= this.opts.workers ? 'ready' : null;
     }
     if (msg === 'turn latency' && typeof o.turn === 'object' && o.turn !== null) {
       const t = o.turn as Record<string, unknown>;
@@ -348,15 +358,20 @@ class EngineChild {
     return null;
   }
 
+  /** CPU ticks and RSS of the engine: its process, plus every worker with WORKERS > 1. */
   sampleProc(): ProcSample | null {
     const pid = this.pid;
     if (pid === null || this.exited) return null;
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from #3 (state) on
-      const ticks = Number(fields[11]) + Number(fields[12]); // utime (#14) + stime (#15)
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const rss = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+      let ticks = 0;
+      let rss = 0;
+      for (const p of [pid, ...this.workerPids]) {
+        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from #3 (state) on
+        ticks += Number(fields[11]) + Number(fields[12]); // utime (#14) + stime (#15)
+        const status = readFileSync(`/proc/${p}/status`, 'utf8');
+        rss += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+      }
       const s = { atMs: performance.now(), ticks, rss };
       this.proc.push(s);
       return s;
@@ -395,6 +410,7 @@ class EngineChild {
       while (!this.exited && performance.now() < end) await sleep(50);
       if (!this.exited) child.kill('SIGKILL');
     }
+    this.killWorkers();
     this.readUsage();
     rmSync(this.journalDir, { recursive: true, force: true });
   }
@@ -415,9 +431,21 @@ class EngineChild {
     }
   }
 
+  /** Workers outlive a primary killed with SIGKILL only until they notice (their IPC channel closes): no waiting for that. */
+  private killWorkers(): void {
+    for (const pid of this.workerPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
   /** Synchronous last resort (process 'exit'). */
   kill(): void {
     if (this.child && !this.exited) this.child.kill('SIGKILL');
+    this.killWorkers();
     rmSync(this.journalDir, { recursive: true, force: true });
   }
 }
@@ -809,6 +837,7 @@ interface RunOptions {
   seed: number;
   probe: boolean;
   cpuProf: boolean;
+  workers: number;
 }
 
 let current: EngineChild | null = null;
@@ -832,7 +861,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   const lines = cloudKit ? baseLines.map((l) => ({ ...l, speechEndFrames: cloudKit.framesToSpeechEnd(l.ulaw) })) : baseLines;
   let engine: EngineChild;
   try {
-    engine = current = await EngineChild.start({ providers: o.providers, probe: o.probe, cpuProfDir, maxCalls: Math.max(500, o.calls * 2), env: cloud?.env ?? {} });
+    engine = current = await EngineChild.start({ providers: o.providers, probe: o.probe && o.workers <= 1, cpuProfDir, maxCalls: Math.max(500, o.calls * 2), workers: o.workers, env: cloud?.env ?? {} });
   } catch (err) {
     await cloud?.close();
     throw err;
@@ -954,6 +983,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
     config: {
       calls: o.calls,
       durationS: o.durationS,
+      workers: o.workers,
       providers: o.providers === 'local'
         ? { vad: 'energy', stt: 'local', tts: 'local', agent: 'local' }
         : o.providers === 'cloud'
@@ -964,7 +994,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       tenant: 'quick-vet (test/fixtures/tenants)',
       callerLines: lines.map((l) => ({ text: l.text, ms: l.ulaw.length / 8 })),
       engineStartupMs: startupMs,
-      probe: o.probe,
+      probe: o.probe && o.workers <= 1,
     },
     calls: {
       started: done.filter((r) => r.callSid).length,
@@ -1161,13 +1191,14 @@ interface Cli {
   seed: number;
   probe: boolean;
   cpuProf: boolean;
+  workers: number;
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Cli {
-  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', stt: 'openai', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false };
-  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
+  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', stt: 'openai', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false, workers: 1 };
+  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--workers N] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -1182,6 +1213,7 @@ function parseArgs(argv: string[]): Cli {
     };
     if (a === '--calls') cli.calls = int(1, 5000);
     else if (a === '--duration') cli.durationS = int(5, 600);
+    else if (a === '--workers') cli.workers = int(1, 64);
     else if (a === '--providers') {
       const v = value();
       if (v !== 'fake' && v !== 'local' && v !== 'cloud') throw new UsageError(`--providers must be fake, local or cloud\n${usage}`);
@@ -1316,7 +1348,7 @@ async function main(): Promise<void> {
     }
     largest = n;
   }
-  const out = { bench: 'vetline', mode: 'ramp', command, machine: machine(), providers: cli.providers, durationS: cli.durationS, seed: cli.seed, largestPassingCalls: largest, stoppedBecause, table, lastPassing: runs.filter((r) => r.criteria.pass).at(-1) ?? null, firstFailing: runs.find((r) => !r.criteria.pass) ?? null };
+  const out = { bench: 'vetline', mode: 'ramp', command, machine: machine(), providers: cli.providers, workers: cli.workers, durationS: cli.durationS, seed: cli.seed, largestPassingCalls: largest, stoppedBecause, table, lastPassing: runs.filter((r) => r.criteria.pass).at(-1) ?? null, firstFailing: runs.find((r) => !r.criteria.pass) ?? null };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   process.exitCode = abortRequested ? 130 : 0;
 }
