@@ -40,7 +40,7 @@ import { bearerOf, matchesAny } from './inspector/credentials.js';
 import { InspectorFeed } from './inspector/feed.js';
 import { registerInspector } from './inspector/plugin.js';
 import type { JournalFactory } from './journal/writer.js';
-import { RATE_LIMIT_NAMESPACE, type SharedState } from './redis/index.js';
+import { RATE_LIMIT_NAMESPACE, registerSharedMetrics, type SharedState } from './redis/index.js';
 import { createEngineMetrics, type EngineMetrics } from './metrics.js';
 import type { TwilioRest } from './twilio/rest-types.js';
 import { streamCounters, type MediaStreamOptions } from './twilio/stream-socket.js';
@@ -290,6 +290,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   });
   if (fu?.outbox) registerDeliveryMetrics(metrics.register, fu.outbox);
   registerLimitMetrics(metrics.register, { callers, budget });
+  if (shared) registerSharedMetrics(metrics.register, shared);
   const scrapeAccess = metricsAccess(config, gate);
   app.get(METRICS_PATH, { config: { rateLimit: false } }, async (req, reply) => {
     const verdict = scrapeAccess(req);

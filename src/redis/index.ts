@@ -16,6 +16,7 @@ import { RedisTokenUses } from './token-uses.js';
 export type { LiveTopic } from './bus.js';
 export type { DirectoryCall, RemoteCall } from './directory.js';
 export { HEARTBEATS_TO_EXPIRE } from './directory.js';
+export { registerSharedMetrics } from './metrics.js';
 export { redisTarget };
 
 /** Key prefix of @fastify/rate-limit's Redis store (its own keys, counted by its own script). */
@@ -34,6 +35,8 @@ export interface SharedState {
   readonly handoff: RedisHandoff;
   /** Bound to this instance's calls by `directory(local)`; started there. */
   directory(local: () => DirectoryCall[]): CallDirectory;
+  /** Whether both connections are up (commands and subscriber). */
+  connected(): boolean;
   /** Stops the heartbeat (removing this instance's calls) and closes both connections. */
   close(): Promise<void>;
 }
@@ -69,6 +72,7 @@ export async function openSharedState(opts: { url: string; heartbeatMs: number; 
       directory.start();
       return directory;
     },
+    connected: () => links.commands.status === 'ready' && links.subscriber.status === 'ready',
     async close() {
       await directory?.stop();
       await links.close();

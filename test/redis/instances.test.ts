@@ -244,13 +244,16 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     expect(listed.incomplete).toBeUndefined();
   }, 60_000);
 
-  it('Redis gone: stream upgrades are refused 503 (fail closed), the listing shows this instance only and says so; back: shared again', async () => {
+  it('Redis gone: stream upgrades are refused 503 (fail closed), the listing shows this instance only and says so, the metric drops to 0; back: shared again', async () => {
     const call = await dial(a);
     cleanup.push(() => call.dispose());
     await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 3_000 }).toBe(true);
+    const connected = async () => /^vetline_redis_connected (\d)$/m.exec(await (await fetch(`${b.url}/metrics`)).text())?.[1];
+    expect(await connected()).toBe('1');
     const token = await mint(a);
     const port = redis.port;
     await redis.stop();
+    await expect.poll(connected, { timeout: 2_000 }).toBe('0');
     // The token cannot be checked once: refused before the handshake (Twilio plays the key menu).
     expect(await upgrade(b, token)).toBe(503);
     expect(b.logs.join('')).toContain('the stream token could not be checked');
@@ -259,6 +262,7 @@ describe.skipIf(!binary)(binary ? 'several instances sharing Redis' : `several i
     expect(degraded.calls.some((c) => c.callSid === call.callSid)).toBe(false);
     expect((await sessions(a)).calls.some((c) => c.callSid === call.callSid)).toBe(true); // A still lists its own
     redis = await startRedis(binary!, { port });
+    await expect.poll(connected, { timeout: 6_000 }).toBe('1');
     await expect.poll(async () => (await sessions(b)).calls.some((c) => c.callSid === call.callSid), { timeout: 6_000 }).toBe(true);
     await call.hangUp();
   }, 30_000);
