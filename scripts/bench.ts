@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--workers N] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
+ * `npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--workers N] [--redis] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--seed K] [--cpu-prof]`
  * (docs/design/reliability.md §4 recipe 4, §5; docs/design/conversation.md §1.4 and §6).
  *
  * Starts the engine in its own process (`node --import tsx src/main.ts`, loopback, a free port) and,
@@ -38,6 +38,11 @@
  * `--workers N` runs the engine with WORKERS=N (src/cluster: a primary and N worker processes behind
  * the one port); CPU and RSS are then the sum over the primary and every worker, and the in-engine
  * probe (heap, event loop) is off (its IPC channel is the cluster's in a worker).
+ *
+ * `--redis` starts a local redis-server for each run (Debian's /usr/bin/redis-server or REDIS_SERVER,
+ * loopback, persistence off: test/support/redis.ts) and gives the engine REDIS_URL, so stream-token
+ * claims, the call directory's heartbeats and relays go through Redis as with several instances
+ * (every worker is one). Its CPU is not in the engine's figures; `redis.cpuSeconds` reports it.
  *
  * Loopback only, bounded in wall time (duration + 240 s; ramp: --ramp-budget + duration + 180 s),
  * stops by itself and kills the engine on exit, Ctrl-C included (a second Ctrl-C: at once). TWILIO_ACCOUNT_SID is deliberately not given to the
@@ -838,6 +843,7 @@ interface RunOptions {
   probe: boolean;
   cpuProf: boolean;
   workers: number;
+  redis: boolean;
 }
 
 let current: EngineChild | null = null;
@@ -850,6 +856,25 @@ async function callerLines(): Promise<Line[]> {
   return Promise.all(texts.map(async (text) => ({ text, ulaw: await callerSpeech(text), speechEndFrames: null })));
 }
 
+/** A redis-server for one run (test/support/redis.ts), and the CPU it used (from /proc). */
+async function startBenchRedis(): Promise<{ url: string; cpuSeconds(): number | null; stop(): Promise<void> }> {
+  const { findRedisServer, startRedis } = await import('../test/support/redis.js');
+  const binary = findRedisServer();
+  if (!binary) throw new UsageError('--redis needs redis-server (apt-get install redis-server, or set REDIS_SERVER)');
+  const server = await startRedis(binary);
+  const cpuSeconds = () => {
+    try {
+      const stat = readFileSync(`/proc/${server.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, CLK_TCK 100
+    } catch {
+      return null;
+    }
+  };
+  log(`redis-server pid ${server.pid} on ${server.url}`);
+  return { url: server.url, cpuSeconds, stop: () => server.stop() };
+}
+
 async function runOnce(o: RunOptions, baseLines: Line[]) {
   const { FakeTwilio: FakeTwilioClass } = await import('../test/support/fake-twilio.js');
   const cpuProfDir = o.cpuProf ? mkdtempSync(join(tmpdir(), 'vetline-cpuprof-')) : null;
@@ -859,11 +884,16 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   const cloudKit = o.providers === 'cloud' ? await import('./bench-cloud.js') : null;
   const cloud = cloudKit ? await cloudKit.startCloudFakes(o.ttsTransport, o.stt) : null;
   const lines = cloudKit ? baseLines.map((l) => ({ ...l, speechEndFrames: cloudKit.framesToSpeechEnd(l.ulaw) })) : baseLines;
+  const redis = o.redis ? await startBenchRedis() : null;
   let engine: EngineChild;
   try {
-    engine = current = await EngineChild.start({ providers: o.providers, probe: o.probe && o.workers <= 1, cpuProfDir, maxCalls: Math.max(500, o.calls * 2), workers: o.workers, env: cloud?.env ?? {} });
+    engine = current = await EngineChild.start({
+      providers: o.providers, probe: o.probe && o.workers <= 1, cpuProfDir, maxCalls: Math.max(500, o.calls * 2), workers: o.workers,
+      env: { ...(cloud?.env ?? {}), ...(redis ? { REDIS_URL: redis.url } : {}) },
+    });
   } catch (err) {
     await cloud?.close();
+    await redis?.stop();
     throw err;
   }
   const startupMs = Math.round(performance.now() - t0);
@@ -942,6 +972,8 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   await engine.stop();
   current = null;
   await cloud?.close();
+  const redisCpuSeconds = redis ? redis.cpuSeconds() : null;
+  await redis?.stop();
 
   // Caller turns ↔ engine turn lines: same callSid, engine log time within 300 ms of the arrival.
   const byCall = new Map<string, EngineTurn[]>();
@@ -984,6 +1016,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       calls: o.calls,
       durationS: o.durationS,
       workers: o.workers,
+      redis: redis ? { cpuSeconds: redisCpuSeconds } : null,
       providers: o.providers === 'local'
         ? { vad: 'energy', stt: 'local', tts: 'local', agent: 'local' }
         : o.providers === 'cloud'
@@ -1192,13 +1225,14 @@ interface Cli {
   probe: boolean;
   cpuProf: boolean;
   workers: number;
+  redis: boolean;
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Cli {
-  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', stt: 'openai', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false, workers: 1 };
-  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--workers N] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
+  const cli: Cli = { calls: 10, durationS: 30, providers: 'fake', stt: 'openai', ttsTransport: 'http', ramp: false, rampBudgetS: 300, seed: Math.floor(Math.random() * 1e6), probe: true, cpuProf: false, workers: 1, redis: false };
+  const usage = 'usage: npm run bench -- --calls N --duration S [--providers fake|local|cloud] [--workers N] [--redis] [--stt openai|elevenlabs] [--tts-transport http|websocket] [--ramp] [--ramp-budget S] [--seed K] [--no-probe] [--cpu-prof]';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -1214,6 +1248,7 @@ function parseArgs(argv: string[]): Cli {
     if (a === '--calls') cli.calls = int(1, 5000);
     else if (a === '--duration') cli.durationS = int(5, 600);
     else if (a === '--workers') cli.workers = int(1, 64);
+    else if (a === '--redis') cli.redis = true;
     else if (a === '--providers') {
       const v = value();
       if (v !== 'fake' && v !== 'local' && v !== 'cloud') throw new UsageError(`--providers must be fake, local or cloud\n${usage}`);
@@ -1348,7 +1383,7 @@ async function main(): Promise<void> {
     }
     largest = n;
   }
-  const out = { bench: 'vetline', mode: 'ramp', command, machine: machine(), providers: cli.providers, workers: cli.workers, durationS: cli.durationS, seed: cli.seed, largestPassingCalls: largest, stoppedBecause, table, lastPassing: runs.filter((r) => r.criteria.pass).at(-1) ?? null, firstFailing: runs.find((r) => !r.criteria.pass) ?? null };
+  const out = { bench: 'vetline', mode: 'ramp', command, machine: machine(), providers: cli.providers, workers: cli.workers, redis: cli.redis, durationS: cli.durationS, seed: cli.seed, largestPassingCalls: largest, stoppedBecause, table, lastPassing: runs.filter((r) => r.criteria.pass).at(-1) ?? null, firstFailing: runs.find((r) => !r.criteria.pass) ?? null };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   process.exitCode = abortRequested ? 130 : 0;
 }

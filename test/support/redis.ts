@@ -22,6 +22,7 @@ export const inCi = Boolean(process.env.CI);
 
 export interface RedisServer {
   port: number;
+  pid: number | undefined;
   url: string;
   /** Shutdown without saving, then the directory is removed. */
   stop(): Promise<void>;
@@ -80,5 +81,5 @@ export async function startRedis(binary: string, opts: { password?: string; port
     await new Promise((r) => setTimeout(r, 50));
   }
   const auth = opts.password ? `:${encodeURIComponent(opts.password)}@` : '';
-  return { port, url: `redis://${auth}127.0.0.1:${port}/0`, stop };
+  return { port, pid: child.pid, url: `redis://${auth}127.0.0.1:${port}/0`, stop };
 }
