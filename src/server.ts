@@ -232,7 +232,7 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
     shared.bus.on('callbacks', (callback) => void applyRelayed(registry, callback));
   }
   const handoff: CallHandoff | undefined = shared ? { take: async (callSid) => asSeed(await shared.handoff.take(callSid)) } : deps.handoff;
-  const directory = shared?.directory(() => registry.list()) ?? null;
+  const directory = shared?.directory(() => registry.list(), () => registry.activeCount) ?? null;
   const callers = new CallerLimits({ secret: config.callerKeySecret, liveCalls: (clinic, key, except) => registry.liveCallsFrom(clinic, key, except) });
   const signature = { publicBaseUrl: config.publicBaseUrl, authToken: config.twilio.authToken, validation: config.webhookValidation };
   const app = await buildApp({

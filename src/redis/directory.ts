@@ -3,7 +3,8 @@
  * calls as one key, `vetline:directory:<instance>` (JSON, expiring after 3 heartbeats), and names
  * itself in the set `vetline:directory:instances`. Listing reads every named instance's key; an
  * instance that died (kill -9, lost machine) stops beating, its key expires, and its calls leave
- * the listing within 3 heartbeats (it is then dropped from the set too). A draining instance deletes
+ * the listing within 3 heartbeats (it is then dropped from the set too). A call starting or ending
+ * is written within CHANGE_CHECK_MS rather than at the next beat. A draining instance deletes
  * its key when it stops. No clock is compared between machines: expiry is Redis' own.
  *
  * Redis unreachable: beats fail (logged once per outage by the connection) and `list` rejects; the
@@ -28,6 +29,8 @@ export interface RemoteCall extends DirectoryCall {
   instance: string;
 }
 
+/** How often the number of calls is compared with the last beat's (a started or ended call is written then). */
+export const CHANGE_CHECK_MS = 250;
 /** An entry expires after this many heartbeats without a rewrite. */
 export const HEARTBEATS_TO_EXPIRE = 3;
 
@@ -41,12 +44,20 @@ interface Entry {
 
 export class CallDirectory {
   private timer: NodeJS.Timeout | null = null;
+  private changeTimer: NodeJS.Timeout | null = null;
   private beating: Promise<void> | null = null;
   private stopped = false;
 
   constructor(
     private readonly redis: Redis,
-    private readonly opts: { instanceId: string; heartbeatMs: number; local: () => DirectoryCall[]; logger: Logger },
+    private readonly opts: {
+      instanceId: string;
+      heartbeatMs: number;
+      local: () => DirectoryCall[];
+      /** How many calls this instance holds (cheap): a change is written within CHANGE_CHECK_MS, not at the next beat. */
+      count?: () => number;
+      logger: Logger;
+    },
   ) {}
 
   /** The window after which a silent instance's calls are gone. */
@@ -54,11 +65,20 @@ export class CallDirectory {
     return this.opts.heartbeatMs * HEARTBEATS_TO_EXPIRE;
   }
 
-  /** Beats now, then every heartbeat. */
+  /** Beats now, then every heartbeat, and soon after the number of calls changed. */
   start(): void {
     if (this.timer || this.stopped) return;
     void this.beat();
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatMs).unref();
+    const count = this.opts.count;
+    if (count && this.opts.heartbeatMs > CHANGE_CHECK_MS) {
+      let last = count();
+      this.changeTimer = setInterval(() => {
+        const now = count();
+        if (now !== last) void this.beat();
+        last = now;
+      }, CHANGE_CHECK_MS).unref();
+    }
   }
 
   /** Writes this instance's calls now (also used to publish a change before the next beat). */
@@ -107,7 +127,8 @@ export class CallDirectory {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    if (this.changeTimer) clearInterval(this.changeTimer);
+    this.timer = this.changeTimer = null;
     await this.beating;
     await this.redis
       .multi()

@@ -33,8 +33,8 @@ export interface SharedState {
   readonly bus: LiveBus;
   /** Call take-over between instances (a `CallHandoff`, src/calls/handoff.ts); `serve` binds the registry. */
   readonly handoff: RedisHandoff;
-  /** Bound to this instance's calls by `directory(local)`; started there. */
-  directory(local: () => DirectoryCall[]): CallDirectory;
+  /** Bound to this instance's calls (and their number, cheap) by `directory(local, count)`; started there. */
+  directory(local: () => DirectoryCall[], count?: () => number): CallDirectory;
   /** Whether both connections are up (commands and subscriber). */
   connected(): boolean;
   /** Stops the heartbeat (removing this instance's calls) and closes both connections. */
@@ -67,8 +67,8 @@ export async function openSharedState(opts: { url: string; heartbeatMs: number; 
     rateLimitClient: links.commands,
     bus,
     handoff,
-    directory(local) {
-      directory ??= new CallDirectory(links.commands, { instanceId, heartbeatMs: opts.heartbeatMs, local, logger: opts.logger });
+    directory(local, count) {
+      directory ??= new CallDirectory(links.commands, { instanceId, heartbeatMs: opts.heartbeatMs, local, ...(count ? { count } : {}), logger: opts.logger });
       directory.start();
       return directory;
     },

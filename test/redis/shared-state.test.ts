@@ -80,6 +80,19 @@ describe.skipIf(!binary)(binary ? 'Redis shared state' : `Redis shared state (${
 
   });
 
+  it('a call starting or ending reaches the directory within a second (checked every 250 ms), not at the next 5 s heartbeat', async () => {
+    const [a, b] = await Promise.all([open(5_000), open(5_000)]);
+    let calls: DirectoryCall[] = [];
+    a.directory(() => calls, () => calls.length);
+    const db = b.directory(() => []);
+    const seen = async () => (await db.list()).filter((x) => x.instance === a.instanceId).map((x) => x.callSid);
+    await expect.poll(seen, { timeout: 1_000 }).toEqual([]);
+    calls = [call('CA-new')];
+    await expect.poll(seen, { timeout: 1_000, interval: 20 }).toEqual(['CA-new']);
+    calls = [];
+    await expect.poll(seen, { timeout: 1_000, interval: 20 }).toEqual([]);
+  });
+
   it('live updates reach the other instances, not the publisher; on-demand topics only while someone listens', async () => {
     const [a, b, c] = await Promise.all([open(), open(), open()]);
     const heard: string[] = [];
