@@ -168,8 +168,12 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
             if (count === 1) void listening.then(() => shared.bus.publish('inspector-sync', null));
           },
         }
-      : {}),
+      : deps.cluster
+        ? { relay: (message) => deps.cluster?.inspector.relay(message), onPages: (count) => deps.cluster?.inspector.pages(count) }
+        : {}),
   });
+  // WORKERS > 1 without Redis: the other workers' calls through the cluster primary (src/cluster).
+  if (feed && !shared) deps.cluster?.inspector.on((message) => feed.remote(message), () => feed.resync());
   if (feed && shared) {
     shared.bus.on('inspector', (message) => feed.remote(message));
     shared.bus.on('inspector-sync', () => {
@@ -181,9 +185,14 @@ export async function buildServer(deps: EngineDeps): Promise<Engine> {
   const deskEvents = fu
     ? new DeskEvents({
         onError: (err) => deps.logger.error({ err, code: 'VET_E_INTERNAL' }, 'desk listener failed'),
-        ...(shared ? { relay: (clinicId: string) => shared.bus.publish('desk', clinicId) } : {}),
+        ...(shared
+          ? { relay: (clinicId: string) => shared.bus.publish('desk', clinicId) }
+          : deps.cluster
+            ? { relay: (clinicId: string) => deps.cluster?.desk.relay(clinicId) }
+            : {}),
       })
     : null;
+  if (deskEvents && !shared) deps.cluster?.desk.on((clinicId) => deskEvents.deliver(clinicId));
   if (deskEvents && shared) shared.bus.on('desk', (clinicId) => typeof clinicId === 'string' && deskEvents.deliver(clinicId));
   const followThrough = fu
     ? new FollowThrough({

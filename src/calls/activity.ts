@@ -22,6 +22,8 @@ export type CallActivity =
   /** One decoded inbound frame (20 ms, 8 kHz); the array is reused by the session: read it now. */
   | { type: 'audio'; callSid: string; t: number; pcm: Int16Array }
   /** The session finished (outcome recorded, actor stopped). */
-  | { type: 'ended'; callSid: string; t: number; outcome: Outcome };
+  | { type: 'ended'; callSid: string; t: number; outcome: Outcome }
+  /** The call's stream reached another worker, which carries the call: forget this copy (no outcome). */
+  | { type: 'moved'; callSid: string; t: number };
 
 export type ActivityListener = (activity: CallActivity) => void;

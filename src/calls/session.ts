@@ -410,7 +410,7 @@ export class CallSession {
       journal.end(this.elapsedMs(), 'noStream', journalSummary(this.record, this.actor.getSnapshot().context, this.elapsedMs()));
       void journal.flush().then(() => rm(journal.path, { force: true })).catch((err: unknown) => this.log.warn({ err }, 'journal of a moved call not removed'));
     }
-    this.deps.onActivity?.({ type: 'ended', callSid: this.callSid, t: this.durationMs, outcome: 'noStream' });
+    this.deps.onActivity?.({ type: 'moved', callSid: this.callSid, t: this.durationMs });
   }
 
   private finish(outcome: Outcome): void {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { MemoryTokenUseStore } from '../calls/stream-token.js';
 import type { CallListing } from '../calls/types.js';
-import { ASK_TIMEOUT_MS, isMessage, TAG, type Ask, type Serve, type ToPrimary, type ToWorker } from './protocol.js';
+import { ASK_TIMEOUT_MS, isMessage, TAG, type Ask, type Serve, type Tell, type ToPrimary, type ToWorker } from './protocol.js';
 
 /** A worker that keeps dying is restarted at most this often (a crash loop must not spin the CPU). */
 const RESTART_BACKOFF_MS = 1_000;
@@ -42,6 +42,8 @@ export function runPrimary(opts: PrimaryOptions): void {
   const uses = new MemoryTokenUseStore();
   const aggregator = new AggregatorRegistry();
   const names = new Map<Worker, string>();
+  /** Inspector pages open on each worker: the others relay their live updates only while one is. */
+  const pages = new Map<Worker, number>();
   const asks = new Map<number, { resolve: (v: unknown) => void }>();
   let nextAsk = 0;
   let stopping = 0;
@@ -52,6 +54,26 @@ export function runPrimary(opts: PrimaryOptions): void {
   const tellCount = () => {
     const n = alive().length;
     for (const w of alive()) w.send({ tag: TAG, kind: 'workers', alive: n } satisfies ToWorker);
+    tellPages(null);
+  };
+  /** Each worker: is a page open on another? `opened`: a worker whose first page just opened (the others resync it). */
+  const tellPages = (opened: Worker | null) => {
+    for (const w of alive()) {
+      const elsewhere = alive().some((o) => o !== w && (pages.get(o) ?? 0) > 0);
+      w.send({ tag: TAG, kind: 'pages', pagesElsewhere: elsewhere, resync: opened !== null && opened !== w } satisfies ToWorker);
+    }
+  };
+  const others = (w: Worker) => alive().filter((o) => o !== w);
+  const told = (from: Worker, t: Tell) => {
+    if ('pages' in t) {
+      const before = pages.get(from) ?? 0;
+      pages.set(from, t.pages);
+      if ((before > 0) !== (t.pages > 0)) tellPages(t.pages > 0 ? from : null);
+    } else if (t.live === 'inspector') {
+      for (const o of others(from)) if ((pages.get(o) ?? 0) > 0) o.send({ tag: TAG, kind: 'live', live: 'inspector', message: t.message } satisfies ToWorker);
+    } else {
+      for (const o of others(from)) o.send({ tag: TAG, kind: 'live', live: 'desk', clinicId: t.clinicId } satisfies ToWorker);
+    }
   };
 
   /** Ask one worker; null when it does not answer in time (it may be dying). */
@@ -98,6 +120,7 @@ export function runPrimary(opts: PrimaryOptions): void {
         asks.delete(m.id);
         return;
       }
+      if (m.kind === 'tell') return told(w, m.tell);
       answer(w, m.ask).then(
         (value) => !w.isDead() && w.send({ tag: TAG, kind: 'answer', id: m.id, value } satisfies ToWorker),
         (err: unknown) => !w.isDead() && w.send({ tag: TAG, kind: 'answer', id: m.id, value: null, error: err instanceof Error ? err.message : String(err) } satisfies ToWorker),
@@ -110,6 +133,7 @@ export function runPrimary(opts: PrimaryOptions): void {
   cluster.on('exit', (w, code, signal) => {
     const name = names.get(w);
     names.delete(w);
+    pages.delete(w);
     if (stopping > 0) {
       if (code !== 0) exitCode = 1;
       logger.info({ worker: name, exitCode: code, signal }, 'worker stopped');

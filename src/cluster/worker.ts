@@ -11,7 +11,7 @@ import type { CallHandoff } from '../calls/handoff.js';
 import type { CallSeed, Registry } from '../calls/registry.js';
 import type { TokenUseStore } from '../calls/stream-token.js';
 import type { CallListing } from '../calls/types.js';
-import { ASK_TIMEOUT_MS, isMessage, TAG, type Ask, type ToPrimary, type ToWorker } from './protocol.js';
+import { ASK_TIMEOUT_MS, isMessage, TAG, type Ask, type Tell, type ToPrimary, type ToWorker } from './protocol.js';
 
 /** What the engine sees of the other workers (server.ts). */
 export interface ClusterView {
@@ -25,6 +25,14 @@ export interface ClusterView {
   metrics(): Promise<string>;
   /** A Twilio callback for a call this worker does not hold: the primary hands it to every other worker. */
   relay(callback: RelayedCallback): void;
+  /** The inspector's live feed across workers (InspectorFeed's `relay`, `onPages`, `remote`, `resync`). */
+  inspector: {
+    relay(message: unknown): void;
+    pages(count: number): void;
+    on(remote: (message: unknown) => void, resync: () => void): void;
+  };
+  /** Desk live updates across workers (DeskEvents' `relay` and `deliver`). */
+  desk: { relay(clinicId: string): void; on(deliver: (clinicId: string) => void): void };
 }
 
 export interface ClusterWorker {
@@ -43,10 +51,22 @@ export function clusterWorker(): ClusterWorker {
   let next = 0;
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let registry: Registry | null = null;
+  let pagesElsewhere = false;
+  let onInspector: ((message: unknown) => void) | null = null;
+  let onResync: (() => void) | null = null;
+  let onDesk: ((clinicId: string) => void) | null = null;
+  const tell = (t: Tell) => process.send?.({ tag: TAG, kind: 'tell', tell: t } satisfies ToPrimary);
 
   process.on('message', (m: unknown) => {
     if (!isMessage<ToWorker>(m)) return;
     if (m.kind === 'workers') alive = m.alive;
+    else if (m.kind === 'live') {
+      if (m.live === 'inspector') onInspector?.(m.message);
+      else onDesk?.(m.clinicId);
+    } else if (m.kind === 'pages') {
+      pagesElsewhere = m.pagesElsewhere;
+      if (m.resync) onResync?.();
+    }
     else if (m.kind === 'answer') {
       const p = pending.get(m.id);
       pending.delete(m.id);
@@ -90,6 +110,20 @@ export function clusterWorker(): ClusterWorker {
       otherCalls: async () => (await ask<(CallListing & { instance: string })[]>({ op: 'calls' })).filter((c) => c.instance !== workerId),
       metrics: () => ask<string>({ op: 'metrics' }),
       relay: (callback) => void ask({ op: 'relay', callback }).catch(() => undefined),
+      inspector: {
+        relay: (message) => pagesElsewhere && tell({ live: 'inspector', message }),
+        pages: (count) => tell({ pages: count }),
+        on: (remote, resync) => {
+          onInspector = remote;
+          onResync = resync;
+        },
+      },
+      desk: {
+        relay: (clinicId) => tell({ live: 'desk', clinicId }),
+        on: (deliver) => {
+          onDesk = deliver;
+        },
+      },
     },
     serve(r, metrics) {
       registry = r;

@@ -209,6 +209,12 @@ export class InspectorFeed {
   // ---- activity -----------------------------------------------------------------------------
 
   private apply(a: CallActivity): void {
+    if (a.type === 'moved') {
+      // Another worker carries the call (calls/handoff.ts) and relays it like any call of its own.
+      this.traces.delete(a.callSid);
+      this.updateLevelTimer();
+      return;
+    }
     // Caller levels feed only the meter of a watched live call: skip the per-frame energy otherwise.
     if (a.type === 'audio' && (this.levelTimer === null || !this.isWatched(a.callSid))) return;
     let trace = this.traces.get(a.callSid);

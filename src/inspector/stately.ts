@@ -55,6 +55,7 @@ export function toStately(a: CallActivity, lastEvent: { type: string } | null): 
       };
     }
     case 'ended':
+    case 'moved':
     case 'command':
     case 'audio':
       return null;

@@ -201,6 +201,8 @@ export class CallTrace {
       }
       case 'ended':
         return this.onEnded(a.t, a.outcome);
+      case 'moved':
+        return 'quiet'; // the feed forgets the trace
     }
   }
 

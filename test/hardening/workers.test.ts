@@ -5,7 +5,8 @@
  * worker's calls, /metrics sums them. A worker killed with SIGKILL is replaced; its call's stream
  * closes abnormally, so Twilio runs the fallback key menu after </Connect>, which the surviving
  * worker answers; the other worker's calls go on. Twilio's status callbacks reach whichever worker
- * and are relayed to the one holding the call. SIGTERM drains every worker and exits 0.
+ * and are relayed to the one holding the call; an inspector page on either worker follows every
+ * worker's calls. SIGTERM drains every worker and exits 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { QUICK_VET } from '../e2e/conversation-kit.js';
 import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
 import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
@@ -116,12 +118,26 @@ describe('WORKERS=2 behind one port', () => {
     calls.push(late);
     await late.waitFor((x) => x.outbound.some((o) => o.message?.event === 'media'), 10_000, 'greeting audio after the restart');
 
+    // An inspector page, on whichever worker its socket reaches, lists every worker's live calls (the
+    // others resync theirs through the primary when it opens) and hears their state changes.
+    const page = new WebSocket(`${url.replace(/^http/, 'ws')}/inspector/ws`);
+    type Summary = { callSid: string; live: boolean };
+    const heard: { type: string; call?: Summary; calls?: Summary[] }[] = [];
+    page.on('message', (d: Buffer) => heard.push(JSON.parse(d.toString('utf8')) as (typeof heard)[number]));
+    // The page's own worker's calls come with its `hello`; the other worker's as relayed summaries.
+    const liveOnPage = () => new Set(heard.flatMap((m) => (m.type === 'hello' ? (m.calls ?? []) : m.type === 'summary' && m.call ? [m.call] : [])).filter((c) => c.live).map((c) => c.callSid));
+    await expect.poll(() => [...survivors, late].every((c) => liveOnPage().has(c.callSid)), { timeout: 3_000 }).toBe(true);
+
     // Twilio's completion of each surviving call, each on a new connection: at least one reaches the
     // worker that does not hold its call and is relayed; every call ends (the machine closes 1000).
     for (const c of survivors) {
       expect(await callbackOnNewConnection(url, '/twilio/status', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, CallStatus: 'completed', SequenceNumber: '3' })).toBe(200);
     }
     for (const c of survivors) expect((await c.waitForClose(5_000)).code).toBe(1000);
+    // Their ends reach the page too, whichever worker held them.
+    const endedOnPage = (sid: string) => heard.filter((m) => m.type === 'summary' && m.call?.callSid === sid).at(-1)?.call?.live === false;
+    await expect.poll(() => survivors.every((c) => endedOnPage(c.callSid)), { timeout: 3_000 }).toBe(true);
+    page.terminate();
     expect((await listed()).map((c) => c.callSid)).toEqual([late.callSid]);
 
     // SIGTERM: every worker drains (hand-off at DRAIN_TIMEOUT_MS), then the primary exits 0.
