@@ -74,7 +74,8 @@ describe('inspector feed over a real call', () => {
     const leaves = states.map((s) => s.message.snapshot.active.at(-1)?.replace(/^call\./, '') ?? '');
     expect(visitedInOrder(leaves, [
       'greeting', 'listening.waiting', 'reply.speaking', 'reply.interrupted.callerTalking', 'listening.hearing',
-      'reply.thinking', 'reply.speaking', 'listening.waiting', 'ended',
+      // The answer is prepared while the end-of-turn window runs (reply.preparing), then plays.
+      'reply.preparing.pausing', 'reply.speaking', 'listening.waiting', 'ended',
     ]), leaves.join(' → ')).toBe(true);
     const latencies = states.map((s) => s.at - s.message.at);
     expect(Math.max(...latencies), `state message latencies ${latencies.join(', ')} ms`).toBeLessThan(100);
