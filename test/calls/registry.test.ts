@@ -145,4 +145,40 @@ describe('call registry', () => {
     expect(r.open({ callSid: callSid(12), accountSid: ACCOUNT, tenant: clinicA })).toEqual({ kind: 'refused', reason: 'draining' });
     expect(r.activeCount).toBe(1);
   });
+
+  it('release gives a waiting call up with its seed, once; adopt carries it on where its stream arrived', async () => {
+    const a = registry();
+    const b = registry({ tenantById: (id) => (id === clinicA.id ? clinicA : null) });
+    const opened = a.open({ callSid: callSid(13), accountSid: ACCOUNT, tenant: clinicA, from: '+15550001234', callerKey: 'k1' });
+    if (opened.kind !== 'created') throw new Error('expected a new call');
+    const claims = claimsOf(opened.streamToken);
+    expect(b.release(callSid(13))).toBeNull(); // b does not hold it
+    const seed = a.release(callSid(13));
+    expect(seed).toEqual({ from: '+15550001234', callerKey: 'k1' });
+    expect(a.release(callSid(13))).toBeNull();
+    expect(a.session(callSid(13))).toBeUndefined();
+    expect(a.recentCalls()).toEqual([]); // no record: the other worker has it
+    expect(a.liveCallsFrom(clinicA.id, 'k1', '')).toBe(0);
+
+    expect(b.adopt(claims, seed!)).toBe(true);
+    expect(b.adopt(claims, seed!)).toBe(false); // already here
+    expect(b.liveCallsFrom(clinicA.id, 'k1', '')).toBe(1);
+    expect(b.acceptStream(start(callSid(13)), handle(), claims)).toBe('accept');
+    await Promise.resolve();
+    expect(b.list()).toEqual([expect.objectContaining({ callSid: callSid(13), state: 'greeting' })]);
+    expect(b.release(callSid(13))).toBeNull(); // a call never moves once its stream started
+  });
+
+  it('adopt refuses an unknown clinic, a draining registry and a full one', () => {
+    const full = registry({ maxCalls: 1, tenantById: () => clinicA });
+    full.open({ callSid: callSid(14), accountSid: ACCOUNT, tenant: clinicA });
+    const claims = { callSid: callSid(15), accountSid: ACCOUNT, clinicId: clinicA.id, exp: Date.now() + 60_000, nonce: 'n' };
+    const seed = { from: null, callerKey: null };
+    expect(full.adopt(claims, seed)).toBe(false);
+    expect(registry({ tenantById: () => null }).adopt(claims, seed)).toBe(false);
+    const draining = registry({ tenantById: () => clinicA });
+    draining.startDraining();
+    expect(draining.adopt(claims, seed)).toBe(false);
+    expect(registry({ tenantById: () => clinicA }).adopt(claims, seed)).toBe(true);
+  });
 });
