@@ -10,18 +10,19 @@
  * in, its first audio out. The transcription fake stamps the commit itself (its responder runs as
  * the commit arrives).
  *
- * Turns are followed by a reference: each simulated caller puts its index in a 20 ms frame of
- * near-silence just before every line (below the VAD's release level, so the VAD does not hear it,
- * but inside the recognizer's 300 ms pre-roll, so the transcription fake receives it); the fake's
- * transcript and the chat fake's answer carry "ref N", so the chat request and the first sentence's
- * synthesis request name their turn. The tag costs each answer ~8 characters of TTS usage.
+ * Turns are followed without touching what the caller says: each simulated caller puts its index
+ * in a 20 ms frame of near-silence just before every line (below the VAD's release level, so the
+ * VAD does not hear it, but inside the recognizer's 300 ms pre-roll, so the transcription fake
+ * receives it) and the fake picks the turn's words from a pool, never words another recent turn was
+ * given; a chat request names its turn by the caller's words, a synthesis request by the answer
+ * it is part of (each question has its own answer).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { takeSentences } from '../machines/call/language.js';
+import { takeSpeech } from '../machines/call/language.js';
 import { decodeUlaw } from '../src/audio/ulaw.js';
 import { energyVad, energyVadParams } from '../src/providers/vad/energy.js';
 import { startFakeScribe, type FakeScribe, type ScribeAudio } from '../test/fakes/elevenlabs-scribe-server.js';
@@ -36,28 +37,56 @@ const SCRIBE_PATH = '/v1/speech-to-text/';
 /** Vendor latencies the fakes play (docs/design/conversation.md §6 budget figures; the e2e cloud test uses the same). */
 export const CLOUD_LATENCY = { sttFinalMs: 300, llmFirstByteMs: 250, llmChunkDelayMs: 20, ttsFirstByteMs: 200, ttsChunkDelayMs: 20 } as const;
 
-/** quick-vet's windows (tenant schema defaults): VAD silence that closes a segment, end-of-turn window from speech end. */
+/** quick-vet's VAD silence that closes a segment (tenant schema default); the end-of-turn window is the engine's choice per turn. */
 const MIN_SILENCE_MS = 200;
-const END_OF_TURN_MS = 500;
 const FRAME = 160;
 
-/** What the caller "said" (the transcription fake's choice) and the chat fake's answer; no answer asks a yes/no or detail question, so every turn uses the normal end-of-turn window. */
-const SCRIPT: ReadonlyArray<{ question: string; answer: (ref: string) => string }> = [
-  { question: 'what are your hours', answer: (r) => `We are open Monday to Friday from eight in the morning to six in the evening, ${r}. Is there anything else I can help you with?` },
-  { question: 'where are you located', answer: (r) => `We are at 1 Test Street, right next to the park, ${r}. There is free parking outside the clinic.` },
-  { question: 'do you see cats', answer: (r) => `Yes, our vets see cats and dogs every day of the week, ${r}.` },
-  { question: 'how much is a checkup', answer: (r) => `A standard checkup costs about sixty dollars, ${r}. Vaccinations are priced separately.` },
+/**
+ * What the caller "said" (the transcription fake's choice) and the chat fake's answer. Every
+ * question is four words and reads as finished (`classifyTurnEnd`: complete), like the lines the
+ * callers speak (0.84–0.96 s of speech: about a word per 200 ms, the Scribe fake's `wordMs` here);
+ * no answer asks a yes/no or detail question. The transcript carries no tag: a turn is known by its
+ * words, which no other turn uses while it may still be asked about (`HOLD_MS`), and a synthesis
+ * request by the answer it is part of (answers are distinct, so the words name the turn).
+ */
+const SCRIPT: ReadonlyArray<{ question: string; answer: string }> = [
+  { question: 'what are your hours', answer: 'We are open Monday to Friday, from eight in the morning to six in the evening. Is there anything else I can help you with?' },
+  { question: 'where are you located', answer: 'We are at 1 Test Street, right next to the park. There is free parking outside the clinic.' },
+  { question: 'do you see cats', answer: 'Yes, our vets see cats and dogs, every day of the week.' },
+  { question: 'how much are checkups', answer: 'A standard checkup costs about sixty dollars, and vaccinations are priced separately.' },
+  { question: 'are you open saturdays', answer: 'On Saturdays we are open, from nine in the morning until one in the afternoon.' },
+  { question: 'do you see rabbits', answer: 'We do see rabbits, and one of our vets specialises in small pets.' },
+  { question: 'can i park outside', answer: 'Parking is free, right by the front door of the clinic.' },
+  { question: 'do you do vaccinations', answer: 'We vaccinate cats and dogs, on any weekday without a long wait.' },
+  { question: 'is there a pharmacy', answer: 'Our pharmacy is open, whenever the clinic is open during the week.' },
+  { question: 'do you take cards', answer: 'We take all major cards, as well as cash and bank transfers.' },
+  { question: 'who are your vets', answer: 'Our three vets are Doctor Lee, Doctor Shah and Doctor Moreno.' },
+  { question: 'do you treat birds', answer: 'We treat most pet birds, though not large parrots or poultry.' },
+  { question: 'do you sell food', answer: 'We sell prescription diets, and the shop stocks most everyday brands.' },
+  { question: 'do you board pets', answer: 'We do not board pets, but we can recommend a kennel nearby.' },
 ];
-const REF = /\bref (\d+)\b/;
+/** A question is not given to another turn for this long after its turn began (first speech, or the commit). */
+const HOLD_MS = 3_000;
+/** Speech per word the Scribe fake reveals: the callers' lines say four words in 0.84–0.96 s. */
+export const BENCH_WORD_MS = 200;
+const said = (text: string) => text.toLowerCase().replace(/[^a-z0-9' ]+/g, ' ').replace(/\s+/g, ' ').trim();
 
 /** Provider-side moments of one turn, performance.now() of this process. */
 export interface ProviderTurn {
   ref: number;
   call: number | null;
+  question: string;
+  /** Another turn held the same words when this one began (the pool ran out): not broken down. */
+  ambiguous: boolean;
   commitRx: number;
   finalTx: number | null;
+  /** Chat requests that named this turn (more than one: a prepared reply was thrown away and asked again). */
+  chatRequests: number;
+  /** The first chat request's arrival; the stamps below are of the last request (the reply kept). */
+  firstChatRx: number | null;
   chatRx: number | null;
-  sentenceTx: number | null;
+  /** The chat chunk that completed the reply's first clause (what the engine synthesizes first). */
+  clauseTx: number | null;
   ttsRx: number | null;
   ttsFirstTx: number | null;
 }
@@ -249,7 +278,7 @@ export interface CloudFakes {
   /** Environment for the engine child: keys, base URLs, providers, transport. */
   readonly env: Record<string, string>;
   readonly turns: ReadonlyMap<number, ProviderTurn>;
-  readonly counts: { commits: number; untagged: number; chatRequests: number; ttsRequests: number };
+  readonly counts: { commits: number; untagged: number; ambiguous: number; chatRequests: number; ttsRequests: number };
   close(): Promise<void>;
 }
 
@@ -267,15 +296,18 @@ function lastUserOf(json: string): string {
   }
 }
 
-/** The `text` field of an ElevenLabs request body or stream-input message ('' if none). */
-function textOf(json: string): string {
+/** A string field of a JSON message ('' if none or unreadable). */
+function fieldOf(json: string, field: string): string {
   try {
-    const text = (JSON.parse(json) as { text?: unknown }).text;
-    return typeof text === 'string' ? text : '';
+    const value = (JSON.parse(json) as Record<string, unknown>)[field];
+    return typeof value === 'string' ? value : '';
   } catch {
     return '';
   }
 }
+
+/** The `text` field of an ElevenLabs request body or stream-input message ('' if none). */
+const textOf = (json: string) => fieldOf(json, 'text');
 
 /** Content deltas in a piece of an SSE stream (events may be split across chunks: `rest` carries the tail). */
 function sseDeltas(state: { rest: string }, chunk: Buffer): { text: string; done: boolean } {
@@ -311,11 +343,16 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
   const openaiKey = `sk-bench-${randomBytes(12).toString('hex')}`;
   const elevenKey = `xi-bench-${randomBytes(12).toString('hex')}`;
   const turns = new Map<number, ProviderTurn>();
-  const counts = { commits: 0, untagged: 0, chatRequests: 0, ttsRequests: 0 };
+  const counts = { commits: 0, untagged: 0, ambiguous: 0, chatRequests: 0, ttsRequests: 0 };
   const perCall = new Map<number, number>();
+  /** The latest turn given these words: chat requests (their last user message is the caller's words). */
+  const byWords = new Map<string, ProviderTurn>();
+  const turnSaying = (text: string) => byWords.get(said(text)) ?? null;
+  /** The latest turn whose answer this synthesized text is part of. */
   const turnOf = (text: string) => {
-    const m = REF.exec(text);
-    return m ? (turns.get(Number(m[1])) ?? null) : null;
+    const t = said(text);
+    const entry = t ? SCRIPT.filter((s) => said(s.answer).includes(t)) : [];
+    return entry.length === 1 ? (byWords.get(entry[0]!.question) ?? null) : null;
   };
 
   const answer = ({ ulaw }: ScribeAudio) => {
@@ -325,20 +362,38 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
     if (call === null) counts.untagged++;
     const k = call === null ? ref : (perCall.get(call) ?? 0);
     if (call !== null) perCall.set(call, k + 1);
-    turns.set(ref, { ref, call, commitRx: at, finalTx: null, chatRx: null, sentenceTx: null, ttsRx: null, ttsFirstTx: null });
-    // The turn's tag goes first: the end-of-turn rule reads how the words end, and a trailing
-    // number ("…hours, ref 12") reads as a caller still giving digits (the 1.8 s window).
-    return `ref ${ref}, ${SCRIPT[((call ?? 0) + k) % SCRIPT.length]!.question}`;
+    // The caller's rotation, skipping questions another turn may still be asked about.
+    const start = (call ?? 0) + k;
+    const held = (q: string) => {
+      const t = byWords.get(q);
+      return t !== undefined && at - t.commitRx < HOLD_MS;
+    };
+    let pick = SCRIPT[start % SCRIPT.length]!.question;
+    for (let i = 0; i < SCRIPT.length; i++) {
+      const q = SCRIPT[(start + i) % SCRIPT.length]!.question;
+      if (!held(q)) {
+        pick = q;
+        break;
+      }
+    }
+    const ambiguous = held(pick);
+    if (ambiguous) {
+      counts.ambiguous++;
+      byWords.get(pick)!.ambiguous = true;
+    }
+    const turn: ProviderTurn = { ref, call, question: pick, ambiguous, commitRx: at, finalTx: null, chatRequests: 0, firstChatRx: null, chatRx: null, clauseTx: null, ttsRx: null, ttsFirstTx: null };
+    turns.set(ref, turn);
+    byWords.set(pick, turn);
+    return pick;
   };
   const transcription: FakeOpenAiTranscription = await startFakeOpenAiTranscription({ apiKey: openaiKey, finalMs: L.sttFinalMs, responder: answer });
-  const scribe: FakeScribe | null = stt === 'elevenlabs' ? await startFakeScribe({ apiKey: elevenKey, finalMs: L.sttFinalMs, jitterMs: 0, responder: answer }) : null;
+  const scribe: FakeScribe | null = stt === 'elevenlabs' ? await startFakeScribe({ apiKey: elevenKey, finalMs: L.sttFinalMs, jitterMs: 0, wordMs: BENCH_WORD_MS, responder: answer }) : null;
   const chat: FakeOpenAiChat = await startOpenAiChatServer({
     apiKey: openaiKey,
     responder: (body) => {
-      const said = lastUserText(body);
-      const ref = REF.exec(said)?.[0];
-      const entry = SCRIPT.find((s) => said.endsWith(s.question));
-      return { text: entry && ref ? entry.answer(ref) : 'Sorry, could you say that again?' };
+      const turn = turnSaying(lastUserText(body));
+      const entry = turn ? SCRIPT.find((s) => s.question === turn.question) : undefined;
+      return { text: entry?.answer ?? 'Sorry, could you say that again?' };
     },
   });
   chat.faults.setDefault({ firstByteMs: L.llmFirstByteMs, chunkDelayMs: L.llmChunkDelayMs });
@@ -349,37 +404,42 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
     http: (x, body) => {
       if (!x.path.startsWith('/v1/chat/')) return null;
       counts.chatRequests++;
-      const t = turnOf(lastUserOf(body));
-      if (!t || t.chatRx !== null) return null;
-      t.chatRx = x.at;
+      const t = turnSaying(lastUserOf(body));
+      if (!t) return null;
+      // A later request for the same words is the reply asked again (the prepared one was thrown
+      // away): the stamps follow the last request, the reply that is kept.
+      t.chatRequests++;
+      t.firstChatRx ??= x.at;
+      Object.assign(t, { chatRx: x.at, clauseTx: null, ttsRx: null, ttsFirstTx: null });
+      const mine = t.chatRequests;
       const sse = { rest: '' };
       let text = '';
       return (chunk, at) => {
-        if (t.sentenceTx !== null) return;
+        if (t.clauseTx !== null || t.chatRequests !== mine) return;
         const d = sseDeltas(sse, chunk);
         text += d.text;
-        // The engine hands a sentence to the synthesizer once it is followed by a space, or at the end of the stream.
-        if (takeSentences(text).sentences.length > 0 || d.done) t.sentenceTx = at;
+        // The engine hands its first item (first clause, or whole sentence) to the synthesizer as takeSpeech yields it, or at the end of the stream.
+        if (takeSpeech(text, true).items.length > 0 || d.done) t.clauseTx = at;
       };
     },
     ws: () => ({
       fromServer: (text, at) => {
         if (!text.includes('input_audio_transcription.completed')) return;
-        const turn = turnOf(text);
+        const turn = turnSaying(fieldOf(text, 'transcript'));
         if (turn && turn.finalTx === null) turn.finalTx = at;
       },
     }),
   });
 
-  /** The first synthesis request that names a turn is its first sentence's. */
-  const claim = (text: string, at: number): ProviderTurn | null => {
+  /** The first synthesis request that names a turn (since its last chat request) is its first clause's. */
+  const claim = (text: string, at: number): { turn: ProviderTurn; request: number } | null => {
     const turn = turnOf(text);
     if (!turn || turn.ttsRx !== null) return null;
     turn.ttsRx = at;
-    return turn;
+    return { turn, request: turn.chatRequests };
   };
-  const firstAudio = (turn: ProviderTurn | null, at: number) => {
-    if (turn && turn.ttsFirstTx === null) turn.ttsFirstTx = at;
+  const firstAudio = (claimed: { turn: ProviderTurn; request: number } | null, at: number) => {
+    if (claimed && claimed.turn.chatRequests === claimed.request && claimed.turn.ttsFirstTx === null) claimed.turn.ttsFirstTx = at;
   };
   const elevenFront = await startTap((path) => (scribe && path.startsWith(SCRIBE_PATH) ? portOf(scribe.url) : portOf(eleven.url)), {
     http: (x, body) => {
@@ -397,7 +457,7 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
           fromServer: (text, at) => {
             if (!text.includes('"committed_transcript"')) return;
             const committedAt = commits.shift();
-            const turn = turnOf(text);
+            const turn = turnSaying(fieldOf(text, 'text'));
             if (!turn || turn.finalTx !== null) return;
             turn.finalTx = at;
             if (committedAt !== undefined) turn.commitRx = committedAt;
@@ -406,7 +466,7 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
       }
       counts.ttsRequests++;
       let sent = '';
-      let turn: ProviderTurn | null = null;
+      let turn: { turn: ProviderTurn; request: number } | null = null;
       return {
         fromClient: (text) => {
           if (turn) return;
@@ -451,49 +511,79 @@ export interface CallerTurn {
   decisionAt: number;
   /** First reply `media` received. */
   firstAudioAt: number;
+  /** The end-of-turn window the engine chose for the turn (its `turn latency` line: `endOfTurn.windowMs`), from the end of speech; null if unmatched. */
+  windowMs: number | null;
 }
 
 export interface TurnBreakdown {
+  ref: number;
+  call: number;
   callerLatencyMs: number;
   engineAddedMs: number;
-  segments: { vadToCommit: number; finalToAgentRequest: number; sentenceToTtsRequest: number; ttsAudioToCaller: number };
-  provider: { stt: number; agentFirstSentence: number; ttsFirstAudio: number };
-  windows: { vadSilence: number; endOfTurnRemainder: number };
+  /** The reply kept was asked for before the final transcript came (prepared during the window). */
+  prepared: boolean;
+  /** Chat requests for the turn, and those thrown away (all but the last). */
+  requests: number;
+  discarded: number;
+  /** What the first audio waited for last, had the engine taken no time: the reply's audio, the window or the final. */
+  boundBy: 'reply' | 'window' | 'final';
+  segments: { vadToCommit: number; toAgentRequest: number; clauseToTtsRequest: number; release: number };
+  provider: { stt: number; agentFirstClause: number; ttsFirstAudio: number };
+  windows: { vadSilence: number; endOfTurn: number };
 }
 
 /**
- * engine added = (STT commit in − VAD decision frame sent)
- *              + (chat request in − max(final out, end-of-turn window end))
- *              + (first-sentence TTS request in − chunk completing that sentence out)
- *              + (first reply media at the caller − first TTS audio out)
- * The rest of the caller's latency is the VAD's silence window, the STT, LLM and TTS spans and the
- * end-of-turn window's remainder; loopback hops and the front servers count against the engine.
+ * The turn's latency minus every wait on a vendor or a chosen window: the latency the engine would
+ * have with no time of its own, on the same vendor spans and windows, subtracted from the caller's.
+ *
+ *   D (VAD decision)  = the frame on which the VAD closes the segment (endAt + its silence window)
+ *   final             = D + (final out − commit in)                     STT span
+ *   window end        = endAt + windowMs                                the chosen end-of-turn window
+ *   reply start       = D if the kept reply was asked before the final (prepared), else max(final, window end)
+ *   reply audio       = reply start + (first clause out − chat in) + (first TTS audio out − TTS request in)
+ *   ideal first audio = max(reply audio, window end, final)             the turn is committed on both
+ *   engine added      = first reply media at the caller − ideal first audio
+ *
+ * Loopback hops, the front servers and the load generator's own lateness count against the engine.
  */
 export function breakdown(c: CallerTurn, p: ProviderTurn): TurnBreakdown | null {
-  const { finalTx, chatRx, sentenceTx, ttsRx, ttsFirstTx } = p;
-  if (finalTx === null || chatRx === null || sentenceTx === null || ttsRx === null || ttsFirstTx === null) return null;
-  const windowEnd = c.decisionAt + END_OF_TURN_MS - MIN_SILENCE_MS;
-  const segments = {
-    vadToCommit: p.commitRx - c.decisionAt,
-    finalToAgentRequest: chatRx - Math.max(finalTx, windowEnd),
-    sentenceToTtsRequest: ttsRx - sentenceTx,
-    ttsAudioToCaller: c.firstAudioAt - ttsFirstTx,
-  };
+  const { finalTx, chatRx, clauseTx, ttsRx, ttsFirstTx } = p;
+  if (p.ambiguous || c.windowMs === null || finalTx === null || chatRx === null || clauseTx === null || ttsRx === null || ttsFirstTx === null) return null;
+  const D = c.decisionAt;
+  const span = { stt: finalTx - p.commitRx, llm: clauseTx - chatRx, tts: ttsFirstTx - ttsRx };
+  const prepared = chatRx < finalTx;
+  const windowEnd = c.endAt + c.windowMs;
+  const finalIdeal = D + span.stt;
+  const startIdeal = prepared ? D : Math.max(finalIdeal, windowEnd);
+  const audioIdeal = startIdeal + span.llm + span.tts;
+  const ideal = Math.max(audioIdeal, windowEnd, finalIdeal);
+  const boundBy = ideal === audioIdeal ? 'reply' : ideal === windowEnd ? 'window' : 'final';
   const r = (x: number) => Math.round(x * 10) / 10;
   return {
+    ref: p.ref,
+    call: c.call,
     callerLatencyMs: r(c.firstAudioAt - c.endAt),
-    engineAddedMs: r(segments.vadToCommit + segments.finalToAgentRequest + segments.sentenceToTtsRequest + segments.ttsAudioToCaller),
-    segments: { vadToCommit: r(segments.vadToCommit), finalToAgentRequest: r(segments.finalToAgentRequest), sentenceToTtsRequest: r(segments.sentenceToTtsRequest), ttsAudioToCaller: r(segments.ttsAudioToCaller) },
-    provider: { stt: r(finalTx - p.commitRx), agentFirstSentence: r(sentenceTx - chatRx), ttsFirstAudio: r(ttsFirstTx - ttsRx) },
-    windows: { vadSilence: r(c.decisionAt - c.endAt), endOfTurnRemainder: r(Math.max(0, windowEnd - finalTx)) },
+    engineAddedMs: r(c.firstAudioAt - ideal),
+    prepared,
+    requests: p.chatRequests,
+    discarded: Math.max(0, p.chatRequests - 1),
+    boundBy,
+    segments: {
+      vadToCommit: r(p.commitRx - D),
+      toAgentRequest: r(chatRx - (prepared ? D : Math.max(finalTx, windowEnd))),
+      clauseToTtsRequest: r(ttsRx - clauseTx),
+      release: r(c.firstAudioAt - Math.max(ttsFirstTx, windowEnd, finalTx)),
+    },
+    provider: { stt: r(span.stt), agentFirstClause: r(span.llm), ttsFirstAudio: r(span.tts) },
+    windows: { vadSilence: r(D - c.endAt), endOfTurn: c.windowMs },
   };
 }
 
 /** The provider turn of a caller turn: same caller, commit within a frame before to 300 ms after the VAD's decision. */
-export function matchTurns(callers: readonly CallerTurn[], providers: Iterable<ProviderTurn>): Array<{ caller: CallerTurn; provider: ProviderTurn }> {
+export function matchTurns<C extends CallerTurn>(callers: readonly C[], providers: Iterable<ProviderTurn>): Array<{ caller: C; provider: ProviderTurn }> {
   const byCall = new Map<number, ProviderTurn[]>();
   for (const p of providers) if (p.call !== null) byCall.set(p.call, [...(byCall.get(p.call) ?? []), p]);
-  const out: Array<{ caller: CallerTurn; provider: ProviderTurn }> = [];
+  const out: Array<{ caller: C; provider: ProviderTurn }> = [];
   for (const c of callers) {
     const candidates = (byCall.get(c.call) ?? []).filter((p) => p.commitRx >= c.decisionAt - 20 && p.commitRx <= c.decisionAt + 300);
     const best = candidates.sort((a, b) => Math.abs(a.commitRx - c.decisionAt) - Math.abs(b.commitRx - c.decisionAt))[0];

@@ -206,6 +206,9 @@ interface EngineTurn {
   agentFirstTextMs: number | null;
   ttsFirstAudioMs: number | null;
   firstAudioMs: number | null;
+  /** The end-of-turn window the engine chose (`endOfTurn.windowMs`), and whether the reply was prepared. */
+  windowMs: number | null;
+  prepared: boolean | null;
 }
 
 interface ProcSample { atMs: number; ticks: number; rss: number }
@@ -348,6 +351,8 @@ class EngineChild {
         agentFirstTextMs: num(t.agentFirstTextMs),
         ttsFirstAudioMs: num(t.ttsFirstAudioMs),
         firstAudioMs: num(t.firstAudioMs),
+        windowMs: num((t.endOfTurn as Record<string, unknown> | undefined)?.windowMs),
+        prepared: typeof t.prepared === 'boolean' ? t.prepared : null,
       });
     }
     // Not logged by the engine today (record.bargeIns stays in memory); read if a line ever carries it.
@@ -1148,36 +1153,53 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
 /** The engine's own time per speech turn, and the vendor spans and windows around it (bench-cloud.ts `breakdown`). */
 function cloudSummary(kit: typeof BenchCloud, fakes: BenchCloud.CloudFakes, turns: readonly TurnSample[], transport: 'http' | 'websocket') {
   const callers = turns.flatMap((t) => (t.kind === 'speech' && t.decisionPerfMs !== null
-    ? [{ call: t.callIndex, endAt: t.endPerfMs, decisionAt: t.decisionPerfMs, firstAudioAt: t.firstPerfMs }]
+    ? [{ call: t.callIndex, endAt: t.endPerfMs, decisionAt: t.decisionPerfMs, firstAudioAt: t.firstPerfMs, windowMs: t.engine?.windowMs ?? null, enginePrepared: t.engine?.prepared ?? null }]
     : []));
-  const rows = kit.matchTurns(callers, fakes.turns.values()).flatMap((m) => kit.breakdown(m.caller, m.provider) ?? []);
-  const d = (f: (b: BenchCloud.TurnBreakdown) => number) => dist(rows.map(f));
+  const rows = kit.matchTurns(callers, fakes.turns.values()).flatMap((m) => {
+    const b = kit.breakdown(m.caller, m.provider);
+    return b ? [{ ...b, enginePrepared: m.caller.enginePrepared }] : [];
+  });
+  type Row = (typeof rows)[number];
+  const d = (f: (b: Row) => number) => dist(rows.map(f));
+  const count = (f: (b: Row) => boolean) => rows.filter(f).length;
   return {
-    note: 'engineAddedMs = (STT commit in − VAD decision frame sent) + (chat request in − max(final transcript out, end-of-turn window end)) + (first-sentence TTS request in − chat chunk completing that sentence out) + (first reply media at the caller − first TTS audio out); all on the bench clock (docs/performance.md)',
+    note: 'engineAddedMs = first reply media at the caller − the first audio the same vendor spans and chosen windows allow: max(reply audio, window end, final), reply audio = (VAD decision if prepared, else max(final, window end)) + agent first clause + TTS first audio; all on the bench clock (docs/performance.md)',
     ttsTransport: transport,
     vendorLatencyMs: kit.CLOUD_LATENCY,
     speechTurns: callers.length,
     measuredTurns: rows.length,
     providerTurns: fakes.turns.size,
     untaggedCommits: fakes.counts.untagged,
+    ambiguousTurns: fakes.counts.ambiguous,
     requests: { chat: fakes.counts.chatRequests, tts: fakes.counts.ttsRequests },
     callerLatencyMs: d((b) => b.callerLatencyMs),
     engineAddedMs: d((b) => b.engineAddedMs),
+    /** Measured turns: reply asked before the final (prepared), kept on the first request, chat requests thrown away (issue: ≤ 1 per 4 turns). */
+    prepare: {
+      turns: rows.length,
+      prepared: count((b) => b.prepared),
+      engineSaysPrepared: count((b) => b.enginePrepared === true),
+      keptFirst: count((b) => b.prepared && b.requests === 1),
+      discardedRequests: rows.reduce((n, b) => n + b.discarded, 0),
+      discardedPerTurn: ratio(rows.reduce((n, b) => n + b.discarded, 0), rows.length),
+    },
+    boundBy: { reply: count((b) => b.boundBy === 'reply'), window: count((b) => b.boundBy === 'window'), final: count((b) => b.boundBy === 'final') },
     engineSegmentsMs: {
       vadToSttCommit: d((b) => b.segments.vadToCommit),
-      sttFinalToAgentRequest: d((b) => b.segments.finalToAgentRequest),
-      agentSentenceToTtsRequest: d((b) => b.segments.sentenceToTtsRequest),
-      ttsFirstAudioToCaller: d((b) => b.segments.ttsAudioToCaller),
+      toAgentRequest: d((b) => b.segments.toAgentRequest),
+      agentClauseToTtsRequest: d((b) => b.segments.clauseToTtsRequest),
+      release: d((b) => b.segments.release),
     },
     vendorSpansMs: {
       sttCommitToFinal: d((b) => b.provider.stt),
-      agentRequestToFirstSentence: d((b) => b.provider.agentFirstSentence),
+      agentRequestToFirstClause: d((b) => b.provider.agentFirstClause),
       ttsRequestToFirstAudio: d((b) => b.provider.ttsFirstAudio),
     },
     windowsMs: {
       vadSilence: d((b) => b.windows.vadSilence),
-      endOfTurnRemainder: d((b) => b.windows.endOfTurnRemainder),
+      endOfTurn: d((b) => b.windows.endOfTurn),
     },
+    turns: rows.map((b) => ({ ref: b.ref, call: b.call, callerLatencyMs: b.callerLatencyMs, engineAddedMs: b.engineAddedMs, prepared: b.prepared, requests: b.requests, discarded: b.discarded, windowMs: b.windows.endOfTurn, boundBy: b.boundBy })),
   };
 }
 
