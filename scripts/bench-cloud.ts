@@ -49,7 +49,7 @@ const FRAME = 160;
  * words, which no other turn uses while it may still be asked about (`HOLD_MS`), and a synthesis
  * request by the answer it is part of (answers are distinct, so the words name the turn).
  */
-const SCRIPT: ReadonlyArray<{ question: string; answer: string }> = [
+export const SCRIPT: ReadonlyArray<{ question: string; answer: string }> = [
   { question: 'what are your hours', answer: 'We are open Monday to Friday, from eight in the morning to six in the evening. Is there anything else I can help you with?' },
   { question: 'where are you located', answer: 'We are at 1 Test Street, right next to the park. There is free parking outside the clinic.' },
   { question: 'do you see cats', answer: 'Yes, our vets see cats and dogs, every day of the week.' },
