@@ -146,7 +146,11 @@ describe('replaying a journal reproduces the live call', () => {
     await ended(call);
 
     const replay = await expectReplayMatchesLive(call.callSid);
-    expect(states(replay)).toEqual(expect.arrayContaining(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'reply.thinking', 'reply.speaking', 'ended']));
+    expect(states(replay)).toEqual(expect.arrayContaining(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'reply.speaking', 'ended']));
+    // The answer starts during the window when the recognizer's interim words were in at the end of
+    // speech (reply.preparing), after its final otherwise (reply.thinking): which one depends on how
+    // fast the speech worker decoded; the replay follows the live call either way (checked above).
+    expect(states(replay).filter((s) => s === 'reply.preparing.pausing' || s === 'reply.thinking')).toHaveLength(1);
     expect(types(replay)).toContain('out.turn');
     // A finished question: the 250 ms window, over by the time the embedded recognizer's final came (no window timer).
     expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ transcript: 'what are your hours', endOfTurn: { kind: 'complete', windowMs: 250 } });
