@@ -40,9 +40,14 @@ describe.concurrent('a line that echoes the engine back', () => {
     await call.untilQuiet(400);
     expect(speechStarts()).toBe(0); // the greeting's echo opened no speech segment
 
+    // The reply's generation is the first after the greeting's: a reply prepared during the
+    // end-of-turn window has its audio sent the moment it reaches reply.speaking, one that was not
+    // a moment later, so the playback generation is read from the marks rather than counted.
+    const greeting = lastGeneration(call);
     await call.say(tone(400));
     await untilState(r, call, 'reply.speaking', 4_000);
-    const reply = lastGeneration(call) + 1;
+    await call.waitFor((c) => lastGeneration(c) > greeting, 1_000, "the reply's first mark");
+    const reply = lastGeneration(call);
     await call.waitFor((c) => playedOf(c, reply) === replyMs(LONG), 10_000, 'the whole reply');
     await untilState(r, call, 'listening.waiting', 2_000);
     await call.untilQuiet(500); // and the echo's tail
@@ -56,8 +61,10 @@ describe.concurrent('a line that echoes the engine back', () => {
     ]);
 
     // A real barge-in over the same echo: caught at the echo guard's 300 ms of speech.
+    const first = lastGeneration(call);
     await call.say(tone(400));
     await untilState(r, call, 'reply.speaking', 4_000);
+    await call.waitFor((c) => lastGeneration(c) > first, 1_000, "the second reply's first mark");
     const second = lastGeneration(call);
     await call.waitFor((c) => playedOf(c, second) >= 1_400, 6_000, '1.4 s of the second reply');
     const onsetMs = call.now();
