@@ -10,7 +10,7 @@ export const BUDGETS = {
   silenceRuleMs: 3_000,
 
   // ---- Twilio REST (transfer, hang-up, drain hand-off) ----
-  /** One transfer/hang-up/hand-off request, aborted by the session (src/calls/session.ts). */
+  /** One transfer/hang-up/hand-off request, aborted by the session (src/calls/call-rest.ts). */
   restRequestMs: 2_500,
   /** The machine's own bound on that request, for a REST layer deaf to its AbortSignal (`restTimeout`). */
   restTimeoutMs: 3_000,

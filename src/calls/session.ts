@@ -5,13 +5,11 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Actor, InspectionEvent } from 'xstate';
-import { BUDGETS } from '../../machines/call/budgets.js';
 import { callMachine } from '../../machines/call/call.machine.js';
-import type { CallCommand, CallContext, CallEvent, Outcome, TransferTarget } from '../../machines/call/call.types.js';
+import type { CallCommand, CallContext, CallEvent, Outcome } from '../../machines/call/call.types.js';
 import { decodeUlaw } from '../audio/ulaw.js';
 import { openAt } from '../config/hours.js';
 import type { Tenant } from '../config/tenant.schema.js';
-import { VetError } from '../errors.js';
 import { roundMs, sameStateValue, statePath } from '../journal/format.js';
 import type { CallJournal, JournalFactory } from '../journal/writer.js';
 import { callLogger } from '../observability/logger.js';
@@ -21,10 +19,10 @@ import type { DtmfMessage, MarkMessage, MediaMessage, StartMessage } from '../tw
 import { Player } from '../twilio/player.js';
 import type { TwilioRest } from '../twilio/rest-types.js';
 import type { MediaStreamHandle } from '../twilio/stream-socket.js';
-import { busyTwiml, dialTwiml, TWILIO_PATHS } from '../twilio/twiml.js';
 import type { CallActivity } from './activity.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
+import { CallRest } from './call-rest.js';
 import { createCallActor, type CallActorDeps, type Prompts } from './child-actors.js';
 import { emergencyOf, journalSummary, newCallRecord, noteChildEvent, UsageLedger, type CallRecord } from './call-record.js';
 import type { CallFollowUps, FollowThrough } from './follow-through.js';
@@ -71,12 +69,6 @@ export interface SessionTap {
   command?(callSid: string, command: CallCommand, t: number): void;
 }
 
-/**
- * A transfer or hang-up request must finish within this: the caller hears silence while it runs,
- * and the silence rule is 3 s (docs/design/reliability.md §2). Twilio answers calls.update in well under 1 s.
- */
-const REST_TIMEOUT_MS = BUDGETS.restRequestMs;
-
 export class CallSession {
   readonly log: Logger;
   readonly record: CallRecord;
@@ -95,6 +87,7 @@ export class CallSession {
   private uncommitted = 0;
   private readonly journal: CallJournal | null;
   private readonly followUps: CallFollowUps | null;
+  private readonly twilio: CallRest;
 
   constructor(
     readonly callSid: string,
@@ -107,6 +100,7 @@ export class CallSession {
     this.hub = new AudioHub(this.now);
     this.startedAtMs = this.stateSinceMs = this.now();
     this.log = callLogger(deps.logger, { callSid, streamSid: null, tenantId: tenant.id });
+    this.twilio = new CallRest(callSid, tenant, deps, this.log);
     const { vad } = deps.providers;
     const budgeted = deps.budget?.forCall(tenant, deps.providers);
     const { stt, tts, agent } = budgeted?.set ?? deps.providers.select?.(tenant) ?? deps.providers;
@@ -130,9 +124,9 @@ export class CallSession {
       agent: agent.startSession(tenant, { callerIdUsable: this.followUps?.callerIdUsable ?? false, startedAt, openNow }),
       prompts: deps.prompts,
       vocabulary: sttVocabularyFor(tenant),
-      transfer: (target, signal) => this.transfer(target, signal),
-      hangup: (signal) => this.rest('hangup', (rest, s) => rest.hangup(callSid, s), signal),
-      handoff: (signal) => this.handOffToFrontDesk(signal),
+      transfer: (target, signal) => this.twilio.transfer(target, signal),
+      hangup: (signal) => this.twilio.hangup(signal),
+      handoff: (signal) => this.twilio.handOffToFrontDesk(signal),
       commitRequest: async (request) => {
         if (!this.followUps) return `local-${this.record.startedAt}-${++this.uncommitted}`;
         const id = await this.followUps.commit(request);
@@ -337,7 +331,7 @@ export class CallSession {
         this.log.info({ heardMs: command.heardMs, confirmed: command.confirmed }, 'caller interrupted');
         return;
       case 'out.startRecording':
-        void this.startRecording();
+        void this.twilio.startRecording();
         return;
       case 'out.emergency':
         // The agent's reason is caller-influenced free text: logged as 'agent' only.
@@ -349,42 +343,6 @@ export class CallSession {
         this.finish(command.outcome);
         return;
     }
-  }
-
-  private async transfer(target: TransferTarget, signal: AbortSignal): Promise<void> {
-    const number = target === 'emergency' ? this.tenant.transfer.emergency : this.tenant.transfer.frontDesk;
-    if (!number) throw new VetError('VET_E_TWILIO_REST', `clinic has no ${target} number`);
-    const twiml = dialTwiml({
-      number,
-      callerId: this.tenant.phoneNumbers[0] ?? number,
-      ringSeconds: this.tenant.transfer.ringSeconds,
-      actionUrl: `${this.deps.publicBaseUrl}${TWILIO_PATHS.dial}`,
-    });
-    await this.rest('transfer', (rest, s) => rest.updateCallTwiml(this.callSid, twiml, s), signal);
-    this.log.info({ target }, 'call transferred');
-  }
-
-  /** The drain hand-off: a short notice and <Dial> to the front desk (twiml.ts busyTwiml). */
-  private async handOffToFrontDesk(signal: AbortSignal): Promise<void> {
-    const twiml = busyTwiml(this.tenant, { baseUrl: this.deps.publicBaseUrl, callerId: this.tenant.phoneNumbers[0] ?? null });
-    await this.rest('handoff', (rest, s) => rest.updateCallTwiml(this.callSid, twiml, s), signal);
-    this.log.info('call handed off to the front desk');
-  }
-
-  private async startRecording(): Promise<void> {
-    try {
-      const url = `${this.deps.publicBaseUrl}${TWILIO_PATHS.recording}`;
-      const { recordingSid } = await this.rest('recording', (rest, s) => rest.startRecording(this.callSid, url, s), new AbortController().signal);
-      this.log.info({ recordingSid }, 'recording started');
-    } catch (err) {
-      this.log.warn({ err }, 'recording could not be started');
-    }
-  }
-
-  private async rest<T>(operation: string, run: (rest: TwilioRest, signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
-    const rest = this.deps.rest;
-    if (!rest) throw new VetError('VET_E_TWILIO_REST', `${operation} needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN`);
-    return run(rest, AbortSignal.any([signal, AbortSignal.timeout(REST_TIMEOUT_MS)]));
   }
 
   private crash(err: unknown): void {

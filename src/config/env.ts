@@ -9,6 +9,7 @@ import { inspect } from 'node:util';
 import type { LevelWithSilent } from 'pino';
 import { z } from 'zod';
 import { VetError } from '../errors.js';
+import { baseUrl, HOSTNAME, integer, modelName, oneOf, parseUrl, provider, proxyEntry, secret, strongToken, strongTokenRequired, variable } from './env-values.js';
 import { engineMode, type EngineMode, type ModeDecision } from './mode.js';
 
 export type { EngineMode } from './mode.js';
@@ -112,111 +113,8 @@ export interface AppConfig {
 
 const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'STREAM_TOKEN_SECRET', 'SMTP_URL', 'CALLER_KEY_SECRET', 'REDIS_URL'] as const;
 
-/** Echo of a rejected non-secret value: URL credentials and query strings masked, long values cut. */
-const shown = (text: string) => {
-  const masked = text.replace(/\/\/[^/@\s]*@/, '//***@').replace(/\?.*$/s, '?***');
-  return JSON.stringify(masked.length > 60 ? `${masked.slice(0, 57)}...` : masked);
-};
-
-type Fix = string | ((text: string) => string);
-
-/**
- * One variable: `read` returns the value, or undefined when `text` is invalid. Its error line is
- * `<problem> (got "<text>"); <fix>`; secrets omit the "got" part. The variable name is added later.
- */
-const variable = <T>(read: (text: string) => T | undefined, problem: string, fix: Fix, o: { secret?: boolean; missing?: string } = {}) =>
-  z.string(o.missing === undefined ? undefined : { error: o.missing }).transform((text, ctx): T => {
-    const value = read(text);
-    if (value !== undefined) return value;
-    const got = o.secret ? '' : ` (got ${shown(text)})`;
-    ctx.addIssue({ code: 'custom', message: `${problem}${got}; ${typeof fix === 'string' ? fix : fix(text)}` });
-    return z.NEVER;
-  });
-
-const integer = (name: string, min: number, max: number, fallback: number) =>
-  variable(
-    (t) => (/^\d{1,9}$/.test(t) && Number(t) >= min && Number(t) <= max ? Number(t) : undefined),
-    `must be an integer ${min}-${max}`,
-    `set ${name}=${fallback} or unset it`,
-  ).default(fallback);
-
-const oneOf = <const V extends readonly string[]>(name: string, values: V, fallback: V[number]) =>
-  variable(
-    (t) => values.find((v): v is V[number] => v === t),
-    `must be one of ${values.join('|')}`,
-    `set ${name}=${fallback} or unset it`,
-  )
-    .optional() // not .default(): zod cannot type a default of a generic literal union
-    .transform((v) => v ?? fallback);
-
-/** Secrets: any value without whitespace (a pasted newline breaks every signature, silently). */
-const secret = (fix: string, missing?: string) =>
-  variable((t) => (/^\S+$/.test(t) ? t : undefined), 'must not contain spaces or line breaks (value not shown)', fix, {
-    secret: true,
-    ...(missing === undefined ? {} : { missing }),
-  });
-
-/**
- * A bearer token a person types or a scraper sends: 32+ characters without whitespace (128 bits as
- * hex) and not a few characters repeated (a cheap guard against "aaaa…" and "passwordpassword…").
- */
-const strongTokenRequired = (missing?: string) =>
-  variable(
-    (t) => (/^\S{32,512}$/.test(t) && new Set(t).size >= 10 ? t : undefined),
-    'too weak: use at least 32 random characters without spaces, not a few repeated (value not shown)',
-    'generate one with `openssl rand -hex 32`',
-    { secret: true, ...(missing === undefined ? {} : { missing }) },
-  );
-const strongToken = () => strongTokenRequired().optional();
-
-const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
-
-const parseUrl = (t: string) => {
-  try {
-    return new URL(t);
-  } catch {
-    return null;
-  }
-};
-
-/** Vendor base URL override (fake servers in tests): http(s), no credentials, query or fragment. */
-const baseUrl = (name: string, example: string) =>
-  variable(
-    (t) => {
-      const u = parseUrl(t);
-      const ok = u && /^https?:$/.test(u.protocol) && !u.username && !u.password && !u.search && !u.hash;
-      return ok ? t : undefined;
-    },
-    'must be an http(s) URL without credentials, query or fragment',
-    `set ${name}=${example} or unset it`,
-  ).optional();
-
-/** A model or voice id as the vendors spell them: letters, digits, `-`, `_`, `.`. */
-const modelName = (name: string, fallback: string) =>
-  variable(
-    (t) => (/^[A-Za-z0-9][\w.-]{0,99}$/.test(t) ? t : undefined),
-    'must be a model or voice id (letters, digits, - _ .)',
-    `set ${name}=${fallback} or unset it`,
-  ).default(fallback);
-
 /** ElevenLabs' premade "Rachel": calm, clear, available on every plan. */
 export const DEFAULT_ELEVENLABS_VOICE = '21m00Tcm4TlvDq8ikWAM';
-
-/** trustProxy entries: an IP, an IP/prefix, or proxy-addr's named ranges. Never `true` or a hop count. */
-const proxyEntry = (e: string) => {
-  if (['loopback', 'linklocal', 'uniquelocal'].includes(e)) return true;
-  const [ip = '', prefix, extra] = e.split('/');
-  const family = isIP(ip);
-  if (family === 0 || extra !== undefined) return false;
-  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
-};
-
-/** A provider variable; `needs` names the key each cloud value requires and whether it is set. */
-const provider = <const V extends readonly string[]>(name: string, values: V, needs: Partial<Record<V[number], readonly [keyVar: string, hasKey: boolean]>>) =>
-  oneOf(name, values, 'auto').superRefine((value, ctx) => {
-    const need = needs[value as V[number]];
-    if (need && !need[1]) ctx.addIssue({ code: 'custom', message: `${value} needs ${need[0]}; set ${need[0]} or set ${name}=auto` });
-  });
 
 /**
  * `STT_PROVIDER=auto`: the first cloud recognizer whose key is set, in this order, else `local`.
