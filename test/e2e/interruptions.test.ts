@@ -114,12 +114,14 @@ describe.concurrent('barge-in', () => {
     expect(session?.record.bargeIns).toHaveLength(1);
     expect(session!.record.bargeIns[0]!.clearLatencyMs).toBeLessThan(BARGE_IN_MIN_MS + 150 + LINE_LATE_MS);
     expect(r.logs(sid, 'caller interrupted').map((l) => l.confirmed)).toEqual([true]);
-    // The answer is prepared while the end-of-turn window runs (listening.pausing only passes through),
-    // and plays when it closes: no thinking when its audio is ready by then.
-    expect(visitedInOrder(r.trace(sid), [
-      'reply.speaking', 'reply.interrupted.callerTalking', 'listening.hearing', 'listening.transcribing',
-      'reply.preparing.pausing', 'reply.speaking', 'listening.waiting',
-    ])).toBe(true);
+    // The answer is prepared while the end-of-turn window runs when the recognizer's interim words
+    // are in at the end of speech (the fake vendor sends each 100-200 ms after its words, like
+    // Scribe), and started on the final otherwise (reply.thinking): both are right.
+    const trace = r.trace(sid);
+    const before = ['reply.speaking', 'reply.interrupted.callerTalking', 'listening.hearing', 'listening.transcribing'];
+    const prepared = visitedInOrder(trace, [...before, 'reply.preparing.pausing', 'reply.speaking', 'listening.waiting']);
+    const onTheFinal = visitedInOrder(trace, [...before, 'reply.thinking', 'reply.speaking', 'listening.waiting']);
+    expect(prepared || onTheFinal, trace.join(' → ')).toBe(true);
     expect(call.protocolErrors).toEqual([]);
   }, 25_000);
 
