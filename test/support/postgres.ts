@@ -5,11 +5,12 @@
  * directory and `fsync=off`. Started as root (CI containers), initdb and postgres refuse to run, so
  * they run as the `postgres` user the Debian package creates (else `nobody`), owning the directory.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { spawnServer, tail } from './child-server.js';
 import { freePort } from './net.js';
 
 export interface PostgresBinaries {
@@ -59,11 +60,6 @@ function runAs(): { uid: number; gid: number } | null {
   throw new Error('running as root and neither the "postgres" nor the "nobody" user exists: PostgreSQL refuses to run as root');
 }
 
-function tail(buffer: string[], chunk: string): void {
-  buffer.push(chunk);
-  while (buffer.join('').length > 16_000 && buffer.length > 1) buffer.shift();
-}
-
 function run(bin: string, args: string[], user: { uid: number; gid: number } | null, env: NodeJS.ProcessEnv): Promise<void> {
   return new Promise((resolve, reject) => {
     const out: string[] = [];
@@ -89,36 +85,18 @@ export async function startPostgres(bins: PostgresBinaries): Promise<PostgresSer
   }
 
   const port = await freePort();
-  const log: string[] = [];
-  const child: ChildProcess = spawn(
+  // SIGINT: PostgreSQL's fast shutdown.
+  const { log, exited, stop } = spawnServer(
     bins.postgres,
     ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'],
-    { env, stdio: ['ignore', 'pipe', 'pipe'], ...(user ?? {}) },
+    { dir, stopSignal: 'SIGINT', killAfterMs: 10_000, spawn: { env, ...(user ?? {}) } },
   );
-  // Always drain the output: a full pipe would block the server.
-  child.stdout?.on('data', (d: Buffer) => tail(log, d.toString()));
-  child.stderr?.on('data', (d: Buffer) => tail(log, d.toString()));
-  let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
 
   const url = (db: string) => `postgres://vetline@127.0.0.1:${port}/${db}`;
-  const stop = async (): Promise<void> => {
-    process.removeListener('exit', killOnExit);
-    if (!exited) {
-      child.kill('SIGINT'); // fast shutdown
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exit;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-
   const deadline = Date.now() + 30_000;
   // Ready when a connection succeeds (the log line differs between versions; connecting does not).
   for (;;) {
-    if (exited) {
+    if (exited()) {
       await stop();
       throw new Error(`postgres exited during start-up:\n${log.join('')}`);
     }

@@ -4,11 +4,11 @@
  * working directory in a temporary directory removed on stop. Without the binary the suites skip
  * with a reason; under CI (CI set) they fail instead, since .ci/run installs the redis-server package.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnServer } from './child-server.js';
 import { freePort } from './net.js';
 
 /** The redis-server binary, or null when there is none. */
@@ -26,11 +26,6 @@ export interface RedisServer {
   url: string;
   /** Shutdown without saving, then the directory is removed. */
   stop(): Promise<void>;
-}
-
-function tail(buffer: string[], chunk: string): void {
-  buffer.push(chunk);
-  while (buffer.join('').length > 16_000 && buffer.length > 1) buffer.shift();
 }
 
 /** True once Redis answers a PING on the port (`+PONG`, or `-NOAUTH` when it wants a password). */
@@ -54,27 +49,11 @@ export async function startRedis(binary: string, opts: { password?: string; port
   const port = opts.port ?? (await freePort());
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'];
   if (opts.password) args.push('--requirepass', opts.password);
-  const log: string[] = [];
-  const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => tail(log, d.toString()));
-  child.stderr?.on('data', (d: Buffer) => tail(log, d.toString()));
-  let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const stop = async (): Promise<void> => {
-    process.removeListener('exit', killOnExit);
-    if (!exited) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exit;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
+  // SIGTERM: redis-server shuts down without saving (persistence is off).
+  const { child, log, exited, stop } = spawnServer(binary, args, { dir, stopSignal: 'SIGTERM', killAfterMs: 5_000 });
   const deadline = Date.now() + 10_000;
   while (!(await pings(port))) {
-    if (exited || Date.now() > deadline) {
+    if (exited() || Date.now() > deadline) {
       await stop();
       throw new Error(`redis-server did not start on port ${port}:\n${log.join('')}`);
     }
