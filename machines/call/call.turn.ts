@@ -82,12 +82,15 @@ export function commitOf(c: CallContext): { patch: Partial<CallContext>; turn: C
   if (!reply || reply.committed) return null;
   const transcript = bestText(c) || reply.transcript;
   const p = c.playback;
-  const audio: CallCommand[] = (p.held ?? []).map((a) => ({ type: 'out.audio', generation: p.generation, audio: a }));
-  if (p.held && p.synthDone) audio.push({ type: 'out.finish', generation: p.generation });
+  // A reply that failed while it was prepared is apologized for, not played: its held audio
+  // stays held (never sent, so nothing to clear) and is dropped with the playback.
+  const release = !reply.failed && p.held !== null;
+  const audio: CallCommand[] = release ? (p.held ?? []).map((a) => ({ type: 'out.audio', generation: p.generation, audio: a })) : [];
+  if (release && p.synthDone) audio.push({ type: 'out.finish', generation: p.generation });
   return {
     patch: {
       reply: { ...reply, committed: true },
-      playback: { ...p, held: null },
+      playback: release ? { ...p, held: null } : p,
       history: [...c.history, { role: 'caller', text: transcript }],
       turnText: '',
       partialText: '',

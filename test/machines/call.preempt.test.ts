@@ -186,6 +186,25 @@ describe('replies prepared while the end-of-turn window runs', () => {
     expect(resumed.clips).not.toContain('apology');
   });
 
+  it('a synthesis failure after audio was held: the turn is committed, the held audio never sent, then the apology', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open nine to five, Monday to Friday.', delayMs: 50 }] });
+    connect(h);
+    h.speak('what are your hours', { final: null });
+    const g = h.state().context.reply!.generation;
+    h.advance(150);
+    expect(h.state().context.playback.held?.length).toBeGreaterThan(0);
+    h.send({ type: 'tts.error', generation: g, message: 'vendor down' });
+    // Still the caller's window: nothing said yet.
+    expect(h.matches({ reply: 'preparing' })).toBe(true);
+    h.send({ type: 'stt.final', text: 'what are your hours', atMs: h.clock.now() });
+    h.advance(300);
+    expect(h.matches({ listening: 'apologizing' })).toBe(true);
+    // The caller's words are kept; not one byte of the failed reply reached Twilio, so nothing to clear.
+    expect(about(h, g)).toEqual(['out.turn']);
+    expect(h.state().context.history).toEqual([{ role: 'caller', text: 'what are your hours' }]);
+    expect(h.clips).toContain('apology');
+  });
+
   it('the agent expectation of a prepared reply applies only once its turn is committed', () => {
     const h = createCallHarness();
     connect(h);
