@@ -237,6 +237,17 @@ export function visitedInOrder(trace: readonly string[], ok: readonly string[]):
   return i === ok.length;
 }
 
+/**
+ * A reply was answered between `before` and `after`, by either legal path: prepared during the
+ * end-of-turn window when the recognizer's interim words were in at the end of speech
+ * (reply.preparing), or started on the final otherwise (reply.thinking). Which one a real-time run
+ * takes depends on when the fake vendor's partial lands against the VAD's close; the machine tests
+ * pin each path on the simulated clock.
+ */
+export function answeredInOrder(trace: readonly string[], before: readonly string[], after: readonly string[]): boolean {
+  return visitedInOrder(trace, [...before, 'reply.preparing.pausing', ...after]) || visitedInOrder(trace, [...before, 'reply.thinking', ...after]);
+}
+
 /** Index in the timeline of the first entry matching. -1 if none. */
 export function indexOf(rig: Rig, callSid: string, kind: TimelineEntry['kind'], what: string, from = 0): number {
   return rig.timeline.findIndex((e, i) => i >= from && e.callSid === callSid && e.kind === kind && e.what === what);

@@ -9,7 +9,7 @@ import { describe, it } from 'vitest';
 import { createFakeAgent } from '../../src/providers/agent/fake.js';
 import type { CallDetail, ServerMessage } from '../../src/inspector/feed.js';
 import type { StatelyInspectionEvent } from '../../src/inspector/stately.js';
-import { lastGeneration, playedOf, rigFor, tone, untilState, visitedInOrder } from '../e2e/conversation-kit.js';
+import { lastGeneration, playedOf, rigFor, tone, untilState, answeredInOrder } from '../e2e/conversation-kit.js';
 
 const LONG =
   'We offer vaccinations, dental care and surgery for dogs and cats. Our team also does grooming on weekdays. ' +
@@ -72,11 +72,11 @@ describe('inspector feed over a real call', () => {
     const states = page.received.filter((x): x is Received & { message: Extract<ServerMessage, { type: 'state' }> } => x.message.type === 'state');
     expect(states.every((s) => s.message.callSid === sid)).toBe(true);
     const leaves = states.map((s) => s.message.snapshot.active.at(-1)?.replace(/^call\./, '') ?? '');
-    expect(visitedInOrder(leaves, [
-      'greeting', 'listening.waiting', 'reply.speaking', 'reply.interrupted.callerTalking', 'listening.hearing',
-      // The answer is prepared while the end-of-turn window runs (reply.preparing), then plays.
-      'reply.preparing.pausing', 'reply.speaking', 'listening.waiting', 'ended',
-    ]), leaves.join(' → ')).toBe(true);
+    expect(answeredInOrder(
+      leaves,
+      ['greeting', 'listening.waiting', 'reply.speaking', 'reply.interrupted.callerTalking', 'listening.hearing'],
+      ['reply.speaking', 'listening.waiting', 'ended'],
+    ), leaves.join(' → ')).toBe(true);
     const latencies = states.map((s) => s.at - s.message.at);
     expect(Math.max(...latencies), `state message latencies ${latencies.join(', ')} ms`).toBeLessThan(100);
 
