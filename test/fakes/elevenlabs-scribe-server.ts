@@ -213,12 +213,19 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
         ws.close(1008, type);
       });
     };
-    // Messages keep their order whatever the jitter: each is due no earlier than the one before.
-    let lastDue = 0;
+    // Messages keep their order whatever the jitter, like one vendor session answering in turn:
+    // each is due no earlier than the one before, and one timer sends them from a queue. (A timer
+    // each would not do: Node measures a timer from the loop's cached whole-millisecond clock, so a
+    // message scheduled later in the same tick with a shorter delay to the same due time fired first.)
+    const outQueue: { due: number; fn: () => void }[] = [];
+    const sendDue = () => {
+      while (outQueue.length > 0 && outQueue[0]!.due <= performance.now() + 1) outQueue.shift()!.fn();
+      if (outQueue.length > 0) later(outQueue[0]!.due - performance.now(), sendDue);
+    };
     const inOrder = (delayMs: number, fn: () => void) => {
-      const due = Math.max(performance.now() + delayMs, lastDue);
-      lastDue = due;
-      later(due - performance.now(), fn);
+      const due = Math.max(performance.now() + delayMs, outQueue.at(-1)?.due ?? 0);
+      outQueue.push({ due, fn });
+      if (outQueue.length === 1) later(delayMs, sendDue);
     };
     // The open segment: its audio, speech so far, text (chosen at its first speech) and words revealed.
     let audio: Buffer[] = [];
