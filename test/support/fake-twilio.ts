@@ -23,6 +23,13 @@ import { formBody } from './twilio-sign.js';
 let callerSeq = 0;
 export const nextCallerNumber = (): string => `+1555${String(7_000_000 + (callerSeq++ % 3_000_000)).padStart(7, '0')}`;
 
+/**
+ * The tests' phone numbers (callers, clinics, staff: all +1 555 …) found in `text`, E.164 or bare
+ * digits. Not inside a longer run of letters and digits: a UUID or a hex SID holds "555" and seven
+ * digits now and then, and that is no leak.
+ */
+export const testNumbersIn = (text: string): string[] => text.match(/(?<![\w.])\+?1?555\d{7}(?!\w)/g) ?? [];
+
 export interface FakeCallOptions {
   serverUrl: string; // http://127.0.0.1:PORT
   /** Where the Media Stream connects, when not `serverUrl` (another worker or instance behind the same public URL). */
