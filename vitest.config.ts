@@ -2,9 +2,8 @@ import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 const cores = availableParallelism();
-/** `npm run test:long` (docs/testing.md): the scaled-up files one at a time, with room for their size. */
+/** `npm run test:long` (docs/testing.md): the scaled-up files, with room for their size. */
 const long = process.env.VETLINE_LONG === '1';
-const workers = long ? 1 : cores;
 
 /**
  * CPU-bound files without wall-clock assertions (docs/testing.md "How the suite is organised"):
@@ -70,13 +69,13 @@ export default defineConfig({
       // No wall-clock assertions here, but two at once take twice as long: a minute per test, not 20 s.
       {
         extends: true,
-        test: { name: 'compute', include: COMPUTE, isolate: false, maxWorkers: workers, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: 0 } },
+        test: { name: 'compute', include: COMPUTE, isolate: false, maxWorkers: cores, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: 0 } },
       },
       {
         extends: true,
         // Under VETLINE_LONG after the rest of the compute files, not beside them (the 2,000-call soak
         // lost calls to its own 2 s hang-up waits while the 100,000-message storm ran beside it).
-        test: { name: 'compute-isolated', include: COMPUTE_ISOLATED, maxWorkers: workers, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: long ? 1 : 0 } },
+        test: { name: 'compute-isolated', include: COMPUTE_ISOLATED, maxWorkers: cores, ...(long ? {} : { testTimeout: 60_000 }), sequence: { groupOrder: long ? 1 : 0 } },
       },
       {
         extends: true,
