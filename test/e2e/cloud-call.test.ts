@@ -12,7 +12,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, it, type TestContext } from 'vitest';
 import { parseJournal, replayJournal } from '../../src/replay/replay.js';
 import { fakeAudio } from '../fakes/elevenlabs-server.js';
 import type { FakeChatBody } from '../fakes/openai-chat-server.js';
@@ -23,15 +23,6 @@ import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { Player } from '../../src/twilio/player.js';
 import { QUICK_VET, lastGeneration, tone } from './conversation-kit.js';
-
-const rigs: CloudRig[] = [];
-const calls: FakeTwilio[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(calls.splice(0).map((c) => c.dispose()));
-  await Promise.all(rigs.splice(0).map((r) => r.close()));
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 const lastUserText = (body: FakeChatBody) => {
   const last = [...body.messages].reverse().find((m) => m.role === 'user');
@@ -49,19 +40,29 @@ function receptionist(body: FakeChatBody) {
   return { text: 'Sorry, could you say that again?' };
 }
 
-async function start(opts: Parameters<typeof startCloudEngine>[0] = {}) {
+/**
+ * The test's own engine and fake vendors (its tests run concurrently: nothing here is shared), closed
+ * with its calls and journal when the test finishes.
+ */
+async function start(ctx: Pick<TestContext, 'onTestFinished'>, opts: Parameters<typeof startCloudEngine>[0] = {}) {
   const rest = restRecorder();
   const journalDir = mkdtempSync(join(tmpdir(), 'vetline-cloud-'));
-  dirs.push(journalDir);
-  const rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, journalDir, stt: 'openai', ...opts });
-  rigs.push(rig);
+  const calls: FakeTwilio[] = [];
+  let rig: CloudRig | null = null;
+  ctx.onTestFinished(async () => {
+    await Promise.all(calls.map((c) => c.dispose()));
+    await rig?.close();
+    rmSync(journalDir, { recursive: true, force: true });
+  });
+  rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, journalDir, stt: 'openai', ...opts });
+  const started = rig;
   // Realistic provider latencies for every request that has no fault scripted.
   rig.openai.chat.faults.setDefault({ firstByteMs: 250, chunkDelayMs: 15 });
   rig.elevenlabs.faults.setDefault({ firstByteMs: 200, chunkDelayMs: 20 });
-  return { rig, rest, journalDir };
+  return { rig, rest, journalDir, dial: () => dialOn(started, calls) };
 }
 
-async function dial(rig: CloudRig) {
+async function dialOn(rig: CloudRig, calls: FakeTwilio[]) {
   const call = await FakeTwilio.call({
     serverUrl: rig.engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321', playbackSpeed: 4,
   });
@@ -96,11 +97,12 @@ function journalEvents(dir: string): { type: string; [k: string]: unknown }[] {
   return readFileSync(join(dir, file), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
 }
 
-describe('a call on the cloud providers (fake vendor servers)', () => {
-  it('greets in the cloud voice, answers, is interrupted, and transfers by tool call', async () => {
-    const { rig, rest, journalDir } = await start({ transcripts: ['what are your hours', 'tell me about your services', 'actually can i speak to someone'] });
+describe.concurrent('a call on the cloud providers (fake vendor servers)', () => {
+  it('greets in the cloud voice, answers, is interrupted, and transfers by tool call', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, rest, journalDir, dial } = await start(ctx, { transcripts: ['what are your hours', 'tell me about your services', 'actually can i speak to someone'] });
     expect(rig.elevenlabs.requests.length).toBeGreaterThan(0); // clips were rendered by ElevenLabs at start-up
-    const call = await dial(rig);
+    const call = await dial();
     const record = recordOf(rig, call.callSid)!;
     expect(record.providers).toEqual({ vad: 'energy', stt: 'openai', agent: 'openai', tts: 'elevenlabs' });
 
@@ -137,9 +139,10 @@ describe('a call on the cloud providers (fake vendor servers)', () => {
     expect(record.fallbacks).toEqual([]);
   }, 60_000);
 
-  it('answers from the local receptionist when the chat model stalls, within the silence budget', async () => {
-    const { rig, journalDir } = await start({ transcripts: ['what are your hours'] });
-    const call = await dial(rig);
+  it('answers from the local receptionist when the chat model stalls, within the silence budget', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, journalDir, dial } = await start(ctx, { transcripts: ['what are your hours'] });
+    const call = await dial();
     rig.openai.chat.faults.push({ stallAfterChunks: 0 });
     await call.say(tone(700));
     await call.waitFor(() => rig.engine.registry.session(call.callSid)!.history.length >= 2, 15_000, 'an answer');
@@ -161,9 +164,10 @@ describe('a call on the cloud providers (fake vendor servers)', () => {
     expect(replay.outcome).toBe(replay.recordedOutcome);
   }, 40_000);
 
-  it('speaks with the local voice when ElevenLabs fails, and keeps the call going', async () => {
-    const { rig } = await start({ transcripts: ['what are your hours'] });
-    const call = await dial(rig);
+  it('speaks with the local voice when ElevenLabs fails, and keeps the call going', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, dial } = await start(ctx, { transcripts: ['what are your hours'] });
+    const call = await dial();
     rig.elevenlabs.faults.setDefault({ status: 500 });
     await call.say(tone(700));
     await call.waitFor(() => rig.engine.registry.session(call.callSid)!.record.fallbacks.length > 0, 6_000, 'a fallback');
@@ -177,10 +181,11 @@ describe('a call on the cloud providers (fake vendor servers)', () => {
     expect(stateOf(rig, call.callSid)).toBe('listening.waiting');
   }, 40_000);
 
-  it('moves recognition to the embedded recognizer when the Realtime session drops, without losing the utterance', async () => {
-    const { rig } = await start();
+  it('moves recognition to the embedded recognizer when the Realtime session drops, without losing the utterance', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, dial } = await start(ctx);
     rig.openai.transcription.faults.push({ dropAfterChunks: 2 });
-    const call = await dial(rig);
+    const call = await dial();
     await call.say(await callerSpeech('what are your hours'));
     await call.waitFor(() => rig.engine.registry.session(call.callSid)!.history.length >= 2, 15_000, 'an answer');
     const session = rig.engine.registry.session(call.callSid)!;
@@ -189,13 +194,14 @@ describe('a call on the cloud providers (fake vendor servers)', () => {
   }, 40_000);
 
   for (const transport of ['http', 'websocket'] as const) {
-    it(`plays ElevenLabs audio cut into odd-sized chunks (${transport}) as whole 20 ms frames, every byte in order`, async () => {
-      const { rig } = await start({
+    it(`plays ElevenLabs audio cut into odd-sized chunks (${transport}) as whole 20 ms frames, every byte in order`, async (ctx) => {
+      const { expect } = ctx;
+      const { rig, dial } = await start(ctx, {
         transcripts: ['what are your hours'],
         env: { ELEVENLABS_TRANSPORT: transport },
         elevenlabsChunkBytes: (i) => ODD_CHUNKS[i % ODD_CHUNKS.length]!,
       });
-      const call = await dial(rig);
+      const call = await dial();
       const before = rig.elevenlabs.requests.length;
       await call.say(tone(700));
       await call.waitFor(() => (rig.engine.registry.session(call.callSid)?.history.length ?? 0) >= 2, 10_000, 'an answer');
