@@ -12,7 +12,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, it, type TestContext } from 'vitest';
 import type { FakeChatBody } from '../fakes/openai-chat-server.js';
 import { callerSpeech } from '../support/caller-speech.js';
 import { ELEVENLABS_KEY, OPENAI_KEY, startCloudEngine, type CloudRig } from '../support/cloud-engine.js';
@@ -20,15 +20,6 @@ import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '..
 import { FakeTwilio } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { CONSENT_VET, QUICK_VET, tone } from './conversation-kit.js';
-
-const rigs: CloudRig[] = [];
-const calls: FakeTwilio[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(calls.splice(0).map((c) => c.dispose()));
-  await Promise.all(rigs.splice(0).map((r) => r.close()));
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 function receptionist(body: FakeChatBody) {
   const last = [...body.messages].reverse().find((m) => m.role === 'user');
@@ -38,16 +29,26 @@ function receptionist(body: FakeChatBody) {
   return { text: 'Sorry, could you say that again?' };
 }
 
-async function start(opts: Parameters<typeof startCloudEngine>[0] = {}) {
+/**
+ * The test's own engine and fake vendors (its tests run concurrently: nothing here is shared), closed
+ * with its calls when the test finishes.
+ */
+async function start(ctx: Pick<TestContext, 'onTestFinished'>, opts: Parameters<typeof startCloudEngine>[0] = {}) {
   const rest = restRecorder();
-  const rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, ...opts });
-  rigs.push(rig);
+  const calls: FakeTwilio[] = [];
+  let rig: CloudRig | null = null;
+  ctx.onTestFinished(async () => {
+    await Promise.all(calls.map((c) => c.dispose()));
+    await rig?.close();
+  });
+  rig = await startCloudEngine({ responder: receptionist, rest: rest.rest, ...opts });
+  const started = rig;
   rig.openai.chat.faults.setDefault({ firstByteMs: 250, chunkDelayMs: 15 });
   rig.elevenlabs.faults.setDefault({ firstByteMs: 200, chunkDelayMs: 20 });
-  return { rig, rest };
+  return { rig, rest, dial: (to?: string) => dialOn(started, calls, to) };
 }
 
-async function dial(rig: CloudRig, to = QUICK_VET) {
+async function dialOn(rig: CloudRig, calls: FakeTwilio[], to = QUICK_VET) {
   const call = await FakeTwilio.call({
     serverUrl: rig.engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to, from: '+15557654321', playbackSpeed: 4,
   });
@@ -58,10 +59,11 @@ async function dial(rig: CloudRig, to = QUICK_VET) {
 const stateOf = (rig: CloudRig, callSid: string) => rig.engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 const recordOf = (rig: CloudRig, callSid: string) => rig.engine.registry.session(callSid)?.record ?? rig.engine.registry.recentCalls().find((r) => r.callSid === callSid);
 
-describe('a call recognized by ElevenLabs Scribe (fake vendor servers)', () => {
-  it('opens one Scribe socket at the greeting and keeps it for the whole call', async () => {
-    const { rig } = await start({ transcripts: ['what are your hours', 'that is all thank you'] });
-    const call = await dial(rig);
+describe.concurrent('a call recognized by ElevenLabs Scribe (fake vendor servers)', () => {
+  it('opens one Scribe socket at the greeting and keeps it for the whole call', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, dial } = await start(ctx, { transcripts: ['what are your hours', 'that is all thank you'] });
+    const call = await dial();
     // Connected before the caller says anything: the greeting is still playing.
     await call.waitFor(() => rig.scribe.sessions.length === 1, 3_000, 'the Scribe session');
     expect(rig.scribe.sessions[0]!.chunks).toBe(0);
@@ -89,9 +91,10 @@ describe('a call recognized by ElevenLabs Scribe (fake vendor servers)', () => {
     expect(record.fallbacks).toEqual([]);
   }, 60_000);
 
-  it('an emergency keyword said mid-sentence acts while the caller is still talking', async () => {
-    const { rig, rest } = await start({ transcripts: ['my dog is bleeding and he will not stop shaking'] });
-    const call = await dial(rig);
+  it('an emergency keyword said mid-sentence acts while the caller is still talking', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, rest, dial } = await start(ctx, { transcripts: ['my dog is bleeding and he will not stop shaking'] });
+    const call = await dial();
     await call.untilQuiet();
     let stillTalking = true;
     const spoken = call.say(tone(3_000)).then(() => (stillTalking = false));
@@ -109,9 +112,10 @@ describe('a call recognized by ElevenLabs Scribe (fake vendor servers)', () => {
     expect(rig.openai.chat.requests).toHaveLength(0); // no turn went to the receptionist
   }, 40_000);
 
-  it('a negated keyword ("not bleeding") never triggers, in any partial or the final', async () => {
-    const { rig } = await start({ transcripts: ['it is not bleeding anymore but I would like a checkup'] });
-    const call = await dial(rig);
+  it('a negated keyword ("not bleeding") never triggers, in any partial or the final', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, dial } = await start(ctx, { transcripts: ['it is not bleeding anymore but I would like a checkup'] });
+    const call = await dial();
     await call.untilQuiet();
     const seen = new Set<string>();
     const watch = setInterval(() => seen.add(stateOf(rig, call.callSid)), 10);
@@ -128,11 +132,12 @@ describe('a call recognized by ElevenLabs Scribe (fake vendor servers)', () => {
     expect(session.history.map((h) => h.text)).toEqual(['it is not bleeding anymore but I would like a checkup', 'Of course, what day suits you for the checkup?']);
   }, 40_000);
 
-  it('moves recognition to the embedded recognizer when the Scribe socket drops, without losing the utterance', async () => {
+  it('moves recognition to the embedded recognizer when the Scribe socket drops, without losing the utterance', async (ctx) => {
+    const { expect } = ctx;
     // What Scribe would have heard is never delivered: the socket drops after its first partial.
-    const { rig } = await start({ transcripts: ['scribe never finished this'] });
+    const { rig, dial } = await start(ctx, { transcripts: ['scribe never finished this'] });
     rig.scribe.faults.push({ dropAfterChunks: 2 }); // session_started and one partial
-    const call = await dial(rig);
+    const call = await dial();
     await call.untilQuiet();
     await call.say(await callerSpeech('what are your hours'));
     await call.waitFor(() => rig.engine.registry.session(call.callSid)!.history.length >= 2, 15_000, 'an answer');
@@ -143,19 +148,20 @@ describe('a call recognized by ElevenLabs Scribe (fake vendor servers)', () => {
     expect(rig.scribe.sessions[0]!.closedBy).toBe('server');
   }, 40_000);
 
-  it('each clinic chooses its recognizer: providers.stt "openai" in one file, the deployment\'s Scribe in the other', async () => {
+  it('each clinic chooses its recognizer: providers.stt "openai" in one file, the deployment\'s Scribe in the other', async (ctx) => {
+    const { expect } = ctx;
     const dir = mkdtempSync(join(tmpdir(), 'vetline-stt-choice-'));
-    dirs.push(dir);
+    ctx.onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     for (const name of ['quick-vet.json', 'consent-vet.json']) {
       const clinic = JSON.parse(readFileSync(join(FIXTURE_TENANTS_DIR, name), 'utf8')) as Record<string, unknown>;
       delete clinic.$schema;
       if (name === 'quick-vet.json') clinic.providers = { stt: 'openai' };
       writeFileSync(join(dir, name), JSON.stringify(clinic));
     }
-    const { rig } = await start({ tenantsDir: dir });
-    const openaiCall = await dial(rig, QUICK_VET);
+    const { rig, dial } = await start(ctx, { tenantsDir: dir });
+    const openaiCall = await dial(QUICK_VET);
     await openaiCall.waitFor(() => rig.openai.transcription.sessions.length === 1, 3_000, 'the OpenAI session');
-    const scribeCall = await dial(rig, CONSENT_VET);
+    const scribeCall = await dial(CONSENT_VET);
     await scribeCall.waitFor(() => rig.scribe.sessions.length === 1, 3_000, 'the Scribe session');
     expect(recordOf(rig, openaiCall.callSid)!.providers.stt).toBe('openai');
     expect(recordOf(rig, scribeCall.callSid)!.providers.stt).toBe('elevenlabs');
