@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, it, type TestContext } from 'vitest';
 import { clinicDeliveries } from '../../src/delivery/clinics.js';
 import { createOutbox, type Outbox } from '../../src/delivery/outbox.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -182,18 +182,16 @@ interface Clinic {
   rig: CloudRig;
   store: FollowUpStore;
   commits: Commit[];
-  close(): Promise<void>;
+  /** The calls dialled to it, hung up when the test finishes. */
+  calls: FakeTwilio[];
 }
 
-const open: Clinic[] = [];
-const calls: FakeTwilio[] = [];
-afterEach(async () => {
-  await Promise.all(calls.splice(0).map((c) => c.dispose()));
-  for (const c of open.splice(0)) await c.close();
-});
-
-/** A cloud engine with follow-through on its own SQLite file: slowed commits, the real outbox, the providers' summarizer. */
-async function startClinic(name: string, transcripts: readonly string[]): Promise<Clinic> {
+/**
+ * A cloud engine with follow-through on its own SQLite file: slowed commits, the real outbox, the
+ * providers' summarizer. Each test has its own (the tests run concurrently; the receiver is shared,
+ * and each test reads only its own call's deliveries), closed when the test finishes.
+ */
+async function startClinic(ctx: Pick<TestContext, 'onTestFinished'>, name: string, transcripts: readonly string[]): Promise<Clinic> {
   const real = await openStore(`sqlite:${join(dir, `${name}.db`)}`);
   const commits: Commit[] = [];
   let rig: CloudRig | null = null;
@@ -234,23 +232,21 @@ async function startClinic(name: string, transcripts: readonly string[]): Promis
   built.start();
   const started = rig;
   const frontDoor = front as { close(): Promise<void> } | null;
-  const clinic: Clinic = {
-    rig: started, store, commits,
-    async close() {
-      await started.close();
-      await built.stop();
-      await frontDoor?.close();
-      await store.close();
-    },
-  };
-  open.push(clinic);
-  return clinic;
+  const calls: FakeTwilio[] = [];
+  ctx.onTestFinished(async () => {
+    await Promise.all(calls.map((c) => c.dispose()));
+    await started.close();
+    await built.stop();
+    await frontDoor?.close();
+    await store.close();
+  });
+  return { rig: started, store, commits, calls };
 }
 
 const stateOf = (rig: CloudRig, sid: string) => rig.engine.registry.list().find((c) => c.callSid === sid)?.state ?? 'ended';
 
 /** Dials quick-vet, says each line (the transcription fake decides the words) and waits for each reply; returns with the call still up. */
-async function converse(rig: CloudRig, lines: number): Promise<{ call: FakeTwilio; sid: string; mediaAt: () => number[] }> {
+async function converse({ rig, calls }: Clinic, lines: number): Promise<{ call: FakeTwilio; sid: string; mediaAt: () => number[] }> {
   const call = await FakeTwilio.call({
     serverUrl: rig.engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321', playbackSpeed: 4,
   });
@@ -303,10 +299,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('follow-through on the cloud receptionist (fake OpenAI chat)', () => {
-  it('stores the model\'s request_appointment before confirming it, never speaks the model\'s own words, and delivers the model\'s summary in a signed webhook', async () => {
-    const { rig, store, commits } = await startClinic('booking', BOOKING);
-    const { call, sid, mediaAt } = await converse(rig, BOOKING.length);
+describe.concurrent('follow-through on the cloud receptionist (fake OpenAI chat)', () => {
+  it('stores the model\'s request_appointment before confirming it, never speaks the model\'s own words, and delivers the model\'s summary in a signed webhook', async (ctx) => {
+    const { expect } = ctx;
+    const clinic = await startClinic(ctx, 'booking', BOOKING);
+    const { rig, store, commits } = clinic;
+    const { call, sid, mediaAt } = await converse(clinic, BOOKING.length);
 
     // The confirming turn went to the model with the request tools on offer, and it called one.
     const confirming = rig.openai.chat.requests.find((r) => lastUserText(r.body).startsWith('yes'))!;
@@ -357,9 +355,11 @@ describe('follow-through on the cloud receptionist (fake OpenAI chat)', () => {
     expect(await store.getCallSummary(sid)).toMatchObject({ summary: LLM_SUMMARY, summarySource: 'llm' });
   }, 60_000);
 
-  it('uses the template summary when the summary request fails (HTTP 500)', async () => {
-    const { rig, store } = await startClinic('template', BOOKING);
-    const { call, sid } = await converse(rig, BOOKING.length);
+  it('uses the template summary when the summary request fails (HTTP 500)', async (ctx) => {
+    const { expect } = ctx;
+    const clinic = await startClinic(ctx, 'template', BOOKING);
+    const { rig, store } = clinic;
+    const { call, sid } = await converse(clinic, BOOKING.length);
     const id = rig.engine.registry.session(sid)!.context.requests[0]!.id;
     const before = rig.openai.chat.requests.length;
     rig.openai.chat.faults.push({ status: 500 }); // the next chat request is the summary's
@@ -380,9 +380,11 @@ describe('follow-through on the cloud receptionist (fake OpenAI chat)', () => {
     expect(warned[0]).not.toContain('Jane Smith');
   }, 60_000);
 
-  it('turns the model\'s take_message into a message follow-up for the named recipient', async () => {
-    const { rig, store, commits } = await startClinic('message', MESSAGE);
-    const { call, sid, mediaAt } = await converse(rig, MESSAGE.length);
+  it('turns the model\'s take_message into a message follow-up for the named recipient', async (ctx) => {
+    const { expect } = ctx;
+    const clinic = await startClinic(ctx, 'message', MESSAGE);
+    const { rig, store, commits } = clinic;
+    const { call, sid, mediaAt } = await converse(clinic, MESSAGE.length);
     const request = rig.engine.registry.session(sid)!.context.requests[0]!;
     expect(request).toMatchObject({ kind: 'message', recipient: 'Dr. Lee', ownerName: 'Jane Smith' });
     expect(await store.getFollowUp(request.id)).toMatchObject({
