@@ -9,13 +9,13 @@
  * again on the same database file with the receiver back a minute later, and exactly one logical
  * delivery (same id) arrives.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, it, type TestContext } from 'vitest';
 import { createEmailSender } from '../../src/delivery/email.js';
 import { clinicDeliveries } from '../../src/delivery/clinics.js';
 import { createOutbox, type Outbox } from '../../src/delivery/outbox.js';
@@ -33,14 +33,10 @@ const tenantEnv = { QUICK_WEBHOOK_SECRET: SECRET, QUICK_DESK_TOKEN: QUICK_DESK, 
 const BOOKING = ['I want to book an appointment', 'Rex', 'my name is Jane Smith', 'his vaccinations', 'tomorrow at 10 am', '555 010 0200', 'yes'];
 
 interface Mail { to: string[]; raw: string }
-
-let dir: string;
-let tenantsDir: string;
-let receiver: Receiver;
-let smtp: { url: string; mails: Mail[]; close(): Promise<void> };
+interface Smtp { url: string; mails: Mail[]; close(): Promise<void> }
 
 /** The fixture clinics plus follow-up delivery (webhook, e-mail) and desk tokens. */
-function writeTenants(webhookUrl: string): string {
+function writeTenants(dir: string, webhookUrl: string): string {
   const out = join(dir, 'tenants');
   const read = (name: string) => JSON.parse(readFileSync(join(TENANTS, name), 'utf8')) as Record<string, unknown>;
   const quick = { ...read('quick-vet.json'), $schema: undefined,
@@ -53,7 +49,7 @@ function writeTenants(webhookUrl: string): string {
   return out;
 }
 
-async function startSmtp(): Promise<typeof smtp> {
+async function startSmtp(): Promise<Smtp> {
   const mails: Mail[] = [];
   const server = new SMTPServer({
     authOptional: true,
@@ -75,12 +71,38 @@ async function startSmtp(): Promise<typeof smtp> {
   return { url: `smtp://127.0.0.1:${port}`, mails, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-/** An engine on the shared database file, with its own outbox; `clockOffsetMs` moves the outbox's clock ahead. */
-/** When each recordFollowUp was called and resolved (performance.now()); the test store holds each commit 400 ms. */
-const commits: { calledAt: number; doneAt: number }[] = [];
+/** The test store holds each commit this long, so "nothing was heard before it was durable" is measurable. */
 const COMMIT_DELAY_MS = 400;
 
-async function engineOn(dbPath: string, clockOffsetMs = 0): Promise<{ rig: Rig; store: FollowUpStore; outbox: Outbox; close(): Promise<void> }> {
+/**
+ * What a test's clinic delivers to: its own webhook receiver, SMTP server and clinic files (the tests
+ * run concurrently, and one of them takes its receiver down), closed when the test finishes.
+ */
+interface Clinic {
+  dir: string;
+  tenantsDir: string;
+  receiver: Receiver;
+  smtp: Smtp;
+  /** When each recordFollowUp was called and resolved (performance.now()). */
+  commits: { calledAt: number; doneAt: number }[];
+}
+
+async function clinicFor(ctx: Pick<TestContext, 'onTestFinished'>): Promise<Clinic> {
+  const dir = mkdtempSync(join(tmpdir(), 'vetline-follow-'));
+  const receiver = await startReceiver(SECRET);
+  const smtp = await startSmtp();
+  ctx.onTestFinished(async () => {
+    await receiver.close();
+    await smtp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, tenantsDir: writeTenants(dir, receiver.url), receiver, smtp, commits: [] };
+}
+
+/** An engine on the clinic's database file `dbName`, with its own outbox; `clockOffsetMs` moves the outbox's clock ahead. */
+async function engineOn(clinic: Clinic, dbName: string, clockOffsetMs = 0): Promise<{ rig: Rig; store: FollowUpStore; outbox: Outbox; close(): Promise<void> }> {
+  const { commits, smtp, tenantsDir } = clinic;
+  const dbPath = join(clinic.dir, dbName);
   const real = await openStore(`sqlite:${dbPath}`);
   const store = new Proxy(real, {
     get(target, prop) {
@@ -158,21 +180,12 @@ const until = async (ok: () => boolean | Promise<boolean>, timeoutMs: number, wh
   }
 };
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'vetline-follow-'));
-  receiver = await startReceiver(SECRET);
-  smtp = await startSmtp();
-  tenantsDir = writeTenants(receiver.url);
-});
-
-afterAll(async () => {
-  await receiver.close();
-  await smtp.close();
-});
-
-describe('follow-through: a booked appointment reaches the clinic', () => {
-  it('stores it before the caller hears it was sent, shows it on its own desk, and delivers a signed webhook and an e-mail', async () => {
-    const e = await engineOn(join(dir, 'one.db'));
+describe.concurrent('follow-through: a booked appointment reaches the clinic', () => {
+  it('stores it before the caller hears it was sent, shows it on its own desk, and delivers a signed webhook and an e-mail', async (ctx) => {
+    const { expect } = ctx;
+    const clinic = await clinicFor(ctx);
+    const { receiver, smtp, commits } = clinic;
+    const e = await engineOn(clinic, 'one.db');
     try {
       const { sid, mediaAt } = await bookAndHangUp(e.rig);
       const session = e.rig.engine.registry.recentCalls().find((r) => r.callSid === sid);
@@ -223,10 +236,12 @@ describe('follow-through: a booked appointment reaches the clinic', () => {
     }
   }, 60_000);
 
-  it('with the receiver down and the engine restarted meanwhile, exactly one logical delivery arrives later', async () => {
-    const db = join(dir, 'two.db');
+  it('with the receiver down and the engine restarted meanwhile, exactly one logical delivery arrives later', async (ctx) => {
+    const { expect } = ctx;
+    const clinic = await clinicFor(ctx);
+    const { receiver } = clinic;
     await receiver.down();
-    const first = await engineOn(db);
+    const first = await engineOn(clinic, 'two.db');
     let id: string;
     try {
       const { sid } = await bookAndHangUp(first.rig);
@@ -241,7 +256,7 @@ describe('follow-through: a booked appointment reaches the clinic', () => {
 
     // A minute later the receiver is back and a new engine starts on the same database.
     await receiver.up();
-    const second = await engineOn(db, 61_000);
+    const second = await engineOn(clinic, 'two.db', 61_000);
     try {
       await until(() => receiver.received.some((r) => r.body.id === id), 10_000, 'the delivery after the restart');
       await new Promise((r) => setTimeout(r, 500));
