@@ -15,7 +15,7 @@ import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, it, type ExpectStatic } from 'vitest';
 import { decodeUlaw, encodeUlaw } from '../../src/audio/ulaw.js';
 import type { SessionTap } from '../../src/calls/session.js';
 import { summarizeCommand, type CommandSummary } from '../../src/journal/format.js';
@@ -26,7 +26,7 @@ import { createFakeTts } from '../../src/providers/tts/fake.js';
 import { energyVad } from '../../src/providers/vad/energy.js';
 import { readJournal, replayJournal, type ReplayResult } from '../../src/replay/replay.js';
 import { CPS, warmPrompts } from '../e2e/conversation-kit.js';
-import { FakeTwilio, testNumbersIn } from '../support/fake-twilio.js';
+import { FakeTwilio, nextCallerNumber, testNumbersIn } from '../support/fake-twilio.js';
 import { restRecorder } from '../support/rest-recorder.js';
 import { FIXTURE_TENANTS_DIR, startEngine, startLocalEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 
@@ -50,12 +50,14 @@ let engine: TestEngine;
 /** The same engine on the fake voice and a fake recognizer. */
 let fakeVoice: TestEngine;
 let journalDir: string;
-let failTransfers = false;
-const twilioRest = restRecorder({ fail: (op) => op === 'update' && failTransfers });
+/** Twilio REST for the embedded engine; the fake-voice engine's refuses every transfer. */
+const twilioRest = restRecorder();
+const refusingRest = restRecorder({ fail: (op) => op === 'update' });
 const calls: FakeTwilio[] = [];
 
+/** A call from its own number: the tests run at once on the same engines, within the per-caller limit. */
 const dial = async (on = engine) => {
-  const call = await FakeTwilio.call({ serverUrl: on.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
+  const call = await FakeTwilio.call({ serverUrl: on.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: nextCallerNumber() });
   calls.push(call);
   return call;
 };
@@ -83,7 +85,7 @@ async function journalPath(callSid: string): Promise<string> {
 }
 
 /** Replays the call's journal and checks it against what the live call did; returns the replay. */
-async function expectReplayMatchesLive(callSid: string, on = engine): Promise<ReplayResult> {
+async function expectReplayMatchesLive(expect: ExpectStatic, callSid: string, on = engine): Promise<ReplayResult> {
   const path = await journalPath(callSid);
   const journal = await readJournal(path);
   const replay = replayJournal(journal);
@@ -121,7 +123,7 @@ beforeAll(async () => {
   fakeVoice = await startEngine({
     providers: { vad: energyVad, stt: createFakeStt(), tts: createFakeTts({ charsPerSecond: CPS }), agent: localAgent },
     prompts: await warmPrompts(),
-    rest: twilioRest.rest,
+    rest: refusingRest.rest,
     journalDir,
     tap,
     env: { TENANTS_DIR: FIXTURE_TENANTS_DIR },
@@ -135,8 +137,10 @@ afterAll(async () => {
   if (journalDir) await rm(journalDir, { recursive: true, force: true });
 });
 
-describe('replaying a journal reproduces the live call', () => {
-  it('greeting → question → answer → caller hangs up', async () => {
+describe.concurrent('replaying a journal reproduces the live call', () => {
+  // Alone, before the others: with the barge-in call decoding on the same speech workers, the
+  // recognizer's final came late enough for a second end-of-turn window (two reply.preparing).
+  it.sequential('greeting → question → answer → caller hangs up', async ({ expect }) => {
     const call = await dial();
     await untilQuiet(call);
     await call.say(await synthesizeUlaw('what are your hours'));
@@ -145,7 +149,7 @@ describe('replaying a journal reproduces the live call', () => {
     await call.hangUp();
     await ended(call);
 
-    const replay = await expectReplayMatchesLive(call.callSid);
+    const replay = await expectReplayMatchesLive(expect, call.callSid);
     expect(states(replay)).toEqual(expect.arrayContaining(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'reply.speaking', 'ended']));
     // The answer starts during the window when the recognizer's interim words were in at the end of
     // speech (reply.preparing), after its final otherwise (reply.thinking): which one depends on how
@@ -157,7 +161,7 @@ describe('replaying a journal reproduces the live call', () => {
     expect(replay.outcome).toBe('callerHungUp');
   }, 40_000);
 
-  it('a barge-in: the caller talks over the reply', async () => {
+  it('a barge-in: the caller talks over the reply', async ({ expect }) => {
     const call = await dial();
     await untilQuiet(call);
     await call.say(await synthesizeUlaw('what are your hours'));
@@ -170,7 +174,7 @@ describe('replaying a journal reproduces the live call', () => {
     await call.hangUp();
     await ended(call);
 
-    const replay = await expectReplayMatchesLive(call.callSid);
+    const replay = await expectReplayMatchesLive(expect, call.callSid);
     expect(states(replay)).toContain('reply.interrupted.callerTalking');
     expect(types(replay)).toContain('out.clear');
     expect(replay.commands.find((c) => c.type === 'out.interrupted')).toMatchObject({ confirmed: true });
@@ -178,7 +182,7 @@ describe('replaying a journal reproduces the live call', () => {
     if (process.env.VETLINE_WRITE_FIXTURES === '1') await copyFile(await journalPath(call.callSid), join(FIXTURES, 'barge-in.jsonl'));
   }, 40_000);
 
-  it('DTMF 0: transfer to the front desk (the REST result is journaled)', async () => {
+  it('DTMF 0: transfer to the front desk (the REST result is journaled)', async ({ expect }) => {
     const call = await dial();
     await untilQuiet(call);
     call.dtmf('0');
@@ -186,7 +190,7 @@ describe('replaying a journal reproduces the live call', () => {
     await call.stop();
     await ended(call);
 
-    const replay = await expectReplayMatchesLive(call.callSid);
+    const replay = await expectReplayMatchesLive(expect, call.callSid);
     expect(states(replay).slice(-4)).toEqual(['transferring.announcing', 'transferring.dialing', 'transferring.handedOff', 'ended']);
     expect(replay.outcome).toBe('transferred');
     const journal = await readJournal(await journalPath(call.callSid));
@@ -194,24 +198,19 @@ describe('replaying a journal reproduces the live call', () => {
     if (process.env.VETLINE_WRITE_FIXTURES === '1') await copyFile(await journalPath(call.callSid), join(FIXTURES, 'dtmf-transfer.jsonl'));
   }, 30_000);
 
-  it('DTMF 0 when Twilio refuses the transfer: the failure is journaled and replayed (fake voice)', async () => {
-    failTransfers = true;
-    try {
-      const call = await dial(fakeVoice);
-      await untilQuiet(call);
-      call.dtmf('0');
-      await call.waitFor(() => liveOf(call.callSid).transitions.some((s) => s.state === 'transferring.failed'), 8_000, 'the transfer to fail');
-      await untilQuiet(call);
-      await call.hangUp();
-      await ended(call, fakeVoice);
+  it('DTMF 0 when Twilio refuses the transfer: the failure is journaled and replayed (fake voice)', async ({ expect }) => {
+    const call = await dial(fakeVoice);
+    await untilQuiet(call);
+    call.dtmf('0');
+    await call.waitFor(() => liveOf(call.callSid).transitions.some((s) => s.state === 'transferring.failed'), 8_000, 'the transfer to fail');
+    await untilQuiet(call);
+    await call.hangUp();
+    await ended(call, fakeVoice);
 
-      const replay = await expectReplayMatchesLive(call.callSid, fakeVoice);
-      expect(states(replay)).toContain('transferring.failed');
-      const journal = await readJournal(await journalPath(call.callSid));
-      const failure = journal.events.find((e) => e.event.type.startsWith('xstate.error.actor.'));
-      expect(failure?.event).toMatchObject({ error: { message: 'update refused by the test' } });
-    } finally {
-      failTransfers = false;
-    }
+    const replay = await expectReplayMatchesLive(expect, call.callSid, fakeVoice);
+    expect(states(replay)).toContain('transferring.failed');
+    const journal = await readJournal(await journalPath(call.callSid));
+    const failure = journal.events.find((e) => e.event.type.startsWith('xstate.error.actor.'));
+    expect(failure?.event).toMatchObject({ error: { message: 'update refused by the test' } });
   }, 30_000);
 });
