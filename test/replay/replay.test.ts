@@ -139,7 +139,8 @@ afterAll(async () => {
 
 describe.concurrent('replaying a journal reproduces the live call', () => {
   // Alone, before the others: with the barge-in call decoding on the same speech workers, the
-  // recognizer's final came late enough for a second end-of-turn window (two reply.preparing).
+  // recognizer's final came late enough for a second end-of-turn window, which this call's timing
+  // figures would then include.
   it.sequential('greeting → question → answer → caller hangs up', async ({ expect }) => {
     const call = await dial();
     await untilQuiet(call);
@@ -152,10 +153,12 @@ describe.concurrent('replaying a journal reproduces the live call', () => {
     const replay = await expectReplayMatchesLive(expect, call.callSid);
     expect(states(replay)).toEqual(expect.arrayContaining(['connecting', 'greeting', 'listening.waiting', 'listening.hearing', 'reply.speaking', 'ended']));
     // The answer starts during the window when the recognizer's interim words were in at the end of
-    // speech (reply.preparing), after its final otherwise (reply.thinking): which one depends on how
-    // fast the speech worker decoded; the replay follows the live call either way (checked above).
-    expect(states(replay).filter((s) => s === 'reply.preparing.pausing' || s === 'reply.thinking')).toHaveLength(1);
-    expect(types(replay)).toContain('out.turn');
+    // speech (reply.preparing), after its final otherwise (reply.thinking); a final that comes late
+    // enough (a loaded machine's speech workers) may start it over once more. Which, and how often,
+    // depends on how fast the speech worker decoded; the replay follows the live call either way
+    // (checked above), and the caller's one question is one committed turn.
+    expect(states(replay).filter((s) => s === 'reply.preparing.pausing' || s === 'reply.thinking').length).toBeGreaterThanOrEqual(1);
+    expect(replay.commands.filter((c) => c.type === 'out.turn')).toHaveLength(1);
     // A finished question: the 250 ms window, over by the time the embedded recognizer's final came (no window timer).
     expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ transcript: 'what are your hours', endOfTurn: { kind: 'complete', windowMs: 250 } });
     expect(replay.outcome).toBe('callerHungUp');
