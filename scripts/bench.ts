@@ -1142,7 +1142,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
 }
 
 /**
- * What `pass` means (docs/performance.md "criteria"): no failed call and jitter p99 < 20 ms always;
+ * What `pass` means (the criteria row of the bench fields in docs/performance.md): no failed call and jitter p99 < 20 ms always;
  * fake and local: turn p95 < 800 ms (fake: key turns); cloud: the turn-speed targets at realistic
  * vendor latencies, speech turns p50 ≤ 650 and p95 ≤ 800 ms at the caller, the engine's own time
  * per turn p95 ≤ 20 ms, and a barge-in over a reply cleared p95 ≤ 250 ms after its onset.
