@@ -94,7 +94,11 @@ describe('a call on embedded providers, over the real Media Streams protocol', (
     const answered = call.now();
     expect(await msUntilState(call, answered, 'emergency.instructing', 5_000)).toBeLessThan(1_500);
     const context = engine.registry.session(call.callSid)?.context;
-    expect(context?.emergency).toMatchObject({ via: 'speech', keyword: 'bleeding', certainty: 'uncertain', basis: 'partial' });
+    expect(context?.emergency).toMatchObject({ via: 'speech', keyword: 'bleeding', certainty: 'uncertain' });
+    // Uncertain either way: heard in the interim words while the caller talked, or, when the speech
+    // workers were too busy to send a partial with it in time, as the lone keyword of the final.
+    const trigger = context?.emergency;
+    expect(trigger?.via === 'speech' ? trigger.basis : null).toMatch(/^(partial|singleKeyword)$/);
     expect(context?.emergencyCheck?.answer).toBe('saidYes');
     await call.waitFor(() => stateOf(call.callSid) === 'transferring.handedOff', 15_000, 'the transfer');
     expect(msUntilAudio(call, answered)).toBeLessThan(1_500);
