@@ -6,8 +6,8 @@
  * - The replay: the walk's edges on a live actor (simulated clock, inert children), inspection
  *   recording the transitions and states it goes through. Each edge must land where the walk said
  *   (same state value, same abstract state) without an actor error. It stops once it has seen every
- *   transition and state the walk took (the remaining edges can only repeat them), or replays them
- *   all under VETLINE_LONG=1.
+ *   transition and state the walk took (the remaining edges can only repeat them); under
+ *   VETLINE_LONG=1 it replays one edge per (state, event, next abstract state).
  * - Liveness, the emergency script and consent, over every state the walk found.
  */
 import { createActor, SimulatedClock } from 'xstate';
@@ -96,11 +96,9 @@ export function walk(name: string, long: boolean): WalkResult {
   for (const [pass, signatureOf] of passes.entries()) {
     for (const [vertex, { state, transitions: out }] of vertices) {
       if (complete) break;
-      if (state.status !== 'active') {
-        for (const node of state._nodes) statesSeen.add(node.id); // final: nothing to send, seen as found
-        continue;
-      }
-      for (const node of state._nodes) statesSeen.add(node.id); // restored live by the replay
+      // Restored live by the replay (a final vertex, which has nothing to send, counts as found).
+      for (const node of state._nodes) statesSeen.add(node.id);
+      if (state.status !== 'active') continue;
       const from = JSON.stringify(state.value);
       for (const edge of Object.values(out)) {
         const signature = `${pass} ${signatureOf(from, edge)}`;
