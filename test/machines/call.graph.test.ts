@@ -11,7 +11,7 @@
  * Each clinic shape is walked in a worker thread of its own, one per core at a time
  * (test/machines/graph/walk.ts): the walk is the suite's longest computation, and in one thread
  * the rest of the compute group finished beside it and then left a core idle (in the full suite
- * the file went from 162 to 104 s; alone it takes as long either way on this VM's two vCPUs).
+ * the file went from 162 to 104–117 s; alone it takes as long either way on this VM's two vCPUs).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
