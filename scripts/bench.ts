@@ -999,6 +999,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   const pick = (f: (e: EngineTurn) => number | null, from: readonly EngineTurn[]) => dist(from.map(f).filter((x): x is number => x !== null));
   const keys = done.flatMap((r) => r.keys);
   const barges = done.flatMap((r) => r.bargeIns);
+  const overReplyDist = dist(barges.filter((b) => b.over === 'reply').map((b) => b.reactionMs));
   const jitter = done.flatMap((r) => r.jitterMs);
   const failures = done.filter((r) => !r.ok);
   const failureReasons = new Map<string, number>();
@@ -1073,7 +1074,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
     bargeIns: {
       note: 'first caller speech frame over playing audio → clear at the caller; the engine needs bargeInMinSpeechMs (300) over a reply, minSpeechMs (100) over a prompt',
       caller: dist(barges.map((b) => b.reactionMs)),
-      overReply: dist(barges.filter((b) => b.over === 'reply').map((b) => b.reactionMs)),
+      overReply: overReplyDist,
       overPrompt: dist(barges.filter((b) => b.over === 'prompt').map((b) => b.reactionMs)),
       overReplyByLine: Object.fromEntries(lines.slice(0, 2).map((l) => [l.text, dist(barges.filter((b) => b.over === 'reply' && b.line === l.text).map((b) => b.reactionMs))])),
       missed: done.reduce((n, r) => n + r.bargeMissed, 0),
@@ -1134,7 +1135,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       jitterP99,
       failures: failures.length,
       engineAddedP95: addedP95,
-      bargeInOverReplyP95: dist(barges.filter((b) => b.over === 'reply').map((b) => b.reactionMs)).p95,
+      bargeInOverReplyP95: overReplyDist.p95,
     }),
     ...(cloudReport ? { cloud: cloudReport } : {}),
     usage,

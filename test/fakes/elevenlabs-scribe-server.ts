@@ -218,14 +218,20 @@ export async function startFakeScribe(options: FakeScribeOptions = {}): Promise<
     // each would not do: Node measures a timer from the loop's cached whole-millisecond clock, so a
     // message scheduled later in the same tick with a shorter delay to the same due time fired first.)
     const outQueue: { due: number; fn: () => void }[] = [];
+    let armed = false;
+    const arm = () => {
+      if (armed || outQueue.length === 0) return;
+      armed = true;
+      later(outQueue[0]!.due - performance.now(), sendDue);
+    };
     const sendDue = () => {
+      armed = false;
       while (outQueue.length > 0 && outQueue[0]!.due <= performance.now() + 1) outQueue.shift()!.fn();
-      if (outQueue.length > 0) later(outQueue[0]!.due - performance.now(), sendDue);
+      arm();
     };
     const inOrder = (delayMs: number, fn: () => void) => {
-      const due = Math.max(performance.now() + delayMs, outQueue.at(-1)?.due ?? 0);
-      outQueue.push({ due, fn });
-      if (outQueue.length === 1) later(delayMs, sendDue);
+      outQueue.push({ due: Math.max(performance.now() + delayMs, outQueue.at(-1)?.due ?? 0), fn });
+      arm();
     };
     // The open segment: its audio, speech so far, text (chosen at its first speech) and words revealed.
     let audio: Buffer[] = [];
