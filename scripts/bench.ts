@@ -1072,7 +1072,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       engineCommitToAudioMs: o.providers === 'fake' ? pick((e) => e.firstAudioMs, engine.turns) : null,
     },
     bargeIns: {
-      note: 'first caller speech frame over playing audio → clear at the caller; the engine needs bargeInMinSpeechMs (300) over a reply, minSpeechMs (100) over a prompt',
+      note: 'first caller speech frame over playing audio → clear at the caller; the engine needs bargeInMinSpeechMs (150) over a reply, minSpeechMs (100) over a prompt',
       caller: dist(barges.map((b) => b.reactionMs)),
       overReply: overReplyDist,
       overPrompt: dist(barges.filter((b) => b.over === 'prompt').map((b) => b.reactionMs)),

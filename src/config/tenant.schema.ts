@@ -70,8 +70,13 @@ export const Timing = z
      * machine gives up thinking at 8 s (machines/call/budgets.ts), so a later filler would never play.
      */
     fillerAfterMs: ms(300, 6_000).default(BUDGETS.fillerAfterMs),
-    /** Minimum caller speech while we talk before it counts as a barge-in. */
-    bargeInMinSpeechMs: ms(60, 2000).default(300),
+    /**
+     * Minimum caller speech while we talk before it counts as a barge-in (the `clear` follows in the
+     * same tick). Short enough to stop within 250 ms of the caller's first word; a cough or "mm" of
+     * this length pauses the reply, which resumes when the recognizer hears no real words
+     * (docs/design/conversation.md §2).
+     */
+    bargeInMinSpeechMs: ms(60, 2000).default(150),
     /** Inter-digit timeout for multi-digit DTMF entries. */
     interDigitMs: ms(500, 10_000).default(2500),
   })

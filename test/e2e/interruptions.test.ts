@@ -23,8 +23,8 @@ const LONG =
   'We can board your pet while you travel. Ask me about any of these services.';
 const SHORT_ANSWER = 'Surgery starts at two hundred dollars.';
 const ASK = 'tell me about your services';
-/** Echo guard while we speak: the tenant's bargeInMinSpeechMs (default 300) of caller speech. */
-const BARGE_IN_MIN_MS = 300;
+/** Echo guard while we speak: the tenant's bargeInMinSpeechMs (default 150) of caller speech. */
+const BARGE_IN_MIN_MS = 150;
 /** The line delivers the caller's frames and keys up to this late (PHONE_LINE's jitter). */
 const LINE_LATE_MS = 60;
 /**
@@ -67,7 +67,7 @@ describe.concurrent('barge-in', () => {
       ctx,
       agent,
       [{ partials: ['how much does surgery'], final: 'how much does surgery cost for a cat' }],
-      1_400, // + 300 ms of echo guard: the clear lands in the second sentence
+      1_400, // + 150 ms of echo guard: the clear lands in the second sentence
       1,
     );
     const sid = call.callSid;
@@ -78,7 +78,7 @@ describe.concurrent('barge-in', () => {
     const spoken = call.say(tone(2_000));
     await call.waitFor((c) => c.clears.length > 0, 2_000, 'clear');
     const clearLatencyMs = call.clears[0]! - onsetMs;
-    // The echo guard needs 300 ms of speech; the clear follows in the same tick, not a turn later.
+    // The echo guard needs 150 ms of speech; the clear follows in the same tick, not a turn later.
     expect(clearLatencyMs).toBeGreaterThanOrEqual(BARGE_IN_MIN_MS - 50);
     expect(clearLatencyMs).toBeLessThan(BARGE_IN_MIN_MS + 150 + LINE_LATE_MS + HOST_LATE_MS);
     // Confirmed by the partial, while the caller still talks (~1.5 s after the clear).

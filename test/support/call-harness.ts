@@ -31,7 +31,7 @@ export const testTenant = (overrides: Partial<CallTenant> = {}): CallTenant => (
     preemptLeadMs: 700,
     maxPreemptsPerTurn: 2,
     fillerAfterMs: 1500,
-    bargeInMinSpeechMs: 300,
+    bargeInMinSpeechMs: 150,
     interDigitMs: 2500,
   },
   limits: { maxCallMs: 900_000 },
