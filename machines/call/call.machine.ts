@@ -151,9 +151,14 @@ export const callMachine = callSetup.createMachine({
           },
           after: { maxUtterance: 'transcribing' },
         },
-        /** The caller paused; the recognizer owes us the final transcript of that segment. */
+        /** The caller paused; the recognizer owes us the final transcript of that segment. Late interim words may prepare the reply. */
         transcribing: {
           on: {
+            'stt.partial': [
+              EMERGENCY_SPEECH,
+              { guard: 'preemptOnLatePartial', target: '#call.reply.preparing', actions: 'notePartial' },
+              { actions: 'notePartial' },
+            ],
             'stt.final': [EMERGENCY_SPEECH, { target: 'pausing', actions: 'appendTranscript' }],
             'vad.speechStart': 'hearing',
           },

@@ -7,7 +7,7 @@ import { BUDGETS } from './budgets.js';
 import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, EmergencySource, Outcome, Playback, Speech } from './call.types.js';
-import { bestText, commitOf, discardReason, finalKeepsMeaning, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, mayPreempt, newReply, preemptAtSpeechEnd, turnEndFor, withinLead } from './call.turn.js';
+import { bestText, commitOf, discardReason, finalKeepsMeaning, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, mayPreempt, newReply, preemptAtSpeechEnd, preemptOnLatePartial, turnEndFor, withinLead } from './call.turn.js';
 import { classifyEmergency, heardText, isRealInterruption, takeSpeech, yesNo } from './language.js';
 
 /** 8 bytes of μ-law = 1 ms at 8 kHz. */
@@ -122,6 +122,7 @@ export const callSetup = setup({
     agentStillWorking: ({ context }) => context.reply !== null && !context.reply.agentDone,
     hasTurnText: ({ context }) => context.turnText.trim().length > 0,
     preemptAtSpeechEnd: ({ context, event }) => preemptAtSpeechEnd(context, event),
+    preemptOnLatePartial: ({ context, event }) => preemptOnLatePartial(context, event),
     /** Words are there, and what is left of the window is within the preparation lead. */
     preemptNow: ({ context }) =>
       mayPreempt(context) && bestText(context) !== '' && context.turnEnd.remainingMs > 0 && withinLead(context, context.turnEnd.remainingMs),

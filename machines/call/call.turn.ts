@@ -28,15 +28,26 @@ export const mayPreempt = (c: CallContext) => c.tenant.timing.preemptLeadMs > 0 
 /** What is left of the window is within the preparation lead: start the reply now. */
 export const withinLead = (c: CallContext, remainingMs: number) => remainingMs <= c.tenant.timing.preemptLeadMs;
 
+/** Prepare on `partial` now? Only if the window its words call for leaves no more than the lead. */
+const preemptOn = (c: CallContext, partial: string, spentMs: number) =>
+  mayPreempt(c) && partial !== '' && withinLead(c, turnEndFor(c, joinText(c.turnText, partial), spentMs).remainingMs);
+
 /**
  * The VAD just closed a segment and the recognizer's interim words are there: prepare the reply on
  * them now if the window they call for leaves no more than the lead (not for "and…", "um",
  * numbers: those windows are long, and the caller is most likely pausing).
  */
 export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
-  if (event.type !== 'vad.speechEnd' || !mayPreempt(c) || c.partialText.trim() === '') return false;
-  const spent = (event.closedAtMs ?? event.atMs) - event.atMs;
-  return withinLead(c, turnEndFor(c, bestText(c), spent).remainingMs);
+  return event.type === 'vad.speechEnd' && preemptOn(c, c.partialText.trim(), (event.closedAtMs ?? event.atMs) - event.atMs);
+}
+
+/**
+ * The segment is closed and its final still owed, and the recognizer's interim words catch up
+ * (a streaming recognizer sends a word ~150 ms after its audio, so the last one can come after the
+ * VAD's 200 ms): the same rule on the new words. Their share of the window is taken as none spent.
+ */
+export function preemptOnLatePartial(c: CallContext, event: CallEvent): boolean {
+  return event.type === 'stt.partial' && preemptOn(c, event.text.trim(), 0);
 }
 
 /** A final transcript arrived while a reply was prepared on other words: do they still mean the same? */

@@ -54,6 +54,38 @@ describe('replies prepared while the end-of-turn window runs', () => {
     expect(h.state().context.discardedReplies).toBe(0);
   });
 
+  it('interim words that finish the question after the VAD closed the segment start the reply before the final', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open nine to five, Monday to Friday.', delayMs: 100 }] });
+    connect(h);
+    // The recognizer had not yet sent the last word when the segment closed: "what are your" reads unfinished.
+    h.speak('what are your hours', { partial: 'what are your', final: null });
+    expect(h.matches({ listening: 'transcribing' })).toBe(true);
+    expect(h.agentInputs).toHaveLength(0);
+    h.advance(50);
+    h.send({ type: 'stt.partial', text: 'what are your hours' });
+    expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours' });
+    const g = h.state().context.reply!.generation;
+    h.advance(250);
+    h.send({ type: 'stt.final', text: 'What are your hours?', atMs: h.clock.now() });
+    expect(h.commands.find((c) => c.type === 'out.turn')).toEqual({
+      type: 'out.turn', generation: g, transcript: 'What are your hours?', endOfTurn: { kind: 'complete', windowMs: 250 }, prepared: true,
+    });
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+
+    // Late words that still trail off ("…is um") wait for the final and the long window.
+    const open = createCallHarness();
+    connect(open);
+    open.speak('my dog is um', { partial: 'my dog is', final: null });
+    expect(open.matches({ listening: 'transcribing' })).toBe(true);
+    open.send({ type: 'stt.partial', text: 'my dog is um' });
+    expect(open.matches({ listening: 'transcribing' })).toBe(true);
+    expect(open.agentInputs).toHaveLength(0);
+    // …and emergency words in them still act at once.
+    open.send({ type: 'stt.partial', text: 'my dog is bleeding' });
+    expect(open.matches('emergency')).toBe(true);
+  });
+
   it('waits out the window when the final comes early, then plays held audio at once', () => {
     const h = createCallHarness({ agent: [{ text: 'Sure.' }] });
     connect(h);
