@@ -47,15 +47,15 @@ const FRAME = 160;
  * callers speak (0.84–0.96 s of speech: about a word per 200 ms, the Scribe fake's `wordMs` here);
  * no answer asks a yes/no or detail question. The transcript carries no tag: a turn is known by its
  * words, which no other turn uses while it may still be asked about (`HOLD_MS`), and a synthesis
- * request by the answer it is part of (answers are distinct, so the words name the turn).
+ * request by the answer it is part of (every piece the engine synthesizes belongs to one answer:
+ * test/bench-cloud.test.ts). 12 fixed questions and 10 × 12 about one kind of pet (each piece of
+ * those answers names the pet): enough for every turn of 100 callers to stay unique.
  */
-export const SCRIPT: ReadonlyArray<{ question: string; answer: string }> = [
+const FIXED: ReadonlyArray<{ question: string; answer: string }> = [
   { question: 'what are your hours', answer: 'We are open Monday to Friday, from eight in the morning to six in the evening. Is there anything else I can help you with?' },
   { question: 'where are you located', answer: 'We are at 1 Test Street, right next to the park. There is free parking outside the clinic.' },
-  { question: 'do you see cats', answer: 'Yes, our vets see cats and dogs, every day of the week.' },
   { question: 'how much are checkups', answer: 'A standard checkup costs about sixty dollars, and vaccinations are priced separately.' },
   { question: 'are you open saturdays', answer: 'On Saturdays we are open, from nine in the morning until one in the afternoon.' },
-  { question: 'do you see rabbits', answer: 'We do see rabbits, and one of our vets specialises in small pets.' },
   { question: 'can i park outside', answer: 'Parking is free, right by the front door of the clinic.' },
   { question: 'do you do vaccinations', answer: 'We vaccinate cats and dogs, on any weekday without a long wait.' },
   { question: 'is there a pharmacy', answer: 'Our pharmacy is open, whenever the clinic is open during the week.' },
@@ -65,6 +65,20 @@ export const SCRIPT: ReadonlyArray<{ question: string; answer: string }> = [
   { question: 'do you sell food', answer: 'We sell prescription diets, and the shop stocks most everyday brands.' },
   { question: 'do you board pets', answer: 'We do not board pets, but we can recommend a kennel nearby.' },
 ];
+const PETS = ['cats', 'dogs', 'rabbits', 'ferrets', 'hamsters', 'tortoises', 'snakes', 'lizards', 'budgies', 'chinchillas', 'hedgehogs', 'gerbils'];
+const ABOUT_PETS: ReadonlyArray<(p: string) => { question: string; answer: string }> = [
+  (p) => ({ question: `do you see ${p}`, answer: `Yes, our vets see ${p}, and ${p} are welcome every day of the week.` }),
+  (p) => ({ question: `do you treat ${p}`, answer: `We do treat ${p} here, and one of our vets has trained with ${p}.` }),
+  (p) => ({ question: `can you vaccinate ${p}`, answer: `We can vaccinate ${p}, and boosters for ${p} need no long wait.` }),
+  (p) => ({ question: `do you board ${p}`, answer: `We do not board ${p}, but a kennel nearby takes ${p} for us.` }),
+  (p) => ({ question: `do you groom ${p}`, answer: `Grooming for ${p} is weekly, and ${p} go home the same afternoon.` }),
+  (p) => ({ question: `can you neuter ${p}`, answer: `We neuter ${p} most weekdays, and ${p} stay with us for the day.` }),
+  (p) => ({ question: `do you microchip ${p}`, answer: `Microchips for ${p} take minutes, and we register ${p} for you.` }),
+  (p) => ({ question: `who looks after ${p}`, answer: `Doctor Shah looks after ${p}, and she has kept ${p} herself for years.` }),
+  (p) => ({ question: `can i bring ${p}`, answer: `You can bring ${p} in, and please carry ${p} in a closed box.` }),
+  (p) => ({ question: `are ${p} seen today`, answer: `We see ${p} today until six, and ${p} need no appointment before noon.` }),
+];
+export const SCRIPT: ReadonlyArray<{ question: string; answer: string }> = [...FIXED, ...PETS.flatMap((p) => ABOUT_PETS.map((make) => make(p)))];
 /** A question is not given to another turn for this long after its turn began (first speech, or the commit). */
 const HOLD_MS = 3_000;
 /** Speech per word the Scribe fake reveals: the callers' lines say four words in 0.84–0.96 s. */
