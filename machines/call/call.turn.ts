@@ -44,10 +44,14 @@ export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
 /**
  * The segment is closed and its final still owed, and the recognizer's interim words catch up
  * (a streaming recognizer sends a word ~150 ms after its audio, so the last one can come after the
- * VAD's 200 ms): the same rule on the new words. Their share of the window is taken as none spent.
+ * VAD's 200 ms): prepare on them only once they read as finished. The final is at most a few
+ * hundred ms away, and some recognizers (OpenAI Realtime) stream it word by word after the commit:
+ * "what", then "what are"… would each start a reply the final throws away.
  */
 export function preemptOnLatePartial(c: CallContext, event: CallEvent): boolean {
-  return event.type === 'stt.partial' && preemptOn(c, event.text.trim(), 0);
+  if (event.type !== 'stt.partial') return false;
+  const words = event.text.trim();
+  return classifyTurnEnd(joinText(c.turnText, words)) === 'complete' && preemptOn(c, words, 0);
 }
 
 /** A final transcript arrived while a reply was prepared on other words: do they still mean the same? */

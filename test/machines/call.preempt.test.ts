@@ -73,6 +73,15 @@ describe('replies prepared while the end-of-turn window runs', () => {
     });
     expect(h.matches({ reply: 'speaking' })).toBe(true);
 
+    // Words streamed one by one after the commit (OpenAI Realtime) prepare nothing until they read as finished.
+    const streamed = createCallHarness();
+    connect(streamed);
+    streamed.speak('what are your hours', { partial: null, final: null });
+    for (const words of ['what', 'what are', 'what are your']) streamed.send({ type: 'stt.partial', text: words });
+    expect(streamed.agentInputs).toHaveLength(0);
+    streamed.send({ type: 'stt.partial', text: 'what are your hours' });
+    expect(streamed.agentInputs.map((i) => i.transcript)).toEqual(['what are your hours']);
+
     // Late words that still trail off ("…is um") wait for the final and the long window.
     const open = createCallHarness();
     connect(open);
