@@ -184,8 +184,12 @@ export function heardText(segments: readonly { text: string; endMs: number }[], 
 
 // ── Speech items: the first clause of a reply goes to the synthesizer on its own ─────────────────
 
-/** Words a reply's first clause needs before it is synthesized on its own (shorter: the whole sentence). */
-export const FIRST_CLAUSE_MIN_WORDS = 4;
+/**
+ * Words a reply's first clause needs before it is synthesized on its own (shorter: the whole
+ * sentence). Three: "Parking is free," goes at once rather than after the ten words that follow it
+ * (each streamed word is ~20 ms of the caller's wait); "Of course," and "Yes," wait for more.
+ */
+export const FIRST_CLAUSE_MIN_WORDS = 3;
 /** A finished first sentence is split only when what follows its first clause has at least this many words. */
 const CLAUSE_REST_MIN_WORDS = 3;
 

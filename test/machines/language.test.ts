@@ -86,7 +86,9 @@ describe('call language rules', () => {
     // Streaming: the first clause goes as soon as its comma is followed by a space.
     expect(takeSpeech('We are open Monday to Friday, from eight', true)).toEqual({ items: ['We are open Monday to Friday,'], rest: 'from eight' });
     expect(takeSpeech('We are open Monday to Friday,', true)).toEqual({ items: [], rest: 'We are open Monday to Friday,' });
-    // Too few words before the comma: wait for the sentence.
+    // Three words are a clause of their own; fewer wait for the sentence.
+    expect(takeSpeech('Parking is free, right by the front door', true)).toEqual({ items: ['Parking is free,'], rest: 'right by the front door' });
+    expect(takeSpeech('Of course, Bella can come in', true)).toEqual({ items: [], rest: 'Of course, Bella can come in' });
     expect(takeSpeech('Yes, our vets see cats', true)).toEqual({ items: [], rest: 'Yes, our vets see cats' });
     expect(takeSpeech('Yes, our vets see cats. And', true)).toEqual({ items: ['Yes, our vets see cats.'], rest: 'And' });
     // A whole first sentence is cut only when enough follows its first clause.
