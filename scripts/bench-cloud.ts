@@ -93,6 +93,8 @@ export interface ProviderTurn {
   /** Another turn held the same words when this one began (the pool ran out): not broken down. */
   ambiguous: boolean;
   commitRx: number;
+  /** Scribe: the first partial carrying all the turn's words went out (a reply cannot be prepared on them before). */
+  wordsTx: number | null;
   finalTx: number | null;
   /** Chat requests that named this turn (more than one: a prepared reply was thrown away and asked again). */
   chatRequests: number;
@@ -395,7 +397,7 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
       counts.ambiguous++;
       byWords.get(pick)!.ambiguous = true;
     }
-    const turn: ProviderTurn = { ref, call, question: pick, ambiguous, commitRx: at, finalTx: null, chatRequests: 0, firstChatRx: null, chatRx: null, clauseTx: null, ttsRx: null, ttsFirstTx: null };
+    const turn: ProviderTurn = { ref, call, question: pick, ambiguous, commitRx: at, wordsTx: null, finalTx: null, chatRequests: 0, firstChatRx: null, chatRx: null, clauseTx: null, ttsRx: null, ttsFirstTx: null };
     turns.set(ref, turn);
     byWords.set(pick, turn);
     return pick;
@@ -469,6 +471,11 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
             if (text.includes('"commit":true')) commits.push(at);
           },
           fromServer: (text, at) => {
+            if (text.includes('"partial_transcript"')) {
+              const turn = turnSaying(fieldOf(text, 'text'));
+              if (turn && turn.wordsTx === null) turn.wordsTx = at;
+              return;
+            }
             if (!text.includes('"committed_transcript"')) return;
             const committedAt = commits.shift();
             const turn = turnSaying(fieldOf(text, 'text'));
@@ -553,7 +560,9 @@ export interface TurnBreakdown {
  *   D (VAD decision)  = the frame on which the VAD closes the segment (endAt + its silence window)
  *   final             = D + (final out − commit in)                     STT span
  *   window end        = endAt + windowMs                                the chosen end-of-turn window
- *   reply start       = D if the kept reply was asked before the final (prepared), else max(final, window end)
+ *   reply start       = prepared (the kept reply was asked before the final): max(D, words), where words
+ *                       is when the recognizer's partial first carried all the turn's words (Scribe; the
+ *                       engine cannot prepare on words it has not been sent); else max(final, window end)
  *   reply audio       = reply start + (first clause out − chat in) + (first TTS audio out − TTS request in)
  *   ideal first audio = max(reply audio, window end, final)             the turn is committed on both
  *   engine added      = first reply media at the caller − ideal first audio
@@ -568,7 +577,8 @@ export function breakdown(c: CallerTurn, p: ProviderTurn): TurnBreakdown | null 
   const prepared = chatRx < finalTx;
   const windowEnd = c.endAt + c.windowMs;
   const finalIdeal = D + span.stt;
-  const startIdeal = prepared ? D : Math.max(finalIdeal, windowEnd);
+  const preparedAt = Math.max(D, p.wordsTx ?? D);
+  const startIdeal = prepared ? preparedAt : Math.max(finalIdeal, windowEnd);
   const audioIdeal = startIdeal + span.llm + span.tts;
   const ideal = Math.max(audioIdeal, windowEnd, finalIdeal);
   const boundBy = ideal === audioIdeal ? 'reply' : ideal === windowEnd ? 'window' : 'final';
@@ -584,7 +594,7 @@ export function breakdown(c: CallerTurn, p: ProviderTurn): TurnBreakdown | null 
     boundBy,
     segments: {
       vadToCommit: r(p.commitRx - D),
-      toAgentRequest: r(chatRx - (prepared ? D : Math.max(finalTx, windowEnd))),
+      toAgentRequest: r(chatRx - (prepared ? preparedAt : Math.max(finalTx, windowEnd))),
       clauseToTtsRequest: r(ttsRx - clauseTx),
       release: r(c.firstAudioAt - Math.max(ttsFirstTx, windowEnd, finalTx)),
     },

@@ -10,7 +10,7 @@ import { breakdown, SCRIPT, type CallerTurn, type ProviderTurn } from '../script
 // A turn on the bench clock: speech ends at 1000, the VAD closes the segment at 1200.
 const caller = (over: Partial<CallerTurn> = {}): CallerTurn => ({ call: 3, endAt: 1000, decisionAt: 1200, firstAudioAt: 0, windowMs: 250, ...over });
 const provider = (over: Partial<ProviderTurn> = {}): ProviderTurn => ({
-  ref: 7, call: 3, question: 'what are your hours', ambiguous: false, commitRx: 1202, finalTx: 1502,
+  ref: 7, call: 3, question: 'what are your hours', ambiguous: false, commitRx: 1202, wordsTx: 1150, finalTx: 1502,
   chatRequests: 1, firstChatRx: 1205, chatRx: 1205, clauseTx: 1585, ttsRx: 1590, ttsFirstTx: 1792, ...over,
 });
 
@@ -23,6 +23,15 @@ describe('cloud bench breakdown', () => {
     expect(b.callerLatencyMs).toBe(800);
     expect(b.engineAddedMs).toBe(18);
     expect(b.segments).toEqual({ vadToCommit: 2, toAgentRequest: 5, clauseToTtsRequest: 5, release: 8 });
+  });
+
+  it('a prepared reply whose last word the recognizer sent after the VAD decision starts from that word', () => {
+    // words 1260 > D 1200: ideal = 1260 + 380 + 202 = 1842; the chat request left 5 ms after the word.
+    const p = provider({ wordsTx: 1260, firstChatRx: 1265, chatRx: 1265, clauseTx: 1645, ttsRx: 1650, ttsFirstTx: 1852 });
+    const b = breakdown(caller({ firstAudioAt: 1860 }), p)!;
+    expect(b.prepared).toBe(true);
+    expect(b.engineAddedMs).toBe(18);
+    expect(b.segments.toAgentRequest).toBe(5);
   });
 
   it('a reply asked after the final starts at max(final, window end), with the window the engine chose', () => {
