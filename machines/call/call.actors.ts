@@ -7,7 +7,7 @@
  *
  * | actor    | input          | receives          | sends back (all tagged with `generation` where it has one)  | ends |
  * |----------|----------------|-------------------|--------------------------------------------------------------|------|
- * | vad      | `CallRef`      | `VadCommand`      | vad.speechStart, vad.speechEnd                               | with the call |
+ * | vad      | `CallRef`      | `VadCommand`      | vad.speechStart, vad.pause, vad.resume, vad.speechEnd        | with the call |
  * | stt      | `CallRef`      | —                 | stt.partial, stt.final, stt.error, provider.fallback         | with the call |
  * | agent    | `AgentInput`   | `AgentCommand`    | agent.delta…, agent.expect, agent.request, then agent.done or agent.error; provider.fallback | when the reply state exits |
  * | tts      | `TtsInput`     | `TtsCommand`      | tts.chunk, tts.segment, then tts.done or tts.error; provider.fallback | when its state exits |

@@ -17,6 +17,19 @@ import { emergencyState } from './call.emergency.js';
 import { replyState } from './call.reply.js';
 import { callSetup, initialContext } from './call.setup.js';
 
+/** The VAD closed the segment: prepare at once on interim words that already read as finished, else wait for the final. */
+const SPEECH_END = [
+  { guard: 'preemptAtSpeechEnd', target: '#call.reply.preparing', actions: 'noteSpeechEnd' },
+  { target: '#call.listening.transcribing', actions: 'noteSpeechEnd' },
+] as const;
+
+/** Interim words while the caller is silent: emergency words act; words that read as finished prepare the reply (its final still owed). */
+const LATE_WORDS = [
+  EMERGENCY_SPEECH,
+  { guard: 'preemptOnLatePartial', target: '#call.reply.preparing', actions: ['notePartial', 'noteSpeechEnd'] },
+  { actions: 'notePartial' },
+] as const;
+
 export const callMachine = callSetup.createMachine({
   id: 'call',
   context: ({ input }) => initialContext(input),
@@ -143,24 +156,32 @@ export const callMachine = callSetup.createMachine({
         },
         hearing: {
           on: {
-            'vad.speechEnd': [
-              // The recognizer's interim words already read as finished: prepare the reply on them now.
-              { guard: 'preemptAtSpeechEnd', target: '#call.reply.preparing', actions: 'noteSpeechEnd' },
-              { target: 'transcribing', actions: 'noteSpeechEnd' },
+            'vad.speechEnd': SPEECH_END,
+            // Finished words at a short pause: prepare now; the segment is still open.
+            'vad.pause': [
+              { guard: 'preemptAtPause', target: '#call.reply.preparing', actions: 'noteSpeechEnd' },
+              { target: 'paused', actions: 'noteSpeechEnd' },
             ],
           },
           after: { maxUtterance: 'transcribing' },
         },
+        /** A short pause inside the segment: the caller goes on, or the VAD closes it; interim words that finish the sentence prepare the reply. */
+        paused: {
+          on: {
+            'vad.resume': 'hearing',
+            'vad.speechEnd': SPEECH_END,
+            'stt.partial': LATE_WORDS,
+          },
+          // The VAD closes the segment 100 ms after the pause; if it never does, the final is owed anyway.
+          after: { sttFinalTimeout: 'transcribing' },
+        },
         /** The caller paused; the recognizer owes us the final transcript of that segment. Late interim words may prepare the reply. */
         transcribing: {
           on: {
-            'stt.partial': [
-              EMERGENCY_SPEECH,
-              { guard: 'preemptOnLatePartial', target: '#call.reply.preparing', actions: 'notePartial' },
-              { actions: 'notePartial' },
-            ],
+            'stt.partial': LATE_WORDS,
             'stt.final': [EMERGENCY_SPEECH, { target: 'pausing', actions: 'appendTranscript' }],
             'vad.speechStart': 'hearing',
+            'vad.resume': 'hearing',
           },
           after: { sttFinalTimeout: [{ guard: 'hasTurnText', target: 'pausing', actions: 'giveUpFinal' }, { target: 'reprompting' }] },
         },
@@ -171,7 +192,7 @@ export const callMachine = callSetup.createMachine({
             { guard: and(['windowClosed', 'hasTurnText']), target: '#call.reply.committing' },
             { guard: 'preemptNow', target: '#call.reply.preparing' },
           ],
-          on: { 'vad.speechStart': 'hearing' },
+          on: { 'vad.speechStart': 'hearing', 'vad.resume': 'hearing' },
           after: {
             preemptLead: { guard: 'mayPreempt', target: '#call.reply.preparing', actions: 'spendLead' },
             endOfTurn: [{ guard: 'hasTurnText', target: '#call.reply.committing' }, { target: 'waiting' }],

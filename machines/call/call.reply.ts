@@ -56,6 +56,8 @@ export const replyState = {
       initial: 'transcribing',
       on: {
         'vad.speechStart': { target: '#call.listening.hearing' },
+        // Prepared at a pause inside the segment: the caller went on.
+        'vad.resume': { target: '#call.listening.hearing' },
         'stt.final': [
           EMERGENCY_SPEECH,
           { guard: 'finalKeepsMeaning', target: '.pausing', actions: ['appendTranscript', 'chooseWindow'] },

@@ -41,17 +41,27 @@ export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
   return event.type === 'vad.speechEnd' && preemptOn(c, c.partialText.trim(), (event.closedAtMs ?? event.atMs) - event.atMs);
 }
 
+/** Before the segment's final, only words that read as finished are worth a request. */
+const preemptOnFinished = (c: CallContext, partial: string) => classifyTurnEnd(joinText(c.turnText, partial)) === 'complete' && preemptOn(c, partial, 0);
+
 /**
- * The segment is closed and its final still owed, and the recognizer's interim words catch up
- * (a streaming recognizer sends a word ~150 ms after its audio, so the last one can come after the
- * VAD's 200 ms): prepare on them only once they read as finished. The final is at most a few
- * hundred ms away, and some recognizers (OpenAI Realtime) stream it word by word after the commit:
- * "what", then "what are"… would each start a reply the final throws away.
+ * The caller paused inside the segment (`vad.pauseMs`, 100 ms, before the VAD's 200 ms close): prepare
+ * on the interim words now if they read as finished ("what are your hours"); the caller going on
+ * (`vad.resume`) takes the reply back.
+ */
+export function preemptAtPause(c: CallContext, event: CallEvent): boolean {
+  return event.type === 'vad.pause' && preemptOnFinished(c, c.partialText.trim());
+}
+
+/**
+ * The caller has paused (or the segment is closed and its final owed) and the recognizer's interim
+ * words catch up (a streaming recognizer sends a word ~150 ms after its audio): prepare on them
+ * once they read as finished. The final is at most a few hundred ms away, and some recognizers
+ * (OpenAI Realtime) stream it word by word after the commit: "what", then "what are"… would each
+ * start a reply the final throws away.
  */
 export function preemptOnLatePartial(c: CallContext, event: CallEvent): boolean {
-  if (event.type !== 'stt.partial') return false;
-  const words = event.text.trim();
-  return classifyTurnEnd(joinText(c.turnText, words)) === 'complete' && preemptOn(c, words, 0);
+  return event.type === 'stt.partial' && preemptOnFinished(c, event.text.trim());
 }
 
 /** A final transcript arrived while a reply was prepared on other words: do they still mean the same? */
@@ -65,7 +75,7 @@ export const GIVE_UP_FINAL_MS = BUDGETS.sttFinalTimeoutMs;
 
 /** Why a prepared reply is being thrown away, from the event that ends it. */
 export const discardReason = (event: CallEvent) =>
-  event.type === 'vad.speechStart' ? ('callerResumed' as const) : event.type === 'stt.final' ? ('transcriptChanged' as const) : ('other' as const);
+  event.type === 'vad.speechStart' || event.type === 'vad.resume' ? ('callerResumed' as const) : event.type === 'stt.final' ? ('transcriptChanged' as const) : ('other' as const);
 
 export const freshPlayback = (generation: number, epoch: number, held: Uint8Array[] | null = null): Playback => ({
   generation,

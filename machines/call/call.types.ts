@@ -197,6 +197,9 @@ export type CallEvent =
   | { type: 'vad.speechStart'; atMs: number }
   /** `atMs`: where the closing silence began; `closedAtMs`: stream time of the frame that closed the segment (absent in old journals). */
   | { type: 'vad.speechEnd'; atMs: number; speechMs: number; closedAtMs?: number }
+  /** A short silence inside the open segment (`vad.pauseMs`), `atMs` where it began; `vad.resume`: speech again before the close. */
+  | { type: 'vad.pause'; atMs: number }
+  | { type: 'vad.resume'; atMs: number }
   | { type: 'stt.partial'; text: string }
   /** `confidence`: the recognizer's, 0–1; absent or null when it reports none. */
   | { type: 'stt.final'; text: string; atMs: number; confidence?: number | null }

@@ -126,12 +126,13 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
     const send = observed(sendBack);
     const v = tenant.vad;
     const detector = deps.vad.create({
-      listening: { thresholdDb: v.listeningThresholdDb, minSpeechMs: v.minSpeechMs, minSilenceMs: v.minSilenceMs },
+      listening: { thresholdDb: v.listeningThresholdDb, minSpeechMs: v.minSpeechMs, minSilenceMs: v.minSilenceMs, pauseMs: v.pauseMs },
       // While we speak, echo leaks back: louder and longer speech is needed to count as a barge-in.
       speaking: {
         thresholdDb: v.speakingThresholdDb,
         minSpeechMs: Math.max(v.minSpeechMs, tenant.timing.bargeInMinSpeechMs),
         minSilenceMs: v.minSilenceMs,
+        pauseMs: v.pauseMs,
       },
     });
     receive((cmd) => detector.setMode(cmd.mode));
@@ -142,6 +143,8 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       if (quiet.length !== pcm.length) quiet = new Int16Array(pcm.length);
       const decision = detector.process(hub.mayBeEcho(pcm, atMs) ? quiet : pcm, atMs);
       if (!decision) return;
+      // A pause inside the segment is the machine's alone: the recognizer's segment goes on.
+      if (decision.type === 'pause' || decision.type === 'resume') return send({ type: decision.type === 'pause' ? 'vad.pause' : 'vad.resume', atMs: decision.atMs });
       // The machine hears of the boundary first, then the recognizer: a recognizer that answers at
       // once (the local one) must find the machine already waiting for that transcript.
       send(decision.type === 'speechStart' ? { type: 'vad.speechStart', atMs: decision.atMs } : { type: 'vad.speechEnd', atMs: decision.atMs, speechMs: decision.speechMs });

@@ -40,6 +40,11 @@ export const VadOverrides = z
     minSpeechMs: ms(20, 1000).default(100),
     /** Silence needed to close a segment (turn logic runs after this). */
     minSilenceMs: ms(60, 2000).default(200),
+    /**
+     * Silence inside a segment reported as a pause: finished words prepare the reply then, before the
+     * segment closes (docs/design/conversation.md §1.5). 0, or not below minSilenceMs: no pauses.
+     */
+    pauseMs: z.number().int().min(0).max(2000).default(100),
   })
   .strict()
   .prefault({});

@@ -56,6 +56,10 @@ export function summarizeEvent(event: CallEvent): Summary | null {
       return { kind: 'vad', label: 'speech started', detail: `stream ${event.atMs} ms` };
     case 'vad.speechEnd':
       return { kind: 'vad', label: 'speech ended', detail: `${event.speechMs} ms of speech` };
+    case 'vad.pause':
+      return { kind: 'vad', label: 'pause', detail: `stream ${event.atMs} ms` };
+    case 'vad.resume':
+      return { kind: 'vad', label: 'speech resumed', detail: `stream ${event.atMs} ms` };
     case 'stt.partial':
       return { kind: 'transcript', label: 'partial transcript', detail: event.text, key: 'partial', merge: 'replace' };
     case 'stt.final':

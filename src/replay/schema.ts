@@ -102,6 +102,8 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'call.handoff': z.object({ reason: z.string() }),
   'vad.speechStart': z.object({ atMs: z.number() }),
   'vad.speechEnd': z.object({ atMs: z.number(), speechMs: z.number(), closedAtMs: z.number().optional() }),
+  'vad.pause': z.object({ atMs: z.number() }),
+  'vad.resume': z.object({ atMs: z.number() }),
   'stt.partial': z.object({ text: z.string() }),
   /** Journals before the two-step emergency check have no confidence: not reported. */
   'stt.final': z.object({ text: z.string(), atMs: z.number(), confidence: z.number().nullable().optional() }),

@@ -95,6 +95,72 @@ describe('replies prepared while the end-of-turn window runs', () => {
     expect(open.matches('emergency')).toBe(true);
   });
 
+  it('at a short pause inside the segment, finished words start the reply; the caller going on takes it back', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open nine to five, Monday to Friday.', delayMs: 100 }] });
+    connect(h);
+    h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
+    h.advance(800);
+    h.send({ type: 'stt.partial', text: 'what are your hours' });
+    const endedAt = h.clock.now();
+    h.advance(100);
+    h.send({ type: 'vad.pause', atMs: endedAt });
+    expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours' });
+    const g = h.state().context.reply!.generation;
+    // The VAD closes the segment on the same silence: nothing changes; the final commits the turn.
+    h.advance(100);
+    h.send({ type: 'vad.speechEnd', atMs: endedAt, speechMs: 800, closedAtMs: h.clock.now() });
+    expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    h.advance(300);
+    h.send({ type: 'stt.final', text: 'What are your hours?', atMs: h.clock.now() });
+    expect(h.commands.find((c) => c.type === 'out.turn')).toMatchObject({ generation: g, endOfTurn: { kind: 'complete', windowMs: 250 }, prepared: true });
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+
+    // Unfinished words at the pause wait; the last word arriving during it prepares the reply.
+    const late = createCallHarness();
+    connect(late);
+    late.send({ type: 'vad.speechStart', atMs: late.clock.now() });
+    late.advance(800);
+    late.send({ type: 'stt.partial', text: 'what are your' });
+    late.advance(100);
+    late.send({ type: 'vad.pause', atMs: late.clock.now() - 100 });
+    expect(late.matches({ listening: 'paused' })).toBe(true);
+    expect(late.agentInputs).toHaveLength(0);
+    late.send({ type: 'stt.partial', text: 'what are your hours' });
+    expect(late.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    expect(late.agentInputs.map((i) => i.transcript)).toEqual(['what are your hours']);
+
+    // The caller goes on before the segment closes: the prepared reply is thrown away, nothing was said.
+    const resumed = createCallHarness({ agent: [{ text: 'We are open nine to five.', delayMs: 300 }] });
+    connect(resumed);
+    resumed.send({ type: 'vad.speechStart', atMs: resumed.clock.now() });
+    resumed.advance(800);
+    resumed.send({ type: 'stt.partial', text: 'what are your hours' });
+    resumed.advance(100);
+    resumed.send({ type: 'vad.pause', atMs: resumed.clock.now() - 100 });
+    const r = resumed.state().context.reply!.generation;
+    resumed.advance(50);
+    resumed.send({ type: 'vad.resume', atMs: resumed.clock.now() });
+    expect(resumed.matches({ listening: 'hearing' })).toBe(true);
+    expect(about(resumed, r)).toEqual(['out.discard']);
+    expect(resumed.commands.find((c) => c.type === 'out.discard')).toEqual({ type: 'out.discard', generation: r, reason: 'callerResumed' });
+    expect(resumed.agentStopped).toEqual([r]);
+
+    // Trailing words at a pause prepare nothing; the caller going on is just more of the turn.
+    const open = createCallHarness();
+    connect(open);
+    open.send({ type: 'vad.speechStart', atMs: open.clock.now() });
+    open.advance(600);
+    open.send({ type: 'stt.partial', text: 'my dog is' });
+    open.advance(100);
+    open.send({ type: 'vad.pause', atMs: open.clock.now() - 100 });
+    expect(open.matches({ listening: 'paused' })).toBe(true);
+    open.send({ type: 'vad.resume', atMs: open.clock.now() });
+    expect(open.matches({ listening: 'hearing' })).toBe(true);
+    expect(open.agentInputs).toHaveLength(0);
+    expect(open.state().context.discardedReplies).toBe(0);
+  });
+
   it('waits out the window when the final comes early, then plays held audio at once', () => {
     const h = createCallHarness({ agent: [{ text: 'Sure.' }] });
     connect(h);

@@ -2,8 +2,8 @@
  * The end-of-turn rule on a corpus of scripted caller turns with mid-sentence pauses
  * (test/fixtures/turn-corpus.json; docs/design/conversation.md §1.2, §1.5), through the call
  * machine on XState's simulated clock with a recognizer that behaves like a streaming one: interim
- * words while the caller speaks, the VAD closing the segment 200 ms after the last word, the
- * punctuated final 300 ms after that.
+ * words while the caller speaks, the VAD reporting a pause 100 ms after the last word and closing
+ * the segment 200 ms after it, the punctuated final 300 ms after that.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +21,7 @@ interface Turn {
 
 const corpus = JSON.parse(readFileSync(new URL('../fixtures/turn-corpus.json', import.meta.url), 'utf8')) as { turns: Turn[] };
 
+const VAD_PAUSE_MS = 100;
 const VAD_SILENCE_MS = 200;
 const FINAL_AFTER_VAD_MS = 300;
 /** A brisk 160 words a minute. */
@@ -43,6 +44,7 @@ function play(turn: Turn) {
     const words = unpunctuated(segment.text).split(/\s+/);
     words.forEach((_, i) => events.push({ at: at + ((i + 1) * speechMs) / words.length - 1, event: { type: 'stt.partial', text: words.slice(0, i + 1).join(' ') } }));
     const end = at + speechMs;
+    events.push({ at: end + VAD_PAUSE_MS, event: { type: 'vad.pause', atMs: end } });
     events.push({ at: end + VAD_SILENCE_MS, event: { type: 'vad.speechEnd', atMs: end, speechMs, closedAtMs: end + VAD_SILENCE_MS } });
     events.push({ at: end + VAD_SILENCE_MS + FINAL_AFTER_VAD_MS, event: { type: 'stt.final', text: segment.text, atMs: end + VAD_SILENCE_MS + FINAL_AFTER_VAD_MS } });
     at = end + (segment.pauseMs ?? 0);

@@ -56,6 +56,23 @@ describe('energy VAD', () => {
     expect(vad.speaking).toBe(false);
   });
 
+  it('with pauseMs, reports a pause inside the segment, then the close or a resume', () => {
+    const vad = make(energyVadParams({ listeningThresholdDb: -38, speakingThresholdDb: -30, minSpeechMs: 100, minSilenceMs: 200, pauseMs: 100 }));
+    const events = run(vad, concat(silence(400), tone(-20, 500), silence(140), tone(-20, 300), silence(600)));
+    expect(events).toEqual([
+      { type: 'speechStart', atMs: 400, decidedAtMs: 480 },
+      // 100 ms of silence (frames 900–980): a pause dated where it began; the caller goes on at 1040.
+      { type: 'pause', atMs: 900, decidedAtMs: 980 },
+      { type: 'resume', atMs: 1040, decidedAtMs: 1040 },
+      // One segment still: the pause did not close it. The last silence pauses at 1420, closes at 1520.
+      { type: 'pause', atMs: 1340, decidedAtMs: 1420 },
+      { type: 'speechEnd', atMs: 1340, speechMs: 940, decidedAtMs: 1520 },
+    ]);
+    // Not below minSilenceMs: no pauses at all.
+    const none = make(energyVadParams({ listeningThresholdDb: -38, speakingThresholdDb: -30, minSpeechMs: 100, minSilenceMs: 200, pauseMs: 200 }));
+    expect(run(none, concat(silence(400), tone(-20, 500), silence(600))).map((e) => e.type)).toEqual(['speechStart', 'speechEnd']);
+  });
+
   it('ignores bursts shorter than minSpeechMs and gaps shorter than minSilenceMs', () => {
     const vad = make();
     expect(run(vad, concat(silence(200), tone(-20, 60), silence(400)))).toEqual([]);

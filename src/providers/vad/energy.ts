@@ -17,6 +17,9 @@
  *   back-dated to the run's first frame.
  * - Open: frames at or above `releaseDb` are speech; `minSilenceMs` of frames below it closes the
  *   segment, and `speechEnd` reports where that silence began and how long the speech lasted.
+ *   With `pauseMs` (below `minSilenceMs`), that much silence first reports a `pause` (same `atMs`),
+ *   and speech before the close reports a `resume`: the machine may prepare a reply on finished
+ *   words before the segment closes, and takes it back if the caller goes on.
  * - `setMode` swaps thresholds from the next frame on; an open segment stays open.
  */
 import type { Vad, VadEvent, VadMode, VadParams, VadProvider } from './types.js';
@@ -46,8 +49,9 @@ export function energyVadParams(o: {
   speakingThresholdDb: number;
   minSpeechMs: number;
   minSilenceMs: number;
+  pauseMs?: number;
 }): Record<VadMode, VadParams> {
-  const base = { minSpeechMs: o.minSpeechMs, minSilenceMs: o.minSilenceMs };
+  const base = { minSpeechMs: o.minSpeechMs, minSilenceMs: o.minSilenceMs, pauseMs: o.pauseMs ?? 0 };
   return {
     listening: { ...base, thresholdDb: o.listeningThresholdDb },
     speaking: { ...base, thresholdDb: o.speakingThresholdDb },
@@ -59,6 +63,8 @@ interface Resolved {
   releaseDb: number;
   minSpeechMs: number;
   minSilenceMs: number;
+  /** Infinity: no pauses. */
+  pauseMs: number;
 }
 
 const resolve = (p: VadParams): Resolved => ({
@@ -66,6 +72,7 @@ const resolve = (p: VadParams): Resolved => ({
   releaseDb: Math.min(p.releaseDb ?? p.thresholdDb - 6, p.thresholdDb),
   minSpeechMs: p.minSpeechMs,
   minSilenceMs: p.minSilenceMs,
+  pauseMs: p.pauseMs && p.pauseMs > 0 && p.pauseMs < p.minSilenceMs ? p.pauseMs : Infinity,
 });
 
 /** Longest quiet stretch tolerated inside speech that is still opening a segment. */
@@ -84,6 +91,8 @@ class EnergyVad implements Vad {
   private segmentStartMs = 0;
   private silenceStartMs = -1;
   private silenceMs = 0;
+  /** This silence was reported as a pause (a resume is owed if speech comes back before the close). */
+  private paused = false;
 
   constructor(params: Record<VadMode, VadParams>) {
     this.byMode = { listening: resolve(params.listening), speaking: resolve(params.speaking) };
@@ -137,12 +146,19 @@ class EnergyVad implements Vad {
     if (db >= p.releaseDb) {
       this.silenceStartMs = -1;
       this.silenceMs = 0;
-      return null;
+      if (!this.paused) return null;
+      this.paused = false;
+      return { type: 'resume', atMs };
     }
     if (this.silenceStartMs < 0) this.silenceStartMs = atMs;
     this.silenceMs += frameMs;
-    if (this.silenceMs < p.minSilenceMs) return null;
+    if (this.silenceMs < p.minSilenceMs) {
+      if (this.paused || this.silenceMs < p.pauseMs) return null;
+      this.paused = true;
+      return { type: 'pause', atMs: this.silenceStartMs };
+    }
     this.open = false;
+    this.paused = false;
     const endMs = this.silenceStartMs;
     this.silenceStartMs = -1;
     this.silenceMs = 0;

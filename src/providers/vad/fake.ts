@@ -48,7 +48,7 @@ export class FakeVad implements Vad {
     if (!event && this.script[0] && this.script[0].at <= atMs) event = this.script.shift()!.event;
     event ??= this.options.decide?.(pcm, atMs, this.mode) ?? null;
     if (event) {
-      this.open = event.type === 'speechStart';
+      if (event.type === 'speechStart' || event.type === 'speechEnd') this.open = event.type === 'speechStart';
       this.events.push(event);
     }
     return event;

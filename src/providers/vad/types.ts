@@ -15,13 +15,22 @@ export interface VadParams {
   minSpeechMs: number;
   /** Silence needed to close a segment. */
   minSilenceMs: number;
+  /**
+   * Silence inside an open segment that is reported as a `pause` (the caller may be done; the
+   * segment stays open until `minSilenceMs`). Absent, 0 or not below `minSilenceMs`: no pauses.
+   */
+  pauseMs?: number;
 }
 
 export type VadEvent =
   /** `atMs`: stream time (ms since the stream started) where speech began, back-dated by minSpeechMs. */
   | { type: 'speechStart'; atMs: number }
   /** `atMs`: stream time where speech ended (the start of the closing silence); `speechMs`: segment length. */
-  | { type: 'speechEnd'; atMs: number; speechMs: number };
+  | { type: 'speechEnd'; atMs: number; speechMs: number }
+  /** `pauseMs` of silence in an open segment; `atMs`: where that silence began. At most one per silence. */
+  | { type: 'pause'; atMs: number }
+  /** Speech again after a reported pause, before the segment closed; `atMs`: the frame that resumed it. */
+  | { type: 'resume'; atMs: number };
 
 export interface Vad {
   /** Feed one frame of PCM16 8 kHz mono; `atMs` is the frame's stream time. Returns a decision or null. */

@@ -33,7 +33,7 @@ export function abstractState(s: Snap): string {
   const preparing = s.matches({ reply: 'preparing' });
   const keepsWords = inListening || preparing || s.matches({ reply: 'interrupted' }) || s.matches('greeting') || s.matches('consent');
   // Where the end-of-turn guards read the turn: interim words, replies thrown away, the window left.
-  const ending = preparing || s.matches({ listening: 'hearing' }) || s.matches({ listening: 'transcribing' }) || s.matches({ listening: 'pausing' });
+  const ending = preparing || s.matches({ listening: 'hearing' }) || s.matches({ listening: 'paused' }) || s.matches({ listening: 'transcribing' }) || s.matches({ listening: 'pausing' });
   // With preparing off (timing.preemptLeadMs 0) interim words and the lead only change the length of a timer.
   const prep = c.tenant.timing.preemptLeadMs > 0;
   return JSON.stringify({
@@ -131,11 +131,14 @@ function eventsFor(s: Snap): CallEvent[] {
     events.push({ type: 'dtmf.timeout' });
   }
   if (inListening || s.matches({ reply: 'preparing' })) {
-    // Interim words that read as finished, a final with trailing words (the long window), one the VAD closed 200 ms late.
+    // Interim words that read as finished, a final with trailing words (the long window), one the VAD closed 200 ms late;
+    // a short pause inside the segment and the caller going on.
     events.push(
       { type: 'stt.partial', text: 'what are your hours' },
       { type: 'stt.final', text: 'and um', atMs: 0 },
       { type: 'vad.speechEnd', atMs: 0, speechMs: 500, closedAtMs: 200 },
+      { type: 'vad.pause', atMs: 0 },
+      { type: 'vad.resume', atMs: 0 },
     );
   }
   if (inReply) {
