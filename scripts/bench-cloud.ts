@@ -37,8 +37,9 @@ const SCRIBE_PATH = '/v1/speech-to-text/';
 /** Vendor latencies the fakes play (docs/design/conversation.md §6 budget figures; the e2e cloud test uses the same). */
 export const CLOUD_LATENCY = { sttFinalMs: 300, llmFirstByteMs: 250, llmChunkDelayMs: 20, ttsFirstByteMs: 200, ttsChunkDelayMs: 20 } as const;
 
-/** quick-vet's VAD silence that closes a segment (tenant schema default); the end-of-turn window is the engine's choice per turn. */
+/** quick-vet's VAD silence that closes a segment and that reports a pause (tenant schema defaults); the end-of-turn window is the engine's choice per turn. */
 const MIN_SILENCE_MS = 200;
+const PAUSE_MS = 100;
 const FRAME = 160;
 
 /**
@@ -131,13 +132,14 @@ export function readTag(ulaw: Uint8Array): number | null {
 }
 
 /**
- * Frames between the caller's last speech frame and the one on which the engine's VAD (quick-vet's
- * listening parameters) closes the segment: the line replayed through the same VAD, after the tag
- * frame and followed by line noise, as FakeTwilio sends it. Usually MIN_SILENCE_MS / 20 = 10; fewer
- * when the line's last frames are already below the release level.
+ * Frames between the caller's last speech frame and the ones on which the engine's VAD (quick-vet's
+ * listening parameters) reports the final pause (`pause`) and closes the segment (`close`): the
+ * line replayed through the same VAD, after the tag frame and followed by line noise, as FakeTwilio
+ * sends it. Usually PAUSE_MS / 20 = 5 and MIN_SILENCE_MS / 20 = 10; fewer when the line's last
+ * frames are already below the release level.
  */
-export function framesToSpeechEnd(line: Uint8Array): number {
-  const params = energyVadParams({ listeningThresholdDb: -38, speakingThresholdDb: -30, minSpeechMs: 100, minSilenceMs: MIN_SILENCE_MS });
+export function vadFrames(line: Uint8Array): { pause: number; close: number } {
+  const params = energyVadParams({ listeningThresholdDb: -38, speakingThresholdDb: -30, minSpeechMs: 100, minSilenceMs: MIN_SILENCE_MS, pauseMs: PAUSE_MS });
   const vad = energyVad.create(params);
   const noise = new Uint8Array(FRAME * 20).map((_, i) => (i % 3 ? 0xe8 : 0x68)); // ≈ -63 dBFS, like FakeTwilio's
   const lineFrames = Math.ceil(line.length / FRAME);
@@ -147,11 +149,17 @@ export function framesToSpeechEnd(line: Uint8Array): number {
   audio.set(line, FRAME);
   audio.set(noise, FRAME + lineFrames * FRAME);
   const last = lineFrames; // frame index of the last line frame (the tag is frame 0)
-  let decision = last + MIN_SILENCE_MS / 20;
+  let close = last + MIN_SILENCE_MS / 20;
+  let pause = last + PAUSE_MS / 20;
+  let open: number | null = null;
   for (let f = 0; f * FRAME < audio.length; f++) {
-    if (vad.process(decodeUlaw(audio.subarray(f * FRAME, (f + 1) * FRAME)), f * 20)?.type === 'speechEnd') decision = f; // the last one: a pause inside the line closes an earlier segment
+    // The last ones: a pause inside the line reports (or closes) earlier.
+    const e = vad.process(decodeUlaw(audio.subarray(f * FRAME, (f + 1) * FRAME)), f * 20);
+    if (e?.type === 'pause') open = f;
+    else if (e?.type === 'resume') open = null;
+    else if (e?.type === 'speechEnd') [close, pause, open] = [f, open ?? f, null];
   }
-  return decision - last;
+  return { pause: pause - last, close: close - last };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,8 +535,9 @@ export async function startCloudFakes(transport: TtsTransport, stt: SttVendor = 
 /** One speech turn as the caller saw it, on this process's clock. */
 export interface CallerTurn {
   call: number;
-  /** Send time of the caller's last speech frame, and of the frame on which the VAD closes the segment. */
+  /** Send time of the caller's last speech frame, of the frame on which the VAD reports the pause, and of the one on which it closes the segment. */
   endAt: number;
+  pauseAt: number;
   decisionAt: number;
   /** First reply `media` received. */
   firstAudioAt: number;
@@ -560,7 +569,8 @@ export interface TurnBreakdown {
  *   D (VAD decision)  = the frame on which the VAD closes the segment (endAt + its silence window)
  *   final             = D + (final out − commit in)                     STT span
  *   window end        = endAt + windowMs                                the chosen end-of-turn window
- *   reply start       = prepared (the kept reply was asked before the final): max(D, words), where words
+ *   P (VAD pause)     = the frame on which the VAD reports the final silence as a pause (endAt + 100)
+ *   reply start       = prepared (the kept reply was asked before the final): max(P, words), where words
  *                       is when the recognizer's partial first carried all the turn's words (Scribe; the
  *                       engine cannot prepare on words it has not been sent); else max(final, window end)
  *   reply audio       = reply start + (first clause out − chat in) + (first TTS audio out − TTS request in)
@@ -577,7 +587,7 @@ export function breakdown(c: CallerTurn, p: ProviderTurn): TurnBreakdown | null 
   const prepared = chatRx < finalTx;
   const windowEnd = c.endAt + c.windowMs;
   const finalIdeal = D + span.stt;
-  const preparedAt = Math.max(D, p.wordsTx ?? D);
+  const preparedAt = Math.max(c.pauseAt, p.wordsTx ?? c.pauseAt);
   const startIdeal = prepared ? preparedAt : Math.max(finalIdeal, windowEnd);
   const audioIdeal = startIdeal + span.llm + span.tts;
   const ideal = Math.max(audioIdeal, windowEnd, finalIdeal);

@@ -503,8 +503,8 @@ class StallTracker {
 interface Line {
   text: string;
   ulaw: Uint8Array;
-  /** cloud: frames from the line's last one to the one on which the engine's VAD closes the segment (bench-cloud.ts). */
-  speechEndFrames: number | null;
+  /** cloud: frames from the line's last one to those on which the engine's VAD reports the pause and closes the segment (bench-cloud.ts). */
+  vadFrames: { pause: number; close: number } | null;
 }
 interface TurnSample {
   callSid: string;
@@ -515,6 +515,7 @@ interface TurnSample {
   /** For cloud turn breakdowns: the caller, and the end of its speech, the VAD's decision frame and the first reply media on this process's performance clock. */
   callIndex: number;
   endPerfMs: number;
+  pausePerfMs: number | null;
   decisionPerfMs: number | null;
   firstPerfMs: number;
 }
@@ -737,10 +738,11 @@ class SimCall {
       return null;
     }
     const first = this.firstMediaAfter(end)!;
-    const frames = line?.speechEndFrames ?? null;
+    const frames = line?.vadFrames ?? null;
+    const at = (n: number | undefined) => (n === undefined ? null : this.perfOffset + end + 20 * n);
     this.result.turns.push({
       callSid: this.c.callSid, kind, latencyMs: first - end, firstAudioWallMs: this.wallOffset + first, engine: null,
-      callIndex: this.index, endPerfMs: this.perfOffset + end, decisionPerfMs: frames === null ? null : this.perfOffset + end + 20 * frames, firstPerfMs: this.perfOffset + first,
+      callIndex: this.index, endPerfMs: this.perfOffset + end, pausePerfMs: at(frames?.pause), decisionPerfMs: at(frames?.close), firstPerfMs: this.perfOffset + first,
     });
     return first;
   }
@@ -858,7 +860,7 @@ async function callerLines(): Promise<Line[]> {
   // Imported lazily: this file is also preloaded into the engine as the probe.
   const { callerSpeech } = await import('../test/support/caller-speech.js');
   const texts = ['what are your hours', 'where are you located', 'i want to book an appointment'];
-  return Promise.all(texts.map(async (text) => ({ text, ulaw: await callerSpeech(text), speechEndFrames: null })));
+  return Promise.all(texts.map(async (text) => ({ text, ulaw: await callerSpeech(text), vadFrames: null })));
 }
 
 /** A redis-server for one run (test/support/redis.ts), and the CPU it used (from /proc). */
@@ -888,7 +890,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   // cloud: the fake vendor servers live in this process, so their CPU is the load generator's.
   const cloudKit = o.providers === 'cloud' ? await import('./bench-cloud.js') : null;
   const cloud = cloudKit ? await cloudKit.startCloudFakes(o.ttsTransport, o.stt) : null;
-  const lines = cloudKit ? baseLines.map((l) => ({ ...l, speechEndFrames: cloudKit.framesToSpeechEnd(l.ulaw) })) : baseLines;
+  const lines = cloudKit ? baseLines.map((l) => ({ ...l, vadFrames: cloudKit.vadFrames(l.ulaw) })) : baseLines;
   const redis = o.redis ? await startBenchRedis() : null;
   let engine: EngineChild;
   try {
@@ -1170,8 +1172,8 @@ function criteriaOf(providers: ProviderSet, v: {
 
 /** The engine's own time per speech turn, and the vendor spans and windows around it (bench-cloud.ts `breakdown`). */
 function cloudSummary(kit: typeof BenchCloud, fakes: BenchCloud.CloudFakes, turns: readonly TurnSample[], transport: 'http' | 'websocket') {
-  const callers = turns.flatMap((t) => (t.kind === 'speech' && t.decisionPerfMs !== null
-    ? [{ call: t.callIndex, endAt: t.endPerfMs, decisionAt: t.decisionPerfMs, firstAudioAt: t.firstPerfMs, windowMs: t.engine?.windowMs ?? null, enginePrepared: t.engine?.prepared ?? null }]
+  const callers = turns.flatMap((t) => (t.kind === 'speech' && t.decisionPerfMs !== null && t.pausePerfMs !== null
+    ? [{ call: t.callIndex, endAt: t.endPerfMs, pauseAt: t.pausePerfMs, decisionAt: t.decisionPerfMs, firstAudioAt: t.firstPerfMs, windowMs: t.engine?.windowMs ?? null, enginePrepared: t.engine?.prepared ?? null }]
     : []));
   const rows = kit.matchTurns(callers, fakes.turns.values()).flatMap((m) => {
     const b = kit.breakdown(m.caller, m.provider);

@@ -7,20 +7,20 @@ import { describe, expect, it } from 'vitest';
 import { classifyTurnEnd, takeSpeech } from '../machines/call/language.js';
 import { breakdown, SCRIPT, type CallerTurn, type ProviderTurn } from '../scripts/bench-cloud.js';
 
-// A turn on the bench clock: speech ends at 1000, the VAD closes the segment at 1200.
-const caller = (over: Partial<CallerTurn> = {}): CallerTurn => ({ call: 3, endAt: 1000, decisionAt: 1200, firstAudioAt: 0, windowMs: 250, ...over });
+// A turn on the bench clock: speech ends at 1000, the VAD reports the pause at 1100 and closes the segment at 1200.
+const caller = (over: Partial<CallerTurn> = {}): CallerTurn => ({ call: 3, endAt: 1000, pauseAt: 1100, decisionAt: 1200, firstAudioAt: 0, windowMs: 250, ...over });
 const provider = (over: Partial<ProviderTurn> = {}): ProviderTurn => ({
-  ref: 7, call: 3, question: 'what are your hours', ambiguous: false, commitRx: 1202, wordsTx: 1150, finalTx: 1502,
-  chatRequests: 1, firstChatRx: 1205, chatRx: 1205, clauseTx: 1585, ttsRx: 1590, ttsFirstTx: 1792, ...over,
+  ref: 7, call: 3, question: 'what are your hours', ambiguous: false, commitRx: 1202, wordsTx: 1050, finalTx: 1502,
+  chatRequests: 1, firstChatRx: 1105, chatRx: 1105, clauseTx: 1485, ttsRx: 1490, ttsFirstTx: 1692, ...over,
 });
 
 describe('cloud bench breakdown', () => {
-  it('a prepared reply: the ideal starts at the VAD decision, so the engine is charged its gaps on the path only', () => {
-    // ideal = 1200 + (1585 − 1205) + (1792 − 1590) = 1782; the media reached the caller at 1800.
-    const b = breakdown(caller({ firstAudioAt: 1800 }), provider())!;
+  it('a prepared reply: the ideal starts at the VAD\'s pause, so the engine is charged its gaps on the path only', () => {
+    // ideal = 1100 + (1485 − 1105) + (1692 − 1490) = 1682; the media reached the caller at 1700.
+    const b = breakdown(caller({ firstAudioAt: 1700 }), provider())!;
     expect(b.prepared).toBe(true);
     expect(b.boundBy).toBe('reply');
-    expect(b.callerLatencyMs).toBe(800);
+    expect(b.callerLatencyMs).toBe(700);
     expect(b.engineAddedMs).toBe(18);
     expect(b.segments).toEqual({ vadToCommit: 2, toAgentRequest: 5, clauseToTtsRequest: 5, release: 8 });
   });
