@@ -12,7 +12,7 @@
  *
  * `UPDATE_INSPECTOR_SCREENSHOT=1` saves the screenshot to docs/inspector.png (else to the temp dir).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +27,15 @@ import { PromptCache } from '../../src/providers/tts/prompt-cache.js';
 import { energyVad } from '../../src/providers/vad/energy.js';
 import { CHROMIUM, CHROMIUM_ARGS, describeInChromium } from '../support/chromium.js';
 import { FakeTwilio } from '../support/fake-twilio.js';
-import { startEngine, TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
+import { FIXTURE_TENANTS_DIR, startEngine, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN, type TestEngine } from '../support/engine.js';
 
-const OAK_HILL = '+15550100200';
+/**
+ * The clinics: the fixture clinic (a greeting of two seconds: the simulated call is in the
+ * conversation at once), and one like it whose greeting is long enough for the softphone to show
+ * its playback (a sample clinic's ran 12 to 20 s, all of it waited for).
+ */
+const QUICK_VET = '+15550109000';
+const SOFTPHONE_VET = '+15550109200';
 
 type Probe = {
   connected: boolean;
@@ -92,15 +98,24 @@ describeInChromium('the inspector in headless Chromium', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vetline-browser-'));
+    const tenantsDir = join(dir, 'tenants');
+    mkdirSync(tenantsDir);
+    // No recording (no Twilio REST in this engine), like the sample clinic these calls were on before.
+    const quickVet = { ...(JSON.parse(readFileSync(join(FIXTURE_TENANTS_DIR, 'quick-vet.json'), 'utf8')) as Record<string, unknown>), $schema: undefined, recording: { enabled: false } };
+    writeFileSync(join(tenantsDir, 'quick-vet.json'), JSON.stringify(quickVet));
+    writeFileSync(join(tenantsDir, 'softphone-vet.json'), JSON.stringify({
+      ...quickVet, id: 'softphone-vet', name: 'Softphone Vet', phoneNumbers: [SOFTPHONE_VET],
+      greeting: 'Thank you for calling Softphone Vet. How can I help you and your pet today?',
+    }));
     const tts = createLocalTts();
     const prompts = new PromptCache(tts);
-    const [stt, tenants] = await Promise.all([createLocalStt(), loadTenants(TENANTS_DIR)]);
+    const [stt, tenants] = await Promise.all([createLocalStt(), loadTenants(tenantsDir)]);
     await prompts.warm(tenants.all());
     engine = await startEngine({
       providers: { vad: energyVad, stt, tts, agent: localAgent },
       prompts,
       // Development without a Twilio token: signatures off, the inspector open, the softphone offered.
-      env: { NODE_ENV: 'development', TWILIO_AUTH_TOKEN: '', TWILIO_ACCOUNT_SID: '', LOG_LEVEL: 'info' },
+      env: { NODE_ENV: 'development', TWILIO_AUTH_TOKEN: '', TWILIO_ACCOUNT_SID: '', LOG_LEVEL: 'info', TENANTS_DIR: tenantsDir },
     });
     writeFileSync(join(dir, 'caller.wav'), wavOf(await synthesizeUlaw('what are your hours'), 1_500, 8_000));
     browser = await chromium.launch({
@@ -131,8 +146,10 @@ describeInChromium('the inspector in headless Chromium', () => {
   }
 
   it('follows a simulated call live, shows the transcript, then time-travels through it', async () => {
+    // The caller's lines, ready before the call: the greeting is over in two seconds.
+    const [hours, appointment] = await Promise.all([synthesizeUlaw('what are your hours'), synthesizeUlaw('i need an appointment')]);
     const page = await openInspector();
-    const call = await FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: OAK_HILL, from: '+15557654321' });
+    const call = await FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
     calls.push(call);
     const sid = call.callSid;
     const leafIs = (leaf: string, timeout = 20_000) =>
@@ -146,12 +163,13 @@ describeInChromium('the inspector in headless Chromium', () => {
     expect(await page.locator('#chart g[data-state="call.listening.waiting"]').getAttribute('class')).toContain('vi-leaf');
     expect(await page.locator('#chart g[data-state="call.greeting"]').getAttribute('class')).not.toContain('vi-leaf');
 
-    await call.say(await synthesizeUlaw('what are your hours'));
+    await call.say(hours);
     await leafIs('reply.speaking');
+    const answerFrom = call.heardMs();
     await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#transcript')?.textContent?.includes('what are your hours'), undefined, { timeout: 10_000 });
     // Talk over the answer once some of it was heard: the reply is cut, the rest struck through.
-    await call.waitFor((c) => c.heardMs() > 14_000, 20_000, 'part of the answer heard');
-    await call.say(await synthesizeUlaw('i need an appointment'));
+    await call.waitFor((c) => c.heardMs() > answerFrom + 1_000, 20_000, 'part of the answer heard');
+    await call.say(appointment);
     await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelectorAll('#transcript del').length > 0, undefined, { timeout: 20_000 });
     await page.waitForFunction(
       (s) => {
@@ -161,13 +179,13 @@ describeInChromium('the inspector in headless Chromium', () => {
       sid,
       { timeout: 20_000 },
     );
-    await page.waitForTimeout(1_500); // the meters and the timeline settle on the second answer
-    const shot = process.env.UPDATE_INSPECTOR_SCREENSHOT ? fileURLToPath(new URL('../../docs/inspector.png', import.meta.url)) : join(dir, 'inspector.png');
-    await page.screenshot({ path: shot });
-
     await call.hangUp();
     await leafIs('ended', 5_000);
     await page.waitForSelector(`li[data-call="${sid}"]:not(.vi-live)`);
+    // Once the call is over: a screenshot holds up the page's rendering, and a transition during it
+    // (the second answer ending, when it was taken 1.5 s into that answer) was highlighted 1.5 s late.
+    const shot = process.env.UPDATE_INSPECTOR_SCREENSHOT ? fileURLToPath(new URL('../../docs/inspector.png', import.meta.url)) : join(dir, 'inspector.png');
+    await page.screenshot({ path: shot });
 
     const leaves = await leavesOf(page, sid);
     expect(
@@ -183,7 +201,7 @@ describeInChromium('the inspector in headless Chromium', () => {
     ).toBe(true);
     const transcript = (await page.locator('#transcript').textContent()) ?? '';
     expect(transcript).toContain('what are your hours');
-    expect(transcript).toContain('Monday to Saturday');
+    expect(transcript).toContain('Monday to Friday');
     expect(transcript).toContain('i need an appointment');
 
     // Highlight latency: from the snapshot's publication on the server to the class on the box.
@@ -219,7 +237,7 @@ describeInChromium('the inspector in headless Chromium', () => {
   it('softphone: calls the clinic from the page with the fake microphone and plays the greeting back', async () => {
     const page = await openInspector();
     await page.waitForSelector('#softphone:not([hidden])');
-    await page.selectOption('#sp-clinic', OAK_HILL);
+    await page.selectOption('#sp-clinic', SOFTPHONE_VET);
     // A clean line, like a headset: Chromium's echo canceller mangles the fake microphone while the
     // greeting plays (in one run it turned "what are your hours" into "the front").
     await page.uncheck('#sp-aec');
@@ -233,8 +251,9 @@ describeInChromium('the inspector in headless Chromium', () => {
       const s = (globalThis as unknown as Win).__vetlineInspector.softphone!;
       return s.receivedMs > 3_000 && s.playedMs > 3_000 && s.marksEchoed > 10;
     }, undefined, { timeout: 20_000 });
-    // Marks played to the end of the greeting let the machine move on to listening.
-    await page.waitForFunction((s) => (globalThis as unknown as Win).__vetlineInspector.highlights.some((h) => h.callSid === s && h.leaf.startsWith('listening.')), sid, { timeout: 30_000 });
+    // Marks played to the end of the greeting let the machine move on: to the question asked during
+    // it (greeting → reply.thinking), or to listening (not waiting for the answer to play out too).
+    await page.waitForFunction((s) => (globalThis as unknown as Win).__vetlineInspector.highlights.some((h) => h.callSid === s && /^(listening|reply)\./.test(h.leaf)), sid, { timeout: 30_000 });
     // The WAV on the fake microphone went the other way, resampled to 8 kHz μ-law, and was understood.
     await page.waitForFunction(() => (globalThis as unknown as Win).document.querySelector('#transcript')?.textContent?.includes('what are your hours'), undefined, { timeout: 30_000 });
     const stats = await page.evaluate(() => (globalThis as unknown as Win).__vetlineInspector.softphone!);
