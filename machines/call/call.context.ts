@@ -11,6 +11,7 @@ export function initialContext({ callSid, tenant }: CallInput): CallContext {
     history: [],
     turnText: '',
     partialText: '',
+    partialAtMs: 0,
     awaitingFinal: false,
     turnEnd: { kind: 'open', windowMs: tenant.timing.endOfTurnMs, remainingMs: tenant.timing.endOfTurnMs },
     preempts: 0,

@@ -165,7 +165,11 @@ export const callMachine = callSetup.createMachine({
           },
           after: { maxUtterance: 'transcribing' },
         },
-        /** A short pause inside the segment: the caller goes on, or the VAD closes it; interim words that finish the sentence prepare the reply. */
+        /**
+         * A short pause inside the segment, on words not yet finished: the caller goes on, or the VAD
+         * closes it. Interim words arriving now are the recognizer catching up on the last word: if
+         * they read as finished, the reply is prepared before the close.
+         */
         paused: {
           on: {
             'vad.resume': 'hearing',

@@ -3,6 +3,7 @@
  * end-of-turn window runs, committing, thinking, speaking, interrupted, done
  * (docs/design/conversation.md §1.5, §2).
  */
+import { and, stateIn } from 'xstate';
 import type { CallContext } from './call.types.js';
 import { EMERGENCY_SPEECH, outcome, TTS_EVENTS } from './call.parts.js';
 
@@ -35,6 +36,12 @@ export const replyState = {
     },
   ],
   on: {
+    'stt.partial': [
+      EMERGENCY_SPEECH,
+      // Prepared on words one short: start again on the whole words (the reply state is re-entered: agent and synthesis restart).
+      { guard: and([stateIn({ reply: 'preparing' }), 'partialChangesPrepared']), target: '#call.reply.preparing', reenter: true, actions: 'notePartial' },
+      { actions: 'notePartial' },
+    ],
     'agent.delta': { guard: 'isCurrentReply', actions: 'appendReplyText' },
     'agent.expect': { guard: 'isCurrentReply', actions: 'assignExpect' },
     'agent.request': { guard: 'isCurrentReply', actions: 'storeRequest' },

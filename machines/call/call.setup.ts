@@ -7,7 +7,7 @@ import { BUDGETS } from './budgets.js';
 import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, EmergencySource, Outcome, Playback, Speech } from './call.types.js';
-import { bestText, commitOf, discardReason, finalKeepsMeaning, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, mayPreempt, newReply, preemptAtPause, preemptAtSpeechEnd, preemptOnLatePartial, turnEndFor, withinLead } from './call.turn.js';
+import { bestText, commitOf, discardReason, finalKeepsMeaning, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, mayPreempt, newReply, partialChangesPrepared, preemptAtPause, preemptAtSpeechEnd, preemptOnLatePartial, turnEndFor, withinLead } from './call.turn.js';
 import { classifyEmergency, heardText, isRealInterruption, takeSpeech, yesNo } from './language.js';
 
 /** 8 bytes of μ-law = 1 ms at 8 kHz. */
@@ -124,6 +124,7 @@ export const callSetup = setup({
     preemptAtSpeechEnd: ({ context, event }) => preemptAtSpeechEnd(context, event),
     preemptOnLatePartial: ({ context, event }) => preemptOnLatePartial(context, event),
     preemptAtPause: ({ context, event }) => preemptAtPause(context, event),
+    partialChangesPrepared: ({ context, event }) => partialChangesPrepared(context, event),
     /** Words are there, and what is left of the window is within the preparation lead. */
     preemptNow: ({ context }) =>
       mayPreempt(context) && bestText(context) !== '' && context.turnEnd.remainingMs > 0 && withinLead(context, context.turnEnd.remainingMs),
@@ -225,7 +226,7 @@ export const callSetup = setup({
         ? { turnText: joinText(context.turnText, event.text.trim()), lastFinalAtMs: event.atMs, partialText: '', awaitingFinal: false }
         : {},
     ),
-    notePartial: assign({ partialText: ({ context, event }) => (event.type === 'stt.partial' ? event.text : context.partialText) }),
+    notePartial: assign(({ context, event }) => (event.type === 'stt.partial' ? { partialText: event.text, partialAtMs: event.atMs ?? 0 } : { partialText: context.partialText })),
     // Where the speech ended, and its final owed: at the segment's close, or at a pause (where it ends
     // if the segment closes on it); interim words that prepare from a pause keep the pause's time.
     noteSpeechEnd: assign(({ context, event }) => (event.type === 'vad.speechEnd' || event.type === 'vad.pause' ? { lastSpeechEndAtMs: event.atMs, awaitingFinal: true } : { lastSpeechEndAtMs: context.lastSpeechEndAtMs, awaitingFinal: true })),

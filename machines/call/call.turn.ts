@@ -41,27 +41,40 @@ export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
   return event.type === 'vad.speechEnd' && preemptOn(c, c.partialText.trim(), (event.closedAtMs ?? event.atMs) - event.atMs);
 }
 
+/**
+ * The caller paused inside the segment (`vad.pause`, 100 ms of silence, before the VAD's 200 ms
+ * close) and the interim words read as finished: prepare on them now if the recognizer sent them
+ * after the caller fell silent. Words sent before are often one short (a streaming recognizer sends
+ * a word ~150 ms after its audio: "do you see" of "do you see cats"); they wait for the last word
+ * (`listening.paused`). The caller going on (`vad.resume`) takes the reply back.
+ */
+export function preemptAtPause(c: CallContext, event: CallEvent): boolean {
+  return event.type === 'vad.pause' && c.partialAtMs >= event.atMs && preemptOnFinished(c, c.partialText.trim());
+}
+
 /** Before the segment's final, only words that read as finished are worth a request. */
 const preemptOnFinished = (c: CallContext, partial: string) => classifyTurnEnd(joinText(c.turnText, partial)) === 'complete' && preemptOn(c, partial, 0);
 
 /**
- * The caller paused inside the segment (`vad.pauseMs`, 100 ms, before the VAD's 200 ms close): prepare
- * on the interim words now if they read as finished ("what are your hours"); the caller going on
- * (`vad.resume`) takes the reply back.
- */
-export function preemptAtPause(c: CallContext, event: CallEvent): boolean {
-  return event.type === 'vad.pause' && preemptOnFinished(c, c.partialText.trim());
-}
-
-/**
- * The caller has paused (or the segment is closed and its final owed) and the recognizer's interim
- * words catch up (a streaming recognizer sends a word ~150 ms after its audio): prepare on them
- * once they read as finished. The final is at most a few hundred ms away, and some recognizers
- * (OpenAI Realtime) stream it word by word after the commit: "what", then "what are"… would each
- * start a reply the final throws away.
+ * The caller has paused (`vad.pause`, 100 ms of silence) or the segment is closed and its final
+ * owed, and the recognizer's interim words catch up (a streaming recognizer sends a word ~150 ms
+ * after its audio): prepare on them once they read as finished. Only then: the final is at most a
+ * few hundred ms away, and some recognizers (OpenAI Realtime) stream it word by word after the
+ * commit: "what", then "what are"… would each start a reply the final throws away.
  */
 export function preemptOnLatePartial(c: CallContext, event: CallEvent): boolean {
   return event.type === 'stt.partial' && preemptOnFinished(c, event.text.trim());
+}
+
+/**
+ * A prepared reply's words were one short ("do you see" of "do you see cats": the recognizer sends a
+ * word ~150 ms after its audio): new interim words that read as finished and mean something else
+ * start it again at once, rather than when the final throws it away ~300 ms later.
+ */
+export function partialChangesPrepared(c: CallContext, event: CallEvent): boolean {
+  if (event.type !== 'stt.partial' || c.reply === null || !mayPreempt(c)) return false;
+  const words = joinText(c.turnText, event.text.trim());
+  return !sameMeaning(c.reply.transcript, words) && classifyTurnEnd(words) === 'complete';
 }
 
 /** A final transcript arrived while a reply was prepared on other words: do they still mean the same? */
@@ -75,7 +88,11 @@ export const GIVE_UP_FINAL_MS = BUDGETS.sttFinalTimeoutMs;
 
 /** Why a prepared reply is being thrown away, from the event that ends it. */
 export const discardReason = (event: CallEvent) =>
-  event.type === 'vad.speechStart' || event.type === 'vad.resume' ? ('callerResumed' as const) : event.type === 'stt.final' ? ('transcriptChanged' as const) : ('other' as const);
+  event.type === 'vad.speechStart' || event.type === 'vad.resume'
+    ? ('callerResumed' as const)
+    : event.type === 'stt.final' || event.type === 'stt.partial'
+      ? ('transcriptChanged' as const)
+      : ('other' as const);
 
 export const freshPlayback = (generation: number, epoch: number, held: Uint8Array[] | null = null): Playback => ({
   generation,

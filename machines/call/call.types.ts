@@ -200,7 +200,8 @@ export type CallEvent =
   /** A short silence inside the open segment (`vad.pauseMs`), `atMs` where it began; `vad.resume`: speech again before the close. */
   | { type: 'vad.pause'; atMs: number }
   | { type: 'vad.resume'; atMs: number }
-  | { type: 'stt.partial'; text: string }
+  /** `atMs`: stream time it arrived (absent in old journals and scripted tests: taken as long before). */
+  | { type: 'stt.partial'; text: string; atMs?: number }
   /** `confidence`: the recognizer's, 0–1; absent or null when it reports none. */
   | { type: 'stt.final'; text: string; atMs: number; confidence?: number | null }
   | { type: 'stt.error'; message: string }
@@ -303,6 +304,8 @@ export interface CallContext {
   turnText: string;
   /** The recognizer's latest interim hypothesis since the last final ('' after a final). */
   partialText: string;
+  /** Stream time `partialText` arrived: words sent after the caller fell silent have heard the end of the speech. */
+  partialAtMs: number;
   /** The VAD closed a segment whose final transcript has not come yet. */
   awaitingFinal: boolean;
   /** The end-of-turn window chosen for the words so far; `remainingMs`: what was left of it when last counted. */

@@ -160,7 +160,7 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       language: tenant.voice.language,
       vocabulary: deps.vocabulary,
       signal: ac.signal,
-      onPartial: (text) => send({ type: 'stt.partial', text }),
+      onPartial: (text) => send({ type: 'stt.partial', text, atMs: hub.nowMs }),
       onFinal: (text, confidence) => send({ type: 'stt.final', text, atMs: hub.nowMs, confidence }),
       onError: (err) => {
         failed = true;

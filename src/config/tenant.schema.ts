@@ -41,8 +41,9 @@ export const VadOverrides = z
     /** Silence needed to close a segment (turn logic runs after this). */
     minSilenceMs: ms(60, 2000).default(200),
     /**
-     * Silence inside a segment reported as a pause: finished words prepare the reply then, before the
-     * segment closes (docs/design/conversation.md §1.5). 0, or not below minSilenceMs: no pauses.
+     * Silence inside a segment reported as a pause: words that read as finished (then, or sent by the
+     * recognizer during it) prepare the reply before the segment closes (docs/design/conversation.md
+     * §1.5). 0, or not below minSilenceMs: no pauses.
      */
     pauseMs: z.number().int().min(0).max(2000).default(100),
   })

@@ -104,7 +104,7 @@ export const eventPayloads: Record<CallEvent['type'], z.ZodObject> = {
   'vad.speechEnd': z.object({ atMs: z.number(), speechMs: z.number(), closedAtMs: z.number().optional() }),
   'vad.pause': z.object({ atMs: z.number() }),
   'vad.resume': z.object({ atMs: z.number() }),
-  'stt.partial': z.object({ text: z.string() }),
+  'stt.partial': z.object({ text: z.string(), atMs: z.number().optional() }),
   /** Journals before the two-step emergency check have no confidence: not reported. */
   'stt.final': z.object({ text: z.string(), atMs: z.number(), confidence: z.number().nullable().optional() }),
   'stt.error': z.object({ message: z.string() }),

@@ -95,20 +95,25 @@ describe('replies prepared while the end-of-turn window runs', () => {
     expect(open.matches('emergency')).toBe(true);
   });
 
-  it('at a short pause inside the segment, finished words start the reply; the caller going on takes it back', () => {
+  it('at a short pause, finished words start the reply before the segment closes; words one short restart it; the caller going on takes it back', () => {
     const h = createCallHarness({ agent: [{ text: 'We are open nine to five, Monday to Friday.', delayMs: 100 }] });
     connect(h);
     h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
     h.advance(800);
-    h.send({ type: 'stt.partial', text: 'what are your hours' });
+    h.send({ type: 'stt.partial', text: 'what are your' });
     const endedAt = h.clock.now();
     h.advance(100);
     h.send({ type: 'vad.pause', atMs: endedAt });
+    expect(h.matches({ listening: 'paused' })).toBe(true);
+    expect(h.agentInputs).toHaveLength(0);
+    // The recognizer catches up on the last word 150 ms after it: the reply starts, 50 ms before the close.
+    h.advance(50);
+    h.send({ type: 'stt.partial', text: 'what are your hours' });
     expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
     expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours' });
     const g = h.state().context.reply!.generation;
     // The VAD closes the segment on the same silence: nothing changes; the final commits the turn.
-    h.advance(100);
+    h.advance(50);
     h.send({ type: 'vad.speechEnd', atMs: endedAt, speechMs: 800, closedAtMs: h.clock.now() });
     expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
     h.advance(300);
@@ -116,28 +121,54 @@ describe('replies prepared while the end-of-turn window runs', () => {
     expect(h.commands.find((c) => c.type === 'out.turn')).toMatchObject({ generation: g, endOfTurn: { kind: 'complete', windowMs: 250 }, prepared: true });
     expect(h.matches({ reply: 'speaking' })).toBe(true);
 
-    // Unfinished words at the pause wait; the last word arriving during it prepares the reply.
-    const late = createCallHarness();
-    connect(late);
-    late.send({ type: 'vad.speechStart', atMs: late.clock.now() });
-    late.advance(800);
-    late.send({ type: 'stt.partial', text: 'what are your' });
-    late.advance(100);
-    late.send({ type: 'vad.pause', atMs: late.clock.now() - 100 });
-    expect(late.matches({ listening: 'paused' })).toBe(true);
-    expect(late.agentInputs).toHaveLength(0);
-    late.send({ type: 'stt.partial', text: 'what are your hours' });
-    expect(late.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
-    expect(late.agentInputs.map((i) => i.transcript)).toEqual(['what are your hours']);
+    // Words sent before the caller fell silent may be one short: even finished-looking ones wait for the close.
+    const settled = createCallHarness();
+    connect(settled);
+    settled.send({ type: 'vad.speechStart', atMs: settled.clock.now() });
+    settled.advance(800);
+    settled.send({ type: 'stt.partial', text: 'what are your hours', atMs: settled.clock.now() - 30 });
+    settled.advance(100);
+    settled.send({ type: 'vad.pause', atMs: settled.clock.now() - 100 });
+    expect(settled.matches({ listening: 'paused' })).toBe(true);
+    settled.advance(100);
+    settled.send({ type: 'vad.speechEnd', atMs: settled.clock.now() - 200, speechMs: 800, closedAtMs: settled.clock.now() });
+    expect(settled.agentInputs.map((i) => i.transcript)).toEqual(['what are your hours']);
+
+    // Finished words sent after the caller fell silent start the reply at the pause; if they were
+    // one short after all, the whole words start it again.
+    const early = createCallHarness({ agent: [{ text: 'Yes, we see cats every day.', delayMs: 300 }] });
+    connect(early);
+    early.send({ type: 'vad.speechStart', atMs: early.clock.now() });
+    early.advance(800);
+    const silentFrom = early.clock.now();
+    early.advance(60);
+    early.send({ type: 'stt.partial', text: 'do you see', atMs: early.clock.now() });
+    early.advance(40);
+    early.send({ type: 'vad.pause', atMs: silentFrom });
+    expect(early.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    const first = early.state().context.reply!.generation;
+    early.advance(50);
+    early.send({ type: 'stt.partial', text: 'do you see cats', atMs: early.clock.now() });
+    expect(early.agentInputs.map((i) => i.transcript)).toEqual(['do you see', 'do you see cats']);
+    expect(early.commands.find((c) => c.type === 'out.discard')).toEqual({ type: 'out.discard', generation: first, reason: 'transcriptChanged' });
+    expect(early.agentStopped).toEqual([first]);
+    expect(early.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+    // The same words again (case, punctuation) change nothing; the final keeps the second reply.
+    early.send({ type: 'stt.partial', text: 'Do you see cats?' });
+    expect(early.agentInputs).toHaveLength(2);
+    early.advance(350);
+    early.send({ type: 'vad.speechEnd', atMs: early.clock.now() - 500, speechMs: 800, closedAtMs: early.clock.now() - 300 });
+    early.send({ type: 'stt.final', text: 'Do you see cats?', atMs: early.clock.now() });
+    expect(early.commands.find((c) => c.type === 'out.turn')).toMatchObject({ generation: first + 1, transcript: 'Do you see cats?', prepared: true });
 
     // The caller goes on before the segment closes: the prepared reply is thrown away, nothing was said.
     const resumed = createCallHarness({ agent: [{ text: 'We are open nine to five.', delayMs: 300 }] });
     connect(resumed);
     resumed.send({ type: 'vad.speechStart', atMs: resumed.clock.now() });
     resumed.advance(800);
-    resumed.send({ type: 'stt.partial', text: 'what are your hours' });
     resumed.advance(100);
     resumed.send({ type: 'vad.pause', atMs: resumed.clock.now() - 100 });
+    resumed.send({ type: 'stt.partial', text: 'what are your hours' });
     const r = resumed.state().context.reply!.generation;
     resumed.advance(50);
     resumed.send({ type: 'vad.resume', atMs: resumed.clock.now() });
