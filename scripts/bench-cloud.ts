@@ -572,7 +572,9 @@ export interface TurnBreakdown {
  *   P (VAD pause)     = the frame on which the VAD reports the final silence as a pause (endAt + 100)
  *   reply start       = prepared (the kept reply was asked before the final): max(P, words), where words
  *                       is when the recognizer's partial first carried all the turn's words (Scribe; the
- *                       engine cannot prepare on words it has not been sent); else max(final, window end)
+ *                       engine cannot prepare on words it has not been sent), or D when those words came
+ *                       before the speech ended (the engine's rule: such words may be one short, so they
+ *                       wait for the close); else max(final, window end)
  *   reply audio       = reply start + (first clause out − chat in) + (first TTS audio out − TTS request in)
  *   ideal first audio = max(reply audio, window end, final)             the turn is committed on both
  *   engine added      = first reply media at the caller − ideal first audio
@@ -587,7 +589,7 @@ export function breakdown(c: CallerTurn, p: ProviderTurn): TurnBreakdown | null 
   const prepared = chatRx < finalTx;
   const windowEnd = c.endAt + c.windowMs;
   const finalIdeal = D + span.stt;
-  const preparedAt = Math.max(c.pauseAt, p.wordsTx ?? c.pauseAt);
+  const preparedAt = p.wordsTx !== null && p.wordsTx < c.endAt ? D : Math.max(c.pauseAt, p.wordsTx ?? c.pauseAt);
   const startIdeal = prepared ? preparedAt : Math.max(finalIdeal, windowEnd);
   const audioIdeal = startIdeal + span.llm + span.tts;
   const ideal = Math.max(audioIdeal, windowEnd, finalIdeal);

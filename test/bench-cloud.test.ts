@@ -34,6 +34,14 @@ describe('cloud bench breakdown', () => {
     expect(b.segments.toAgentRequest).toBe(5);
   });
 
+  it('a prepared reply on words sent before the speech ended starts at the close: the engine\'s rule waits for it', () => {
+    // words 950 < end 1000: ideal = D 1200 + 380 + 202 = 1782.
+    const p = provider({ wordsTx: 950, firstChatRx: 1205, chatRx: 1205, clauseTx: 1585, ttsRx: 1590, ttsFirstTx: 1792 });
+    const b = breakdown(caller({ firstAudioAt: 1800 }), p)!;
+    expect(b.engineAddedMs).toBe(18);
+    expect(b.segments.toAgentRequest).toBe(5);
+  });
+
   it('a reply asked after the final starts at max(final, window end), with the window the engine chose', () => {
     // Window 1800 ms (the caller trailed off): window end 2800 > final 1500; ideal 2800 + 380 + 202.
     const p = provider({ firstChatRx: 2810, chatRx: 2810, clauseTx: 3190, ttsRx: 3195, ttsFirstTx: 3397 });
