@@ -6,6 +6,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, it } from 'vitest';
 import { createFakeAgent } from '../../src/providers/agent/fake.js';
 import { localAgent } from '../../src/providers/agent/local.js';
@@ -84,7 +87,13 @@ describe('the end of a call', () => {
 describe.concurrent('silence, garbage and replays', () => {
   it('a silent caller gets two nudges after silencePromptMs, then goodbye and a REST hang-up (outcome silence)', async (ctx) => {
     const { expect } = ctx;
-    const r = await rigFor(ctx, { agent: localAgent });
+    // Quick Vet waiting the shortest silence a clinic may set (3 s, not its 4): the call is three of them.
+    const silencePromptMs = 3_000;
+    const tenantsDir = mkdtempSync(join(tmpdir(), 'vetline-silent-'));
+    ctx.onTestFinished(() => rmSync(tenantsDir, { recursive: true, force: true }));
+    const quick = JSON.parse(readFileSync(join(TENANTS, 'quick-vet.json'), 'utf8')) as { timing: Record<string, unknown> };
+    writeFileSync(join(tenantsDir, 'quick-vet.json'), JSON.stringify({ ...quick, $schema: undefined, timing: { ...quick.timing, silencePromptMs } }));
+    const r = await rigFor(ctx, { agent: localAgent, tenantsDir });
     const call = await r.dial(QUICK_VET);
     const sid = call.callSid;
     const texts = clipTexts(quickVet);
@@ -94,8 +103,7 @@ describe.concurrent('silence, garbage and replays', () => {
     };
 
     await untilState(r, call, 'ended', 22_000);
-    const silencePromptMs = quickVet.timing.silencePromptMs; // 4000
-    // Greeting | 4 s | "Are you still there?" | 4 s | hint | 4 s | goodbye: three gaps, each the timer.
+    // Greeting | 3 s | "Are you still there?" | 3 s | hint | 3 s | goodbye: three gaps, each the timer.
     const gaps = call.silenceGaps(1_000).map((g) => Math.round(g.ms));
     expect(gaps).toHaveLength(3);
     for (const ms of gaps) {
