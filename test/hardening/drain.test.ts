@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
 import { createTwilioRest } from '../../src/twilio/rest.js';
 import { start as startFakeRest, type FakeTwilioRest } from '../fakes/twilio-rest-server.js';
 import { callerSpeech } from '../support/caller-speech.js';
@@ -25,7 +25,12 @@ const CLINIC = '+15550109000';
 const FRONT_DESK = '+15550109001';
 const CALLER = '+15557654321';
 
-describe('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
+/**
+ * The two drains run at once (both suites concurrent): each waits on its calls and timers in real
+ * time rather than on the CPU, and they share nothing (an engine in this process; a child process
+ * on a port of its own).
+ */
+describe.concurrent('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
   let rest: FakeTwilioRest;
   let engine: TestEngine;
   let journalDir: string;
@@ -59,7 +64,7 @@ describe('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
   const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
   const updatesFor = (callSid: string) => rest.requests.filter((r) => r.route === 'call.update' && r.callSid === callSid);
 
-  it('stops new calls, keeps live ones talking, hands them off at the deadline, closes 1001 and finishes', async () => {
+  it('stops new calls, keeps live ones talking, hands them off at the deadline, closes 1001 and finishes', async ({ expect }) => {
     const live = [await dial(), await dial(), await dial()];
     await Promise.all(live.map((c) => c.untilQuiet()));
     for (const c of live) expect(stateOf(c.callSid)).toBe('listening.waiting');
@@ -178,7 +183,7 @@ const upgradeStatusOf = (serverUrl: string, path = '/twilio/ws/stray.token') =>
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-describe('drain in the real entry point (child process)', () => {
+describe.concurrent('drain in the real entry point (child process)', () => {
   let child: ChildProcess | null = null;
   let call: FakeTwilio | null = null;
 
@@ -187,7 +192,7 @@ describe('drain in the real entry point (child process)', () => {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
 
-  it('SIGTERM fails readiness only; a second SIGTERM hands the call off at once; exit 0 long before DRAIN_TIMEOUT', async () => {
+  it('SIGTERM fails readiness only; a second SIGTERM hands the call off at once; exit 0 long before DRAIN_TIMEOUT', async ({ expect }) => {
     const port = await freePort();
     const longDrainMs = 30_000;
     const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
