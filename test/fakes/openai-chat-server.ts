@@ -45,6 +45,8 @@ export interface FakeChatRequest {
   body: FakeChatBody;
   /** The bearer token the client sent, or null. */
   apiKey: string | null;
+  /** The client's port: requests with the same one came over the same connection. */
+  clientPort: number | undefined;
   plan: FaultPlan;
   /** SSE events written (malformed one included). */
   chunksSent: number;
@@ -244,7 +246,7 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
   const recordRequest = (res: ServerResponse, body: FakeChatBody, apiKey: string | null, plan: FaultPlan) => {
     let markEnded = () => {};
     const rec: FakeChatRequest = {
-      body, apiKey, plan, chunksSent: 0, usage: null, completed: false, dropped: false, clientDisconnected: false,
+      body, apiKey, clientPort: res.req.socket.remotePort, plan, chunksSent: 0, usage: null, completed: false, dropped: false, clientDisconnected: false,
       ended: new Promise<void>((resolve) => (markEnded = resolve)),
     };
     requests.push(rec);
@@ -257,6 +259,9 @@ export async function startOpenAiChatServer(opts: { responder?: ChatResponder; a
   };
 
   const server = createServer((req, res) => readBody(req, MAX_BODY, (body) => void answer(req, res, body)));
+  // No idle limit and no `Keep-Alive: timeout=` hint (Node's default would say 5 s): how long an idle
+  // connection lasts is then the client's choice, which is what the keep-alive test checks.
+  server.keepAliveTimeout = 0;
   const port = await listenOnLoopback(server, sockets);
 
   return {

@@ -75,6 +75,18 @@ function expectFailure(run: Run, failure: ProviderError['failure']): ProviderErr
 }
 
 describe('openai agent: replies', () => {
+  it('keeps the vendor connection between turns a few seconds apart (Node\'s fetch would drop it after 4 s idle)', async () => {
+    const before = fake.requests.length;
+    await turn({ transcript: 'what are your hours' });
+    // The caller listens to the reply, then speaks: longer than undici's default 4 s keep-alive (the
+    // fake server sets no limit of its own).
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    await turn({ transcript: 'and on saturdays' });
+    const [first, second] = fake.requests.slice(before);
+    expect(first?.clientPort).toBeDefined();
+    expect(second?.clientPort).toBe(first?.clientPort);
+  });
+
   it('streams the reply as deltas in order and reports usage', async () => {
     const reply = 'Our hours are Monday to Friday, 8 am to 6 pm. Anything else I can help with?';
     fake.respondWith(() => ({ text: reply }));

@@ -6,6 +6,7 @@
  */
 import OpenAI, { APIError } from 'openai';
 import { ProviderError, failureForStatus } from '../errors.js';
+import { vendorFetch } from '../vendor-fetch.js';
 
 const PROVIDER = 'openai';
 /** A summary is a few sentences; this bounds the cost of a runaway answer. */
@@ -26,7 +27,7 @@ export interface OpenAiSummarizer {
 }
 
 export function createOpenAiSummarizer(opts: { apiKey: string; baseUrl?: string | null }): OpenAiSummarizer {
-  const client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseUrl ?? null, maxRetries: 0, timeout: 10_000, logLevel: 'off' });
+  const client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseUrl ?? null, maxRetries: 0, timeout: 10_000, logLevel: 'off', fetch: vendorFetch });
   return {
     name: PROVIDER,
     async summarize(input, signal) {

@@ -15,6 +15,7 @@ import type { Tenant } from '../../config/tenant.schema.js';
 import { ProviderError, failureForStatus } from '../errors.js';
 import { AGENT_TOOLS, chatMessages, systemPrompt, type ToolName } from './openai-prompt.js';
 import { anonymousCall, type AgentAction, type AgentCallInfo, type AgentOutput, type AgentProvider, type AgentSession, type AgentTurn, type CallerRequest } from './types.js';
+import { vendorFetch } from '../vendor-fetch.js';
 
 const PROVIDER = 'openai';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -45,7 +46,8 @@ export function createOpenAiAgent(opts: OpenAiAgentOptions): AgentProvider {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   // One client (one connection pool) per provider. SDK retries off: the resilience layer decides.
   // logLevel 'off': the SDK logs raw SSE data on a parse error, which would put transcripts in logs.
-  const client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseUrl ?? null, maxRetries: 0, timeout: timeoutMs, logLevel: 'off' });
+  // fetch: the shared vendor pool keeps the connection open between turns (vendor-fetch.ts).
+  const client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseUrl ?? null, maxRetries: 0, timeout: timeoutMs, logLevel: 'off', fetch: vendorFetch });
   return {
     name: PROVIDER,
     startSession: (tenant, call = anonymousCall()) => new OpenAiAgentSession(client, tenant, call, timeoutMs),

@@ -20,6 +20,7 @@
 import type * as ElevenLabsModule from '@elevenlabs/elevenlabs-js';
 import { ProviderError, failureForStatus, type ProviderFailure } from '../errors.js';
 import type { TtsOptions, TtsProvider } from './types.js';
+import { vendorFetch } from '../vendor-fetch.js';
 
 type ElevenLabsSdk = typeof ElevenLabsModule;
 type ElevenLabsClient = InstanceType<ElevenLabsSdk['ElevenLabsClient']>;
@@ -79,6 +80,8 @@ export function createElevenLabsTts(opts: ElevenLabsTtsOptions): ElevenLabsTts {
           apiKey: opts.apiKey,
           maxRetries: 0,
           timeoutInSeconds: HEADERS_TIMEOUT_S,
+          // The shared vendor pool keeps the connection open between replies (vendor-fetch.ts).
+          fetch: vendorFetch,
           ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {}),
         }),
     );
@@ -123,11 +126,11 @@ function errorCode(body: unknown): string | null {
   return typeof code === 'string' && /^[a-z0-9_]{1,64}$/.test(code) ? code : null;
 }
 
-/** undici's parser errors (HPE_*) mean the server sent bytes that are not HTTP. */
+/** undici's parser errors (HTTPParserError, codes HPE_*) mean the server sent bytes that are not HTTP. */
 function isParseError(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('HPE_')) return true;
+    if (e.name === 'HTTPParserError' || (typeof code === 'string' && code.startsWith('HPE_'))) return true;
   }
   return false;
 }
