@@ -36,7 +36,11 @@ export type Step =
   | { t: 'mark'; kind: 'heard' | 'staleEpoch' | 'staleGen'; fraction: number }
   | { t: 'speechStart' }
   | { t: 'speechEnd'; speechMs: number }
-  | { t: 'partial'; text: string }
+  /** A short pause inside the segment, and speech again before it closes. */
+  | { t: 'pause' }
+  | { t: 'resume' }
+  /** Interim words, sent now (after any pause began) or before the caller fell silent. */
+  | { t: 'partial'; text: string; late?: boolean }
   | { t: 'final'; text: string }
   /** A whole caller turn: speech start, speech end, final transcript. */
   | { t: 'turn'; text: string; speechMs: number }
@@ -123,7 +127,9 @@ export const step: fc.Arbitrary<Step> = fc.oneof(
   },
   { weight: 6, arbitrary: fc.constant({ t: 'speechStart' as const }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('speechEnd' as const), speechMs: fc.integer({ min: 50, max: 4_000 }) }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('partial' as const), text }) },
+  { weight: 2, arbitrary: fc.constant({ t: 'pause' as const }) },
+  { weight: 1, arbitrary: fc.constant({ t: 'resume' as const }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('partial' as const), text, late: fc.boolean() }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('final' as const), text }) },
   { weight: 8, arbitrary: fc.record({ t: fc.constant('turn' as const), text, speechMs: fc.integer({ min: 100, max: 3_000 }) }) },
   { weight: 1, arbitrary: fc.constant({ t: 'sttError' as const }) },
@@ -288,8 +294,12 @@ export function eventsOf(s: Step, live: Live, wire: Wire, atMs: number): CallEve
       return [{ type: 'vad.speechStart', atMs }];
     case 'speechEnd':
       return [{ type: 'vad.speechEnd', atMs, speechMs: s.speechMs }];
+    case 'pause':
+      return [{ type: 'vad.pause', atMs }];
+    case 'resume':
+      return [{ type: 'vad.resume', atMs }];
     case 'partial':
-      return [{ type: 'stt.partial', text: s.text }];
+      return [s.late ? { type: 'stt.partial', text: s.text, atMs } : { type: 'stt.partial', text: s.text }];
     case 'final':
       return [{ type: 'stt.final', text: s.text, atMs }];
     case 'turn':
