@@ -13,6 +13,33 @@ const connect = (h: CallHarness) => {
   h.advance(2_000);
 };
 
+/**
+ * The caller talks 800 ms and falls silent; the VAD reports the pause 100 ms later. `partial` (if
+ * any) arrives `partialAfterMs` after the silence began (negative: before it, while they talked).
+ * Returns where the silence began.
+ */
+const talkThenPause = (h: CallHarness, partial: string | null, partialAfterMs = -30) => {
+  h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
+  h.advance(800);
+  const silentFrom = h.clock.now();
+  const after = Math.max(0, partialAfterMs);
+  h.advance(after);
+  if (partial !== null) h.send({ type: 'stt.partial', text: partial, atMs: silentFrom + partialAfterMs });
+  h.advance(100 - after);
+  h.send({ type: 'vad.pause', atMs: silentFrom });
+  return silentFrom;
+};
+
+/** "what are your" was there; "hours" comes `afterMs` later: the reply is prepared on the whole words. Returns its generation. */
+const lastWordComes = (h: CallHarness, afterMs: number) => {
+  expect(h.agentInputs).toHaveLength(0);
+  h.advance(afterMs);
+  h.send({ type: 'stt.partial', text: 'what are your hours' });
+  expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
+  expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours' });
+  return h.state().context.reply!.generation;
+};
+
 /** Commands about reply generation `g` (audio as a byte count). */
 const about = (h: CallHarness, g: number) =>
   h.commands
@@ -60,12 +87,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     // The recognizer had not yet sent the last word when the segment closed: "what are your" reads unfinished.
     h.speak('what are your hours', { partial: 'what are your', final: null });
     expect(h.matches({ listening: 'transcribing' })).toBe(true);
-    expect(h.agentInputs).toHaveLength(0);
-    h.advance(50);
-    h.send({ type: 'stt.partial', text: 'what are your hours' });
-    expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
-    expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours' });
-    const g = h.state().context.reply!.generation;
+    const g = lastWordComes(h, 50);
     h.advance(250);
     h.send({ type: 'stt.final', text: 'What are your hours?', atMs: h.clock.now() });
     expect(h.commands.find((c) => c.type === 'out.turn')).toEqual({
@@ -98,20 +120,10 @@ describe('replies prepared while the end-of-turn window runs', () => {
   it('at a short pause, finished words start the reply before the segment closes; words one short restart it; the caller going on takes it back', () => {
     const h = createCallHarness({ agent: [{ text: 'We are open nine to five, Monday to Friday.', delayMs: 100 }] });
     connect(h);
-    h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
-    h.advance(800);
-    h.send({ type: 'stt.partial', text: 'what are your' });
-    const endedAt = h.clock.now();
-    h.advance(100);
-    h.send({ type: 'vad.pause', atMs: endedAt });
+    const endedAt = talkThenPause(h, 'what are your');
     expect(h.matches({ listening: 'paused' })).toBe(true);
-    expect(h.agentInputs).toHaveLength(0);
     // The recognizer catches up on the last word 150 ms after it: the reply starts, 50 ms before the close.
-    h.advance(50);
-    h.send({ type: 'stt.partial', text: 'what are your hours' });
-    expect(h.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
-    expect(h.agentInputs.at(-1)).toMatchObject({ transcript: 'what are your hours' });
-    const g = h.state().context.reply!.generation;
+    const g = lastWordComes(h, 50);
     // The VAD closes the segment on the same silence: nothing changes; the final commits the turn.
     h.advance(50);
     h.send({ type: 'vad.speechEnd', atMs: endedAt, speechMs: 800, closedAtMs: h.clock.now() });
@@ -124,11 +136,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     // Words sent before the caller fell silent may be one short: even finished-looking ones wait for the close.
     const settled = createCallHarness();
     connect(settled);
-    settled.send({ type: 'vad.speechStart', atMs: settled.clock.now() });
-    settled.advance(800);
-    settled.send({ type: 'stt.partial', text: 'what are your hours', atMs: settled.clock.now() - 30 });
-    settled.advance(100);
-    settled.send({ type: 'vad.pause', atMs: settled.clock.now() - 100 });
+    talkThenPause(settled, 'what are your hours', -30);
     expect(settled.matches({ listening: 'paused' })).toBe(true);
     settled.advance(100);
     settled.send({ type: 'vad.speechEnd', atMs: settled.clock.now() - 200, speechMs: 800, closedAtMs: settled.clock.now() });
@@ -138,13 +146,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     // one short after all, the whole words start it again.
     const early = createCallHarness({ agent: [{ text: 'Yes, we see cats every day.', delayMs: 300 }] });
     connect(early);
-    early.send({ type: 'vad.speechStart', atMs: early.clock.now() });
-    early.advance(800);
-    const silentFrom = early.clock.now();
-    early.advance(60);
-    early.send({ type: 'stt.partial', text: 'do you see', atMs: early.clock.now() });
-    early.advance(40);
-    early.send({ type: 'vad.pause', atMs: silentFrom });
+    talkThenPause(early, 'do you see', 60);
     expect(early.matches({ reply: { preparing: 'transcribing' } })).toBe(true);
     const first = early.state().context.reply!.generation;
     early.advance(50);
@@ -164,11 +166,8 @@ describe('replies prepared while the end-of-turn window runs', () => {
     // The caller goes on before the segment closes: the prepared reply is thrown away, nothing was said.
     const resumed = createCallHarness({ agent: [{ text: 'We are open nine to five.', delayMs: 300 }] });
     connect(resumed);
-    resumed.send({ type: 'vad.speechStart', atMs: resumed.clock.now() });
-    resumed.advance(800);
-    resumed.advance(100);
-    resumed.send({ type: 'vad.pause', atMs: resumed.clock.now() - 100 });
-    resumed.send({ type: 'stt.partial', text: 'what are your hours' });
+    talkThenPause(resumed, null);
+    resumed.send({ type: 'stt.partial', text: 'what are your hours', atMs: resumed.clock.now() });
     const r = resumed.state().context.reply!.generation;
     resumed.advance(50);
     resumed.send({ type: 'vad.resume', atMs: resumed.clock.now() });
@@ -180,11 +179,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     // Trailing words at a pause prepare nothing; the caller going on is just more of the turn.
     const open = createCallHarness();
     connect(open);
-    open.send({ type: 'vad.speechStart', atMs: open.clock.now() });
-    open.advance(600);
-    open.send({ type: 'stt.partial', text: 'my dog is' });
-    open.advance(100);
-    open.send({ type: 'vad.pause', atMs: open.clock.now() - 100 });
+    talkThenPause(open, 'my dog is', 20);
     expect(open.matches({ listening: 'paused' })).toBe(true);
     open.send({ type: 'vad.resume', atMs: open.clock.now() });
     expect(open.matches({ listening: 'hearing' })).toBe(true);
