@@ -40,11 +40,7 @@ export const VadOverrides = z
     minSpeechMs: ms(20, 1000).default(100),
     /** Silence needed to close a segment (turn logic runs after this). */
     minSilenceMs: ms(60, 2000).default(200),
-    /**
-     * Silence inside a segment reported as a pause: words that read as finished (then, or sent by the
-     * recognizer during it) prepare the reply before the segment closes (docs/design/conversation.md
-     * §1.5). 0, or not below minSilenceMs: no pauses.
-     */
+    /** Silence inside a segment reported as a pause: finished words may prepare the reply then (docs/design/conversation.md §1.5). 0, or not below minSilenceMs: none. */
     pauseMs: z.number().int().min(0).max(2000).default(100),
   })
   .strict()
@@ -77,10 +73,8 @@ export const Timing = z
      */
     fillerAfterMs: ms(300, 6_000).default(BUDGETS.fillerAfterMs),
     /**
-     * Minimum caller speech while we talk before it counts as a barge-in (the `clear` follows in the
-     * same tick). Short enough to stop within 250 ms of the caller's first word; a cough or "mm" of
-     * this length pauses the reply, which resumes when the recognizer hears no real words
-     * (docs/design/conversation.md §2).
+     * Caller speech while we talk that counts as a barge-in; a longer cough pauses the reply until the
+     * recognizer hears no words in it (docs/design/conversation.md §2).
      */
     bargeInMinSpeechMs: ms(60, 2000).default(150),
     /** Inter-digit timeout for multi-digit DTMF entries. */
