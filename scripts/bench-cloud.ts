@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { takeSpeech } from '../machines/call/language.js';
 import { decodeUlaw } from '../src/audio/ulaw.js';
+import { VadOverrides } from '../src/config/tenant.schema.js';
 import { energyVad, energyVadParams } from '../src/providers/vad/energy.js';
 import { startFakeScribe, type FakeScribe, type ScribeAudio } from '../test/fakes/elevenlabs-scribe-server.js';
 import { startElevenLabsFake, type FakeElevenLabs } from '../test/fakes/elevenlabs-server.js';
@@ -37,9 +38,8 @@ const SCRIBE_PATH = '/v1/speech-to-text/';
 /** Vendor latencies the fakes play (docs/design/conversation.md §6 budget figures; the e2e cloud test uses the same). */
 export const CLOUD_LATENCY = { sttFinalMs: 300, llmFirstByteMs: 250, llmChunkDelayMs: 20, ttsFirstByteMs: 200, ttsChunkDelayMs: 20 } as const;
 
-/** quick-vet's VAD silence that closes a segment and that reports a pause (tenant schema defaults); the end-of-turn window is the engine's choice per turn. */
-const MIN_SILENCE_MS = 200;
-const PAUSE_MS = 100;
+/** quick-vet's VAD (the clinic schema's defaults: 200 ms of silence closes a segment, 100 ms reports a pause); the end-of-turn window is the engine's choice per turn. */
+const VAD = VadOverrides.parse({});
 const FRAME = 160;
 
 /**
@@ -135,11 +135,11 @@ export function readTag(ulaw: Uint8Array): number | null {
  * Frames between the caller's last speech frame and the ones on which the engine's VAD (quick-vet's
  * listening parameters) reports the final pause (`pause`) and closes the segment (`close`): the
  * line replayed through the same VAD, after the tag frame and followed by line noise, as FakeTwilio
- * sends it. Usually PAUSE_MS / 20 = 5 and MIN_SILENCE_MS / 20 = 10; fewer when the line's last
+ * sends it. Usually pauseMs / 20 = 5 and minSilenceMs / 20 = 10; fewer when the line's last
  * frames are already below the release level.
  */
 export function vadFrames(line: Uint8Array): { pause: number; close: number } {
-  const params = energyVadParams({ listeningThresholdDb: -38, speakingThresholdDb: -30, minSpeechMs: 100, minSilenceMs: MIN_SILENCE_MS, pauseMs: PAUSE_MS });
+  const params = energyVadParams(VAD);
   const vad = energyVad.create(params);
   const noise = new Uint8Array(FRAME * 20).map((_, i) => (i % 3 ? 0xe8 : 0x68)); // ≈ -63 dBFS, like FakeTwilio's
   const lineFrames = Math.ceil(line.length / FRAME);
@@ -149,8 +149,8 @@ export function vadFrames(line: Uint8Array): { pause: number; close: number } {
   audio.set(line, FRAME);
   audio.set(noise, FRAME + lineFrames * FRAME);
   const last = lineFrames; // frame index of the last line frame (the tag is frame 0)
-  let close = last + MIN_SILENCE_MS / 20;
-  let pause = last + PAUSE_MS / 20;
+  let close = last + VAD.minSilenceMs / 20;
+  let pause = last + VAD.pauseMs / 20;
   let open: number | null = null;
   for (let f = 0; f * FRAME < audio.length; f++) {
     // The last ones: a pause inside the line reports (or closes) earlier.
