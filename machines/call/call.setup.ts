@@ -1,36 +1,18 @@
 /**
- * setup(): every guard, action, delay and child actor of the call machine, by name. The machine
- * file refers to names only, so it reads like its diagram and tests can swap any piece.
+ * setup(): every guard (call.guards.ts), action, delay and child actor of the call machine, by name.
+ * The machine file refers to names only, so it reads like its diagram and tests can swap any piece.
  */
 import { assign, emit, enqueueActions, sendTo, setup } from 'xstate';
 import { BUDGETS } from './budgets.js';
 import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
-import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, EmergencySource, Outcome, Playback, Speech } from './call.types.js';
-import { bestText, commitOf, discardReason, finalKeepsMeaning, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, mayPreempt, newReply, partialChangesPrepared, preemptAtPause, preemptAtSpeechEnd, preemptOnLatePartial, turnEndFor, withinLead } from './call.turn.js';
-import { classifyEmergency, heardText, isRealInterruption, takeSpeech, yesNo } from './language.js';
+import { allHeard, callGuards, menuEntry, speechEmergency } from './call.guards.js';
+import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, Outcome, Speech } from './call.types.js';
+import { bestText, commitOf, discardReason, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, newReply, turnEndFor } from './call.turn.js';
+import { heardText, takeSpeech, yesNo } from './language.js';
 
 /** 8 bytes of μ-law = 1 ms at 8 kHz. */
 const bytesToMs = (bytes: number) => bytes / 8;
-
-/** Marks carry whole milliseconds, so the last fraction of a millisecond never gets acknowledged. */
-const allHeard = (p: Playback) => p.queuedMs - p.heardMs < 1;
-
-const currentGeneration = (context: CallContext, event: CallEvent) =>
-  'generation' in event && event.generation === context.playback.generation;
-
-/** The emergency a transcript means, clear or uncertain (language.ts `classifyEmergency`); null when none. */
-const speechEmergency = (context: CallContext, event: CallEvent): Extract<EmergencySource, { via: 'speech' }> | null => {
-  if (event.type !== 'stt.partial' && event.type !== 'stt.final') return null;
-  const final = event.type === 'stt.final';
-  const confidence = event.type === 'stt.final' ? (event.confidence ?? null) : null;
-  const match = classifyEmergency(event.text, context.tenant.emergency.keywords, { final, confidence });
-  if (!match) return null;
-  return { via: 'speech', ...match, transcript: final ? 'final' : 'partial', confidence };
-};
-
-const menuEntry = (context: CallContext, event: CallEvent) =>
-  event.type === 'dtmf.entered' ? (context.tenant.menu[event.digits] ?? null) : null;
 
 /** Everything the agent said this reply that the caller actually heard. */
 const heardReply = (context: CallContext) => heardText(context.playback.segments, context.playback.heardMs);
@@ -87,77 +69,7 @@ export const callSetup = setup({
     /** The whole check, question included, even if its marks never come back. */
     emergencyCheckMax: BUDGETS.emergencyCheckMaxMs,
   },
-  guards: {
-    /** A keyword, unless an emergency is already handled; after a check, only a clear one (a no is not asked again). */
-    isEmergencySpeech: ({ context, event }) => {
-      const heard = context.emergency === null ? speechEmergency(context, event) : null;
-      return heard !== null && (heard.certainty === 'clear' || context.emergencyCheck === null);
-    },
-    isClearEmergencySpeech: ({ context, event }) => context.emergency === null && speechEmergency(context, event)?.certainty === 'clear',
-    /** The detecting transition recorded a clear trigger (an uncertain one is only in `emergencyCheck`). */
-    emergencyConfirmed: ({ context }) => context.emergency !== null,
-    isEmergencyDigit: ({ context, event }) =>
-      context.emergency === null && event.type === 'twilio.dtmf' && event.digit === context.tenant.emergency.digit,
-    consentRequired: ({ context }) => context.tenant.consent.required,
-    consentSettled: ({ context }) => context.consent !== 'pending',
-    consentPending: ({ context }) => context.consent === 'pending',
-    saidYes: ({ event }) => event.type === 'stt.final' && yesNo(event.text) === 'yes',
-    saidNo: ({ event }) => event.type === 'stt.final' && yesNo(event.text) === 'no',
-    pressedYes: ({ event }) => event.type === 'twilio.dtmf' && event.digit === '1',
-    pressedNo: ({ event }) => event.type === 'twilio.dtmf' && event.digit === '2',
-    answeredYesEarly: ({ context }) => context.consentAnswer === 'yes',
-    answeredNoEarly: ({ context }) => context.consentAnswer === 'no',
-    mayAskConsentAgain: ({ context }) => context.consentAsks < 2,
-    refusalMeansTransfer: ({ context }) => context.tenant.consent.onRefusal === 'transfer',
-    playbackComplete: ({ context }) => context.playback.synthDone && allHeard(context.playback),
-    replyComplete: ({ context }) =>
-      context.reply !== null &&
-      context.reply.agentDone &&
-      context.playback.synthDone &&
-      allHeard(context.playback),
-    replyWantsTransfer: ({ context }) => context.reply?.action?.type === 'transfer',
-    replyWantsEnd: ({ context }) => context.reply?.action?.type === 'end',
-    replyWantsEmergency: ({ context }) => context.emergency === null && context.reply?.action?.type === 'emergency',
-    replySaidNothing: ({ context }) => context.reply !== null && context.reply.agentDone && context.reply.text.trim() === '',
-    agentStillWorking: ({ context }) => context.reply !== null && !context.reply.agentDone,
-    hasTurnText: ({ context }) => context.turnText.trim().length > 0,
-    preemptAtSpeechEnd: ({ context, event }) => preemptAtSpeechEnd(context, event),
-    preemptOnLatePartial: ({ context, event }) => preemptOnLatePartial(context, event),
-    preemptAtPause: ({ context, event }) => preemptAtPause(context, event),
-    partialChangesPrepared: ({ context, event }) => partialChangesPrepared(context, event),
-    /** Words are there, and what is left of the window is within the preparation lead. */
-    preemptNow: ({ context }) =>
-      mayPreempt(context) && bestText(context) !== '' && context.turnEnd.remainingMs > 0 && withinLead(context, context.turnEnd.remainingMs),
-    mayPreempt: ({ context }) => mayPreempt(context) && bestText(context) !== '',
-    windowClosed: ({ context }) => context.turnEnd.remainingMs <= 0,
-    finalIn: ({ context }) => !context.awaitingFinal,
-    finalKeepsMeaning: ({ context, event }) => finalKeepsMeaning(context, event),
-    replyFailed: ({ context }) => context.reply?.failed === true,
-    audioQueued: ({ context }) => context.playback.queuedMs > 0,
-    finalHasWords: ({ event }) => event.type === 'stt.final' && event.text.trim().length > 0,
-    silencePromptsExhausted: ({ context }) => context.silencePrompts >= context.tenant.timing.silencePromptsBeforeGoodbye,
-    tooManyFailedTurns: ({ context }) => context.failedTurns >= 3,
-    isRealInterruption: ({ context, event }) =>
-      (event.type === 'stt.partial' || event.type === 'stt.final') &&
-      isRealInterruption(joinText(context.turnText, event.text), context.tenant.backchannels),
-    isCurrentGeneration: ({ context, event }) => currentGeneration(context, event),
-    isCurrentReply: ({ context, event }) => 'generation' in event && context.reply?.generation === event.generation,
-    isHeardMark: ({ context, event }) =>
-      event.type === 'twilio.mark' && event.generation === context.playback.generation && event.epoch === context.playback.epoch,
-    menuTransfer: ({ context, event }) => menuEntry(context, event)?.action === 'transfer',
-    menuEmergency: ({ context, event }) => context.emergency === null && menuEntry(context, event)?.action === 'emergency',
-    menuHangup: ({ context, event }) => menuEntry(context, event)?.action === 'hangup',
-    menuAgent: ({ context, event }) => context.consent !== 'pending' && menuEntry(context, event)?.action === 'agent',
-    menuFrontDeskClosed: ({ context, event }) => {
-      const entry = menuEntry(context, event);
-      return !context.tenant.openNow && context.consent !== 'pending' && entry?.action === 'transfer' && entry.target === 'frontDesk';
-    },
-    emergencyHasLine: ({ context }) => context.tenant.emergency.hasLine,
-    transferIsEmergency: ({ context }) => context.transfer?.target === 'emergency',
-    isSttDown: ({ context }) => context.sttDown,
-    timeLimitReached: ({ context }) => context.timeLimitReached,
-    clinicOpen: ({ context }) => context.tenant.openNow,
-  },
+  guards: callGuards,
   actions: {
     assignStream: assign({ streamSid: ({ event }) => (event.type === 'twilio.start' ? event.streamSid : null) }),
     /** Every spoken item (prompt or reply) gets a new generation; stale chunks and marks are dropped by it. */
