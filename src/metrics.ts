@@ -223,8 +223,8 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
     // What the call decided is in the machine's final context (null only if the call never ran).
     const final = record.final;
     if (final) {
-      const falseOnes = final.falseInterruptions;
-      if (final.interruptions > falseOnes) interruptions.inc({ kind: 'confirmed' }, final.interruptions - falseOnes);
+      const { interruptions: all, falseInterruptions: falseOnes } = final.counts;
+      if (all > falseOnes) interruptions.inc({ kind: 'confirmed' }, all - falseOnes);
       if (falseOnes > 0) interruptions.inc({ kind: 'false' }, falseOnes);
       if (final.emergency) emergencies.inc({ clinic, via: EMERGENCY_VIA.has(final.emergency.via) ? final.emergency.via : 'other' });
       const booked = final.requests.filter((r) => r.kind !== 'message').length;

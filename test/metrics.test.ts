@@ -129,8 +129,7 @@ describe('engine metrics from call records', () => {
       usage: { agentInputTokens: 900, agentOutputTokens: 40, ttsCharacters: 120, sttSpeechMs: 2000, discarded: { replies: 2, agentInputTokens: 0, agentOutputTokens: 0, ttsCharacters: 31 } },
       final: {
         ...initialContext({ callSid: SID, tenant: testTenant() }),
-        interruptions: 3,
-        falseInterruptions: 1,
+        counts: { silencePrompts: 0, failedTurns: 0, consentAsks: 0, discardedReplies: 0, interruptions: 3, falseInterruptions: 1 },
         emergency: { via: 'speech', keyword: 'not breathing', certainty: 'clear', basis: 'phrase', transcript: 'final', confidence: 0.9 },
         requests: [{ id: 'fu-1', kind: 'appointment', petName: 'Rex', petSpecies: null, ownerName: 'Ann', reason: 'limping', preferredTime: 'Monday',
           message: null, recipient: null, callback: { kind: 'none' }, urgency: 'routine' }],

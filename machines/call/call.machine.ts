@@ -149,7 +149,7 @@ export const callMachine = callSetup.createMachine({
         /** "Are you still there?" (then a hint to press 0). The caller may talk over it. */
         nudging: {
           entry: ['beginPlayback', 'countSilencePrompt'],
-          ...playsClip((c) => (c.silencePrompts > 1 ? 'stillThereHint' : 'stillThere')),
+          ...playsClip((c) => (c.counts.silencePrompts > 1 ? 'stillThereHint' : 'stillThere')),
           on: { ...TTS_EVENTS, 'vad.speechStart': { target: 'hearing', actions: 'resetSilence' } },
           always: { guard: 'playbackComplete', target: 'waiting' },
           after: { promptTimeout: 'waiting' },

@@ -7,7 +7,7 @@ import { BUDGETS } from './budgets.js';
 import { callActors } from './call.actors.js';
 import { initialContext } from './call.context.js';
 import { allHeard, callGuards, menuEntry, speechEmergency } from './call.guards.js';
-import type { CallCommand, CallContext, CallEvent, CallInput, EmergencyAnswer, Outcome, Speech } from './call.types.js';
+import type { CallCommand, CallContext, CallCounts, CallerTurn, CallEvent, CallInput, EmergencyAnswer, Outcome, Speech } from './call.types.js';
 import { bestText, commitOf, discardReason, finalSpentMs, freshPlayback, GIVE_UP_FINAL_MS, joinText, newReply, turnEndFor } from './call.turn.js';
 import { heardText, takeSpeech, yesNo } from './language.js';
 
@@ -16,6 +16,12 @@ const bytesToMs = (bytes: number) => bytes / 8;
 
 /** Everything the agent said this reply that the caller actually heard. */
 const heardReply = (context: CallContext) => heardText(context.playback.segments, context.playback.heardMs);
+
+/** An update of the turn in progress (nested context objects are replaced, never changed in place). */
+const turnWith = (context: CallContext, patch: Partial<CallerTurn>) => ({ turn: { ...context.turn, ...patch } });
+
+/** An update that adds one to a count. */
+const counted = (context: CallContext, count: keyof CallCounts) => ({ counts: { ...context.counts, [count]: context.counts[count] + 1 } });
 
 export const callSetup = setup({
   types: {
@@ -38,9 +44,9 @@ export const callSetup = setup({
      * Silence that ends the caller's turn: what is left of the window chosen for their words
      * (`chooseWindow`; it runs from the end of speech). Short cuts callers off; long leaves dead air.
      */
-    endOfTurn: ({ context }) => context.turnEnd.remainingMs,
+    endOfTurn: ({ context }) => context.turn.end.remainingMs,
     /** Start preparing the reply when this much of the window is left (`timing.preemptLeadMs`). */
-    preemptLead: ({ context }) => Math.max(0, context.turnEnd.remainingMs - context.tenant.timing.preemptLeadMs),
+    preemptLead: ({ context }) => Math.max(0, context.turn.end.remainingMs - context.tenant.timing.preemptLeadMs),
     /** A final transcript owed after the caller stopped; past this we ask them to repeat. */
     sttFinalTimeout: BUDGETS.sttFinalTimeoutMs,
     /** VAD stuck open (TV, wind): treat the segment as finished. */
@@ -113,12 +119,12 @@ export const callSetup = setup({
     /** Barge-in: clear at once, freeze the heard position; LLM and TTS are held, not cancelled. */
     pausePlayback: enqueueActions(({ context, enqueue }) => {
       const p = context.playback;
-      enqueue.assign({ playback: { ...p, epoch: p.epoch + 1, cleared: true }, interruptions: context.interruptions + 1 });
+      enqueue.assign({ playback: { ...p, epoch: p.epoch + 1, cleared: true }, ...counted(context, 'interruptions') });
       enqueue.emit({ type: 'out.clear', generation: p.generation });
     }),
     resumePlayback: enqueueActions(({ context, enqueue }) => {
       const p = context.playback;
-      enqueue.assign({ playback: { ...p, cleared: false }, falseInterruptions: context.falseInterruptions + 1, turnText: '', partialText: '' });
+      enqueue.assign({ playback: { ...p, cleared: false }, ...counted(context, 'falseInterruptions'), ...turnWith(context, { text: '', partial: '' }) });
       enqueue.emit({ type: 'out.interrupted', generation: p.generation, heardMs: p.heardMs, confirmed: false });
       enqueue.emit({ type: 'out.resume', generation: p.generation, fromMs: p.heardMs });
     }),
@@ -135,34 +141,34 @@ export const callSetup = setup({
     vadSpeaking: sendTo('vad', { type: 'vad.mode', mode: 'speaking' }),
     appendTranscript: assign(({ context, event }) =>
       event.type === 'stt.final'
-        ? { turnText: joinText(context.turnText, event.text.trim()), lastFinalAtMs: event.atMs, partialText: '', awaitingFinal: false }
+        ? turnWith(context, { text: joinText(context.turn.text, event.text.trim()), lastFinalAtMs: event.atMs, partial: '', awaitingFinal: false })
         : {},
     ),
-    notePartial: assign(({ context, event }) => (event.type === 'stt.partial' ? { partialText: event.text, partialAtMs: event.atMs ?? 0 } : { partialText: context.partialText })),
+    notePartial: assign(({ context, event }) => (event.type === 'stt.partial' ? turnWith(context, { partial: event.text, partialAtMs: event.atMs ?? 0 }) : {})),
     // Where the speech ended, and its final owed: at the segment's close, or at a pause (where it ends
     // if the segment closes on it); interim words that prepare from a pause keep the pause's time.
-    noteSpeechEnd: assign(({ context, event }) => (event.type === 'vad.speechEnd' || event.type === 'vad.pause' ? { lastSpeechEndAtMs: event.atMs, awaitingFinal: true } : { lastSpeechEndAtMs: context.lastSpeechEndAtMs, awaitingFinal: true })),
+    noteSpeechEnd: assign(({ context, event }) => turnWith(context, event.type === 'vad.speechEnd' || event.type === 'vad.pause' ? { lastSpeechEndAtMs: event.atMs, awaitingFinal: true } : { awaitingFinal: true })),
     /** The final transcript never came: the turn goes on with the words there are, the window counted as spent. */
-    giveUpFinal: assign(({ context }) => ({ awaitingFinal: false, lastFinalAtMs: context.lastSpeechEndAtMs + GIVE_UP_FINAL_MS })),
+    giveUpFinal: assign(({ context }) => turnWith(context, { awaitingFinal: false, lastFinalAtMs: context.turn.lastSpeechEndAtMs + GIVE_UP_FINAL_MS })),
     /** The end-of-turn window for the words so far (language.ts `classifyTurnEnd`, the clinic's `timing`), less what the transcript took. */
-    chooseWindow: assign({ turnEnd: ({ context }) => turnEndFor(context, bestText(context), finalSpentMs(context)) }),
+    chooseWindow: assign(({ context }) => turnWith(context, { end: turnEndFor(context, bestText(context), finalSpentMs(context)) })),
     /** The preparation lead came: from here the window has exactly the lead left. */
-    spendLead: assign({
-      turnEnd: ({ context }) => ({ ...context.turnEnd, remainingMs: Math.min(context.turnEnd.remainingMs, context.tenant.timing.preemptLeadMs) }),
-    }),
+    spendLead: assign(({ context }) =>
+      turnWith(context, { end: { ...context.turn.end, remainingMs: Math.min(context.turn.end.remainingMs, context.tenant.timing.preemptLeadMs) } }),
+    ),
     /** A new turn from silence: the counts of the last one start over. */
-    resetSilence: assign({ silencePrompts: 0, preempts: 0 }),
-    countSilencePrompt: assign({ silencePrompts: ({ context }) => context.silencePrompts + 1 }),
-    countFailedTurn: assign({ failedTurns: ({ context }) => context.failedTurns + 1 }),
-    clearTurn: assign({ turnText: '', partialText: '' }),
+    resetSilence: assign(({ context }) => ({ counts: { ...context.counts, silencePrompts: 0 }, ...turnWith(context, { preempts: 0 }) })),
+    countSilencePrompt: assign(({ context }) => counted(context, 'silencePrompts')),
+    countFailedTurn: assign(({ context }) => counted(context, 'failedTurns')),
+    clearTurn: assign(({ context }) => turnWith(context, { text: '', partial: '' })),
     /** The interim words of a misheard emergency sentence are not the caller's turn; its final was swallowed by the check. */
-    dropInterimWords: assign({ partialText: '', awaitingFinal: false }),
+    dropInterimWords: assign(({ context }) => turnWith(context, { partial: '', awaitingFinal: false })),
     /**
      * A reply generation on the caller's words so far. Nothing is said or kept yet: its audio is
      * held and the turn is committed (history, `out.turn`) only by `commitTurn`.
      */
     startReply: assign(({ context }) => newReply(context)),
-    countPreempt: assign(({ context }) => ({ preempts: context.preempts + 1, reply: context.reply ? { ...context.reply, prepared: true } : null })),
+    countPreempt: assign(({ context }) => ({ ...turnWith(context, { preempts: context.turn.preempts + 1 }), reply: context.reply ? { ...context.reply, prepared: true } : null })),
     /** The turn is the caller's for good: into the history and the journal; the agent may act; held audio goes out. */
     commitTurn: enqueueActions(({ context, enqueue }) => {
       const commit = commitOf(context);
@@ -175,7 +181,7 @@ export const callSetup = setup({
     /** Leaving `reply` before the turn was committed: the prepared reply is thrown away (its requests are aborted as its actors stop). */
     discardPrepared: enqueueActions(({ context, event, enqueue }) => {
       if (!context.reply || context.reply.committed) return;
-      enqueue.assign({ discardedReplies: context.discardedReplies + 1 });
+      enqueue.assign(counted(context, 'discardedReplies'));
       enqueue.emit({ type: 'out.discard', generation: context.reply.generation, reason: discardReason(event) });
     }),
     noteReplyFailed: assign({ reply: ({ context }) => (context.reply ? { ...context.reply, failed: true } : null) }),
@@ -183,16 +189,14 @@ export const callSetup = setup({
     reopenTurn: assign(({ context }) => {
       const last = context.history.at(-1);
       return last?.role === 'caller'
-        ? { history: context.history.slice(0, -1), turnText: joinText(last.text, context.turnText), reply: null }
+        ? { history: context.history.slice(0, -1), ...turnWith(context, { text: joinText(last.text, context.turn.text) }), reply: null }
         : { reply: null };
     }),
-    takeDigitTurn: assign({
-      turnText: ({ context, event }) => {
-        const entry = menuEntry(context, event);
-        if (event.type !== 'dtmf.entered' || !entry) return context.turnText;
-        if (entry.action === 'agent') return `caller pressed ${event.digits}: ${entry.intent}`;
-        return entry.action === 'transfer' ? `caller pressed ${event.digits}: front desk` : context.turnText;
-      },
+    takeDigitTurn: assign(({ context, event }) => {
+      const entry = menuEntry(context, event);
+      if (event.type !== 'dtmf.entered' || !entry) return {};
+      if (entry.action === 'agent') return turnWith(context, { text: `caller pressed ${event.digits}: ${entry.intent}` });
+      return entry.action === 'transfer' ? turnWith(context, { text: `caller pressed ${event.digits}: front desk` }) : {};
     }),
     /** Finished sentences go to the synthesizer as they stream in; the reply's first one from its first clause. */
     appendReplyText: enqueueActions(({ context, event, enqueue }) => {
@@ -212,7 +216,7 @@ export const callSetup = setup({
     assignExpect: assign(({ context, event }) => {
       if (event.type !== 'agent.expect' || !context.reply) return {};
       const reply = { ...context.reply, expect: event.answer };
-      return reply.committed ? { reply, expect: event.answer } : { reply };
+      return reply.committed ? { reply, ...turnWith(context, { expect: event.answer }) } : { reply };
     }),
     storeRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'agent.request') return;
@@ -224,25 +228,22 @@ export const callSetup = setup({
       return {
         history: text ? [...context.history, { role: 'agent' as const, text }] : context.history,
         reply: null,
-        failedTurns: 0,
+        counts: { ...context.counts, failedTurns: 0 },
       };
     }),
     playFiller: sendTo('tts', { type: 'tts.say', speech: { kind: 'clip', clip: 'filler' } satisfies Speech }),
-    noteConsentAnswer: assign({
-      consentAnswer: ({ context, event }) => {
-        if (event.type === 'stt.final') return yesNo(event.text) ?? context.consentAnswer;
-        if (event.type === 'twilio.dtmf') return event.digit === '1' ? 'yes' : event.digit === '2' ? 'no' : context.consentAnswer;
-        return context.consentAnswer;
-      },
+    noteConsentAnswer: assign(({ context, event }) => {
+      const answer = event.type === 'stt.final' ? yesNo(event.text) : event.type === 'twilio.dtmf' ? (event.digit === '1' ? 'yes' : event.digit === '2' ? 'no' : null) : null;
+      return answer ? turnWith(context, { consentAnswer: answer }) : {};
     }),
-    countConsentAsk: assign({ consentAsks: ({ context }) => context.consentAsks + 1 }),
+    countConsentAsk: assign(({ context }) => counted(context, 'consentAsks')),
     giveConsent: assign({ consent: 'given' }),
     refuseConsent: assign({ consent: 'refused' }),
     /** Recording only ever starts after consent (or when the clinic needs none). */
     startRecordingIfAllowed: enqueueActions(({ context, enqueue }) => {
       const allowed = context.consent === 'given' || context.consent === 'notRequired';
-      if (!context.tenant.recordingEnabled || !allowed || context.recording !== 'off') return;
-      enqueue.assign({ recording: 'requested' });
+      if (!context.tenant.recordingEnabled || !allowed || context.recording.requested) return;
+      enqueue.assign({ recording: { ...context.recording, requested: true } });
       enqueue.emit({ type: 'out.startRecording' });
     }),
     /** The transition that heard the keyword records how: clear → the emergency; uncertain → a check to ask. */
@@ -273,9 +274,9 @@ export const callSetup = setup({
         context.emergencyCheck === null ? null : { ...context.emergencyCheck, answer: params.answer },
     }),
     /** Keys typed before the emergency never complete into a menu entry. */
-    dropDigits: enqueueActions(({ enqueue }) => {
+    dropDigits: enqueueActions(({ context, enqueue }) => {
       enqueue.cancel('interDigit');
-      enqueue.assign({ digits: '' });
+      enqueue.assign(turnWith(context, { digits: '' }));
     }),
     /** The script starts: the call now goes to the emergency line (or ends), and the edge is told why. */
     startEmergencyProcedure: enqueueActions(({ context, enqueue }) => {
@@ -299,32 +300,33 @@ export const callSetup = setup({
       if (event.type !== 'twilio.dtmf') return;
       enqueue.cancel('interDigit');
       if (event.digit === '#') {
-        enqueue.assign({ digits: '' });
-        if (context.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.digits });
+        enqueue.assign(turnWith(context, { digits: '' }));
+        if (context.turn.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.turn.digits });
         return;
       }
-      const digits = context.digits + event.digit;
+      const digits = context.turn.digits + event.digit;
       const keys = Object.keys(context.tenant.menu);
       const exact = keys.includes(digits);
       const longer = keys.some((k) => k.length > digits.length && k.startsWith(digits));
       if ((exact && !longer) || digits.length >= 4) {
-        enqueue.assign({ digits: '' });
+        enqueue.assign(turnWith(context, { digits: '' }));
         enqueue.raise({ type: 'dtmf.entered', digits });
       } else {
-        enqueue.assign({ digits });
+        enqueue.assign(turnWith(context, { digits }));
         enqueue.raise({ type: 'dtmf.timeout' }, { id: 'interDigit', delay: 'interDigit' });
       }
     }),
     flushDigits: enqueueActions(({ context, enqueue }) => {
-      enqueue.assign({ digits: '' });
-      if (context.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.digits });
+      enqueue.assign(turnWith(context, { digits: '' }));
+      if (context.turn.digits) enqueue.raise({ type: 'dtmf.entered', digits: context.turn.digits });
     }),
     markSttDown: assign({ sttDown: true }),
     noteTimeLimit: assign({ timeLimitReached: true }),
-    storeRecording: assign({
-      recordings: ({ context, event }) =>
-        event.type === 'call.recording' ? [...context.recordings, { recordingSid: event.recordingSid, status: event.status }] : context.recordings,
-    }),
+    storeRecording: assign(({ context, event }) =>
+      event.type === 'call.recording'
+        ? { recording: { ...context.recording, reports: [...context.recording.reports, { recordingSid: event.recordingSid, status: event.status }] } }
+        : {},
+    ),
     setOutcome: assign({ outcome: ({ context }, params: { outcome: Outcome }) => context.outcome ?? params.outcome }),
     emitEnded: emit(({ context }) => ({ type: 'out.ended', outcome: context.outcome ?? 'callerHungUp' }) as const),
   },

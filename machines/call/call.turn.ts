@@ -4,33 +4,33 @@
  * (docs/design/conversation.md §1.2, §1.5). Pure functions of the context; setup names them.
  */
 import { BUDGETS } from './budgets.js';
-import type { CallCommand, CallContext, CallEvent, Playback } from './call.types.js';
+import type { CallCommand, CallContext, CallerTurn, CallEvent, Playback } from './call.types.js';
 import { classifyTurnEnd, endOfTurnWindow, sameMeaning } from './language.js';
 
 export const joinText = (a: string, b: string) => (a && b ? `${a} ${b}` : a || b).trim();
 
 /** The caller's words so far: the finals of the turn, then the recognizer's interim hypothesis. */
-export const bestText = (c: Pick<CallContext, 'turnText' | 'partialText'>) => joinText(c.turnText, c.partialText.trim());
+export const bestText = (c: Pick<CallContext, 'turn'>) => joinText(c.turn.text, c.turn.partial.trim());
 
 /** The window for `text`, and what is left of it once `spentMs` of it have passed since the end of speech. */
-export function turnEndFor(c: CallContext, text: string, spentMs: number): CallContext['turnEnd'] {
+export function turnEndFor(c: CallContext, text: string, spentMs: number): CallerTurn['end'] {
   const kind = classifyTurnEnd(text);
-  const windowMs = endOfTurnWindow(kind, c.expect, c.tenant.timing);
+  const windowMs = endOfTurnWindow(kind, c.turn.expect, c.tenant.timing);
   return { kind, windowMs, remainingMs: Math.max(0, windowMs - Math.max(0, spentMs)) };
 }
 
 /** Window time the final transcript took (it is owed within the window; the window is not restarted for it). */
-export const finalSpentMs = (c: CallContext) => c.lastFinalAtMs - c.lastSpeechEndAtMs;
+export const finalSpentMs = (c: CallContext) => c.turn.lastFinalAtMs - c.turn.lastSpeechEndAtMs;
 
 /** Preparing early is on for the clinic and this turn has not thrown away its share of prepared replies. */
-export const mayPreempt = (c: CallContext) => c.tenant.timing.preemptLeadMs > 0 && c.preempts < c.tenant.timing.maxPreemptsPerTurn;
+export const mayPreempt = (c: CallContext) => c.tenant.timing.preemptLeadMs > 0 && c.turn.preempts < c.tenant.timing.maxPreemptsPerTurn;
 
 /** What is left of the window is within the preparation lead: start the reply now. */
 export const withinLead = (c: CallContext, remainingMs: number) => remainingMs <= c.tenant.timing.preemptLeadMs;
 
 /** Prepare on `partial` now? Only if the window its words call for leaves no more than the lead. */
 const preemptOn = (c: CallContext, partial: string, spentMs: number) =>
-  mayPreempt(c) && partial !== '' && withinLead(c, turnEndFor(c, joinText(c.turnText, partial), spentMs).remainingMs);
+  mayPreempt(c) && partial !== '' && withinLead(c, turnEndFor(c, joinText(c.turn.text, partial), spentMs).remainingMs);
 
 /**
  * The VAD just closed a segment and the recognizer's interim words are there: prepare the reply on
@@ -38,7 +38,7 @@ const preemptOn = (c: CallContext, partial: string, spentMs: number) =>
  * numbers: those windows are long, and the caller is most likely pausing).
  */
 export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
-  return event.type === 'vad.speechEnd' && preemptOn(c, c.partialText.trim(), (event.closedAtMs ?? event.atMs) - event.atMs);
+  return event.type === 'vad.speechEnd' && preemptOn(c, c.turn.partial.trim(), (event.closedAtMs ?? event.atMs) - event.atMs);
 }
 
 /**
@@ -49,11 +49,11 @@ export function preemptAtSpeechEnd(c: CallContext, event: CallEvent): boolean {
  * (`listening.paused`). The caller going on (`vad.resume`) takes the reply back.
  */
 export function preemptAtPause(c: CallContext, event: CallEvent): boolean {
-  return event.type === 'vad.pause' && c.partialAtMs >= event.atMs && preemptOnFinished(c, c.partialText.trim());
+  return event.type === 'vad.pause' && c.turn.partialAtMs >= event.atMs && preemptOnFinished(c, c.turn.partial.trim());
 }
 
 /** Before the segment's final, only words that read as finished are worth a request. */
-const preemptOnFinished = (c: CallContext, partial: string) => classifyTurnEnd(joinText(c.turnText, partial)) === 'complete' && preemptOn(c, partial, 0);
+const preemptOnFinished = (c: CallContext, partial: string) => classifyTurnEnd(joinText(c.turn.text, partial)) === 'complete' && preemptOn(c, partial, 0);
 
 /**
  * The caller has paused (`vad.pause`, 100 ms of silence) or the segment is closed and its final
@@ -73,14 +73,14 @@ export function preemptOnLatePartial(c: CallContext, event: CallEvent): boolean 
  */
 export function partialChangesPrepared(c: CallContext, event: CallEvent): boolean {
   if (event.type !== 'stt.partial' || c.reply === null || !mayPreempt(c)) return false;
-  const words = joinText(c.turnText, event.text.trim());
+  const words = joinText(c.turn.text, event.text.trim());
   return !sameMeaning(c.reply.transcript, words) && classifyTurnEnd(words) === 'complete';
 }
 
 /** A final transcript arrived while a reply was prepared on other words: do they still mean the same? */
 export function finalKeepsMeaning(c: CallContext, event: CallEvent): boolean {
   if (event.type !== 'stt.final' || c.reply === null) return true;
-  return sameMeaning(c.reply.transcript, joinText(c.turnText, event.text.trim()));
+  return sameMeaning(c.reply.transcript, joinText(c.turn.text, event.text.trim()));
 }
 
 /** The final transcript never came: its share of the window is the whole recognizer budget. */
@@ -134,14 +134,10 @@ export function commitOf(c: CallContext): { patch: Partial<CallContext>; turn: C
       reply: { ...reply, committed: true },
       playback: release ? { ...p, held: null } : p,
       history: [...c.history, { role: 'caller', text: transcript }],
-      turnText: '',
-      partialText: '',
-      awaitingFinal: false,
-      expect: reply.expect ?? 'normal',
-      silencePrompts: 0,
-      preempts: 0,
+      turn: { ...c.turn, text: '', partial: '', awaitingFinal: false, expect: reply.expect ?? 'normal', preempts: 0 },
+      counts: { ...c.counts, silencePrompts: 0 },
     },
-    turn: { type: 'out.turn', generation: reply.generation, transcript, endOfTurn: { kind: c.turnEnd.kind, windowMs: c.turnEnd.windowMs }, prepared: reply.prepared },
+    turn: { type: 'out.turn', generation: reply.generation, transcript, endOfTurn: { kind: c.turn.end.kind, windowMs: c.turn.end.windowMs }, prepared: reply.prepared },
     audio,
   };
 }

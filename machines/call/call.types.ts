@@ -291,6 +291,48 @@ export interface Reply {
   action: AgentAction | null;
 }
 
+/** The caller's turn in progress: their words so far, when they were heard, and the end-of-turn window. */
+export interface CallerTurn {
+  /** The caller's words of the turn (joined finals). */
+  text: string;
+  /** The recognizer's latest interim hypothesis since the last final ('' after a final). */
+  partial: string;
+  /** Stream time `partial` arrived: words sent after the caller fell silent have heard the end of the speech. */
+  partialAtMs: number;
+  /** The VAD closed a segment whose final transcript has not come yet. */
+  awaitingFinal: boolean;
+  /** The end-of-turn window chosen for the words so far; `remainingMs`: what was left of it when last counted. */
+  end: { kind: TurnEnd; windowMs: number; remainingMs: number };
+  /** Replies prepared for the turn (reset when it is committed). */
+  preempts: number;
+  /** Stream time of the last end of caller speech, and of the last final transcript. */
+  lastSpeechEndAtMs: number;
+  lastFinalAtMs: number;
+  /** Endpointing window the agent asked for. */
+  expect: 'short' | 'normal' | 'long';
+  /** Menu keys typed so far, not yet a complete entry. */
+  digits: string;
+  /** An answer to the recording notice heard while the notice was still playing. */
+  consentAnswer: 'yes' | 'no' | null;
+}
+
+/** Running counts over the call. */
+export interface CallCounts {
+  silencePrompts: number;
+  failedTurns: number;
+  consentAsks: number;
+  /** Prepared replies thrown away during the call. */
+  discardedReplies: number;
+  interruptions: number;
+  falseInterruptions: number;
+}
+
+/**
+ * The call's context. Keep it at 19 top-level fields or fewer (test/machines/call.context-shape.test.ts):
+ * XState copies the context with `Object.assign({}, context, update)` on every `assign`, and V8
+ * gives an object built that way with 20 or more properties slow, dictionary-mode properties; every
+ * event then cost about a third more. Group new fields into the nested objects instead.
+ */
 export interface CallContext {
   callSid: string;
   tenant: CallTenant;
@@ -300,34 +342,13 @@ export interface CallContext {
   playback: Playback;
   reply: Reply | null;
   history: ChatTurn[];
-  /** The caller's words of the turn in progress (joined finals). */
-  turnText: string;
-  /** The recognizer's latest interim hypothesis since the last final ('' after a final). */
-  partialText: string;
-  /** Stream time `partialText` arrived: words sent after the caller fell silent have heard the end of the speech. */
-  partialAtMs: number;
-  /** The VAD closed a segment whose final transcript has not come yet. */
-  awaitingFinal: boolean;
-  /** The end-of-turn window chosen for the words so far; `remainingMs`: what was left of it when last counted. */
-  turnEnd: { kind: TurnEnd; windowMs: number; remainingMs: number };
-  /** Replies prepared for the turn in progress (reset when it is committed). */
-  preempts: number;
-  /** Prepared replies thrown away during the call. */
-  discardedReplies: number;
-  /** Stream time of the last end of caller speech, and of the last final transcript. */
-  lastSpeechEndAtMs: number;
-  lastFinalAtMs: number;
-  /** Endpointing window the agent asked for. */
-  expect: 'short' | 'normal' | 'long';
-  silencePrompts: number;
-  failedTurns: number;
-  digits: string;
+  /** The caller's turn in progress. */
+  turn: CallerTurn;
+  /** Running counts over the call. */
+  counts: CallCounts;
   consent: 'notRequired' | 'pending' | 'given' | 'refused';
-  /** An answer heard while the disclosure was still playing. */
-  consentAnswer: 'yes' | 'no' | null;
-  consentAsks: number;
-  recording: 'off' | 'requested';
-  recordings: { recordingSid: string; status: string }[];
+  /** What recording was asked of Twilio, and the statuses Twilio reported for each recording. */
+  recording: { requested: boolean; reports: { recordingSid: string; status: string }[] };
   /** The emergency the procedure ran for (set as the script starts): how it was triggered. */
   emergency: EmergencySource | null;
   /** The "in danger?" check, when an uncertain trigger asked it: its trigger and answer. */
@@ -335,8 +356,6 @@ export interface CallContext {
   transfer: { target: TransferTarget; reason: string } | null;
   /** Requests and messages taken during the call, in order (each already in the clinic's store). */
   requests: StoredRequest[];
-  interruptions: number;
-  falseInterruptions: number;
   sttDown: boolean;
   /** The call has lasted `limits.maxCallMs`: the conversation wraps up as soon as it is in one. */
   timeLimitReached: boolean;

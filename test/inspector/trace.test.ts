@@ -94,7 +94,7 @@ describe('CallTrace', () => {
 
   it('masks phone numbers in what it shows', () => {
     const trace = new CallTrace(SID, 'oak', 'Oak Hill', null, Date.now());
-    trace.apply(snap('greeting', { ...base, turnText: 'call me on 555 010 0250' }), 0);
+    trace.apply(snap('greeting', { ...base, turn: { ...base.turn, text: 'call me on 555 010 0250' } }), 0);
     trace.apply(ev({ type: 'stt.final', text: 'my number is +1 (555) 010-0250', atMs: 1 }), 0);
     expect(JSON.stringify(trace.view()?.context)).toContain('call me on ••• ••• ••50');
     expect(trace.timelineView().at(-1)?.detail).toBe('my number is +• (•••) •••-••50');

@@ -70,7 +70,7 @@ describe('an uncertain emergency trigger asks first', () => {
     expect(c.transfer).toBeNull();
     expect(c.outcome).toBeNull();
     // Neither the misheard words nor the answer became a turn.
-    expect(c.turnText).toBe('');
+    expect(c.turn.text).toBe('');
     expect(c.history).toEqual([]);
     expect(emergencies(h)).toEqual([]);
 

@@ -78,7 +78,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     h.advance(10_000);
     expect(h.matches({ listening: 'waiting' })).toBe(true);
     expect(h.state().context.history.at(-1)).toEqual({ role: 'agent', text: 'We are open nine to five, Monday to Friday. Anything else?' });
-    expect(h.state().context.discardedReplies).toBe(0);
+    expect(h.state().context.counts.discardedReplies).toBe(0);
   });
 
   it('interim words that finish the question after the VAD closed the segment start the reply before the final', () => {
@@ -184,7 +184,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     open.send({ type: 'vad.resume', atMs: open.clock.now() });
     expect(open.matches({ listening: 'hearing' })).toBe(true);
     expect(open.agentInputs).toHaveLength(0);
-    expect(open.state().context.discardedReplies).toBe(0);
+    expect(open.state().context.counts.discardedReplies).toBe(0);
   });
 
   it('waits out the window when the final comes early, then plays held audio at once', () => {
@@ -212,7 +212,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     expect(about(h, g)).toEqual(['out.discard']);
     expect(h.commands.find((c) => c.type === 'out.discard')).toEqual({ type: 'out.discard', generation: g, reason: 'callerResumed' });
     expect(h.agentStopped).toEqual([g]);
-    expect(h.state().context.discardedReplies).toBe(1);
+    expect(h.state().context.counts.discardedReplies).toBe(1);
     // The first segment's final comes while they talk; the rest of the turn follows.
     h.send({ type: 'stt.final', text: 'what are your hours', atMs: h.clock.now() });
     h.advance(600);
@@ -250,7 +250,7 @@ describe('replies prepared while the end-of-turn window runs', () => {
     b.send({ type: 'vad.speechStart', atMs: b.clock.now() });
     b.speak('on saturday', { final: null });
     b.send({ type: 'vad.speechStart', atMs: b.clock.now() });
-    expect(b.state().context.discardedReplies).toBe(2);
+    expect(b.state().context.counts.discardedReplies).toBe(2);
     const asked = b.agentInputs.length;
     b.speak('and sunday please', { final: 'and sunday please' });
     expect(b.agentInputs).toHaveLength(asked);
@@ -265,12 +265,12 @@ describe('replies prepared while the end-of-turn window runs', () => {
     connect(h);
     h.speak('I need an appointment for my', { finalAfterMs: 300 });
     expect(h.matches({ listening: 'pausing' })).toBe(true);
-    expect(h.state().context.turnEnd).toMatchObject({ kind: 'incomplete', windowMs: 1800 });
+    expect(h.state().context.turn.end).toMatchObject({ kind: 'incomplete', windowMs: 1800 });
     expect(h.agentInputs).toHaveLength(0);
     // 1800 − 500 spent − 700 lead: 600 ms more before preparing; the caller pausing 400 ms costs nothing.
     h.advance(400);
     h.speak('dog Rex.', { finalAfterMs: 100 });
-    expect(h.state().context.discardedReplies).toBe(0);
+    expect(h.state().context.counts.discardedReplies).toBe(0);
     expect(h.agentInputs).toHaveLength(1);
     expect(h.agentInputs[0]?.transcript).toBe('I need an appointment for my dog Rex.');
 
@@ -344,9 +344,9 @@ describe('replies prepared while the end-of-turn window runs', () => {
     h.speak('what are your hours', { final: null });
     const g = h.state().context.reply!.generation;
     h.send({ type: 'agent.expect', generation: g, answer: 'long' });
-    expect(h.state().context.expect).toBe('normal');
+    expect(h.state().context.turn.expect).toBe('normal');
     h.send({ type: 'vad.speechStart', atMs: h.clock.now() });
-    expect(h.state().context.expect).toBe('normal');
+    expect(h.state().context.turn.expect).toBe('normal');
   });
 
   it('a clinic with preemptLeadMs 0 never prepares early', () => {

@@ -69,7 +69,7 @@ describe('call machine on a simulated clock', () => {
     expect(h.matches({ reply: 'speaking' })).toBe(true);
     const resume = h.commands.find((c) => c.type === 'out.resume');
     expect(resume).toMatchObject({ type: 'out.resume', fromMs: expect.any(Number) as number });
-    expect(h.state().context.falseInterruptions).toBe(1);
+    expect(h.state().context.counts.falseInterruptions).toBe(1);
     h.advance(10_000);
     expect(h.matches({ listening: 'waiting' })).toBe(true);
   });

@@ -66,7 +66,7 @@ function play(turn: Turn) {
     h.advance(10);
     stamp();
   }
-  return { lastWordAt, timed, discarded: h.state().context.discardedReplies, text: turn.segments.map((s) => s.text).join(' ') };
+  return { lastWordAt, timed, discarded: h.state().context.counts.discardedReplies, text: turn.segments.map((s) => s.text).join(' ') };
 }
 
 describe('end of turn on a corpus of scripted callers', () => {

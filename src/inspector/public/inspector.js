@@ -319,7 +319,7 @@ function renderTranscript(snap) {
     }
     return el('li', { class: 'vi-line vi-agent' }, el('small', { text: 'agent' }), line.text);
   });
-  if (ctx.turnText) lines.push(el('li', { class: 'vi-line vi-caller vi-pending' }, el('small', { text: 'caller (speaking)' }), ctx.turnText));
+  if (ctx.turn?.text) lines.push(el('li', { class: 'vi-line vi-caller vi-pending' }, el('small', { text: 'caller (speaking)' }), ctx.turn.text));
   if (ctx.reply?.text) lines.push(el('li', { class: 'vi-line vi-agent vi-pending' }, el('small', { text: 'agent (replying)' }), ctx.reply.text));
   const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
   list.replaceChildren(...lines);

@@ -40,29 +40,29 @@ export function abstractState(s: Snap): string {
     v: s.value,
     st: s.status,
     consent: c.consent,
-    rec: c.recording,
+    rec: c.recording.requested,
     em: c.emergency !== null,
     // Whether "Is your pet in danger?" was asked (after that, uncertain keywords no longer ask), not how it was answered.
     asked: c.emergencyCheck !== null,
-    consentState: s.matches('consent') ? [c.consentAnswer, c.consentAsks] : null,
+    consentState: s.matches('consent') ? [c.turn.consentAnswer, c.counts.consentAsks] : null,
     tr: s.matches('transferring') ? c.transfer?.target : null,
     pb: live && playsAudio(s) ? (preparing ? [p.synthDone, p.queuedMs > 0] : [p.synthDone, p.heardMs >= p.queuedMs, p.cleared, p.queuedMs > 0]) : null,
     // A prepared reply's action and text only matter once it is committed (reply.done).
     reply: inReply && c.reply ? (preparing ? [c.reply.agentDone, c.reply.failed] : [c.reply.agentDone, c.reply.action?.type ?? null, c.reply.text.length > 0]) : null,
-    turn: keepsWords && c.turnText.length > 0,
+    turn: keepsWords && c.turn.text.length > 0,
     eot: ending
       ? [
-          prep && !preparing && c.partialText !== '',
-          s.matches({ reply: { preparing: 'transcribing' } }) && c.awaitingFinal,
-          prep && c.preempts >= c.tenant.timing.maxPreemptsPerTurn,
-          (s.matches({ reply: { preparing: 'pausing' } }) || s.matches({ listening: 'pausing' })) && c.turnEnd.remainingMs === 0,
-          prep && s.matches({ listening: 'pausing' }) && c.turnEnd.remainingMs <= c.tenant.timing.preemptLeadMs,
+          prep && !preparing && c.turn.partial !== '',
+          s.matches({ reply: { preparing: 'transcribing' } }) && c.turn.awaitingFinal,
+          prep && c.turn.preempts >= c.tenant.timing.maxPreemptsPerTurn,
+          (s.matches({ reply: { preparing: 'pausing' } }) || s.matches({ listening: 'pausing' })) && c.turn.end.remainingMs === 0,
+          prep && s.matches({ listening: 'pausing' }) && c.turn.end.remainingMs <= c.tenant.timing.preemptLeadMs,
         ]
       : null,
-    silence: inListening ? c.silencePrompts : null,
-    failed: inListening || inReply ? Math.min(c.failedTurns, 3) : null,
-    digits: inListening && c.digits.length > 0,
-    expect: inListening ? c.expect : null,
+    silence: inListening ? c.counts.silencePrompts : null,
+    failed: inListening || inReply ? Math.min(c.counts.failedTurns, 3) : null,
+    digits: inListening && c.turn.digits.length > 0,
+    expect: inListening ? c.turn.expect : null,
     timeUp: c.timeLimitReached,
   });
 }

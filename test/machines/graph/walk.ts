@@ -145,7 +145,7 @@ export function walk(name: string, long: boolean): WalkResult {
   for (const [from, { state, transitions }] of vertices) {
     if (name.startsWith('consent')) {
       if (state.context.consent === 'pending' && state.matches('reply')) consent.push(`reply before the answer: ${from}`);
-      if (state.context.consent !== 'given' && state.context.recording !== 'off') consent.push(`recording without a yes: ${from}`);
+      if (state.context.consent !== 'given' && state.context.recording.requested) consent.push(`recording without a yes: ${from}`);
     }
     if (state.status !== 'active' || state.context.emergency !== null) continue;
     if (state.matches({ emergency: 'checking' })) checking++;
