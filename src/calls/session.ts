@@ -24,6 +24,7 @@ import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { CallRest } from './call-rest.js';
 import { createCallActor, type CallActorDeps, type Prompts } from './child-actors.js';
+import { MarkEchoes } from './mark-echoes.js';
 import { emergencyOf, journalSummary, newCallRecord, noteChildEvent, UsageLedger, type CallRecord } from './call-record.js';
 import type { CallFollowUps, FollowThrough } from './follow-through.js';
 import type { ProviderBudget } from './provider-budget.js';
@@ -88,6 +89,8 @@ export class CallSession {
   private readonly journal: CallJournal | null;
   private readonly followUps: CallFollowUps | null;
   private readonly twilio: CallRest;
+  /** Mark echoes on their way to the machine (fewer of them: mark-echoes.ts). */
+  private readonly marks: MarkEchoes;
 
   constructor(
     readonly callSid: string,
@@ -101,6 +104,7 @@ export class CallSession {
     this.startedAtMs = this.stateSinceMs = this.now();
     this.log = callLogger(deps.logger, { callSid, streamSid: null, tenantId: tenant.id });
     this.twilio = new CallRest(callSid, tenant, deps, this.log);
+    this.marks = new MarkEchoes((mark) => this.deliver(mark), this.now);
     const { vad } = deps.providers;
     const budgeted = deps.budget?.forCall(tenant, deps.providers);
     const { stt, tts, agent } = budgeted?.set ?? deps.providers.select?.(tenant) ?? deps.providers;
@@ -142,6 +146,8 @@ export class CallSession {
         this.turnClock.onReplyStart(generation);
       },
       observe: (event) => {
+        // The child's event reaches the actor after this: a held heard position goes first.
+        this.marks.flush();
         noteChildEvent(this.record, event);
         budgeted?.event(event);
         if (event.type === 'provider.fallback') {
@@ -248,7 +254,7 @@ export class CallSession {
 
   onMark(mark: MarkMessage): void {
     const info = Player.parseMark(mark.name);
-    if (info) this.send({ type: 'twilio.mark', generation: info.generation, epoch: info.epoch, endMs: info.endMs });
+    if (info && !this.ended) this.marks.arrived({ type: 'twilio.mark', ...info }, this.actor.getSnapshot().context.playback);
   }
 
   onStop(): void {
@@ -284,6 +290,12 @@ export class CallSession {
   }
 
   send(event: CallEvent): void {
+    if (this.ended) return;
+    this.marks.flush();
+    this.deliver(event);
+  }
+
+  private deliver(event: CallEvent): void {
     if (this.ended) return;
     this.deps.onActivity?.({ type: 'event', callSid: this.callSid, t: this.durationMs, source: 'edge', event });
     this.actor.send(event);

@@ -162,6 +162,11 @@ describe.concurrent('replaying a journal reproduces the live call', () => {
     // A finished question: the 250 ms window, over by the time the embedded recognizer's final came (no window timer).
     expect(replay.commands.find((c) => c.type === 'out.turn')).toMatchObject({ transcript: 'what are your hours', endOfTurn: { kind: 'complete', windowMs: 250 } });
     expect(replay.outcome).toBe('callerHungUp');
+    // The machine got at most one mark echo per 250 ms of playback, plus those that ended an item,
+    // not all of them (src/calls/mark-echoes.ts); the replay above matched the live call with them.
+    const journaled = (await readJournal(await journalPath(call.callSid))).events.filter((e) => e.event.type === 'twilio.mark').length;
+    expect(journaled).toBeGreaterThan(0);
+    expect(journaled).toBeLessThan(call.marksEchoed.length * 0.6);
   }, 40_000);
 
   it('a barge-in: the caller talks over the reply', async ({ expect }) => {
