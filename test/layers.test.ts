@@ -111,7 +111,7 @@ describe('the import graph of src/ and machines/', () => {
     expect(graph.size).toBeGreaterThan(80);
     expect(edges).toBeGreaterThan(200);
     expect(graph.get('src/server.ts')).toContain('src/calls/registry.ts');
-    expect(graph.get('src/calls/session.ts')).toContain('src/providers/types.ts'); // a type-only import
+    expect(graph.get('src/calls/session-deps.ts')).toContain('src/providers/types.ts'); // a type-only import
   });
 
   it('has no cycle', () => {

@@ -11,64 +11,23 @@ import { decodeUlaw } from '../audio/ulaw.js';
 import { openAt } from '../config/hours.js';
 import type { Tenant } from '../config/tenant.schema.js';
 import { roundMs, sameStateValue, statePath } from '../journal/format.js';
-import type { CallJournal, JournalFactory } from '../journal/writer.js';
+import type { CallJournal } from '../journal/writer.js';
 import { callLogger } from '../observability/logger.js';
 import { sttVocabularyFor } from '../providers/stt/local-grammar.js';
-import type { Providers } from '../providers/types.js';
 import type { DtmfMessage, MarkMessage, MediaMessage, StartMessage } from '../twilio/media-codec.js';
 import { Player } from '../twilio/player.js';
-import type { TwilioRest } from '../twilio/rest-types.js';
 import type { MediaStreamHandle } from '../twilio/stream-socket.js';
-import type { CallActivity } from './activity.js';
 import { AudioHub } from './audio-hub.js';
 import { toCallTenant } from './call-input.js';
 import { CallRest } from './call-rest.js';
-import { createCallActor, type CallActorDeps, type Prompts } from './child-actors.js';
+import { createCallActor, type CallActorDeps } from './child-actors.js';
+import type { CallOrigin, SessionDeps } from './session-deps.js';
 import { MarkEchoes } from './mark-echoes.js';
 import { emergencyOf, journalSummary, newCallRecord, noteChildEvent, UsageLedger, type CallRecord } from './call-record.js';
-import type { CallFollowUps, FollowThrough } from './follow-through.js';
-import type { ProviderBudget } from './provider-budget.js';
+import type { CallFollowUps } from './follow-through.js';
 import { TurnClock } from './turn-clock.js';
 
-export interface SessionDeps {
-  providers: Providers;
-  prompts: Prompts;
-  /** Null when no Twilio credentials are configured (development): transfers and hang-ups then fail over in the machine. */
-  rest: TwilioRest | null;
-  publicBaseUrl: string;
-  logger: Logger;
-  /** Monotonic ms. */
-  now?: () => number;
-  /** Wall clock, epoch ms (opening hours at the call's start). Default Date.now. */
-  clock?: () => number;
-  /** The call machine to run; tests pass a variant (e.g. with an action that throws). */
-  machine?: typeof callMachine;
-  /** Live feed for the inspector: snapshots, events, commands, inbound audio, end. Must not throw. */
-  onActivity?: (activity: CallActivity) => void;
-  /** Event journal (docs/journal.md); absent: calls are not journaled. */
-  journal?: JournalFactory;
-  /** Diagnostics tap (tests, tools): every state change and every command of every call, in order. */
-  tap?: SessionTap;
-  /**
-   * Where requests, messages, emergencies and the call summary go (the store, then the clinic).
-   * Absent (unit tests, bench): requests are kept in the call's context and journal only.
-   */
-  followThrough?: FollowThrough;
-  /** The clinics' daily provider budgets: usage counted, the embedded providers once one is used up. */
-  budget?: ProviderBudget;
-}
-
-/** What the webhook told about a call beyond its CallSid. */
-export interface CallOrigin {
-  /** The signed `From`; used only as the clinic's privacy setting allows, never logged. */
-  from: string | null;
-}
-
-export interface SessionTap {
-  /** `state` is the dotted path; `t` ms since the call started. */
-  transition?(callSid: string, state: string, t: number): void;
-  command?(callSid: string, command: CallCommand, t: number): void;
-}
+export type { CallOrigin, SessionDeps, SessionTap } from './session-deps.js';
 
 export class CallSession {
   readonly log: Logger;
