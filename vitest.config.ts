@@ -49,6 +49,22 @@ const UNITS = [
   'test/calls/{caller-limits,echo-reference,registry,stream-token,provider-budget}.test.ts',
   'test/replay/{fixtures,journal,retention}.test.ts',
 ];
+/**
+ * Calls in real time that touch nothing process-wide: the fake voice and recognizer (no shared
+ * speech workers), no module mocks, fake timers or process listeners, no Chromium; child engines
+ * they spawn are theirs to stop. Like UNITS they share one module graph per worker: importing the
+ * engine again cost ~2 s a file, a quarter of these files' run (docs/testing.md).
+ */
+const CALLS_SHARED = [
+  'test/e2e/{backchannel-sync,conversation,echo,emergency-follow-through,follow-through,interruptions,stream-safety}.test.ts',
+  'test/faults/{event-loop-stall,kill9,kill9-follow-ups,rest-failures,stream-drop}.test.ts',
+  'test/hardening/{backpressure,connection-caps,stream-token-workers}.test.ts',
+  'test/inspector/feed.test.ts',
+  'test/redis/{boot,instances,shared-state}.test.ts',
+  'test/support/fake-twilio.test.ts',
+  'test/audio/*.test.ts',
+  'test/calls/turn-clock.test.ts',
+];
 
 export default defineConfig({
   test: {
@@ -83,13 +99,17 @@ export default defineConfig({
       },
       {
         extends: true,
+        test: { name: 'calls-shared', include: CALLS_SHARED, exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS], isolate: false, maxWorkers: cores, sequence: { groupOrder: 2 } },
+      },
+      {
+        extends: true,
         // The rest mostly waits on real-time calls rather than computing: one worker per core
         // (vitest's default, cores - 1, ran this suite one file at a time on 2 cores; cores + 1 made
         // the embedded-voice files miss their timing bounds: backpressure, the inspector in Chromium).
         test: {
           name: 'calls',
           include: ['test/**/*.test.ts'],
-          exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS],
+          exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS, ...CALLS_SHARED],
           maxWorkers: cores,
           sequence: { groupOrder: 2 },
         },
