@@ -193,6 +193,7 @@ export class CallSession {
       send: (json) => {
         handle.send(json);
       },
+      batch: (sends) => handle.batch(sends),
       onError: (err) => this.log.warn({ err }, 'player send failed'),
       echo: this.hub.echo,
     });

@@ -166,7 +166,7 @@ export async function registerStreamRoute(
           (session?.log ?? log).warn({ reason, bufferedAmount }, 'outbound frame dropped');
         },
       },
-      deps.streamOptions,
+      { ...deps.streamOptions, transport: request.raw.socket },
     );
   });
 }

@@ -63,6 +63,8 @@ export interface PlayerOptions {
   streamSid: string;
   /** Sink for JSON text frames; expected not to throw (errors are caught and reported anyway). */
   send: (json: string) => void;
+  /** Runs a burst of sends (each message and its mark, a reply's first lead) so they leave in one socket write. */
+  batch?: (sends: () => void) => void;
   /** Monotonic milliseconds; default `performance.now`. */
   now?: () => number;
   scheduler?: Scheduler;
@@ -121,6 +123,7 @@ export class Player {
   private readonly maxQueuedBytes: number;
   private readonly onError: ((err: unknown) => void) | undefined;
   private readonly echo: PlayerOptions['echo'];
+  private readonly batch: (sends: () => void) => void;
 
   private gen = -1;
   private epochN = 0;
@@ -150,6 +153,7 @@ export class Player {
     this.maxQueuedBytes = (opts.maxQueuedMs ?? 120_000) * BYTES_PER_MS;
     this.onError = opts.onError;
     this.echo = opts.echo;
+    this.batch = opts.batch ?? ((sends) => sends());
   }
 
   get generation(): number { return this.gen; }
@@ -275,6 +279,20 @@ export class Player {
       this.anchor = now - this.sentMs; // underrun: nothing is buffered at Twilio
       this.stats.reanchors++;
     }
+    if (this.dueNow(now)) this.batch(() => this.sendDue(now));
+    // emit() catches sink errors; the sink may have called stop() or clear() re-entrantly.
+    if (!this.stopped && !this.isPaused && this.nextMessageBytes() > 0) this.startTimer();
+    else this.stopTimer();
+  }
+
+  /** A message is due: the next one fits in the lead. */
+  private dueNow(now: number): boolean {
+    const n = this.nextMessageBytes();
+    return n > 0 && this.anchor + this.sentMs + n / BYTES_PER_MS <= now + this.leadMs;
+  }
+
+  /** Sends every message the lead allows. */
+  private sendDue(now: number): void {
     let n: number;
     while (!this.stopped && !this.isPaused && (n = this.nextMessageBytes()) > 0) {
       const ms = n / BYTES_PER_MS;
@@ -282,9 +300,6 @@ export class Player {
       this.sendOne(n);
       this.sentMs += ms;
     }
-    // emit() catches sink errors; the sink may have called stop() or clear() re-entrantly.
-    if (!this.stopped && !this.isPaused && this.nextMessageBytes() > 0) this.startTimer();
-    else this.stopTimer();
   }
 
   private sendOne(n: number): void {

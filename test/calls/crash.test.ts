@@ -69,6 +69,10 @@ class FakeStream implements MediaStreamHandle {
     streams.push(this);
   }
 
+  batch(sends: () => void): void {
+    sends();
+  }
+
   send(json: string): boolean {
     if (this.state !== 'started') return false;
     const msg = JSON.parse(json) as { event: string; media?: { payload: string }; mark?: { name: string } };

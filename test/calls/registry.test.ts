@@ -42,6 +42,9 @@ function handle(): MediaStreamHandle & { sent: string[]; closedWith: number | nu
       h.sent.push(json);
       return true;
     },
+    batch(sends: () => void) {
+      sends();
+    },
     close(code = 1000) {
       h.closedWith = code;
       h.state = 'closed';

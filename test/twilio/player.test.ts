@@ -58,6 +58,30 @@ describe('Player pacing', () => {
     expect(player.stats).toMatchObject({ bytesSent: 24000, mediaMessages: 30, marksSent: 30 });
   });
 
+  it('sends each burst (a message and its mark; the first lead of a reply) inside one batch, nothing outside', () => {
+    const bursts: number[][] = [];
+    let open: number[] | null = null;
+    const { player, sent } = setup({
+      batch: (sends) => {
+        open = [];
+        sends();
+        bursts.push(open);
+        open = null;
+      },
+      send: (json) => {
+        if (!open) throw new Error('a frame sent outside a batch');
+        open.push(sent.length);
+        sent.push({ t: elapsed(), json, msg: JSON.parse(json) as Sent['msg'] });
+      },
+    });
+    player.enqueue(1, tone(1000));
+    expect(bursts.map((b) => b.length)).toEqual([4]); // the first 200 ms: two messages, two marks
+    vi.advanceTimersByTime(1500);
+    expect(bursts.slice(1).every((b) => b.length === 2)).toBe(true);
+    expect(bursts.flat()).toEqual(sent.map((_, i) => i));
+    expect(player.stats.mediaMessages).toBe(10);
+  });
+
   it('sends exactly the documented fields', () => {
     const { player, sent } = setup();
     player.enqueue(3, tone(40));

@@ -28,7 +28,10 @@ const media = (n: number) => JSON.stringify({
 const ev = (event: string, body: object) => JSON.stringify({ event, sequenceNumber: '9', streamSid: STREAM, ...body });
 const connected = JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' });
 
-type Setup = { handlers: Partial<MediaStreamHandlers>; opts?: MediaStreamOptions };
+/** `corked`: the handle gets the upgrade request's TCP socket as its transport (as the route does). */
+type Setup = { handlers: Partial<MediaStreamHandlers>; opts?: MediaStreamOptions; corked?: boolean };
+/** Writes the server's TCP socket made (Node's Writable calls `_write` or `_writev` once per write to the kernel). */
+let socketWrites = 0;
 let wss: WebSocketServer;
 let url = '';
 let next: Setup = { handlers: {} };
@@ -36,9 +39,18 @@ let lastHandle: MediaStreamHandle | null = null;
 
 beforeAll(async () => {
   wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...MEDIA_STREAM_WS_OPTIONS });
-  wss.on('connection', (socket) => {
-    const { handlers, opts } = next;
-    lastHandle = attachMediaStream(socket, { onStart: () => 'accept', ...handlers }, opts);
+  wss.on('connection', (socket, request) => {
+    const { handlers, opts, corked } = next;
+    const tcp = request.socket as typeof request.socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+    socketWrites = 0;
+    for (const key of ['_write', '_writev'] as const) {
+      const write = tcp[key].bind(tcp);
+      tcp[key] = (...args: unknown[]) => {
+        socketWrites++;
+        write(...args);
+      };
+    }
+    lastHandle = attachMediaStream(socket, { onStart: () => 'accept', ...handlers }, { ...opts, ...(corked ? { transport: request.socket } : {}) });
   });
   await new Promise<void>((resolve) => wss.once('listening', resolve));
   url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
@@ -111,6 +123,25 @@ describe('attachMediaStream over a real socket', () => {
     expect(out).toMatchObject({ code: 1000, reason: 'done', received: [markMessage(STREAM, '1:0:20')] });
     expect(r.counters.sendsDropped).toEqual({ notStarted: 1, closed: 1, backpressure: 0 });
     expect(r.events.at(-1)).toBe('close:1000:done');
+  });
+
+  it('batch: the frames sent inside leave in one write to the socket; outside, one write each', async () => {
+    const r = recorder();
+    const writes: number[] = [];
+    const out = await run({ handlers: r.handlers, opts: { counters: r.counters }, corked: true }, [start], () => {
+      setTimeout(() => {
+        const handle = lastHandle!;
+        let before = socketWrites;
+        handle.batch(() => ['1:0:100', '1:0:200', '1:0:300'].forEach((name) => handle.send(markMessage(STREAM, name))));
+        writes.push(socketWrites - before);
+        before = socketWrites;
+        ['1:0:400', '1:0:500'].forEach((name) => handle.send(markMessage(STREAM, name)));
+        writes.push(socketWrites - before);
+        handle.close(1000, 'done');
+      }, 30);
+    });
+    expect(writes).toEqual([1, 2]);
+    expect(out.received).toEqual(['100', '200', '300', '400', '500'].map((ms) => markMessage(STREAM, `1:0:${ms}`)));
   });
 
   it('closes 1003 on a binary frame', async () => {
