@@ -8,27 +8,28 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, it, type TestContext } from 'vitest';
 import { clinicDeliveries } from '../../src/delivery/clinics.js';
 import { createOutbox } from '../../src/delivery/outbox.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { localAgent } from '../../src/providers/agent/local.js';
 import { openStore } from '../../src/store/index.js';
 import type { FollowUp, FollowUpStore } from '../../src/store/types.js';
+import type { FakeSttUtterance } from '../../src/providers/stt/fake.js';
 import { QUICK_VET, startRig, tone, untilState, type Rig } from './conversation-kit.js';
 
-/** One keyword in a partial (uncertain), then each call's answer, in call order. */
+/** One keyword in a partial (uncertain): every call but the key press opens with it. */
 const BLEEDING = { partials: ['my dog is bleeding'], final: 'my dog is bleeding' };
-const STT = [BLEEDING, 'yes', BLEEDING, 'no', BLEEDING];
 
-let rig: Rig;
-let store: FollowUpStore;
-
-beforeAll(async () => {
-  store = await openStore(`sqlite:${join(mkdtempSync(join(tmpdir(), 'vetline-emergency-')), 'calls.db')}`);
-  rig = await startRig({
+/**
+ * An engine of its own on a SQLite store of its own for each test (the recognizer's script is one
+ * call's), so the four calls run at once: each waits on audio played in real time, not on the CPU.
+ */
+async function emergencyRig(ctx: TestContext, stt: FakeSttUtterance[]): Promise<{ rig: Rig; store: FollowUpStore }> {
+  const store = await openStore(`sqlite:${join(mkdtempSync(join(tmpdir(), 'vetline-emergency-')), 'calls.db')}`);
+  const rig = await startRig({
     agent: localAgent,
-    stt: STT,
+    stt,
     engine: {
       followUps: (tenants) => {
         const clinic = clinicDeliveries(tenants, { smtp: false, sms: false });
@@ -37,21 +38,22 @@ beforeAll(async () => {
       },
     },
   });
-}, 60_000);
-
-afterAll(async () => {
-  await rig?.close();
-  await store?.close();
-});
+  // The engine first (the end of its calls writes to the store), then the store.
+  ctx.onTestFinished(async () => {
+    await rig.close();
+    await store.close();
+  });
+  return { rig, store };
+}
 
 /** The call's summary once written (the end of the call writes it after any emergency follow-up). */
-async function finished(sid: string): Promise<{ summary: string; emergency: FollowUp | undefined }> {
+async function finished(ctx: TestContext, store: FollowUpStore, sid: string): Promise<{ summary: string; emergency: FollowUp | undefined }> {
   const end = Date.now() + 5_000;
   for (;;) {
     const summary = await store.getCallSummary(sid);
     if (summary) {
       const emergencies = (await store.listFollowUps({ clinicId: null, type: 'emergency' })).filter((f) => f.callSid === sid);
-      expect(emergencies.length).toBeLessThanOrEqual(1);
+      ctx.expect(emergencies.length).toBeLessThanOrEqual(1);
       return { summary: summary.summary, emergency: emergencies[0] };
     }
     if (Date.now() > end) throw new Error(`no call summary for ${sid}`);
@@ -60,7 +62,7 @@ async function finished(sid: string): Promise<{ summary: string; emergency: Foll
 }
 
 /** Dials, says the uncertain keyword and waits for the question to have been heard. */
-async function askedCall() {
+async function askedCall(rig: Rig) {
   const call = await rig.dial(QUICK_VET);
   await untilState(rig, call, 'listening.waiting', 8_000);
   await call.say(tone(600));
@@ -68,51 +70,59 @@ async function askedCall() {
   return call;
 }
 
-describe('the emergency follow-up records the check', () => {
-  it('"yes": an emergency follow-up, uncertain, confirmed by the caller; the summary says so', async () => {
-    const call = await askedCall();
+describe.concurrent('the emergency follow-up records the check', () => {
+  it('"yes": an emergency follow-up, uncertain, confirmed by the caller; the summary says so', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, store } = await emergencyRig(ctx, [BLEEDING, 'yes']);
+    const call = await askedCall(rig);
     await call.say(tone(300));
     await untilState(rig, call, 'transferring.handedOff', 10_000);
     await call.stop();
     await untilState(rig, call, 'ended', 3_000);
-    const { summary, emergency } = await finished(call.callSid);
+    const { summary, emergency } = await finished(ctx, store, call.callSid);
     expect(emergency?.emergency).toMatchObject({
       trigger: 'speech', detail: 'bleeding', script: 'emergency', sentTo: 'emergencyLine', certainty: 'uncertain', confirmation: 'saidYes',
     });
     expect(summary).toContain('EMERGENCY: the caller said "bleeding" ("bleeding" was unclear; asked, the caller said the pet was in danger)');
   }, 40_000);
 
-  it('"no": no emergency follow-up; the summary says what was heard and that the caller said no', async () => {
-    const call = await askedCall();
+  it('"no": no emergency follow-up; the summary says what was heard and that the caller said no', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, store } = await emergencyRig(ctx, [BLEEDING, 'no']);
+    const call = await askedCall(rig);
     await call.say(tone(300));
     await untilState(rig, call, 'listening.waiting', 6_000);
     await call.hangUp();
     await untilState(rig, call, 'ended', 3_000);
-    const { summary, emergency } = await finished(call.callSid);
+    const { summary, emergency } = await finished(ctx, store, call.callSid);
     expect(emergency).toBeUndefined();
     expect(summary).toContain('The assistant heard "bleeding" but was not sure; asked, the caller said the pet was not in danger right now.');
     expect(summary).not.toContain('EMERGENCY');
   }, 40_000);
 
-  it('a hang-up during the question: a possible emergency to call back, nothing played', async () => {
-    const call = await askedCall();
+  it('a hang-up during the question: a possible emergency to call back, nothing played', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, store } = await emergencyRig(ctx, [BLEEDING]);
+    const call = await askedCall(rig);
     await call.hangUp();
     await untilState(rig, call, 'ended', 3_000);
-    const { summary, emergency } = await finished(call.callSid);
+    const { summary, emergency } = await finished(ctx, store, call.callSid);
     expect(emergency?.emergency).toEqual({
       trigger: 'speech', detail: 'bleeding', script: 'none', sentTo: null, connected: null, certainty: 'uncertain', confirmation: 'callEnded',
     });
     expect(summary).toContain('POSSIBLE EMERGENCY: the assistant heard "bleeding" and the call ended while it asked whether the pet was in danger');
   }, 40_000);
 
-  it('the emergency key: clear, not asked', async () => {
+  it('the emergency key: clear, not asked', async (ctx) => {
+    const { expect } = ctx;
+    const { rig, store } = await emergencyRig(ctx, []);
     const call = await rig.dial(QUICK_VET);
     await untilState(rig, call, 'listening.waiting', 8_000);
     call.dtmf('9');
     await untilState(rig, call, 'transferring.handedOff', 10_000);
     await call.stop();
     await untilState(rig, call, 'ended', 3_000);
-    const { emergency } = await finished(call.callSid);
+    const { emergency } = await finished(ctx, store, call.callSid);
     expect(emergency?.emergency).toMatchObject({ trigger: 'dtmf', detail: '9', certainty: 'clear', confirmation: 'notAsked' });
   }, 40_000);
 });
