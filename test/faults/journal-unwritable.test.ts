@@ -13,7 +13,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as FsPromises from 'node:fs/promises';
-import { afterEach, describe, it, vi } from 'vitest';
+import { describe, it, vi, type TestContext } from 'vitest';
 import { parseJournal } from '../../src/replay/read.js';
 import { sleep, tone } from '../e2e/conversation-kit.js';
 import { converse, faultRig, later, journalOf, untilState, type FaultRig } from './fault-kit.js';
@@ -43,15 +43,10 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   return { ...fs, open, default: { ...fs, open } };
 });
 
-const dirs: string[] = [];
-afterEach(async () => {
-  disk.full.clear();
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
+/** A directory removed when the test finishes (the two tests run at once). */
+async function tempDir(ctx: Pick<TestContext, 'onTestFinished'>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'vetline-journal-fault-'));
-  dirs.push(dir);
+  ctx.onTestFinished(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -64,10 +59,12 @@ async function metric(r: FaultRig, name: string): Promise<number> {
   return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
 }
 
-describe('the journal becomes unwritable mid-call', () => {
+// The two calls wait on audio played in real time, and each fault is its own (one CallSid's appends,
+// one test's directory): they run at once.
+describe.concurrent('the journal becomes unwritable mid-call', () => {
   it('disk full (ENOSPC) for one call: that call goes on, one VET_E_JOURNAL, counted; what was written stays; the other journal is whole', async (ctx) => {
     const { expect } = ctx;
-    const dir = await tempDir();
+    const dir = await tempDir(ctx);
     const r = await faultRig(ctx, { journalDir: dir });
     const call = await r.dial();
     const neighbour = await r.dial();
@@ -79,6 +76,7 @@ describe('the journal becomes unwritable mid-call', () => {
     expect(linesBefore).toBeGreaterThan(0);
 
     disk.full.add(call.callSid);
+    ctx.onTestFinished(() => void disk.full.delete(call.callSid));
     const neighbourDone = later(converse(r, neighbour));
     // Two full turns with the journal failing underneath.
     expect(await converseTurn(r, call)).toContain('Monday to Friday');
@@ -114,7 +112,7 @@ describe('the journal becomes unwritable mid-call', () => {
 
   it('JOURNAL_DIR removed under the engine: the live call and a new one both go on, one VET_E_JOURNAL each', async (ctx) => {
     const { expect } = ctx;
-    const dir = await tempDir();
+    const dir = await tempDir(ctx);
     const r = await faultRig(ctx, { journalDir: dir });
     const call = await r.dial();
     await untilState(r, call, 'listening.waiting', 10_000);
