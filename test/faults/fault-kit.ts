@@ -106,6 +106,25 @@ export async function untilEntered(rig: FaultRig, call: FakeTwilio, state: strin
   return enteredAt(rig, call.callSid, state, sincePerf) ?? Number.NaN;
 }
 
+/**
+ * The furthest playback position among mark names (`generation:epoch:endMs`) as generation × 1e9 +
+ * endMs; -1 for none. The session hands the machine only some mark echoes (at most one per 250 ms,
+ * the held one before anything else: src/calls/mark-echoes.ts), so what must be journaled is the
+ * furthest position the engine had received, not every echo.
+ */
+export function furthestMark(names: readonly string[]): number {
+  let furthest = -1;
+  for (const name of names) {
+    const [generation, , endMs] = name.split(':').map(Number);
+    if (generation !== undefined && endMs !== undefined) furthest = Math.max(furthest, generation * 1e9 + endMs);
+  }
+  return furthest;
+}
+
+/** Mark names journaled as `twilio.mark` events, in the player's naming. */
+export const journaledMarks = (events: readonly { event: { type: string } }[]): string[] =>
+  events.flatMap(({ event: e }) => (e.type === 'twilio.mark' && 'generation' in e && 'epoch' in e && 'endMs' in e ? [`${String(e.generation)}:${String(e.epoch)}:${String(e.endMs)}`] : []));
+
 /** A performance.now() instant on this call's clock (FakeTwilio times count from its creation). */
 export const onCallClock = (call: FakeTwilio, perf: number) => perf - (performance.now() - call.now());
 
