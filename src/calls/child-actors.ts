@@ -20,6 +20,7 @@ import type { SttProvider } from '../providers/stt/types.js';
 import type { TtsOptions, TtsProvider } from '../providers/tts/types.js';
 import type { VadProvider } from '../providers/vad/types.js';
 import type { AudioHub } from './audio-hub.js';
+import { AudioBatcher } from './audio-batcher.js';
 
 export interface Prompts {
   get(tenantId: string, clip: ClipId): Uint8Array;
@@ -248,23 +249,29 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       onFallback: (r) => send({ type: 'provider.fallback', ...r }),
     };
 
+    // Chunks handed to the machine; what the synthesizer streams is joined on the way (audio-batcher.ts).
+    const handOver = (audio: Uint8Array) => {
+      for (let off = 0; off < audio.length; off += MAX_CHUNK_BYTES) {
+        send({ type: 'tts.chunk', generation, audio: audio.subarray(off, Math.min(audio.length, off + MAX_CHUNK_BYTES)) });
+      }
+    };
+    const batcher = new AudioBatcher(handOver);
+
     const speakOne = async (speech: Speech) => {
       let bytes = 0;
-      const emit = (audio: Uint8Array) => {
-        for (let off = 0; off < audio.length; off += MAX_CHUNK_BYTES) {
-          const chunk = audio.subarray(off, Math.min(audio.length, off + MAX_CHUNK_BYTES));
-          bytes += chunk.length;
-          send({ type: 'tts.chunk', generation, audio: chunk });
-        }
-      };
       if (speech.kind === 'clip') {
-        emit(deps.prompts.get(tenant.id, speech.clip));
+        const clip = deps.prompts.get(tenant.id, speech.clip);
+        bytes = clip.length;
+        handOver(clip);
       } else {
         deps.usage?.({ kind: 'tts', generation, characters: speech.text.length });
         for await (const chunk of deps.tts.synthesize(speech.text, ttsOptions)) {
           if (ac.signal.aborted) return;
-          emit(chunk);
+          bytes += chunk.length;
+          batcher.push(chunk);
         }
+        // The segment ends where its audio ends: all of it handed over first.
+        if (!ac.signal.aborted) batcher.flush();
       }
       if (!ac.signal.aborted) send({ type: 'tts.segment', generation, text: speech.kind === 'text' ? speech.text : '', ms: bytes / 8 });
     };
@@ -276,7 +283,10 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
         while (queue.length > 0 && !ac.signal.aborted) await speakOne(queue.shift()!);
         if (ended && !ac.signal.aborted) send({ type: 'tts.done', generation });
       } catch (err) {
-        if (!ac.signal.aborted) send({ type: 'tts.error', generation, message: message(err) });
+        if (!ac.signal.aborted) {
+          batcher.flush(); // what was synthesized before the failure, as before it
+          send({ type: 'tts.error', generation, message: message(err) });
+        }
       } finally {
         running = false;
       }
@@ -290,7 +300,10 @@ function createCallActorBodies(deps: CallActorDeps): CallActorBodies {
       void pump();
     });
     void pump();
-    return () => ac.abort();
+    return () => {
+      ac.abort();
+      batcher.stop();
+    };
   };
 
   return {
