@@ -53,7 +53,7 @@ export class AudioBatcher {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.heldBytes === 0) return;
-    const audio = this.held.length === 1 ? this.held[0]! : joined(this.held, this.heldBytes);
+    const audio = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held, this.heldBytes);
     this.held = [];
     this.heldBytes = 0;
     this.handedMs += audio.length / BYTES_PER_MS;
@@ -72,14 +72,4 @@ export class AudioBatcher {
   private aheadMs(): number {
     return this.firstAtMs === null ? 0 : this.firstAtMs + this.handedMs - this.now();
   }
-}
-
-function joined(parts: Uint8Array[], bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
