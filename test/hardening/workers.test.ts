@@ -30,13 +30,18 @@ const lines = (out: string) => out.split('\n').filter((l) => l.startsWith('{')).
 const metricSum = (text: string, name: string) =>
   text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
 
-/** A signed Twilio callback on a connection of its own (the primary deals connections to the workers in turn). */
-function callbackOnNewConnection(url: string, path: string, params: Record<string, string>): Promise<number> {
+/**
+ * A signed Twilio callback on a connection of its own: the primary deals connections to the workers
+ * in turn, and a kept-alive connection may lead to a worker that was just killed (ECONNRESET).
+ */
+function callbackOnNewConnection(url: string, path: string, params: Record<string, string>): Promise<{ status: number; body: string }> {
   const { headers } = signedForm({ baseUrl: TEST_BASE_URL, token: TEST_TOKEN, path, params });
   return new Promise((resolve, reject) => {
     const req = request(`${url}${path}`, { method: 'POST', agent: false, headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
     req.end(formBody(params));
@@ -102,8 +107,8 @@ describe('WORKERS=2 behind one port', () => {
       const closed = await c.waitForClose(5_000);
       expect(closed.code).toBe(1006); // no close frame: the process is gone, Twilio runs the verbs after </Connect>
       expect(c.twiml.afterConnect).toMatch(/<Gather[^>]*input="dtmf"/);
-      // The fallback menu's key press reaches a live worker.
-      const menu = await c.webhook('/twilio/dtmf?attempt=1', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: QUICK_VET, Digits: '9' });
+      // The fallback menu's key press reaches a live worker (on a new connection, as Twilio's would).
+      const menu = await callbackOnNewConnection(url, '/twilio/dtmf?attempt=1', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, From: nextCallerNumber(), To: QUICK_VET, Digits: '9' });
       expect(menu.status).toBe(200);
       expect(menu.body).toContain('<Response>');
     }
@@ -131,7 +136,7 @@ describe('WORKERS=2 behind one port', () => {
     // Twilio's completion of each surviving call, each on a new connection: at least one reaches the
     // worker that does not hold its call and is relayed; every call ends (the machine closes 1000).
     for (const c of survivors) {
-      expect(await callbackOnNewConnection(url, '/twilio/status', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, CallStatus: 'completed', SequenceNumber: '3' })).toBe(200);
+      expect((await callbackOnNewConnection(url, '/twilio/status', { CallSid: c.callSid, AccountSid: TEST_ACCOUNT, CallStatus: 'completed', SequenceNumber: '3' })).status).toBe(200);
     }
     for (const c of survivors) expect((await c.waitForClose(5_000)).code).toBe(1000);
     // Their ends reach the page too, whichever worker held them.
