@@ -293,12 +293,10 @@ export class Player {
 
   /** Sends every message the lead allows. */
   private sendDue(now: number): void {
-    let n: number;
-    while (!this.stopped && !this.isPaused && (n = this.nextMessageBytes()) > 0) {
-      const ms = n / BYTES_PER_MS;
-      if (this.anchor + this.sentMs + ms > now + this.leadMs) break;
+    while (!this.stopped && !this.isPaused && this.dueNow(now)) {
+      const n = this.nextMessageBytes();
       this.sendOne(n);
-      this.sentMs += ms;
+      this.sentMs += n / BYTES_PER_MS;
     }
   }
 

@@ -23,6 +23,9 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Engine, FromWorker, ToWorker, WorkerOptions } from './protocol.js';
+import type { RecognizerSession, RecognizerSink } from './session-types.js';
+
+export type { RecognizerSession, RecognizerSink } from './session-types.js';
 
 const STALL_MS = 30_000;
 const DEFAULT_SCRIPT = new URL('./speech.worker.ts', import.meta.url);
@@ -34,22 +37,6 @@ export interface SpeechPoolOptions {
   maxDecoders?: number;
   /** The worker's entry module (tests wrap the real one). Default ./speech.worker.ts. */
   script?: URL;
-}
-
-/** Where a recognizer session's results go (main thread). */
-export interface RecognizerSink {
-  partial(utt: number, text: string): void;
-  final(utt: number, text: string, confidence: number | null): void;
-  /** The session is over: a recognizer failure or its worker stopped. */
-  error(error: Error): void;
-}
-
-/** One call's recognizer, on its worker. Buffers passed in are transferred (do not reuse them). */
-export interface RecognizerSession {
-  start(utt: number, preRoll: Int16Array): void;
-  audio(utt: number, pcm: Int16Array): void;
-  end(utt: number): void;
-  close(): void;
 }
 
 interface Session {
