@@ -119,7 +119,10 @@ describe.concurrent('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () 
     // Live calls converse: the question asked after SIGTERM is answered as speech.
     expect(await spoken).toBe(true);
     await talker.waitFor(() => stateOf(talker.callSid).startsWith('reply'), 5_000, 'a reply to start');
-    await talker.waitFor((c) => c.heardMs() - heardAtT0 > 1_000, 5_000, 'the reply to be heard');
+    // Some of the answer before the deadline cuts it: speech, end of turn and the embedded
+    // recognizer, agent and voice leave ~1.5 s of the 3 s, less on a loaded machine (1 s was
+    // missed at 940 ms in a full suite run).
+    await talker.waitFor((c) => c.heardMs() - heardAtT0 > 400, 5_000, 'the reply to be heard');
     expect(engine.registry.session(talker.callSid)?.history).toContainEqual({ role: 'caller', text: 'what are your hours' });
 
     // ---- the deadline: one calls.update per live call, never before it ----

@@ -50,8 +50,13 @@ afterAll(async () => {
 
 const stateOf = (callSid: string) => engine.registry.list().find((c) => c.callSid === callSid)?.state ?? 'ended';
 
-/** The caller says `text`; resolves once the receptionist has answered and gone quiet. */
+/**
+ * The caller says `text` once the receptionist listens; resolves once it has answered and gone
+ * quiet. Quiet alone is not enough: on a loaded machine the embedded voice can leave a gap of more
+ * than 700 ms between two sentences of one reply, and a line said into that gap barges in.
+ */
 async function turn(c: FakeTwilio, text: string): Promise<void> {
+  await c.waitFor(() => stateOf(c.callSid).startsWith('listening'), 10_000, `the receptionist to listen before "${text}"`);
   const heard = c.heardMs();
   expect(await c.say(await callerSpeech(text))).toBe(true);
   await c.waitFor((x) => x.heardMs() > heard + 300, 8_000, `an answer to "${text}"`);
