@@ -11,7 +11,7 @@ const long = process.env.VETLINE_LONG === '1';
  * engine in real time.
  */
 const COMPUTE = [
-  'test/machines/**/*.test.ts',
+  'test/machines/!(call.graph).test.ts',
   'test/fuzz/**/*.test.ts',
   'test/visualize.test.ts',
   'test/boot.test.ts',
@@ -48,6 +48,17 @@ const UNITS = [
   'test/security/{access,account-sid,dockerfile,edge,emergency-reason,file-modes,modes}.test.ts',
   'test/calls/{caller-limits,echo-reference,registry,stream-token,provider-budget}.test.ts',
   'test/replay/{fixtures,journal,retention}.test.ts',
+];
+/**
+ * Real-time calls that keep a module graph of their own (a module mock, the embedded fallback's
+ * speech workers) but mostly wait on the line, not the CPU: the cloud providers against their fake
+ * vendors, the simulator's scripted calls, the unwritable journal. They run beside `CALLS_SHARED`,
+ * four files at once on two cores (docs/testing.md).
+ */
+const CALLS_LIGHT = [
+  'test/e2e/{cloud-call,cloud-scribe,cloud-follow-through,provider-budget}.test.ts',
+  'test/faults/journal-unwritable.test.ts',
+  'test/sim/*.test.ts',
 ];
 /**
  * Calls in real time that touch nothing process-wide: the fake voice and recognizer (no shared
@@ -97,9 +108,28 @@ export default defineConfig({
         extends: true,
         test: { name: 'units', include: UNITS, exclude: [...COMPUTE, ...COMPUTE_ISOLATED], isolate: false, maxWorkers: cores, sequence: { groupOrder: 2 } },
       },
+      // The light real-time files, two per core: they wait on audio played in real time (alone, the
+      // group used 35 % of two cores with one file per core, 98 s; 65 % with two, 57 s).
       {
         extends: true,
-        test: { name: 'calls-shared', include: CALLS_SHARED, exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS], isolate: false, maxWorkers: cores, sequence: { groupOrder: 2 } },
+        test: { name: 'calls-shared', include: CALLS_SHARED, exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS], isolate: false, maxWorkers: 2 * cores, sequence: { groupOrder: 3 } },
+      },
+      {
+        extends: true,
+        test: { name: 'calls-light', include: CALLS_LIGHT, exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS, ...CALLS_SHARED], maxWorkers: 2 * cores, sequence: { groupOrder: 3 } },
+      },
+      // The machine graph: its walk starts with the run in the background, at the lowest CPU
+      // priority (test/machines/graph/background.ts); the file runs last and collects the results.
+      {
+        extends: true,
+        test: {
+          name: 'graph',
+          include: ['test/machines/call.graph.test.ts'],
+          globalSetup: ['test/machines/graph/background.ts'],
+          isolate: false,
+          maxWorkers: cores,
+          sequence: { groupOrder: 4 },
+        },
       },
       {
         extends: true,
@@ -109,7 +139,7 @@ export default defineConfig({
         test: {
           name: 'calls',
           include: ['test/**/*.test.ts'],
-          exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS, ...CALLS_SHARED],
+          exclude: [...COMPUTE, ...COMPUTE_ISOLATED, ...UNITS, ...CALLS_SHARED, ...CALLS_LIGHT, 'test/machines/call.graph.test.ts'],
           maxWorkers: cores,
           sequence: { groupOrder: 2 },
         },
