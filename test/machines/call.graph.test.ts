@@ -8,57 +8,56 @@
  * coverage, that every state ends the call by its own timers alone, and the call's safety
  * invariants over every generated state.
  *
- * Each clinic shape is walked in a worker thread of its own, one per core at a time
- * (test/machines/graph/walk.ts): the walk is the suite's longest computation, and in one thread
- * the rest of the compute group finished beside it and then left a core idle (in the full suite
- * the file went from 162 to 104–117 s; alone it takes as long either way on this VM's two vCPUs).
+ * Each clinic shape is walked in a child process at the lowest CPU priority, started with the run
+ * by the `graph` project's global setup (test/machines/graph/background.ts): the walk is the suite's
+ * longest computation, and it runs in the CPU the real-time groups leave idle. This file runs in
+ * the last group and collects the results.
  */
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
 import type { AnyStateNode } from 'xstate';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { callMachine } from '../../machines/call/call.machine.js';
 import { LONG } from '../support/long.js';
 import { allStateNodes, allTransitions, tenants, transitionKey } from './graph/model.js';
+import { SHAPES } from './graph/shapes.js';
 import type { WalkResult } from './graph/walk.js';
 
-const WORKER = new URL('./graph/walk.worker.ts', import.meta.url).href;
+/** How often the results directory is looked at while the walks finish. */
+const POLL_MS = 250;
 
-/** One shape in a worker thread; Node 20 gives a worker neither the parent's tsx hooks nor a .ts entry, so it registers tsx first. */
-function walkInWorker(name: string): Promise<WalkResult> {
-  const source = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(WORKER)}); })`;
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(source, { eval: true, workerData: { name, long: LONG }, execArgv: [] });
-    let result: WalkResult | null = null;
-    worker.on('message', (m: WalkResult) => (result = m));
-    worker.on('error', reject);
-    worker.on('exit', (code) => (result ? resolve(result) : reject(new Error(`graph walk of ${name} exited ${code} without a result`))));
-  });
-}
-
-async function walkAll(): Promise<WalkResult[]> {
-  const queue = Object.keys(tenants);
+/** Every shape's result, as background.ts's walks write them; a failed walk fails the file with its stderr. */
+async function collectWalks(): Promise<WalkResult[]> {
+  const dir = inject('graphWalkDir');
+  if (!dir) throw new Error('no graph walks were started: run this file with vitest.config.ts (its `graph` project starts them)');
   const results: WalkResult[] = [];
-  const lane = async () => {
-    for (let name = queue.shift(); name !== undefined; name = queue.shift()) results.push(await walkInWorker(name));
-  };
-  await Promise.all(Array.from({ length: Math.min(availableParallelism(), queue.length) }, lane));
+  for (const name of SHAPES) {
+    const file = join(dir, `${name}.json`);
+    const error = join(dir, `${name}.error`);
+    while (!existsSync(file)) {
+      if (existsSync(error)) throw new Error(readFileSync(error, 'utf8'));
+      await sleep(POLL_MS);
+    }
+    results.push(JSON.parse(readFileSync(file, 'utf8')) as WalkResult);
+  }
   return results;
 }
 
 describe('call machine graph', () => {
-  // In a hook, not the describe body: vitest then counts the walk in the file's duration, which
-  // orders its files (longest first) and is what its reporters show.
+  // In a hook, not the describe body: the wait counts in the file's duration, as reporters show it.
   let walks: WalkResult[] = [];
   beforeAll(async () => {
-    walks = await walkAll();
+    walks = await collectWalks();
     for (const w of walks) {
       console.info(`graph ${w.name}: ${w.vertices} states, ${w.edges} edges walked in ${Math.round(w.walkMs)} ms; ${w.replayed} replayed in ${Math.round(w.replayMs)} ms`);
     }
-  }, 600_000); // ~85 s on this 2-vCPU VM alone; far more when the machine is shared
+  }, 600_000); // ~85 s of one core on this 2-vCPU VM; the walks usually end before this file starts
 
   it('replaying the graph edges covers every state and every transition', () => {
     expect(walks.map((w) => w.name).sort()).toEqual(Object.keys(tenants).sort());
+    // The walks inherit the run's size (VETLINE_LONG) from the process that started them.
+    expect(walks.map((w) => w.long)).toEqual(walks.map(() => LONG));
     for (const w of walks) {
       expect(w.mismatches, w.name).toEqual([]);
       // What the walk took, the live actor took too.

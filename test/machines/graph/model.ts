@@ -1,8 +1,8 @@
 /**
  * The call machine's model for the graph tests (test/machines/call.graph.test.ts): an abstraction
  * of the context, the events worth trying in a snapshot, the machine with inert children, the clinic
- * shapes walked, and the breadth-first walk itself. Pure: no vitest, so a worker thread can load it
- * (test/machines/graph/walk.worker.ts).
+ * shapes walked, and the breadth-first walk itself. Pure: no vitest, so a child process can load it
+ * (test/machines/graph/walk.cli.ts).
  */
 import {
   __unsafe_getAllOwnEventDescriptors,
@@ -17,6 +17,7 @@ import { callMachine } from '../../../machines/call/call.machine.js';
 import type { CallActors } from '../../../machines/call/call.actors.js';
 import type { CallEvent, CallTenant } from '../../../machines/call/call.types.js';
 import { testTenant } from '../../support/call-harness.js';
+import type { Shape } from './shapes.js';
 
 export type Snap = SnapshotFrom<typeof callMachine>;
 
@@ -183,7 +184,7 @@ const base = testTenant();
  * graph stays the size it was before preparing (each shape with it on added ~35 % to the walk).
  */
 const preparingOff = { timing: { ...base.timing, preemptLeadMs: 0 } };
-export const tenants: Record<string, CallTenant> = {
+export const tenants: Record<Shape, CallTenant> = {
   consentTransferNoLine: testTenant({
     ...preparingOff,
     consent: { required: true, onRefusal: 'transfer' },

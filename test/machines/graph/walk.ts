@@ -1,6 +1,7 @@
 /**
- * Every graph check of one clinic shape, returned as data: test/machines/call.graph.test.ts runs the
- * shapes in worker threads (walk.worker.ts), one per core, and asserts on what comes back.
+ * Every graph check of one clinic shape, returned as data: background.ts walks the shapes in child
+ * processes (walk.cli.ts) while the rest of the suite runs, and test/machines/call.graph.test.ts
+ * asserts on what comes back.
  *
  * - The walk: breadth first over the abstraction (model.ts), recording every transition it takes.
  * - The replay: the walk's edges on a live actor (simulated clock, inert children), inspection
@@ -11,11 +12,13 @@
  * - Liveness, the emergency script and consent, over every state the walk found.
  */
 import { createActor, SimulatedClock } from 'xstate';
-import type { CallEvent } from '../../../machines/call/call.types.js';
+import type { CallEvent, CallTenant } from '../../../machines/call/call.types.js';
 import { abstractState, eventKey, explore, inert, tenants, transitionKey, type Edge, type Snap } from './model.js';
 
 export interface WalkResult {
   name: string;
+  /** Walked at `npm run test:long`'s size (VETLINE_LONG=1). */
+  long: boolean;
   vertices: number;
   edges: number;
   /** Edges replayed on a live actor. */
@@ -42,7 +45,7 @@ export interface WalkResult {
 const MAX_MISMATCHES = 20;
 
 export function walk(name: string, long: boolean): WalkResult {
-  const tenant = tenants[name];
+  const tenant = (tenants as Record<string, CallTenant | undefined>)[name];
   if (!tenant) throw new Error(`no clinic shape ${name}`);
   const t0 = performance.now();
   const { adjacency, transitions: walked } = explore(tenant);
@@ -153,7 +156,7 @@ export function walk(name: string, long: boolean): WalkResult {
   }
 
   return {
-    name, vertices: vertices.length, edges, replayed,
+    name, long, vertices: vertices.length, edges, replayed,
     statesSeen: [...statesSeen], transitionsSeen: [...transitionsSeen], unreplayed, mismatches,
     stuck, noScript, checking, consent, walkMs, replayMs,
   };
