@@ -133,9 +133,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        // The rest mostly waits on real-time calls rather than computing: one worker per core
-        // (vitest's default, cores - 1, ran this suite one file at a time on 2 cores; cores + 1 made
-        // the embedded-voice files miss their timing bounds: backpressure, the inspector in Chromium).
+        // The rest: real-time calls on the embedded voice and recognizer, child engines, Chromium.
+        // One worker per core, though they leave ~47 % of two cores idle: with one more (135 s
+        // instead of 166 s) the embedded-voice call and the inspector in Chromium missed their
+        // timing bounds (1.8 s for < 1.5 s, 1.3 s for < 1 s). vitest's default, cores - 1, ran this
+        // suite one file at a time on 2 cores.
         test: {
           name: 'calls',
           include: ['test/**/*.test.ts'],
