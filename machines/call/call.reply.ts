@@ -128,7 +128,11 @@ export const replyState = {
           },
           after: { bargeInConfirm: { target: '#call.listening.hearing', actions: 'commitInterruptedReply' } },
         },
-        /** The caller stopped: their words decide. Real words while the final is pending: wait for it as a turn. */
+        /**
+         * The caller stopped: their words decide, and the recognizer owes this segment's final (one
+         * per segment). Real words end the reply (in a partial: the final is awaited as a turn); a
+         * backchannel or no words resume it. A final later than `sttFinalTimeout` counts as none.
+         */
         judging: {
           on: {
             'stt.partial': [
@@ -142,7 +146,7 @@ export const replyState = {
             ],
             'vad.speechStart': 'callerTalking',
           },
-          after: { interruptJudge: { target: '#call.reply.speaking', actions: 'resumePlayback' } },
+          after: { sttFinalTimeout: { target: '#call.reply.speaking', actions: ['giveUpFinal', 'resumePlayback'] } },
         },
       },
     },

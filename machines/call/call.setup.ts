@@ -59,8 +59,6 @@ export const callSetup = setup({
     replyTimeout: 20_000,
     /** Caller talking over us this long is a real interruption even before words are recognised. */
     bargeInConfirm: 1_500,
-    /** After the caller stopped talking over us: wait this long for words before resuming. */
-    interruptJudge: 600,
     /** Waiting for a yes/no to the recording notice. */
     consentAnswerTimeout: 8_000,
     /** Twilio REST (transfer, hang-up) must answer within this (the caller hears silence meanwhile: ≤ 3 s). */

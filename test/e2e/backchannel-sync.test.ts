@@ -1,6 +1,6 @@
 /**
  * Regression: with a recognizer that answers synchronously, a backchannel over a reply must be judged
- * as soon as its transcript arrives (the reply resumes), not after the interruptJudge timeout.
+ * as soon as its transcript arrives (the reply resumes), not after a timeout.
  */
 import { it } from 'vitest';
 import { createFakeAgent } from '../../src/providers/agent/fake.js';

@@ -74,6 +74,42 @@ describe('call machine on a simulated clock', () => {
     expect(h.matches({ listening: 'waiting' })).toBe(true);
   });
 
+  it('words over the reply that a slow recognizer sends a second after the caller stopped still end it and become the turn', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }, { text: 'Simba, got it.' }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('when are you open');
+    h.advance(600 + 1_000);
+    h.send({ type: 'vad.speechStart', atMs: 0 });
+    h.advance(300);
+    h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+    // The reply stays paused while the segment's final is owed (it used to resume after 600 ms and
+    // then drop the late words).
+    h.advance(1_000);
+    expect(h.matches({ reply: { interrupted: 'judging' } })).toBe(true);
+    expect(h.commands.some((c) => c.type === 'out.resume')).toBe(false);
+    h.send({ type: 'stt.final', text: 'his name is simba', atMs: 0 });
+    h.advance(5_000);
+    expect(h.state().context.history.filter((t) => t.role === 'caller').map((t) => t.text)).toEqual(['when are you open', 'his name is simba']);
+    expect(h.state().context.counts.falseInterruptions).toBe(0);
+  });
+
+  it('no final at all within the recognizer budget: the reply resumes', () => {
+    const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }] });
+    connect(h);
+    h.advance(2_000);
+    h.say('when are you open');
+    h.advance(600 + 1_000);
+    h.send({ type: 'vad.speechStart', atMs: 0 });
+    h.advance(300);
+    h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+    h.advance(1_900);
+    expect(h.matches({ reply: { interrupted: 'judging' } })).toBe(true);
+    h.advance(200);
+    expect(h.matches({ reply: 'speaking' })).toBe(true);
+    expect(h.state().context.counts.falseInterruptions).toBe(1);
+  });
+
   it('a clear emergency preempts even the greeting, then transfers to the emergency line', () => {
     const h = createCallHarness();
     connect(h);
