@@ -63,6 +63,18 @@ async function turn(c: FakeTwilio, text: string): Promise<void> {
   await c.untilQuiet(700, 15_000);
 }
 
+const callerLines = (callSid: string) => engine.registry.session(callSid)?.history.filter((h) => h.role === 'caller').map((h) => h.text) ?? [];
+
+/**
+ * `turn`, said once more if the line did not reach the history, as a caller asked "could you say
+ * that again?" would: on a loaded machine the embedded recognizer can miss its 2 s deadline. The
+ * sweep below needs the names transcribed; how often that takes two tries is not what it tests.
+ */
+async function line(c: FakeTwilio, text: string): Promise<void> {
+  await turn(c, text);
+  if (!callerLines(c.callSid).includes(text)) await turn(c, text);
+}
+
 describe('log canary', () => {
   it('a full call with canary secrets, caller number and names leaves none of them in logs or metrics', async () => {
     call = await FakeTwilio.call({
@@ -70,11 +82,8 @@ describe('log canary', () => {
     });
     const c = call;
     await c.untilQuiet();
-    for (const line of ['i need an appointment', `his name is ${PET}`, `my name is ${OWNER}`]) {
-      await turn(c, line);
-    }
-    const session = engine.registry.session(c.callSid);
-    const said = session?.history.filter((h) => h.role === 'caller').map((h) => h.text) ?? [];
+    for (const text of ['i need an appointment', `his name is ${PET}`, `my name is ${OWNER}`]) await line(c, text);
+    const said = callerLines(c.callSid);
     // If a line is missing, the states the call went through say where it went.
     const trail = engine.logs.join('').split('\n').filter((l) => l.includes('"state changed"')).map((l) => (JSON.parse(l) as { to: string }).to);
     expect(said, `states: ${trail.join(' → ')}`).toEqual(expect.arrayContaining([`his name is ${PET}`, `my name is ${OWNER}`]));
