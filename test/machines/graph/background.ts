@@ -11,7 +11,7 @@
  * with its exit status and the end of its stderr instead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,22 @@ const STDERR_TAIL = 4_000;
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(join(tmpdir(), 'vetline-graph-'));
   project.provide('graphWalkDir', dir);
+  let walks = startWalks(dir);
+  // Watch mode: a rerun may follow a change to the machine, so its walks start again from nothing.
+  project.onTestsRerun(async () => {
+    await walks.stop();
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    walks = startWalks(dir);
+  });
+  return async () => {
+    await walks.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+}
+
+/** Every shape walked into `dir`, one child per core at a time; `stop` kills what still runs. */
+function startWalks(dir: string): { stop: () => Promise<void> } {
   const queue = [...SHAPES];
   const running = new Set<ChildProcess>();
   let stopped = false;
@@ -62,12 +78,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
     for (let name = queue.shift(); name !== undefined && !stopped; name = queue.shift()) await walkOne(name);
   };
   const lanes = Promise.all(Array.from({ length: Math.min(availableParallelism(), queue.length) }, lane));
-
-  return async () => {
-    stopped = true;
-    queue.length = 0;
-    for (const child of running) child.kill('SIGKILL');
-    await lanes;
-    await rm(dir, { recursive: true, force: true });
+  return {
+    async stop() {
+      stopped = true;
+      queue.length = 0;
+      for (const child of running) child.kill('SIGKILL');
+      await lanes;
+    },
   };
 }
