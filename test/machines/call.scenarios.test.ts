@@ -6,6 +6,21 @@ const connect = (h: ReturnType<typeof createCallHarness>) => {
   h.send({ type: 'twilio.start', streamSid: 'MZ1' });
 };
 
+type AgentScript = NonNullable<Parameters<typeof createCallHarness>[0]>['agent'];
+
+/** "when are you open" answered; a second into the answer the caller talks over it for 300 ms and stops (no words yet). */
+function talkOverReply(later: AgentScript = []) {
+  const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }, ...(later ?? [])] });
+  connect(h);
+  h.advance(2_000);
+  h.say('when are you open');
+  h.advance(600 + 1_000);
+  h.send({ type: 'vad.speechStart', atMs: 0 });
+  h.advance(300);
+  h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+  return h;
+}
+
 describe('call machine on a simulated clock', () => {
   it('greets, answers a question, and says goodbye when asked', async () => {
     const h = createCallHarness({
@@ -57,14 +72,7 @@ describe('call machine on a simulated clock', () => {
   });
 
   it('a backchannel while we speak resumes the reply from the heard position', () => {
-    const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }] });
-    connect(h);
-    h.advance(2_000);
-    h.say('when are you open');
-    h.advance(600 + 1_000);
-    h.send({ type: 'vad.speechStart', atMs: 0 });
-    h.advance(300);
-    h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+    const h = talkOverReply();
     h.send({ type: 'stt.final', text: 'mm-hmm', atMs: 0 });
     expect(h.matches({ reply: 'speaking' })).toBe(true);
     const resume = h.commands.find((c) => c.type === 'out.resume');
@@ -75,14 +83,7 @@ describe('call machine on a simulated clock', () => {
   });
 
   it('words over the reply that a slow recognizer sends a second after the caller stopped still end it and become the turn', () => {
-    const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }, { text: 'Simba, got it.' }] });
-    connect(h);
-    h.advance(2_000);
-    h.say('when are you open');
-    h.advance(600 + 1_000);
-    h.send({ type: 'vad.speechStart', atMs: 0 });
-    h.advance(300);
-    h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+    const h = talkOverReply([{ text: 'Simba, got it.' }]);
     // The reply stays paused while the segment's final is owed (it used to resume after 600 ms and
     // then drop the late words).
     h.advance(1_000);
@@ -95,14 +96,7 @@ describe('call machine on a simulated clock', () => {
   });
 
   it('no final at all within the recognizer budget: the reply resumes', () => {
-    const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }] });
-    connect(h);
-    h.advance(2_000);
-    h.say('when are you open');
-    h.advance(600 + 1_000);
-    h.send({ type: 'vad.speechStart', atMs: 0 });
-    h.advance(300);
-    h.send({ type: 'vad.speechEnd', atMs: 0, speechMs: 300 });
+    const h = talkOverReply();
     h.advance(1_900);
     expect(h.matches({ reply: { interrupted: 'judging' } })).toBe(true);
     h.advance(200);
