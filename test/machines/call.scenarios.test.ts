@@ -1,16 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createCallHarness, testTenant } from '../support/call-harness.js';
+import { createCallHarness, testTenant, type AgentScript } from '../support/call-harness.js';
 
 const connect = (h: ReturnType<typeof createCallHarness>) => {
   h.start();
   h.send({ type: 'twilio.start', streamSid: 'MZ1' });
 };
 
-type AgentScript = NonNullable<Parameters<typeof createCallHarness>[0]>['agent'];
-
 /** "when are you open" answered; a second into the answer the caller talks over it for 300 ms and stops (no words yet). */
-function talkOverReply(later: AgentScript = []) {
-  const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }, ...(later ?? [])] });
+function talkOverReply(later: AgentScript[] = []) {
+  const h = createCallHarness({ agent: [{ text: 'We are open from nine in the morning until five in the evening on weekdays.' }, ...later] });
   connect(h);
   h.advance(2_000);
   h.say('when are you open');
