@@ -1,9 +1,7 @@
 /**
  * `npm test [-- <vitest arguments>]`: type-check and lint (scripts/check.ts: one TypeScript
- * program for both, incremental) beside the whole vitest suite. The check is single-threaded and
- * the suite's first group is CPU-bound, so the two share the cores instead of the check leaving one
- * idle (docs/testing.md). A failed check stops the suite at once and fails the run, like
- * `npm run check && vitest run` would have, only sooner. Arguments go to `vitest run`:
+ * program for both, incremental), then the whole vitest suite; stops at the first failure, like
+ * `npm run lint && npm run typecheck && vitest run`. Arguments go to `vitest run`:
  * `npm test -- --reporter=default --reporter=json --outputFile=report.json` (.ci/run), or
  * `npm test -- test/e2e` (still checks the whole project).
  *
@@ -17,27 +15,14 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** How long a stopped suite gets to end its workers before they are killed. */
-const STOP_GRACE_MS = 3_000;
 const bin = (name: string) => join(ROOT, 'node_modules/.bin', name);
 
-/**
- * Starts a command in the project root; `code` settles with its exit status once its output has
- * ended. `group`: in a process group of its own, so that stopping it reaches every process it
- * started (vitest's workers outlive a signal to vitest alone by seconds).
- */
-function start(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; quiet?: boolean; group?: boolean } = {}) {
-  const child = spawn(command, args, {
-    cwd: ROOT,
-    stdio: opts.quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit',
-    env: opts.env ?? process.env,
-    detached: opts.group === true,
-  });
-  const code = new Promise<number>((resolve, reject) => {
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: ROOT, stdio: 'inherit', env });
     child.on('error', reject);
-    child.on('close', (status, signal) => resolve(status ?? (signal ? 128 : 1)));
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });
-  return { child, code };
 }
 
 /** Test files that scale with VETLINE_LONG. */
@@ -53,32 +38,11 @@ const args = process.argv.slice(2);
 if (args[0] === '--long') {
   const files = longFiles();
   process.stderr.write(`npm run test:long: VETLINE_LONG=1 on ${files.join(', ')}\n`);
-  process.exit(await start(bin('vitest'), ['run', ...files, ...args.slice(1)], { env: { ...process.env, VETLINE_LONG: '1' } }).code);
+  process.exit(await run(bin('vitest'), ['run', ...files, ...args.slice(1)], { ...process.env, VETLINE_LONG: '1' }));
 }
-// The check's report is held and printed whole when it ends, not interleaved with the suite's.
-const check = start(bin('tsx'), ['scripts/check.ts'], { quiet: true });
-const report: Buffer[] = [];
-check.child.stdout?.on('data', (chunk: Buffer) => report.push(chunk));
-check.child.stderr?.on('data', (chunk: Buffer) => report.push(chunk));
-// The suite has a process group of its own (outside the terminal's): Ctrl-C and kills are passed on.
-const suite = start(bin('vitest'), ['run', ...args], { group: true });
-const stopSuite = (signal: NodeJS.Signals) => {
-  try {
-    if (suite.child.pid !== undefined) process.kill(-suite.child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-};
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => stopSuite(signal));
-const checked = await check.code;
-process.stdout.write(Buffer.concat(report));
+const checked = await run(bin('tsx'), ['scripts/check.ts']);
 if (checked !== 0) {
-  process.stderr.write('npm test: type-check or lint failed; the test suite was stopped\n');
-  stopSuite('SIGINT');
-  const stragglers = setTimeout(() => stopSuite('SIGKILL'), STOP_GRACE_MS);
-  await suite.code;
-  clearTimeout(stragglers);
-  stopSuite('SIGKILL'); // workers still finishing a test
+  process.stderr.write('npm test: type-check or lint failed; tests not run\n');
   process.exit(checked);
 }
-process.exit(await suite.code);
+process.exit(await run(bin('vitest'), ['run', ...args]));
