@@ -175,16 +175,20 @@ describeInChromium('the inspector in headless Chromium', () => {
     const [hours, appointment] = await Promise.all([synthesizeUlaw('what are your hours'), synthesizeUlaw('i need an appointment')]);
     const page = await openInspector();
     await recordPaintedLeaves(page);
-    const call = await FakeTwilio.call({ serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321' });
+    // "follow new calls" selects it once it is answered; its stream (and greeting) starts after that,
+    // as a slow page would otherwise attach after the two-second greeting.
+    const sid = `CA${'b'.repeat(32)}`;
+    const call = await FakeTwilio.call({
+      serverUrl: engine.url, publicBaseUrl: TEST_BASE_URL, authToken: TEST_TOKEN, accountSid: TEST_ACCOUNT, to: QUICK_VET, from: '+15557654321', callSid: sid,
+      beforeStream: () => page.waitForSelector(`li[data-call="${sid}"].vi-selected`),
+    });
     calls.push(call);
-    const sid = call.callSid;
     const leafIs = (leaf: string, timeout = 20_000) =>
       page.waitForFunction(([s, l]) => (globalThis as unknown as Win).__vetlineInspector.highlights.some((h) => h.callSid === s && h.leaf === l), [sid, leaf] as const, { timeout });
 
-    // "follow new calls" selects it; the greeting is painted as the leaf, then the machine listens.
-    // The greeting lasts two seconds: on a loaded machine it can be over before this process reads
-    // the box's class, so the boxes painted as the leaf are recorded in the page as they change.
-    await page.waitForSelector(`li[data-call="${sid}"].vi-selected`);
+    // The greeting is painted as the leaf, then the machine listens. The greeting lasts two seconds:
+    // on a loaded machine it can be over before this process reads the box's class, so the boxes
+    // painted as the leaf are recorded in the page as they change.
     await leafIs('greeting', 5_000);
     await leafIs('listening.waiting', 30_000);
     expect(inOrder(await paintedLeaves(page), [(s) => s === 'call.greeting', (s) => s === 'call.listening.waiting'])).toBe(true);

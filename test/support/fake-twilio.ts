@@ -52,6 +52,11 @@ export interface FakeCallOptions {
   streamAudio?: boolean;
   /** Impairments of the line (default: none, a perfect line). */
   line?: LineProfile;
+  /**
+   * Awaited between the TwiML and the stream's connection (Twilio itself takes a moment there):
+   * a test that watches the call from elsewhere gets ready before the greeting starts.
+   */
+  beforeStream?: () => Promise<unknown>;
 }
 
 export interface ParsedTwiml {
@@ -181,6 +186,7 @@ export class FakeTwilio {
     this.twiml = parseTwiml(res.body, res.status);
     const stream = this.twiml.stream;
     if (res.status !== 200 || !stream) return;
+    await o.beforeStream?.();
     const url = new URL(stream.url);
     if (url.protocol !== 'wss:') throw new Error(`Twilio refuses a non-wss stream URL (31922): ${stream.url}`);
     const sig = o.wsSignature === undefined ? twilio.getExpectedTwilioSignature(o.authToken, stream.url, {}) : o.wsSignature;
