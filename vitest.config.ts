@@ -144,8 +144,8 @@ export default defineConfig({
         // One worker per core, though they leave ~47 % of two cores idle: with one more (135 s
         // instead of 166 s) the embedded-voice call and the inspector in Chromium missed their
         // timing bounds (1.8 s for < 1.5 s, 1.3 s for < 1 s), and again in three full runs of four
-        // once units and two CPU-heavy files had left the group. vitest's default, cores - 1, ran
-        // this suite one file at a time on 2 cores.
+        // after units had left the group (one of the two runs with two more CPU-heavy files moved
+        // out). vitest's default, cores - 1, ran this suite one file at a time on 2 cores.
         test: {
           name: 'calls',
           include: ['test/**/*.test.ts'],

@@ -1,8 +1,8 @@
 /**
  * `npm test [-- <vitest arguments>]`: type-check and lint (scripts/check.ts: one TypeScript
  * program for both, incremental) beside the whole vitest suite. The check is single-threaded and
- * runs at the lowest CPU priority (`nice -n 19`), so it takes only what the suite leaves idle and
- * never slows a test that times the engine in real time (docs/testing.md "Type-check and lint").
+ * runs at the lowest CPU priority (`nice -n 19`), so the suite's tests get the CPU first and the
+ * check mostly what they leave idle (docs/testing.md "Type-check and lint").
  * A failed check stops the suite at once and fails the run, like `npm run check && vitest run`
  * would have, only sooner. Arguments go to `vitest run`:
  * `npm test -- --reporter=default --reporter=json --outputFile=report.json` (.ci/run), or
