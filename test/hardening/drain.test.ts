@@ -20,7 +20,12 @@ import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
 import { freePort, upgradeStatus } from '../support/net.js';
 import { formBody, signedForm, wsSignature } from '../support/twilio-sign.js';
 
-const DRAIN_MS = 3_000;
+/**
+ * Long enough for the question asked after SIGTERM to be answered before the deadline cuts the answer,
+ * on a loaded machine too: with 3 s a CI run (two cores, the whole suite beside it) heard the answer's
+ * first audio only ~2.6 s after SIGTERM, and the hand-off then cut it before 400 ms of it was heard.
+ */
+const DRAIN_MS = 5_000;
 const CLINIC = '+15550109000';
 const FRONT_DESK = '+15550109001';
 const CALLER = '+15557654321';
@@ -30,7 +35,7 @@ const CALLER = '+15557654321';
  * time rather than on the CPU, and they share nothing (an engine in this process; a child process
  * on a port of its own).
  */
-describe.concurrent('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () => {
+describe.concurrent('drain in process: three live calls, DRAIN_TIMEOUT 5 s', () => {
   let rest: FakeTwilioRest;
   let engine: TestEngine;
   let journalDir: string;
@@ -119,10 +124,10 @@ describe.concurrent('drain in process: three live calls, DRAIN_TIMEOUT 3 s', () 
     // Live calls converse: the question asked after SIGTERM is answered as speech.
     expect(await spoken).toBe(true);
     await talker.waitFor(() => stateOf(talker.callSid).startsWith('reply'), 5_000, 'a reply to start');
-    // Some of the answer before the deadline cuts it: the question, the end of turn and the embedded
-    // recognizer, agent and voice take much of the 3 s, more on a loaded machine (a full suite run
-    // missed 1 s of answer: the call had heard 3.3 s in all, greeting included, when the wait gave up).
-    await talker.waitFor((c) => c.heardMs() - heardAtT0 > 400, 5_000, 'the reply to be heard');
+    // Some of the answer before the deadline cuts it (after the deadline the call is handed off and
+    // nothing more is played): the question, the end of turn and the embedded recognizer, agent and
+    // voice take much of the drain window, more on a loaded machine (see DRAIN_MS).
+    await talker.waitFor((c) => c.heardMs() - heardAtT0 > 400, DRAIN_MS + 1_000 - (performance.now() - t0), 'the reply to be heard before the deadline');
     expect(engine.registry.session(talker.callSid)?.history).toContainEqual({ role: 'caller', text: 'what are your hours' });
 
     // ---- the deadline: one calls.update per live call, never before it ----
