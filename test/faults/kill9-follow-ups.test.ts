@@ -12,13 +12,10 @@
  * signed, with the follow-up's id as Idempotency-Key, exactly once (nothing more after a whole outbox
  * poll), and the store says delivered after one attempt.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OUTBOX_POLL_MS } from '../../src/delivery/outbox.js';
 import { openStore } from '../../src/store/index.js';
@@ -27,15 +24,15 @@ import { startOpenAiChatServer, type FakeChatBody, type FakeChatReply, type Fake
 import { QUICK_VET } from '../e2e/conversation-kit.js';
 import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
 import { FakeTwilio, nextCallerNumber } from '../support/fake-twilio.js';
-import { freePort } from '../support/net.js';
+import { startMainProcess } from '../support/main-process.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SECRET = 'whsec_kill9-follow-ups-0123456789abcdef';
 const OPENAI_KEY = 'sk-kill9-follow-ups-0123456789abcdef';
 /** The acceptance bound: from the new process's spawn to the delivery at the receiver. */
 const REDELIVERY_BOUND_MS = 10_000;
 
 const cleanup: (() => Promise<void> | void)[] = [];
+const startMain = (env: NodeJS.ProcessEnv) => startMainProcess(env, (fn) => cleanup.push(fn));
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
@@ -55,74 +52,6 @@ function model(body: FakeChatBody): FakeChatReply {
     };
   }
   return { text: 'Okay.' };
-}
-
-interface EngineProcess {
-  child: ChildProcess;
-  url: string;
-  /** performance.now() at spawn. */
-  spawnedAt: number;
-  /** From spawn to the 'vetline ready' line. */
-  readyAfterMs: number;
-  /** Every JSON log line so far. */
-  lines: Record<string, unknown>[];
-  /** Resolves with the first log line `ok` accepts. */
-  line(ok: (l: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** `node --import tsx src/main.ts` with `env`; resolves once it logged 'vetline ready'. */
-async function startMain(env: NodeJS.ProcessEnv): Promise<EngineProcess> {
-  const port = await freePort();
-  const spawnedAt = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), PORT: String(port), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  cleanup.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const lines: Record<string, unknown>[] = [];
-  const waiters = new Set<() => void>();
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  createInterface({ input: child.stdout }).on('line', (text) => {
-    try {
-      lines.push(JSON.parse(text) as Record<string, unknown>);
-    } catch {
-      return; // not a log line
-    }
-    for (const wake of waiters) wake();
-  });
-  const line: EngineProcess['line'] = (ok, timeoutMs, what) =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const found = lines.find(ok);
-        if (!found) return;
-        done();
-        resolve(found);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`engine: no ${what} within ${timeoutMs} ms\n${stderr}\n${lines.map((l) => JSON.stringify(l)).join('\n').slice(-4_000)}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      void exited.then(() => {
-        if (!waiters.has(check)) return;
-        done();
-        reject(new Error(`engine exited before ${what}:\n${stderr}`));
-      });
-      check();
-    });
-  await line((l) => l.msg === 'vetline ready', 30_000, "'vetline ready'");
-  const readyAfterMs = performance.now() - spawnedAt;
-  return { child, url: `http://127.0.0.1:${port}`, spawnedAt, readyAfterMs, lines, line, exited };
 }
 
 const until = async (ok: () => boolean, timeoutMs: number, what: string) => {
