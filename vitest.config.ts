@@ -50,6 +50,7 @@ const UNITS = [
   'test/security/{access,account-sid,dockerfile,edge,emergency-reason,file-modes,modes}.test.ts',
   'test/calls/{caller-limits,echo-reference,registry,stream-token,provider-budget}.test.ts',
   'test/replay/{fixtures,journal,retention}.test.ts',
+  'test/journal/**/*.test.ts',
 ];
 /**
  * Real-time calls that keep a module graph of their own (a module mock, the embedded fallback's
@@ -71,7 +72,7 @@ const CALLS_LIGHT = [
  * engine again cost ~2 s a file, a quarter of these files' run (docs/testing.md).
  */
 const CALLS_SHARED = [
-  'test/e2e/{backchannel-sync,conversation,echo,emergency-follow-through,follow-through,interruptions,stream-safety}.test.ts',
+  'test/e2e/{backchannel-sync,conversation,echo,emergency-follow-through,follow-through,interruptions,journal-s3,stream-safety}.test.ts',
   'test/faults/{event-loop-stall,kill9,kill9-follow-ups,rest-failures,stream-drop}.test.ts',
   'test/hardening/{backpressure,connection-caps,stream-token-workers}.test.ts',
   'test/inspector/feed.test.ts',

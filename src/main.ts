@@ -17,6 +17,7 @@ import { createSmsSender } from './delivery/sms.js';
 import { openStore } from './store/index.js';
 import { isVetError } from './errors.js';
 import { pruneJournals } from './journal/retention.js';
+import type { JournalShipper } from './journal/s3-shipper.js';
 import { openJournalDir } from './journal/writer.js';
 import { createLogger } from './observability/logger.js';
 import { createProviders } from './providers/index.js';
@@ -81,7 +82,15 @@ async function main(): Promise<void> {
         })
       : undefined;
   // An unwritable JOURNAL_DIR is a warning, not a start-up failure: calls matter more than their journals.
-  const journal = await openJournalDir({ dir: config.journalDir, engineVersion: version, logger });
+  let shipper: JournalShipper | null = null;
+  const journal = await openJournalDir({ dir: config.journalDir, engineVersion: version, logger, onClosed: (path) => shipper?.closed(path) });
+  // JOURNAL_S3_URL (docs/operations.md "Journals in S3"): finished journals are copied there, JOURNAL_DIR their spool.
+  if (config.journalS3 && journal) {
+    // Loaded only when configured: the AWS SDK is large, and most deployments keep journals local.
+    const { createS3Shipper } = await import('./journal/s3-shipper.js');
+    shipper = createS3Shipper({ dir: journal.dir, target: config.journalS3, region: config.awsRegion, logger, isOpen: (path) => journal.isOpen(path) });
+    shipper.start();
+  } else if (config.journalS3) logger.warn({ code: 'VET_E_JOURNAL' }, 'JOURNAL_S3_URL is set but no journals are written (JOURNAL_DIR is not writable): nothing will be shipped');
   if (journal && config.journalRetentionDays > 0) {
     const prune = () =>
       pruneJournals(journal.dir, { maxAgeDays: config.journalRetentionDays })
@@ -148,6 +157,7 @@ async function main(): Promise<void> {
       twilioRest: rest ? 'on' : 'off (no TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN: transfers and hang-ups fall back)',
       publicBaseUrl: config.publicBaseUrl,
       journal: journal ? journal.dir : 'off',
+      journalS3: shipper && config.journalS3 ? { bucket: config.journalS3.bucket, prefix: config.journalS3.prefix, endpoint: config.journalS3.endpoint ?? 'AWS S3' } : 'off',
       store: store.kind,
       shared: shared ? { redis: shared.target, instance: shared.instanceId } : 'off (no REDIS_URL: one instance)',
       readyInMs: Math.round(performance.now() - startedAt),
@@ -173,8 +183,12 @@ async function main(): Promise<void> {
     drain.done.then(
       () => {
         emailSender?.close();
-        void Promise.all([store.close().catch(() => undefined), shared?.close().catch(() => undefined)]).then(() => {
-          logger.info({ journal: journal?.stats ?? null, deliveries: outbox.stats() }, 'stopped');
+        void Promise.all([
+          store.close().catch(() => undefined),
+          shared?.close().catch(() => undefined),
+          shipper?.close(BUDGETS.journalShipWaitMs),
+        ]).then(() => {
+          logger.info({ journal: journal?.stats ?? null, journalsShipped: shipper?.stats ?? 'off', deliveries: outbox.stats() }, 'stopped');
           process.exit(0);
         });
       },

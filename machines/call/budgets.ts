@@ -50,6 +50,8 @@ export const BUDGETS = {
   handoffCloseWaitMs: 1_000,
   /** The machine's safety net once a transfer or hand-off was accepted and the stream should stop (`handoffTimeout`). */
   handoffTimeoutMs: 15_000,
+  /** Once the drain is done, how long journal uploads in flight (JOURNAL_S3_URL) get; the rest wait in JOURNAL_DIR for the next start. */
+  journalShipWaitMs: 3_000,
   /** The hard exit fires this long after DRAIN_TIMEOUT_MS (src/main.ts). */
   hardExitAfterDrainMs: 15_000,
 } as const satisfies Record<string, number>;

@@ -108,3 +108,44 @@ export const provider = <const V extends readonly string[]>(name: string, values
     const need = needs[value as V[number]];
     if (need && !need[1]) ctx.addIssue({ code: 'custom', message: `${value} needs ${need[0]}; set ${need[0]} or set ${name}=auto` });
   });
+
+/** Where finished call journals are copied (JOURNAL_S3_URL; src/journal/s3-shipper.ts). */
+export interface JournalS3Target {
+  readonly bucket: string;
+  /** Key prefix: empty, or ending in "/". */
+  readonly prefix: string;
+  /** S3-compatible storage (path-style requests to this origin); null: AWS S3 itself. */
+  readonly endpoint: string | null;
+}
+
+/** S3's bucket naming rules, the part that matters for a URL: 3-63 of a-z 0-9 . -, alphanumeric at both ends. */
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * `s3://<bucket>[/<prefix>]` (AWS S3) or `http(s)://<host>[:<port>]/<bucket>[/<prefix>]`
+ * (S3-compatible storage; plain http only outside production). Credentials never ride in the URL:
+ * the AWS SDK takes them from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the machine's role.
+ */
+export function readJournalS3Url(t: string, production: boolean): JournalS3Target | undefined {
+  const u = parseUrl(t);
+  if (!u || u.username !== '' || u.password !== '' || u.search !== '' || u.hash !== '' || /\s/.test(t)) return undefined;
+  // "." and ".." segments (also percent-encoded), which URL parsing would quietly resolve away.
+  if (/\/(\.|%2e){1,2}(\/|$)/i.test(t)) return undefined;
+  let segments: string[];
+  try {
+    segments = u.pathname.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
+  } catch {
+    return undefined;
+  }
+  let bucket: string | undefined;
+  let endpoint: string | null;
+  if (u.protocol === 's3:') {
+    bucket = u.hostname;
+    endpoint = null;
+  } else if (u.protocol === 'https:' || (u.protocol === 'http:' && !production)) {
+    bucket = segments.shift();
+    endpoint = u.origin;
+  } else return undefined;
+  if (bucket === undefined || !BUCKET.test(bucket)) return undefined;
+  return { bucket, prefix: segments.length > 0 ? `${segments.join('/')}/` : '', endpoint };
+}

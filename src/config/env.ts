@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 import type { LevelWithSilent } from 'pino';
 import { z } from 'zod';
 import { VetError } from '../errors.js';
-import { baseUrl, HOSTNAME, integer, modelName, oneOf, parseUrl, provider, proxyEntry, secret, strongToken, strongTokenRequired, variable } from './env-values.js';
+import { baseUrl, HOSTNAME, integer, modelName, oneOf, parseUrl, provider, proxyEntry, readJournalS3Url, secret, strongToken, strongTokenRequired, variable, type JournalS3Target } from './env-values.js';
 import { engineMode, type EngineMode, type ModeDecision } from './mode.js';
 
 export type { EngineMode } from './mode.js';
@@ -109,6 +109,10 @@ export interface AppConfig {
   readonly redisUrl: string | null;
   /** REDIS_HEARTBEAT_MS: how often an instance rewrites its live calls; an instance silent for 3 beats drops out. */
   readonly redisHeartbeatMs: number;
+  /** JOURNAL_S3_URL: finished journals are also copied there (src/journal/s3-shipper.ts); null: kept in JOURNAL_DIR only. */
+  readonly journalS3: JournalS3Target | null;
+  /** AWS_REGION: the region S3 requests are signed for (AWS S3 redirects a wrong one; S3-compatible storage mostly ignores it). */
+  readonly awsRegion: string;
 }
 
 const SECRET_VARS = ['TWILIO_AUTH_TOKEN', 'OPENAI_API_KEY', 'ELEVENLABS_API_KEY', 'INSPECTOR_TOKEN', 'METRICS_TOKEN', 'STREAM_TOKEN_SECRET', 'SMTP_URL', 'CALLER_KEY_SECRET', 'REDIS_URL'] as const;
@@ -240,6 +244,18 @@ const envSchema = (decision: ModeDecision, hasOpenAiKey: boolean, hasElevenLabsK
       { secret: true },
     ).optional(),
     REDIS_HEARTBEAT_MS: integer('REDIS_HEARTBEAT_MS', 100, 60_000, 5_000),
+    JOURNAL_S3_URL: variable(
+      (t) => readJournalS3Url(t, production),
+      `must be s3://<bucket>[/<prefix>] or, for S3-compatible storage, ${production ? 'https' : 'https (or, outside production, http)'}://<host>[:<port>]/<bucket>[/<prefix>], ` +
+        'with a valid bucket name and no credentials, query or fragment (value not shown)',
+      'set JOURNAL_S3_URL=s3://my-bucket/journals and give the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the machine\'s role), or unset it',
+      { secret: true }, // someone may have pasted credentials into it
+    ).optional(),
+    AWS_REGION: variable(
+      (t) => (/^[a-z]{2}(-[a-z0-9]+){1,3}$/.test(t) ? t : undefined),
+      'must be a region name such as eu-west-1',
+      'set AWS_REGION=us-east-1 or unset it',
+    ).default('us-east-1'),
     DATABASE_URL: variable(
       (t) => (/^sqlite:\S+$/.test(t) || (/^postgres(ql)?:\/\/\S+$/.test(t) && parseUrl(t) !== null) ? t : undefined),
       'must be sqlite:<path> or a postgres:// URL (value not shown: it may hold a password)',
@@ -365,6 +381,8 @@ export function loadEnv(env: NodeJS.ProcessEnv): AppConfig {
     callerKeySecret: e.CALLER_KEY_SECRET ?? null,
     redisUrl: e.REDIS_URL ?? null,
     redisHeartbeatMs: e.REDIS_HEARTBEAT_MS,
+    journalS3: e.JOURNAL_S3_URL ?? null,
+    awsRegion: e.AWS_REGION,
   };
   const safe = () => withoutSecrets(config);
   Object.defineProperty(config, 'toJSON', { value: safe });

@@ -38,6 +38,8 @@ export interface JournalOptions {
   flushIntervalMs?: number;
   /** Buffered bytes that trigger an immediate (still asynchronous) flush. Default 64 KiB. */
   flushBytes?: number;
+  /** A call's journal file is complete and closed (JOURNAL_S3_URL ships it: ./s3-shipper.ts). */
+  onClosed?: (path: string) => void;
 }
 
 export interface JournalStats {
@@ -79,6 +81,8 @@ export interface JournalFactory {
   readonly dir: string;
   readonly stats: Readonly<JournalStats>;
   open(call: OpenCall): CallJournal;
+  /** Whether this process still writes the journal at `path`. */
+  isOpen(path: string): boolean;
   /** Flush every open journal (shutdown). */
   flushAll(): Promise<void>;
 }
@@ -93,6 +97,9 @@ const DEFAULT_FLUSH_MS = 250;
 const TAIL_RESERVE = 16 * 1024;
 /** How often an open journal checks that its file still has a name (one fstat; and at the call's end). */
 const LINK_CHECK_MS = 5_000;
+
+/** Beside a journal its S3 copy was acknowledged for: `<journal>.jsonl.shipped`, empty (./s3-shipper.ts). */
+export const SHIPPED_SUFFIX = '.shipped';
 
 /** `2025-06-01T14:03:07.123Z` + `CA…` → `2025-06-01T14-03-07.123Z_CA….jsonl` (portable, sorts by start). */
 export function journalFileName(startedAt: string, callSid: string): string {
@@ -150,6 +157,12 @@ class Journals implements JournalFactory {
   closed(journal: FileJournal): void {
     this.live.delete(journal);
     this.stats.open = this.live.size;
+    this.opts.onClosed?.(journal.path);
+  }
+
+  isOpen(path: string): boolean {
+    for (const journal of this.live) if (journal.path === path) return true;
+    return false;
   }
 
   async flushAll(): Promise<void> {

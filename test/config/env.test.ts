@@ -361,7 +361,7 @@ describe('secrets', () => {
 describe('docs/configuration.md', () => {
   it('documents every variable', async () => {
     const md = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
-    const documented = [...md.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
+    const documented = [...md.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((m) => m[1]);
     expect([...documented].sort()).toEqual([...ENV_VARS].sort());
   });
 });
@@ -406,5 +406,42 @@ describe('SMTP_URL', () => {
   it('is scrubbed from other variables it was pasted into', () => {
     const lines = failure({ SMTP_URL: 'smtps://u:canary-pw@smtp.example.com', OPENAI_BASE_URL: 'smtps://u:canary-pw@smtp.example.com' });
     expect(lines.join('\n')).not.toContain('canary');
+  });
+});
+
+describe('JOURNAL_S3_URL', () => {
+  it('is null when unset; s3:// names an AWS bucket and prefix, http(s):// an S3-compatible endpoint with its bucket first', () => {
+    expect(loadEnv({}).journalS3).toBeNull();
+    expect(loadEnv({}).awsRegion).toBe('us-east-1');
+    expect(loadEnv({ JOURNAL_S3_URL: 's3://clinic-journals' }).journalS3).toEqual({ bucket: 'clinic-journals', prefix: '', endpoint: null });
+    expect(loadEnv({ JOURNAL_S3_URL: 's3://clinic-journals/vetline/calls/' }).journalS3).toEqual({ bucket: 'clinic-journals', prefix: 'vetline/calls/', endpoint: null });
+    expect(loadEnv({ JOURNAL_S3_URL: 'https://minio.example.com:9000/journals/eu%20west', AWS_REGION: 'eu-west-1' })).toMatchObject({
+      journalS3: { bucket: 'journals', prefix: 'eu west/', endpoint: 'https://minio.example.com:9000' },
+      awsRegion: 'eu-west-1',
+    });
+    expect(loadEnv({ JOURNAL_S3_URL: 'http://127.0.0.1:9000/journals' }).journalS3).toEqual({ bucket: 'journals', prefix: '', endpoint: 'http://127.0.0.1:9000' });
+  });
+
+  it('refuses credentials, a query, a bad bucket or another scheme with one line and a fix, without echoing the value', () => {
+    for (const bad of [
+      's3://AKIACANARY:canary-secret@clinic-journals', 'https://canary:pw@minio.example.com/journals', 's3://clinic-journals?canary=1', 's3://clinic-journals#canary',
+      's3://Canary_Bucket', 'https://minio.example.com/', 'https://minio.example.com/journals/../canary', 'ftp://minio.example.com/journals-canary', 'canary',
+    ]) {
+      const lines = failure({ JOURNAL_S3_URL: bad });
+      expect(lines, bad).toHaveLength(1);
+      expect(lines[0]).toMatch(/^JOURNAL_S3_URL: must be s3:\/\/<bucket>\[\/<prefix>\] or, for S3-compatible storage, https \(or, outside production, http\):\/\//);
+      expect(lines[0]).toContain('AWS_ACCESS_KEY_ID');
+      expect(lines[0]).not.toContain('canary');
+      expect(lines[0]).not.toContain('Canary');
+    }
+    expect(failure({ AWS_REGION: 'Europe' })).toEqual(['AWS_REGION: must be a region name such as eu-west-1 (got "Europe"); set AWS_REGION=us-east-1 or unset it']);
+  });
+
+  it('takes plain http only outside production', () => {
+    const production = { NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://vetline.example.com', TWILIO_AUTH_TOKEN: 'x'.repeat(8), STREAM_TOKEN_SECRET: 'f3a9c1d7e5b2'.repeat(4) };
+    expect(loadEnv({ ...production, JOURNAL_S3_URL: 'https://minio.example.com/journals' }).journalS3?.endpoint).toBe('https://minio.example.com');
+    const lines = failure({ ...production, JOURNAL_S3_URL: 'http://minio.example.com/journals' });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^JOURNAL_S3_URL: must be s3:\/\/<bucket>\[\/<prefix>\] or, for S3-compatible storage, https:\/\//);
   });
 });
