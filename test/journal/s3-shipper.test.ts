@@ -87,7 +87,9 @@ describe('journal shipping to S3 (JOURNAL_S3_URL)', () => {
     const object = s3.objects.get('clinic-journals/calls/2026-12-08T00-00-00.000Z_CA1.jsonl')!;
     expect(object.body.equals(await readFile(path))).toBe(true);
     expect(object.contentType).toBe('application/x-ndjson');
-    await until('the marker', () => existsSync(`${path}.shipped`));
+    // The marker is written before the upload counts as done (it exists as soon as it is created).
+    await until('the upload done', () => s.stats.shipped === 1);
+    expect(existsSync(`${path}.shipped`)).toBe(true);
     expect(s.stats).toMatchObject({ shipped: 1, failures: 0, pending: 0 });
     expect(s3.requests.map((r) => r.status)).toEqual([200]);
   });
@@ -101,7 +103,8 @@ describe('journal shipping to S3 (JOURNAL_S3_URL)', () => {
     await until('the object', () => s3.objects.size === 1);
     expect(s3.requests.map((r) => r.error)).toEqual(['SlowDown', 'SlowDown', null]);
     expect([...s3.objects.values()][0]?.puts).toBe(1);
-    await until('the marker', () => existsSync(`${path}.shipped`));
+    await until('the upload done', () => s.stats.shipped === 1);
+    expect(existsSync(`${path}.shipped`)).toBe(true);
     expect(existsSync(path)).toBe(true);
     expect(s.stats).toMatchObject({ shipped: 1, failures: 2, pending: 0 });
     const warnings = log.lines.filter((l) => l.code === 'VET_E_JOURNAL');
