@@ -186,7 +186,7 @@ async function main(): Promise<void> {
         void Promise.all([
           store.close().catch(() => undefined),
           shared?.close().catch(() => undefined),
-          shipper?.close(BUDGETS.journalShipWaitMs),
+          shipper?.close(BUDGETS.journalShipWaitMs).catch(() => undefined),
         ]).then(() => {
           logger.info({ journal: journal?.stats ?? null, journalsShipped: shipper?.stats ?? 'off', deliveries: outbox.stats() }, 'stopped');
           process.exit(0);
