@@ -86,6 +86,11 @@ export function createS3Shipper(opts: ShipperOptions): JournalShipper {
   const pending = new Map<string, { attempts: number; timer: NodeJS.Timeout | null; tried: Promise<void>; triedNow: () => void }>();
   const queue: string[] = [];
   const inFlight = new Set<Promise<void>>();
+  /** Resolved once nothing is queued or in flight (shutdown). */
+  const idleWaiters: (() => void)[] = [];
+  const settleIdle = () => {
+    if (queue.length === 0 && inFlight.size === 0) for (const wake of idleWaiters.splice(0)) wake();
+  };
   let sweepTimer: NodeJS.Timeout | null = null;
   let closed = false;
 
@@ -111,6 +116,7 @@ export function createS3Shipper(opts: ShipperOptions): JournalShipper {
       const job = upload(path).finally(() => {
         inFlight.delete(job);
         pump();
+        settleIdle();
       });
       inFlight.add(job);
     }
@@ -203,9 +209,12 @@ export function createS3Shipper(opts: ShipperOptions): JournalShipper {
     async close(waitMs) {
       if (sweepTimer) clearInterval(sweepTimer);
       // Uploads queued or in flight get the wait; those waiting to be retried are left for the next start.
-      const waiting = [...pending.values()].filter((e) => e.timer === null).map((e) => e.tried);
+      const idle = new Promise<void>((resolve) => {
+        idleWaiters.push(resolve);
+        settleIdle();
+      });
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all(waiting), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+      await Promise.race([idle, new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
       clearTimeout(timer);
       closed = true;
       for (const entry of pending.values()) {

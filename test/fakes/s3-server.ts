@@ -12,7 +12,7 @@
  * are refused with 501: the engine sends whole journals.
  *
  * Scriptable: `failNext(n, status)` answers the next n PUTs with S3's `InternalError` (500) or
- * `SlowDown` (503). Observable: stored objects, and every request with the status it got.
+ * `SlowDown` (503); `setLatency(ms)` slows the answers. Observable: stored objects, and every request with the status it got.
  * Each answer waits `latencyMs` (default 20 ms, a nearby region's PUT of a small object).
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
@@ -41,6 +41,8 @@ export interface FakeS3 {
   readonly requests: FakeS3Request[];
   /** Answers the next `n` PUTs with a server error (500 InternalError or 503 SlowDown). */
   failNext(n: number, status?: 500 | 503): void;
+  /** How long each later answer waits. */
+  setLatency(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -80,7 +82,7 @@ export async function startFakeS3(opts: FakeS3Options): Promise<FakeS3> {
   const objects = new Map<string, FakeS3Object>();
   const requests: FakeS3Request[] = [];
   const buckets = new Set(opts.buckets);
-  const latencyMs = opts.latencyMs ?? 20;
+  let latencyMs = opts.latencyMs ?? 20;
   let failing: { left: number; status: 500 | 503 } = { left: 0, status: 500 };
 
   const answer = async (req: IncomingMessage, res: ServerResponse, path: string, status: number, error: string | null, message = '') => {
@@ -164,6 +166,9 @@ export async function startFakeS3(opts: FakeS3Options): Promise<FakeS3> {
     requests,
     failNext(n, status = 500) {
       failing = { left: n, status };
+    },
+    setLatency(ms) {
+      latencyMs = ms;
     },
     async close() {
       for (const s of sockets) s.destroy();

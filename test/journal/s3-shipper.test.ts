@@ -157,6 +157,28 @@ describe('journal shipping to S3 (JOURNAL_S3_URL)', () => {
     expect(existsSync(`${path}.shipped`)).toBe(true);
   });
 
+  it('at shutdown, uploads queued or in flight get the wait, and no more', async () => {
+    const s = makeShipper().shipper;
+    s3.setLatency(300);
+    const paths = await Promise.all(['f_1', 'f_2', 'f_3'].map((n) => journal(n))); // three: one waits for a slot (two at a time)
+    for (const path of paths) s.closed(path);
+    const t0 = Date.now();
+    await s.close(5_000);
+    expect(Date.now() - t0).toBeLessThan(2_000); // two rounds of 300 ms, not the whole wait
+    expect(s.stats).toMatchObject({ shipped: 3, pending: 0 });
+    shipper = null;
+
+    const slow = makeShipper().shipper;
+    s3.setLatency(1_000);
+    const late = await journal('g_late');
+    slow.closed(late);
+    const t1 = Date.now();
+    await slow.close(100);
+    expect(Date.now() - t1).toBeLessThan(900); // the wait, not the upload
+    expect(slow.stats).toMatchObject({ shipped: 0, pending: 1 });
+    expect(existsSync(`${late}.shipped`)).toBe(false); // left for the next start's sweep
+  });
+
   it('retention deletes old journals and their markers alike, and counts journals only', async () => {
     const old = await journal('old', { ageMs: 3 * 86_400_000 });
     await writeFile(`${old}.shipped`, '');
