@@ -18,10 +18,11 @@ export interface EngineProcess {
   spawnedAt: number;
   /** From spawn to the 'vetline ready' line. */
   readyAfterMs: number;
-  /** Every JSON log line so far. */
+  /** Every JSON log line so far (all of them once `exited` has resolved). */
   lines: Record<string, unknown>[];
   /** Resolves with the first log line `ok` accepts. */
   line(ok: (l: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>>;
+  /** Resolves once the process has exited and its output has ended. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -40,7 +41,8 @@ export async function startMainProcess(env: NodeJS.ProcessEnv, onCleanup: (fn: (
   onCleanup(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': by then its stdout has ended, so every line it wrote is in `lines`.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   const lines: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
   let stderr = '';
