@@ -22,6 +22,8 @@ const UPPER = {
  */
 const REDIS_ONLY = { regex: '^(\\.\\./)+redis(/|$)', message: 'only src/main.ts and src/server.ts import src/redis; hand the layer a narrow interface instead' };
 const IOREDIS = { name: 'ioredis', message: 'only src/redis knows Redis: import from there (via src/server.ts), not ioredis' };
+/** src/journal/s3-shipper.ts is the only code that knows the AWS SDK (JOURNAL_S3_URL), and main.ts loads it only when set. */
+const AWS_S3 = { name: '@aws-sdk/client-s3', message: 'only src/journal/s3-shipper.ts knows the AWS SDK: hand the layer a narrow interface instead' };
 
 export default defineConfig(
   { ignores: ['node_modules/', 'data/', 'coverage/', 'visualizations/', 'dist/'] },
@@ -62,21 +64,25 @@ export default defineConfig(
   },
   {
     files: ['src/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS], patterns: [WIRING_ONLY, REDIS_ONLY] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS, AWS_S3], patterns: [WIRING_ONLY, REDIS_ONLY] }] },
   },
   {
     files: LOWER_LAYERS.map((dir) => `src/${dir}/**/*.ts`),
-    ignores: ['src/redis/**'],
+    ignores: ['src/redis/**', 'src/journal/s3-shipper.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS, AWS_S3], patterns: [WIRING_ONLY, UPPER, REDIS_ONLY] }] },
+  },
+  {
+    files: ['src/journal/s3-shipper.ts'],
     rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS], patterns: [WIRING_ONLY, UPPER, REDIS_ONLY] }] },
   },
   {
     files: ['src/redis/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: [WIRING_ONLY, UPPER] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [AWS_S3], patterns: [WIRING_ONLY, UPPER] }] },
   },
   {
     files: ['src/*.ts'],
     ignores: ['src/main.ts', 'src/server.ts'],
-    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS], patterns: [{ regex: '^\\./(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE }, { regex: '^\\./redis(/|$)', message: REDIS_ONLY.message }] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [IOREDIS, AWS_S3], patterns: [{ regex: '^\\./(server|metrics|main)(\\.js)?$', message: WIRING_MESSAGE }, { regex: '^\\./redis(/|$)', message: REDIS_ONLY.message }] }] },
   },
   {
     files: ['test/**/*.ts'],
