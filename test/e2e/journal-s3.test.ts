@@ -11,7 +11,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFakeS3 } from '../fakes/s3-server.js';
 import { QUICK_VET } from './conversation-kit.js';
 import { FIXTURE_TENANTS_DIR, TEST_ACCOUNT, TEST_BASE_URL, TEST_TOKEN } from '../support/engine.js';
@@ -27,13 +27,11 @@ afterEach(async () => {
 });
 const startMain = (env: NodeJS.ProcessEnv) => startMainProcess(env, (fn) => cleanup.push(fn));
 
-const until = async (ok: () => boolean, timeoutMs: number, what: string) => {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
+/** vitest's polling wait, with a message saying what was awaited. */
+const until = (ok: () => boolean, timeout: number, what: string) =>
+  vi.waitFor(() => {
+    if (!ok()) throw new Error(`still waiting for ${what}`);
+  }, { timeout, interval: 20 });
 
 async function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'vetline-s3-e2e-'));

@@ -70,13 +70,11 @@ async function journal(name: string, opts: { finished?: boolean; ageMs?: number 
   return path;
 }
 
-const until = async (what: string, ok: () => boolean, timeoutMs = 5_000) => {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+/** vitest's polling wait, with a message saying what was awaited. */
+const until = (what: string, ok: () => boolean, timeout = 5_000) =>
+  vi.waitFor(() => {
+    if (!ok()) throw new Error(`still waiting for ${what}`);
+  }, { timeout, interval: 10 });
 
 describe('journal shipping to S3 (JOURNAL_S3_URL)', () => {
   it('uploads a closed journal byte for byte under the prefix, signed, then marks it shipped', async () => {
