@@ -29,25 +29,18 @@ type Release = () => void;
  */
 export class PendingStreams {
   private total = 0;
-  private readonly byIp = new Map<string, number>();
 
-  constructor(private readonly limits: { total: number; perIp: number }) {}
+  constructor(private readonly limits: { total: number }) {}
 
-  /** A release function (idempotent), or which limit is full. */
-  reserve(ip: string): Release | 'total' | 'perIp' {
+  /** A release function (idempotent), or 'total' when the process's slots are all taken. */
+  reserve(): Release | 'total' {
     if (this.total >= this.limits.total) return 'total';
-    const fromIp = this.byIp.get(ip) ?? 0;
-    if (fromIp >= this.limits.perIp) return 'perIp';
     this.total++;
-    this.byIp.set(ip, fromIp + 1);
     let held = true;
     return () => {
       if (!held) return;
       held = false;
       this.total--;
-      const left = (this.byIp.get(ip) ?? 1) - 1;
-      if (left > 0) this.byIp.set(ip, left);
-      else this.byIp.delete(ip);
     };
   }
 
@@ -63,7 +56,6 @@ export async function registerStreamRoute(
   const counters = deps.streamOptions?.counters ?? streamCounters;
   const pending = new PendingStreams({
     total: deps.streamOptions?.maxPendingStreams ?? PENDING_STREAM_LIMITS.total,
-    perIp: deps.streamOptions?.maxPendingStreamsPerIp ?? PENDING_STREAM_LIMITS.perIp,
   });
   const slots = new WeakMap<FastifyRequest, Release>();
   const claimsOf = new WeakMap<FastifyRequest, StreamTokenClaims>();
@@ -103,7 +95,7 @@ export async function registerStreamRoute(
   // handshake, like the drain's refusal in server.ts: Twilio then runs the verbs after </Connect>.
   const reserveSlot = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     if (!req.ws) return undefined; // a plain GET: the route answers 404
-    const slot = pending.reserve(req.ip);
+    const slot = pending.reserve();
     if (typeof slot === 'function') {
       slots.set(req, slot);
       req.raw.socket.once('close', slot); // a handshake that fails never reaches the handler

@@ -29,11 +29,13 @@ export const MEDIA_STREAM_WS_OPTIONS = {
 export const CLOSE = { normal: 1000, unsupported: 1003, policy: 1008, internal: 1011, tryAgainLater: 1013 } as const;
 
 /**
- * Sockets upgraded but not yet started hold a slot each (F5); the route refuses upgrades beyond these
- * with 503. Per IP only before `start`: Twilio's media servers share wide cloud ranges (F16), so a
- * started call is never counted against its address.
+ * Sockets upgraded but not yet started hold a slot each (F5); the route refuses upgrades beyond this
+ * many per process with 503. There is no cap per client address: a slot is taken only after the
+ * upgrade's signature and its single-use stream token were checked, so every waiting socket is a
+ * call this engine answered, and Twilio's media servers share addresses (F16). A cap per address
+ * refused genuine calls whenever a burst of them waited on a busy event loop.
  */
-export const PENDING_STREAM_LIMITS = { total: 32, perIp: 4 } as const;
+export const PENDING_STREAM_LIMITS = { total: 32 } as const;
 
 export type StartDecision = 'accept' | { reject: string };
 export type SendDropReason = 'notStarted' | 'closed' | 'backpressure';
@@ -61,9 +63,8 @@ export interface MediaStreamOptions {
   maxBufferedBytes?: number;
   /** Still over `maxBufferedBytes` this long after the first dropped send → close 1013 (the peer stopped reading). */
   backpressureCloseMs?: number;
-  /** Upgraded sockets awaiting `start`, per process and per client IP (read by the route; PENDING_STREAM_LIMITS). */
+  /** Upgraded sockets awaiting `start` in the process (read by the route; PENDING_STREAM_LIMITS). */
   maxPendingStreams?: number;
-  maxPendingStreamsPerIp?: number;
   /** After we close, a peer that does not finish the handshake is terminated after this. */
   closeGraceMs?: number;
   counters?: StreamCounters;
@@ -84,8 +85,8 @@ export const createStreamCounters = () => ({
   ignoredEvents: 0, ignoredBeforeStart: 0, ignoredAfterClose: 0,
   accepted: 0, rejected: 0, duplicateStarts: 0, startTimeouts: 0, idleTimeouts: 0,
   binaryCloses: 0, invalidCloses: 0, handlerErrors: 0, socketErrors: 0, backpressureCloses: 0,
-  /** Upgrades answered 503 because too many sockets awaited `start`: in the process, or from one IP. */
-  upgradesRefused: { total: 0, perIp: 0 },
+  /** Upgrades answered 503 because too many sockets awaited `start` in the process. */
+  upgradesRefused: { total: 0 },
   sendsOk: 0, sendsDropped: { notStarted: 0, closed: 0, backpressure: 0 } as Record<SendDropReason, number>,
 });
 export type StreamCounters = ReturnType<typeof createStreamCounters>;

@@ -37,7 +37,7 @@ async function worker(secret: string | null, name?: string): Promise<TestEngine>
     rest: restRecorder().rest,
     env: { TENANTS_DIR: TENANTS, ...(secret ? { STREAM_TOKEN_SECRET: secret } : {}) },
     // One waiting socket at a time: a refused token that took a slot would make the next upgrade 503.
-    streamOptions: { maxPendingStreams: 1, maxPendingStreamsPerIp: 1 },
+    streamOptions: { maxPendingStreams: 1 },
     ...(name ? { tokenUses: uses, handoff: handoffFor(name) } : {}),
   });
   if (name) engines.set(name, engine);
