@@ -1208,7 +1208,7 @@ function cloudSummary(kit: typeof BenchCloud, fakes: BenchCloud.CloudFakes, turn
       vadSilence: d((b) => b.windows.vadSilence),
       endOfTurn: d((b) => b.windows.endOfTurn),
     },
-    turns: rows.map((b) => ({ ref: b.ref, call: b.call, callerLatencyMs: b.callerLatencyMs, engineAddedMs: b.engineAddedMs, prepared: b.prepared, requests: b.requests, discarded: b.discarded, windowMs: b.windows.endOfTurn, boundBy: b.boundBy })),
+    turns: rows.map((b) => ({ ref: b.ref, call: b.call, callerLatencyMs: b.callerLatencyMs, engineAddedMs: b.engineAddedMs, prepared: b.prepared, requests: b.requests, discarded: b.discarded, windowMs: b.windows.endOfTurn, boundBy: b.boundBy, segments: b.segments, provider: b.provider })),
   };
 }
 
