@@ -16,7 +16,7 @@ export const ERROR_CODES = {
   VET_E_STREAM_TOKEN: 'A Media Stream presented a malformed, forged, expired, reused or mismatched stream token.',
   VET_E_STREAM_TIMEOUT: 'A Media Stream socket sent no valid start message in time.',
   VET_E_BAD_FRAME: 'A Media Stream frame was malformed and was dropped.',
-  VET_E_STREAM_CAPACITY: 'A Media Stream upgrade was refused: too many sockets awaiting their start message.',
+  VET_E_STREAM_CAPACITY: 'A Media Stream upgrade was refused: more sockets awaiting their start message than the process holds calls (MAX_CALLS).',
   VET_E_STREAM_BACKPRESSURE: 'A Media Stream peer stopped reading our audio; the stream was closed.',
   VET_E_CALL_CRASHED: 'An exception inside one call actor ended that call.',
   VET_E_PROVIDER: 'A speech or agent provider failed.',

@@ -159,7 +159,7 @@ export function createEngineMetrics(deps: MetricsDeps): EngineMetrics {
   });
   new Counter({
     name: 'vetline_stream_upgrades_refused_total',
-    help: 'Stream upgrades refused (503) by the cap on sockets awaiting `start`: `limit` is `total` (per process).',
+    help: 'Stream upgrades refused (503) by the cap on sockets awaiting `start` (per process: MAX_CALLS); `limit` is `total`.',
     labelNames: ['limit'],
     registers,
     collect() {

@@ -79,6 +79,11 @@ export class Registry implements CallRegistry {
     return this.calls.size;
   }
 
+  /** How many calls this process holds at most (MAX_CALLS). */
+  get capacity(): number {
+    return this.opts.maxCalls;
+  }
+
   get isDraining(): boolean {
     return this.draining;
   }

@@ -13,7 +13,7 @@ import type { StreamTokenClaims } from '../calls/stream-token.js';
 import { upgradeSignatureHook, type SignatureConfig } from '../twilio/signature.js';
 import { createDevGate, type DevGate } from './dev-gate.js';
 import {
-  attachMediaStream, CLOSE, MEDIA_STREAM_WS_OPTIONS, PENDING_STREAM_LIMITS, streamCounters, type MediaStreamOptions,
+  attachMediaStream, CLOSE, MEDIA_STREAM_WS_OPTIONS, streamCounters, type MediaStreamOptions,
 } from '../twilio/stream-socket.js';
 
 export const STREAM_PATH = '/twilio/ws';
@@ -24,8 +24,12 @@ type Release = () => void;
 
 /**
  * Slots for sockets upgraded but not yet started (docs/design/reliability.md F5): a socket that never sends
- * `start` holds one until the start timeout. A slot is taken before the handshake and given back
- * at an accepted `start` or at close, whichever comes first.
+ * `start` holds one until the start timeout. A slot is taken before the handshake, only after the
+ * upgrade's signature and its single-use stream token were checked, and given back at an accepted
+ * `start` or at close, whichever comes first. So every waiting socket is a call some worker
+ * answered: there are as many slots as the process holds calls (MAX_CALLS), and none per client
+ * address, since Twilio's media servers share addresses (F16). Smaller caps (32 per process, 4 per
+ * address) refused genuine calls whenever a burst of them waited on a busy event loop.
  */
 export class PendingStreams {
   private total = 0;
@@ -55,7 +59,7 @@ export async function registerStreamRoute(
 ): Promise<void> {
   const counters = deps.streamOptions?.counters ?? streamCounters;
   const pending = new PendingStreams({
-    total: deps.streamOptions?.maxPendingStreams ?? PENDING_STREAM_LIMITS.total,
+    total: deps.streamOptions?.maxPendingStreams ?? deps.registry.capacity,
   });
   const slots = new WeakMap<FastifyRequest, Release>();
   const claimsOf = new WeakMap<FastifyRequest, StreamTokenClaims>();

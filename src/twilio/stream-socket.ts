@@ -28,14 +28,6 @@ export const MEDIA_STREAM_WS_OPTIONS = {
 
 export const CLOSE = { normal: 1000, unsupported: 1003, policy: 1008, internal: 1011, tryAgainLater: 1013 } as const;
 
-/**
- * Sockets upgraded but not yet started hold a slot each (F5); the route refuses upgrades beyond this
- * many per process with 503. There is no cap per client address: a slot is taken only after the
- * upgrade's signature and its single-use stream token were checked, so every waiting socket is a
- * call this engine answered, and Twilio's media servers share addresses (F16). A cap per address
- * refused genuine calls whenever a burst of them waited on a busy event loop.
- */
-export const PENDING_STREAM_LIMITS = { total: 32 } as const;
 
 export type StartDecision = 'accept' | { reject: string };
 export type SendDropReason = 'notStarted' | 'closed' | 'backpressure';
@@ -63,7 +55,7 @@ export interface MediaStreamOptions {
   maxBufferedBytes?: number;
   /** Still over `maxBufferedBytes` this long after the first dropped send → close 1013 (the peer stopped reading). */
   backpressureCloseMs?: number;
-  /** Upgraded sockets awaiting `start` in the process (read by the route; PENDING_STREAM_LIMITS). */
+  /** Upgraded sockets awaiting `start` in the process (read by the route; default the process's call capacity). */
   maxPendingStreams?: number;
   /** After we close, a peer that does not finish the handshake is terminated after this. */
   closeGraceMs?: number;
