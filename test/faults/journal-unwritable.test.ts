@@ -5,42 +5,50 @@
  * stays readable, and other calls' journals are unaffected.
  *
  * The tests may run as root, where `chmod 0500` blocks nothing, so the faults are ones root cannot
- * write through: a full disk (ENOSPC from the file's appends, injected through node:fs/promises for
- * the one call's file; the rest of the file system is the real one) and JOURNAL_DIR removed under
+ * write through: a full disk (ENOSPC from the file's appends, injected through node:fs for the one
+ * call's file; the rest of the file system is the real one) and JOURNAL_DIR removed under
  * the running engine (real).
  */
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type * as Fs from 'node:fs';
 import type * as FsPromises from 'node:fs/promises';
 import { describe, it, vi, type TestContext } from 'vitest';
 import { parseJournal } from '../../src/replay/read.js';
 import { sleep, tone } from '../e2e/conversation-kit.js';
 import { converse, faultRig, later, journalOf, untilState, type FaultRig } from './fault-kit.js';
 
-/** Paths whose appends fail with ENOSPC, matched by substring (a CallSid). */
-const disk = vi.hoisted(() => ({ full: new Set<string>(), appendsRefused: 0 }));
+/** Paths whose appends fail with ENOSPC, matched by substring (a CallSid); the descriptors opened on each path. */
+const disk = vi.hoisted(() => ({
+  full: new Set<string>(),
+  appendsRefused: 0,
+  pathOfFd: new Map<number, string>(),
+  enospc: () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }),
+}));
 
+// The writer opens a journal with node:fs/promises and appends with node:fs writeSync on its
+// descriptor (src/journal/writer.ts): opens are recorded, and writes to a full path are refused.
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fs = await importOriginal<typeof FsPromises>();
-  const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
   const open: typeof fs.open = async (...args) => {
     const handle = await fs.open(...args);
-    const path = String(args[0]);
-    return new Proxy(handle, {
-      get(target, key) {
-        if (key === 'appendFile' && [...disk.full].some((s) => path.includes(s))) {
-          return () => {
-            disk.appendsRefused++;
-            return Promise.reject(enospc());
-          };
-        }
-        const value: unknown = Reflect.get(target, key, target);
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    disk.pathOfFd.set(handle.fd, String(args[0]));
+    return handle;
   };
   return { ...fs, open, default: { ...fs, open } };
+});
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof Fs>();
+  const writeSync = ((fd: number, ...rest: unknown[]) => {
+    const path = disk.pathOfFd.get(fd) ?? '';
+    if ([...disk.full].some((s) => path.includes(s))) {
+      disk.appendsRefused++;
+      throw disk.enospc();
+    }
+    return (fs.writeSync as (fd: number, ...a: unknown[]) => number)(fd, ...rest);
+  }) as typeof fs.writeSync;
+  return { ...fs, writeSync, default: { ...fs, writeSync } };
 });
 
 /** A directory removed when the test finishes (the two tests run at once). */
