@@ -4,17 +4,17 @@
  *
  * Never in the way of a call: lines are buffered in memory and appended in the background (every
  * `flushIntervalMs`, or at once past `flushBytes`), through one file handle per call; every line is
- * complete JSON ending in a newline, so a crash loses at most the unflushed tail.
+ * complete JSON ending in a newline, so a crash loses at most the unflushed tail. A failed write is
+ * logged once per call and counted, and the journal of that call stops; the call carries on. A
+ * journal larger than `maxBytes` gets a `truncated` line and stops taking events (the outcome line
+ * is still written).
  *
  * An append is one synchronous write(2) to the page cache: ~6 µs of the event loop, where handing
  * it to libuv's thread pool and taking its completion cost ~30 µs (at 400 calls the appends fell
  * from 8.3 % to 3.3 % of the engine's busy time; docs/performance.md). A disk that blocked writes
  * would stall the loop, but it would as well have stalled that pool, which also resolves the
- * vendors' host names, and the logger writes synchronously anyway. Opening the file and the
- * link check stay asynchronous. A failed write is
- * logged once per call and counted, and the journal of that call stops; the call carries on. A
- * journal larger than `maxBytes` gets a `truncated` line and stops taking events (the outcome line
- * is still written).
+ * vendors' host names, and the logger writes synchronously anyway. Opening the file and the link
+ * check stay asynchronous.
  */
 import { constants as fsConstants, writeSync } from 'node:fs';
 import { access, chmod, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
