@@ -21,6 +21,8 @@ export class UtteranceBuffer {
   private ringPos = 0;
   private ringFull = false;
   private buf = new Uint8Array(0);
+  /** One frame's μ-law while idle, reused: the per-frame path allocates nothing. */
+  private scratch = new Uint8Array(0);
   /** Bytes (= samples) of the utterance, pre-roll included. */
   len = 0;
   /** Samples written since speechStarted (pre-roll not counted). */
@@ -36,14 +38,21 @@ export class UtteranceBuffer {
 
   /** Adds a frame to the pre-roll ring (idle). */
   remember(pcm: Int16Array): void {
-    const ulaw = encodeUlaw(pcm);
-    for (let i = 0; i < ulaw.length; i++) {
-      this.ring[this.ringPos++] = ulaw[i]!;
-      if (this.ringPos === this.ring.length) {
-        this.ringPos = 0;
-        this.ringFull = true;
-      }
+    const ring = this.ring;
+    if (ring.length === 0) return;
+    if (this.scratch.length < pcm.length) this.scratch = new Uint8Array(pcm.length);
+    let ulaw = encodeUlaw(pcm, this.scratch);
+    if (ulaw.length >= ring.length) {
+      // Only the newest ring's worth survives, where a byte-by-byte pass would have left it.
+      this.ringPos = (this.ringPos + ulaw.length - ring.length) % ring.length;
+      ulaw = ulaw.subarray(ulaw.length - ring.length);
     }
+    const head = Math.min(ulaw.length, ring.length - this.ringPos);
+    ring.set(ulaw.subarray(0, head), this.ringPos);
+    ring.set(ulaw.subarray(head), 0); // the rest wraps to the start
+    const end = this.ringPos + ulaw.length;
+    if (end >= ring.length) this.ringFull = true;
+    this.ringPos = end % ring.length;
   }
 
   /** Starts an utterance with the pre-roll; returns the pre-roll bytes. */
@@ -59,7 +68,11 @@ export class UtteranceBuffer {
   /** Adds a speech frame (up to the cap); returns the μ-law bytes taken. */
   add(pcm: Int16Array): Uint8Array {
     const from = this.len;
-    const taken = this.append(encodeUlaw(pcm));
+    const taken = Math.min(pcm.length, this.max - from);
+    this.reserve(taken);
+    // Encoded straight into the utterance: no frame allocated, no second copy.
+    encodeUlaw(pcm.subarray(0, taken), this.buf.subarray(from, from + taken));
+    this.len += taken;
     this.speech += taken;
     return this.buf.subarray(from, from + taken);
   }
@@ -82,13 +95,17 @@ export class UtteranceBuffer {
 
   private append(bytes: Uint8Array): number {
     const n = Math.min(bytes.length, this.max - this.len);
-    if (this.len + n > this.buf.length) {
-      const grown = new Uint8Array(Math.min(this.max, Math.max(this.len + n, this.buf.length * 2, 8 * RATE)));
-      grown.set(this.buf.subarray(0, this.len));
-      this.buf = grown;
-    }
+    this.reserve(n);
     this.buf.set(bytes.subarray(0, n), this.len);
     this.len += n;
     return n;
+  }
+
+  /** Room for `n` more bytes after the utterance (n never takes it past the cap). */
+  private reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const grown = new Uint8Array(Math.min(this.max, Math.max(this.len + n, this.buf.length * 2, 8 * RATE)));
+    grown.set(this.buf.subarray(0, this.len));
+    this.buf = grown;
   }
 }
