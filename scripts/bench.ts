@@ -1011,6 +1011,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
   const turnP95 = o.providers === 'fake' ? keyDist.p95 : callerTurnDist.p95;
   const addedP95 = cloudReport?.engineAddedMs.p95 ?? null;
   const jitterP99 = dist(done.flatMap((r) => r.jitterCleanMs)).p99;
+  const underrunsClean = done.reduce((n, r) => n + r.underrunsClean, 0);
   const sp = steadyProbe as ProbeMessage | null;
 
   return {
@@ -1085,7 +1086,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       lateMsOutsideGeneratorStalls: dist(done.flatMap((r) => r.jitterCleanMs)),
       underruns: done.reduce((n, r) => n + r.underruns, 0),
       greetingUnderruns: done.reduce((n, r) => n + r.greetingUnderruns, 0),
-      underrunsOutsideGeneratorStalls: done.reduce((n, r) => n + r.underrunsClean, 0),
+      underrunsOutsideGeneratorStalls: underrunsClean,
       maxUnderrunMs: Math.round(Math.max(0, ...done.map((r) => r.maxUnderrunMs))),
     },
     engine: {
@@ -1130,7 +1131,7 @@ async function runOnce(o: RunOptions, baseLines: Line[]) {
       turnP50: callerTurnDist.p50,
       turnP95,
       jitterP99,
-      underruns: done.reduce((n, r) => n + r.underrunsClean, 0),
+      underruns: underrunsClean,
       failures: failures.length,
       engineAddedP95: addedP95,
       bargeInOverReplyP95: overReplyDist.p95,
