@@ -11,10 +11,10 @@
  *
  * An append is one synchronous write(2) to the page cache: ~6 µs of the event loop, where handing
  * it to libuv's thread pool and taking its completion cost ~30 µs (at 400 calls the appends fell
- * from 8.3 % to 3.3 % of the engine's busy time; docs/performance.md). A disk that blocked writes
- * would stall the loop, but it would as well have stalled that pool, which also resolves the
- * vendors' host names, and the logger writes synchronously anyway. Opening the file and the link
- * check stay asynchronous.
+ * from 8.3 % to 3.3 % of the engine's busy time; docs/performance.md). The price: a disk that stops
+ * taking writes now stalls the event loop, where before it filled the thread pool (which also
+ * serves host-name lookups and the log's writes). JOURNAL_DIR belongs on a local disk
+ * (docs/operations.md). Opening the file and the link check stay asynchronous.
  */
 import { constants as fsConstants, writeSync } from 'node:fs';
 import { access, chmod, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
