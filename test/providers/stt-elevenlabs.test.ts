@@ -130,7 +130,7 @@ describe('Scribe realtime session', () => {
     expect(fake.sessions[0]!.commits).toHaveLength(1);
   });
 
-  it('sends only the speech segment plus 300 ms of pre-roll, in 100 ms chunks, then one commit', async () => {
+  it('sends only the speech segment plus 300 ms of pre-roll, in 40 ms chunks, then one commit', async () => {
     const h = listen(scribe());
     play(h.stream, 1000, QUIET);
     await sleep(100);
@@ -145,7 +145,8 @@ describe('Scribe realtime session', () => {
     expect(new Set(s.sampleRates)).toEqual(new Set([8000]));
     expect(s.events.filter((e) => e === 'commit')).toHaveLength(1);
     expect(s.events.at(-1)).toBe('commit');
-    expect(s.chunks).toBeLessThanOrEqual(9); // pre-roll + 100 ms chunks, not 20 ms frames
+    // The pre-roll at once, 500 ms of speech in 40 ms chunks (12), the last frame with the commit: not one per 20 ms frame.
+    expect(s.chunks).toBe(14);
     const pcm = decodeUlaw(s.commits[0]!.ulaw);
     expect(pcm.slice(0, 300 * 8).every((v) => Math.abs(v - QUIET) < 4)).toBe(true);
     expect(pcm.slice(300 * 8).every((v) => Math.abs(v - SPEECH) < 200)).toBe(true);

@@ -43,10 +43,14 @@ export const SCRIBE_DEFAULT_MODEL = 'scribe_v2_realtime';
 const DEFAULT_BASE_URL = 'https://api.elevenlabs.io';
 const RATE = 8000;
 const MS = RATE / 1000;
-/** Audio goes out in 100 ms chunks: 10 messages a second instead of 50. */
-const CHUNK_BYTES = 100 * MS;
-/** 100 ms of μ-law digital silence (0xFF is +0). */
-const SILENCE = Buffer.alloc(CHUNK_BYTES, 0xff).toString('base64');
+/**
+ * Audio goes out in 40 ms chunks while the caller speaks: 25 messages a second instead of 50, and
+ * the last word reaches the recognizer at most 20 ms after the caller said it (100 ms chunks held it
+ * up to 80 ms, 40 on average, and its partial, on which the reply is prepared, with it).
+ */
+const CHUNK_BYTES = 40 * MS;
+/** 100 ms of μ-law digital silence (0xFF is +0): the keep-alive. */
+const SILENCE = Buffer.alloc(100 * MS, 0xff).toString('base64');
 
 export interface ElevenLabsSttOptions {
   apiKey: string;
