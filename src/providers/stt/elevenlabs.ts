@@ -23,8 +23,8 @@
  *   Its URL builder does reach a plain ws:// origin. `ws` is used directly, as for OpenAI.
  *
  * Per call: the socket opens at open(), when the call starts (a bad key fails before the caller
- * speaks). Audio goes out from speechStarted (with 300 ms of pre-roll) to speechEnded in 100 ms
- * chunks; speechEnded commits. Committed transcripts come back in commit order, one final each.
+ * speaks). Audio goes out from speechStarted (with 300 ms of pre-roll) to speechEnded in 40 ms
+ * chunks (CHUNK_BYTES); speechEnded commits. Committed transcripts come back in commit order, one final each.
  * Partials are passed on only while an utterance is open or awaiting its transcript, so nothing
  * heard outside the caller's speech (echo of our own voice) can reach the emergency check.
  * Failures (refused upgrade by status, socket error/close, an error message, an unreadable frame,
