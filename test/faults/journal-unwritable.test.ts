@@ -33,7 +33,14 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   const fs = await importOriginal<typeof FsPromises>();
   const open: typeof fs.open = async (...args) => {
     const handle = await fs.open(...args);
-    disk.pathOfFd.set(handle.fd, String(args[0]));
+    const fd = handle.fd;
+    disk.pathOfFd.set(fd, String(args[0]));
+    // A descriptor number is reused once closed: forget its path then.
+    const close = handle.close.bind(handle);
+    handle.close = () => {
+      disk.pathOfFd.delete(fd);
+      return close();
+    };
     return handle;
   };
   return { ...fs, open, default: { ...fs, open } };

@@ -47,9 +47,12 @@ export class UtteranceBuffer {
       this.ringPos = (this.ringPos + ulaw.length - ring.length) % ring.length;
       ulaw = ulaw.subarray(ulaw.length - ring.length);
     }
-    const head = Math.min(ulaw.length, ring.length - this.ringPos);
-    ring.set(ulaw.subarray(0, head), this.ringPos);
-    ring.set(ulaw.subarray(head), 0); // the rest wraps to the start
+    const head = ring.length - this.ringPos;
+    if (ulaw.length <= head) ring.set(ulaw, this.ringPos); // the usual case: no views made
+    else {
+      ring.set(ulaw.subarray(0, head), this.ringPos);
+      ring.set(ulaw.subarray(head), 0); // the rest wraps to the start
+    }
     const end = this.ringPos + ulaw.length;
     if (end >= ring.length) this.ringFull = true;
     this.ringPos = end % ring.length;
@@ -71,10 +74,11 @@ export class UtteranceBuffer {
     const taken = Math.min(pcm.length, this.max - from);
     this.reserve(taken);
     // Encoded straight into the utterance: no frame allocated, no second copy.
-    encodeUlaw(pcm.subarray(0, taken), this.buf.subarray(from, from + taken));
+    const out = this.buf.subarray(from, from + taken);
+    encodeUlaw(taken === pcm.length ? pcm : pcm.subarray(0, taken), out);
     this.len += taken;
     this.speech += taken;
-    return this.buf.subarray(from, from + taken);
+    return out;
   }
 
   /** The utterance so far (a view, valid until the next call). */
